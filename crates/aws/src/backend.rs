@@ -1,0 +1,213 @@
+//! The transcoding service chosen by `TRANSCODER`, built once per cold start.
+
+use aws_config::SdkConfig;
+use transcoder_core::config::{ConfigError, Env};
+use transcoder_core::{JobId, TranscodeJob, Transcoder, TranscoderError};
+
+use crate::elastic_transcoder::ElasticTranscoder;
+use crate::mediaconvert::{self, MediaConvert};
+
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("TRANSCODER='{0}' is not a known backend (known: mediaconvert, elastictranscoder)")]
+    UnknownBackend(String),
+    #[error(
+        "TRANSCODER=mediaconvert needs MEDIACONVERT_ROLE_ARN: the role MediaConvert assumes to \
+         read uploads and write outputs"
+    )]
+    NoMediaConvertRole,
+    #[error("set PIPELINE_ID, or PIPELINE_NAME to look the pipeline up at start-up")]
+    NoPipeline,
+    #[error("no Elastic Transcoder pipeline is named '{0}'")]
+    PipelineNotFound(String),
+    #[error("more than one Elastic Transcoder pipeline is named '{0}'; set PIPELINE_ID instead")]
+    AmbiguousPipeline(String),
+    #[error("listing Elastic Transcoder pipelines failed: {0}")]
+    PipelineLookup(String),
+}
+
+/// A cloud transcoding backend.
+#[derive(Debug, Clone)]
+pub enum CloudTranscoder {
+    ElasticTranscoder(ElasticTranscoder),
+    MediaConvert(MediaConvert),
+}
+
+impl CloudTranscoder {
+    /// Every variable [`CloudTranscoder::from_env`] reads.
+    pub const VARIABLES: &[&str] = &[
+        "TRANSCODER",
+        "PIPELINE_ID",
+        "PIPELINE_NAME",
+        "MEDIACONVERT_ROLE_ARN",
+        "MEDIACONVERT_QUEUE_ARN",
+        "JOB_TAG",
+    ];
+
+    /// Builds the backend named by `TRANSCODER` (default `elastictranscoder`).
+    pub async fn from_env(sdk: &SdkConfig, env: &impl Env) -> Result<Self, SetupError> {
+        let backend = env.get_or("TRANSCODER", "elastictranscoder");
+        match backend.trim().to_ascii_lowercase().as_str() {
+            "elastictranscoder" => {
+                let client = aws_sdk_elastictranscoder::Client::new(sdk);
+                let pipeline_id = match (env.get("PIPELINE_ID"), env.get("PIPELINE_NAME")) {
+                    (Some(id), _) => id,
+                    (None, Some(name)) => ElasticTranscoder::find_pipeline(&client, &name).await?,
+                    (None, None) => return Err(SetupError::NoPipeline),
+                };
+                Ok(Self::ElasticTranscoder(ElasticTranscoder::new(
+                    client,
+                    pipeline_id,
+                )))
+            }
+            "mediaconvert" => {
+                let role_arn = env
+                    .get("MEDIACONVERT_ROLE_ARN")
+                    .ok_or(SetupError::NoMediaConvertRole)?;
+                let role_arn = arn("MEDIACONVERT_ROLE_ARN", &role_arn, ":iam::", ":role/")?;
+                let queue_arn = env
+                    .get("MEDIACONVERT_QUEUE_ARN")
+                    .map(|queue| {
+                        arn(
+                            "MEDIACONVERT_QUEUE_ARN",
+                            &queue,
+                            ":mediaconvert:",
+                            ":queues/",
+                        )
+                    })
+                    .transpose()?;
+                let job_tag = env.get_or("JOB_TAG", mediaconvert::DEFAULT_JOB_TAG);
+                let job_tag = job_tag.trim();
+                if job_tag.is_empty() || job_tag.chars().count() > 128 {
+                    return Err(ConfigError::invalid(
+                        "JOB_TAG",
+                        job_tag,
+                        "use 1 to 128 characters, such as the stack name",
+                    )
+                    .into());
+                }
+                Ok(Self::MediaConvert(MediaConvert::new(
+                    aws_sdk_mediaconvert::Client::new(sdk),
+                    role_arn,
+                    queue_arn,
+                    job_tag,
+                )))
+            }
+            _ => Err(SetupError::UnknownBackend(backend)),
+        }
+    }
+}
+
+impl Transcoder for CloudTranscoder {
+    async fn start_job(&self, job: &TranscodeJob) -> Result<JobId, TranscoderError> {
+        match self {
+            Self::ElasticTranscoder(et) => et.start_job(job).await,
+            Self::MediaConvert(mc) => mc.start_job(job).await,
+        }
+    }
+}
+
+/// Checks that `value` of variable `name` is an ARN of the kind that contains `service` and
+/// `resource` (`:iam::` and `:role/` for a role).
+fn arn(
+    name: &'static str,
+    value: &str,
+    service: &str,
+    resource: &str,
+) -> Result<String, ConfigError> {
+    let value = value.trim();
+    if value.starts_with("arn:") && value.contains(service) && value.contains(resource) {
+        Ok(value.to_owned())
+    } else {
+        Err(ConfigError::invalid(
+            name,
+            value,
+            format!("not an ARN of the form arn:aws{service}...{resource}..."),
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use aws_config::BehaviorVersion;
+
+    use super::*;
+
+    async fn backend(env: &impl Env) -> Result<CloudTranscoder, SetupError> {
+        let sdk = SdkConfig::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .build();
+        CloudTranscoder::from_env(&sdk, env).await
+    }
+
+    const ROLE: &str = "arn:aws:iam::123456789012:role/MediaConvertRole";
+
+    #[tokio::test]
+    async fn mediaconvert_takes_its_role_queue_and_tag_from_the_environment() {
+        let Ok(CloudTranscoder::MediaConvert(mc)) = backend(&[
+            ("TRANSCODER", " MediaConvert "),
+            ("MEDIACONVERT_ROLE_ARN", ROLE),
+            (
+                "MEDIACONVERT_QUEUE_ARN",
+                "arn:aws:mediaconvert:eu-west-1:123456789012:queues/audio",
+            ),
+            ("JOB_TAG", "my-stack"),
+        ])
+        .await
+        else {
+            panic!("expected the MediaConvert backend");
+        };
+        assert_eq!(mc.role_arn(), ROLE);
+        assert_eq!(
+            mc.queue_arn(),
+            Some("arn:aws:mediaconvert:eu-west-1:123456789012:queues/audio")
+        );
+        assert_eq!(mc.job_tag(), "my-stack");
+
+        let Ok(CloudTranscoder::MediaConvert(mc)) = backend(&[
+            ("TRANSCODER", "mediaconvert"),
+            ("MEDIACONVERT_ROLE_ARN", ROLE),
+        ])
+        .await
+        else {
+            panic!("expected the MediaConvert backend");
+        };
+        assert_eq!((mc.queue_arn(), mc.job_tag()), (None, "audio-transcoder"));
+    }
+
+    #[tokio::test]
+    async fn mediaconvert_without_a_usable_role_or_queue_is_refused() {
+        let err = backend(&[("TRANSCODER", "mediaconvert")])
+            .await
+            .unwrap_err();
+        assert!(matches!(err, SetupError::NoMediaConvertRole));
+        assert!(err.to_string().contains("MEDIACONVERT_ROLE_ARN"), "{err}");
+
+        for (name, value) in [
+            ("MEDIACONVERT_ROLE_ARN", "MediaConvertRole"),
+            ("MEDIACONVERT_ROLE_ARN", "arn:aws:s3:::bucket"),
+            ("MEDIACONVERT_QUEUE_ARN", "Default"),
+            ("JOB_TAG", &"x".repeat(129)),
+        ] {
+            // The first value of a name wins: the case overrides the valid role.
+            let env = [
+                (name, value),
+                ("TRANSCODER", "mediaconvert"),
+                ("MEDIACONVERT_ROLE_ARN", ROLE),
+            ];
+            let err = backend(&env).await.unwrap_err();
+            assert!(err.to_string().starts_with(name), "{name}={value}: {err}");
+        }
+    }
+
+    #[tokio::test]
+    async fn an_unknown_backend_names_the_known_ones() {
+        let err = backend(&[("TRANSCODER", "handbrake")]).await.unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "TRANSCODER='handbrake' is not a known backend (known: mediaconvert, elastictranscoder)"
+        );
+    }
+}

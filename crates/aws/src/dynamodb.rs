@@ -1,0 +1,478 @@
+//! DynamoDB: messages and claims in one table, `MessagesTable` in `template.yaml`.
+//!
+//! - A message is `pk = USER#{owner}`, `sk = MSG#{id}`. While unread it also carries
+//!   `unread_pk = USER#{owner}` and `unread_sk = {created_at, to the ms}#{id}`, the keys of the
+//!   sparse index `unread`: a listing queries one owner's unread messages, newest first, and costs
+//!   the same however much other owners or dismissed history the table holds. Dismissing removes
+//!   the two attributes, which takes the message out of the index.
+//! - A claim is `pk = CLAIM#{bucket}/{key}`, `sk = VERSION#{version}`, with `claimed_at` (epoch
+//!   ms) and, once its job started, `job_id`. Conditional writes make taking it atomic.
+//! - Items expire through `expires_at` (epoch s): messages after the configured TTL, claims after
+//!   a week, long after the last redelivery of their event.
+//! - A page cursor is the last listed item's keys, as URL-safe base64 of JSON; it is refused for
+//!   any owner but its own, so it cannot open someone else's list.
+//!
+//! Nothing here decides what a message says or when a job starts: that is transcoder-core's.
+
+use std::collections::HashMap;
+
+use aws_config::SdkConfig;
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};
+use aws_sdk_dynamodb::operation::delete_item::DeleteItemError;
+use aws_sdk_dynamodb::operation::put_item::PutItemError;
+use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use chrono::{DateTime, TimeDelta, Utc};
+use serde::Deserialize;
+use serde_dynamo::aws_sdk_dynamodb_1::{from_item, to_item};
+use transcoder_core::config::{ConfigError, Env};
+use transcoder_core::store::{CLAIM_LEASE, DEFAULT_MESSAGE_TTL_DAYS};
+use transcoder_core::{
+    Claim, ClaimOutcome, ClaimStore, Message, MessageId, MessageStore, Owner, Page, StoreError,
+};
+
+type Item = HashMap<String, AttributeValue>;
+
+/// The sparse index of unread messages.
+pub const UNREAD_INDEX: &str = "unread";
+
+/// How long a claim is kept: far longer than S3 keeps redelivering an event.
+const CLAIM_TTL: TimeDelta = TimeDelta::days(7);
+
+/// DynamoDB refuses a sort key longer than this many bytes.
+const MAX_SORT_KEY_BYTES: usize = 1024;
+
+#[derive(Debug, Clone)]
+pub struct DynamoStore {
+    client: Client,
+    table: String,
+    message_ttl: TimeDelta,
+}
+
+impl DynamoStore {
+    pub const MAX_MESSAGE_TTL_DAYS: u32 = 3650;
+    /// Every variable [`DynamoStore::from_env`] reads.
+    pub const VARIABLES: &[&str] = &["TABLE_NAME", "MESSAGE_TTL_DAYS"];
+
+    /// A store on `table`, whose messages expire `message_ttl_days` after they were written.
+    pub fn new(client: Client, table: impl Into<String>, message_ttl_days: u32) -> Self {
+        Self {
+            client,
+            table: table.into(),
+            message_ttl: TimeDelta::days(i64::from(message_ttl_days)),
+        }
+    }
+
+    /// Reads `TABLE_NAME` (required) and `MESSAGE_TTL_DAYS` (default 30, at most 3650).
+    pub fn from_env(sdk: &SdkConfig, env: &impl Env) -> Result<Self, ConfigError> {
+        let table = env
+            .get("TABLE_NAME")
+            .map(|t| t.trim().to_owned())
+            .filter(|t| !t.is_empty())
+            .ok_or(ConfigError::Missing { name: "TABLE_NAME" })?;
+        let days = env.parse("MESSAGE_TTL_DAYS", DEFAULT_MESSAGE_TTL_DAYS)?;
+        if !(1..=Self::MAX_MESSAGE_TTL_DAYS).contains(&days) {
+            return Err(ConfigError::invalid(
+                "MESSAGE_TTL_DAYS",
+                &days.to_string(),
+                format!("must be between 1 and {} days", Self::MAX_MESSAGE_TTL_DAYS),
+            ));
+        }
+        Ok(Self::new(Client::new(sdk), table, days))
+    }
+
+    pub fn table(&self) -> &str {
+        &self.table
+    }
+
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+}
+
+fn s(value: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(value.into())
+}
+
+fn n(value: i64) -> AttributeValue {
+    AttributeValue::N(value.to_string())
+}
+
+fn user_pk(owner: &Owner) -> String {
+    format!("USER#{owner}")
+}
+
+fn message_key(owner: &Owner, id: &MessageId) -> Item {
+    HashMap::from([
+        ("pk".to_owned(), s(user_pk(owner))),
+        ("sk".to_owned(), s(format!("MSG#{id}"))),
+    ])
+}
+
+/// Sorts an owner's unread messages by time, then id, as the in-memory store does.
+fn unread_sk(message: &Message) -> String {
+    format!(
+        "{}#{}",
+        message.created_at.format("%Y-%m-%dT%H:%M:%S%.3fZ"),
+        message.id
+    )
+}
+
+fn claim_key(claim: &Claim) -> Item {
+    HashMap::from([
+        (
+            "pk".to_owned(),
+            s(format!("CLAIM#{}/{}", claim.bucket, claim.key)),
+        ),
+        ("sk".to_owned(), s(format!("VERSION#{}", claim.version))),
+    ])
+}
+
+/// Any failure but the ones a caller can act on: worth a retry.
+fn unavailable<E: std::error::Error + 'static, R: std::fmt::Debug>(
+    e: SdkError<E, R>,
+) -> StoreError {
+    StoreError::Unavailable(DisplayErrorContext(&e).to_string())
+}
+
+/// Where the next page starts: the keys of the last item listed, in the index and the table.
+#[derive(Debug, PartialEq, Eq, Deserialize)]
+struct Cursor {
+    pk: String,
+    sk: String,
+    unread_pk: String,
+    unread_sk: String,
+}
+
+impl Cursor {
+    fn of(item: &Item) -> Result<Self, StoreError> {
+        let key = |name: &str| match item.get(name) {
+            Some(AttributeValue::S(value)) => Ok(value.clone()),
+            _ => Err(StoreError::Corrupt(format!(
+                "a listed message has no string attribute {name}"
+            ))),
+        };
+        Ok(Self {
+            pk: key("pk")?,
+            sk: key("sk")?,
+            unread_pk: key("unread_pk")?,
+            unread_sk: key("unread_sk")?,
+        })
+    }
+
+    fn encode(&self) -> String {
+        let json = serde_json::json!({
+            "pk": self.pk,
+            "sk": self.sk,
+            "unread_pk": self.unread_pk,
+            "unread_sk": self.unread_sk,
+        });
+        URL_SAFE_NO_PAD.encode(json.to_string())
+    }
+
+    /// Reads a cursor handed back by the owner whose partition is `pk`.
+    fn decode(text: &str, pk: &str) -> Result<Self, StoreError> {
+        let json = URL_SAFE_NO_PAD
+            .decode(text)
+            .map_err(|_| StoreError::BadCursor)?;
+        let cursor: Self = serde_json::from_slice(&json).map_err(|_| StoreError::BadCursor)?;
+        let sk_ok = cursor.sk.starts_with("MSG#") && !cursor.unread_sk.is_empty();
+        if cursor.pk != pk || cursor.unread_pk != pk || !sk_ok {
+            return Err(StoreError::BadCursor);
+        }
+        Ok(cursor)
+    }
+
+    fn into_key(self) -> Item {
+        HashMap::from([
+            ("pk".to_owned(), s(self.pk)),
+            ("sk".to_owned(), s(self.sk)),
+            ("unread_pk".to_owned(), s(self.unread_pk)),
+            ("unread_sk".to_owned(), s(self.unread_sk)),
+        ])
+    }
+}
+
+impl MessageStore for DynamoStore {
+    async fn insert(&self, message: &Message) -> Result<bool, StoreError> {
+        let mut item: Item = to_item(message).map_err(|e| {
+            StoreError::Corrupt(format!("message {} cannot be written: {e}", message.id))
+        })?;
+        let pk = user_pk(&message.owner);
+        item.extend(message_key(&message.owner, &message.id));
+        item.insert("unread_pk".into(), s(pk));
+        item.insert("unread_sk".into(), s(unread_sk(message)));
+        let expires_at = message.created_at + self.message_ttl;
+        item.insert("expires_at".into(), n(expires_at.timestamp()));
+        let put = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(pk)")
+            .send()
+            .await;
+        match put {
+            Ok(_) => Ok(true),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(PutItemError::is_conditional_check_failed_exception) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+
+    async fn list_unread(
+        &self,
+        owner: &Owner,
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> Result<Page, StoreError> {
+        let pk = user_pk(owner);
+        let mut start = cursor
+            .map(|c| Cursor::decode(c, &pk))
+            .transpose()?
+            .map(Cursor::into_key);
+        if limit == 0 {
+            return Ok(Page {
+                messages: Vec::new(),
+                next_cursor: None,
+            });
+        }
+        // One more than asked tells whether there is a next page, so the last page says so.
+        let wanted = limit.saturating_add(1);
+        let mut items = Vec::new();
+        loop {
+            let remaining = wanted - items.len();
+            let page = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .index_name(UNREAD_INDEX)
+                .key_condition_expression("unread_pk = :pk")
+                .expression_attribute_values(":pk", s(&pk))
+                .scan_index_forward(false)
+                .limit(i32::try_from(remaining).unwrap_or(i32::MAX))
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(unavailable)?;
+            items.extend(page.items.unwrap_or_default());
+            start = page.last_evaluated_key;
+            // A query stops at 1 MB whatever its limit: then there is more to read.
+            if items.len() >= wanted || start.is_none() {
+                break;
+            }
+        }
+        let more = items.len() > limit;
+        items.truncate(limit);
+        let next_cursor = match items.last() {
+            Some(last) if more => Some(Cursor::of(last)?.encode()),
+            _ => None,
+        };
+        let messages = items
+            .into_iter()
+            .map(|item| {
+                from_item(item)
+                    .map_err(|e| StoreError::Corrupt(format!("an unread message of {owner}: {e}")))
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Page {
+            messages,
+            next_cursor,
+        })
+    }
+
+    async fn dismiss(&self, owner: &Owner, id: &MessageId) -> Result<bool, StoreError> {
+        // No message has a key DynamoDB would refuse; asking would fail as if it were down.
+        if "MSG#".len() + id.0.len() > MAX_SORT_KEY_BYTES {
+            return Ok(false);
+        }
+        let update = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(message_key(owner, id)))
+            .update_expression("REMOVE unread_pk, unread_sk")
+            .condition_expression("attribute_exists(pk)")
+            .send()
+            .await;
+        match update {
+            Ok(_) => Ok(true),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(UpdateItemError::is_conditional_check_failed_exception) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+}
+
+impl ClaimStore for DynamoStore {
+    async fn claim(&self, claim: &Claim, now: DateTime<Utc>) -> Result<ClaimOutcome, StoreError> {
+        let mut item = claim_key(claim);
+        item.insert("claimed_at".into(), n(now.timestamp_millis()));
+        item.insert("expires_at".into(), n((now + CLAIM_TTL).timestamp()));
+        let put = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            // Free, or held past its lease by an invocation that never started the job.
+            .condition_expression(
+                "attribute_not_exists(pk) OR (attribute_not_exists(job_id) AND claimed_at <= :stale)",
+            )
+            .expression_attribute_values(":stale", n((now - CLAIM_LEASE).timestamp_millis()))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await;
+        let e = match put {
+            Ok(_) => return Ok(ClaimOutcome::Claimed),
+            Err(e) => e,
+        };
+        let Some(PutItemError::ConditionalCheckFailedException(failed)) = e.as_service_error()
+        else {
+            return Err(unavailable(e));
+        };
+        match failed.item().and_then(|old| old.get("job_id")) {
+            Some(AttributeValue::S(job_id)) => Ok(ClaimOutcome::AlreadyStarted {
+                job_id: job_id.clone(),
+            }),
+            Some(other) => Err(StoreError::Corrupt(format!(
+                "the claim on {}/{} has a job_id that is not a string: {other:?}",
+                claim.bucket, claim.key
+            ))),
+            None => Ok(ClaimOutcome::Held),
+        }
+    }
+
+    async fn record_job(&self, claim: &Claim, job_id: &str) -> Result<(), StoreError> {
+        // Written even if the claim vanished, so that a redelivery still finds the job.
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(claim_key(claim)))
+            .update_expression(
+                "SET job_id = :job, expires_at = if_not_exists(expires_at, :expires)",
+            )
+            .expression_attribute_values(":job", s(job_id))
+            .expression_attribute_values(":expires", n((Utc::now() + CLAIM_TTL).timestamp()))
+            .send()
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn release(&self, claim: &Claim) -> Result<(), StoreError> {
+        let delete = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .set_key(Some(claim_key(claim)))
+            // A claim whose job started stays: it is what stops a second job.
+            .condition_expression("attribute_not_exists(job_id)")
+            .send()
+            .await;
+        match delete {
+            Ok(_) => Ok(()),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(DeleteItemError::is_conditional_check_failed_exception) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use aws_config::{BehaviorVersion, Region};
+
+    use super::*;
+
+    fn sdk() -> SdkConfig {
+        SdkConfig::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::from_static("eu-west-1"))
+            .build()
+    }
+
+    #[test]
+    fn configuration_from_the_environment() {
+        let store = DynamoStore::from_env(&sdk(), &[("TABLE_NAME", " messages ")]).unwrap();
+        assert_eq!(store.table(), "messages");
+        assert_eq!(store.message_ttl, TimeDelta::days(30));
+        let store = DynamoStore::from_env(
+            &sdk(),
+            &[("TABLE_NAME", "messages"), ("MESSAGE_TTL_DAYS", "3650")],
+        )
+        .unwrap();
+        assert_eq!(store.message_ttl, TimeDelta::days(3650));
+    }
+
+    #[test]
+    fn bad_configuration_names_the_variable() {
+        assert_eq!(
+            DynamoStore::from_env(&sdk(), &[]).unwrap_err(),
+            ConfigError::Missing { name: "TABLE_NAME" }
+        );
+        for days in ["0", "3651", "-1", "a month"] {
+            let err = DynamoStore::from_env(
+                &sdk(),
+                &[("TABLE_NAME", "messages"), ("MESSAGE_TTL_DAYS", days)],
+            )
+            .unwrap_err();
+            assert!(
+                err.to_string().starts_with("MESSAGE_TTL_DAYS='"),
+                "{days}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_cursor_round_trips_for_its_owner_only() {
+        let cursor = Cursor {
+            pk: "USER#alice".into(),
+            sk: "MSG#job-1".into(),
+            unread_pk: "USER#alice".into(),
+            unread_sk: "2026-11-23T08:00:00.123Z#job-1".into(),
+        };
+        let text = cursor.encode();
+        assert!(
+            text.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'),
+            "{text} is not URL-safe"
+        );
+        assert_eq!(Cursor::decode(&text, "USER#alice").unwrap(), cursor);
+        assert!(matches!(
+            Cursor::decode(&text, "USER#bob"),
+            Err(StoreError::BadCursor)
+        ));
+        // Someone else's partition behind one's own index key is refused too.
+        let forged = Cursor {
+            pk: "USER#bob".into(),
+            ..cursor
+        };
+        assert!(matches!(
+            Cursor::decode(&forged.encode(), "USER#alice"),
+            Err(StoreError::BadCursor)
+        ));
+    }
+
+    #[test]
+    fn unread_keys_sort_by_time_to_the_millisecond() {
+        let mut message = transcoder_core::contract::message("alice", "job-1", 0);
+        assert_eq!(unread_sk(&message), "2026-11-23T08:00:00.123Z#job-1");
+        message.created_at += TimeDelta::hours(3);
+        assert_eq!(unread_sk(&message), "2026-11-23T11:00:00.123Z#job-1");
+    }
+}

@@ -1,0 +1,373 @@
+//! Elastic Transcoder: one CreateJob per transcode job, with a system preset per output format.
+//!
+//! AWS discontinued Elastic Transcoder on 13 Nov 2025; it is kept for accounts that still have a
+//! pipeline. The pipeline is fixed at start-up: looked up by name at most once per cold start.
+
+use aws_sdk_elastictranscoder::Client;
+use aws_sdk_elastictranscoder::error::DisplayErrorContext;
+use aws_sdk_elastictranscoder::types::{CreateJobOutput, JobInput};
+use transcoder_core::{JobId, OutputFormat, TranscodeJob, Transcoder, TranscoderError, metadata};
+
+use crate::backend::SetupError;
+
+/// The system preset used for each output format.
+pub fn system_preset(format: OutputFormat) -> &'static str {
+    match format {
+        // "System preset: Audio WAV 44100 Hz, 16 bit - CD Quality"
+        OutputFormat::Wav => "1351620000001-300300",
+        // "System preset: Audio FLAC - CD"
+        OutputFormat::Flac => "1351620000001-300110",
+        // "System preset: Audio AAC - 256k" (MP4 container)
+        OutputFormat::Aac => "1351620000001-100110",
+        // "System preset: Audio MP3 - 192k"
+        OutputFormat::Mp3 => "1351620000001-300020",
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ElasticTranscoder {
+    client: Client,
+    pipeline_id: String,
+}
+
+impl ElasticTranscoder {
+    pub fn new(client: Client, pipeline_id: impl Into<String>) -> Self {
+        Self {
+            client,
+            pipeline_id: pipeline_id.into(),
+        }
+    }
+
+    pub fn pipeline_id(&self) -> &str {
+        &self.pipeline_id
+    }
+
+    /// Finds the id of the one pipeline called `name`.
+    pub async fn find_pipeline(client: &Client, name: &str) -> Result<String, SetupError> {
+        let pipelines: Vec<_> = client
+            .list_pipelines()
+            .into_paginator()
+            .items()
+            .send()
+            .collect::<Result<Vec<_>, _>>()
+            .await
+            .map_err(|e| SetupError::PipelineLookup(DisplayErrorContext(e).to_string()))?;
+        let mut ids = pipelines
+            .iter()
+            .filter(|p| p.name() == Some(name))
+            .filter_map(|p| p.id());
+        match (ids.next(), ids.next()) {
+            (Some(id), None) => Ok(id.to_owned()),
+            (None, _) => Err(SetupError::PipelineNotFound(name.to_owned())),
+            (Some(_), Some(_)) => Err(SetupError::AmbiguousPipeline(name.to_owned())),
+        }
+    }
+}
+
+impl Transcoder for ElasticTranscoder {
+    async fn start_job(&self, job: &TranscodeJob) -> Result<JobId, TranscoderError> {
+        let mut request = self
+            .client
+            .create_job()
+            .pipeline_id(&self.pipeline_id)
+            .input(JobInput::builder().key(job.source.as_str()).build());
+        for output in &job.outputs {
+            request = request.outputs(
+                CreateJobOutput::builder()
+                    .key(output.key.as_str())
+                    .preset_id(system_preset(output.format))
+                    .build(),
+            );
+        }
+        for (key, value) in metadata::for_job(job) {
+            request = request.user_metadata(key, value);
+        }
+        let response = request.send().await.map_err(|e| {
+            TranscoderError::with_source(
+                format!(
+                    "Elastic Transcoder refused CreateJob: {}",
+                    DisplayErrorContext(&e)
+                ),
+                e,
+            )
+        })?;
+        response
+            .job()
+            .and_then(|j| j.id())
+            .map(|id| JobId(id.to_owned()))
+            .ok_or_else(|| {
+                TranscoderError::new("Elastic Transcoder accepted the job but returned no job id")
+            })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use aws_sdk_elastictranscoder::operation::create_job::{
+        CreateJobInput, CreateJobOutput as CreateJobResponse,
+    };
+    use aws_sdk_elastictranscoder::operation::list_pipelines::ListPipelinesOutput;
+    use aws_sdk_elastictranscoder::types::{Job, Pipeline};
+    use aws_smithy_mocks::{RuleMode, mock, mock_client};
+    use transcoder_core::config::Env;
+    use transcoder_core::memory::MemoryStore;
+    use transcoder_core::{RawS3Event, StartConfig, start_transcode};
+
+    use super::*;
+
+    type Requests = Arc<Mutex<Vec<CreateJobInput>>>;
+
+    /// A client whose CreateJob records each request and answers with job ids `job-1`, `job-2`, ...
+    fn recording_client() -> (Client, Requests) {
+        let requests = Requests::default();
+        let seen = requests.clone();
+        let rule = mock!(Client::create_job).then_compute_output(move |input| {
+            let mut seen = seen.lock().unwrap();
+            seen.push(input.clone());
+            CreateJobResponse::builder()
+                .job(Job::builder().id(format!("job-{}", seen.len())).build())
+                .build()
+        });
+        (
+            mock_client!(aws_sdk_elastictranscoder, RuleMode::MatchAny, [&rule]),
+            requests,
+        )
+    }
+
+    fn expected(source: &str, owner: &str, outputs: &[(&str, &str)]) -> CreateJobInput {
+        let mut request = CreateJobInput::builder()
+            .pipeline_id("1111111111111-abcde1")
+            .input(JobInput::builder().key(source).build());
+        for (key, preset) in outputs {
+            request = request.outputs(
+                CreateJobOutput::builder()
+                    .key(*key)
+                    .preset_id(*preset)
+                    .build(),
+            );
+        }
+        request
+            .user_metadata("owner", metadata::encode(owner))
+            .user_metadata("source-key", metadata::encode(source))
+            .build()
+            .unwrap()
+    }
+
+    async fn run(
+        event: &str,
+        env: &impl Env,
+    ) -> (Vec<CreateJobInput>, Result<Vec<String>, String>) {
+        let (client, requests) = recording_client();
+        let transcoder = ElasticTranscoder::new(client, "1111111111111-abcde1");
+        let event: RawS3Event = serde_json::from_str(event).unwrap();
+        let result = start_transcode(
+            event,
+            &StartConfig::from_env(env).unwrap(),
+            &transcoder,
+            &MemoryStore::default(),
+        )
+        .await
+        .map(|r| r.started.into_iter().map(|s| s.job_id.0).collect())
+        .map_err(|e| e.to_string());
+        let mut requests = requests.lock().unwrap().clone();
+        requests.sort_by(|a, b| {
+            a.input()
+                .and_then(|i| i.key())
+                .cmp(&b.input().and_then(|i| i.key()))
+        });
+        (requests, result)
+    }
+
+    #[tokio::test]
+    async fn a_put_becomes_one_create_job_with_the_three_system_presets() {
+        let (requests, result) = run(include_str!("../../../events/s3-put.json"), &[]).await;
+        assert_eq!(result, Ok(vec!["job-1".to_owned()]));
+        assert_eq!(
+            requests,
+            [expected(
+                "media/alice/song.mp3",
+                "alice",
+                &[
+                    ("transcoded/alice/song.wav", "1351620000001-300300"),
+                    ("transcoded/alice/song.flac", "1351620000001-300110"),
+                    ("transcoded/alice/song.m4a", "1351620000001-100110"),
+                ]
+            )]
+        );
+    }
+
+    #[tokio::test]
+    async fn an_encoded_key_is_sent_decoded_and_its_metadata_encoded() {
+        let (requests, _) = run(include_str!("../../../events/s3-put-encoded-key.json"), &[]).await;
+        let source = "media/alice/red flower (live) café C++.mp3";
+        assert_eq!(
+            requests,
+            [expected(
+                source,
+                "alice",
+                &[
+                    (
+                        "transcoded/alice/red flower (live) café C++.wav",
+                        "1351620000001-300300"
+                    ),
+                    (
+                        "transcoded/alice/red flower (live) café C++.flac",
+                        "1351620000001-300110"
+                    ),
+                    (
+                        "transcoded/alice/red flower (live) café C++.m4a",
+                        "1351620000001-100110"
+                    ),
+                ]
+            )]
+        );
+        assert_eq!(
+            requests[0].user_metadata().unwrap()["source-key"],
+            "media/alice/red flower %28live%29 caf%C3%A9 C++.mp3"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_multipart_upload_starts_a_job_with_the_configured_outputs() {
+        let env = [("OUTPUT_FORMATS", "mp3,flac")];
+        let (requests, _) = run(
+            include_str!("../../../events/s3-multipart-upload.json"),
+            &env,
+        )
+        .await;
+        assert_eq!(
+            requests,
+            [expected(
+                "media/bob/Long Set.MP3",
+                "bob",
+                &[
+                    ("transcoded/bob/Long Set.mp3", "1351620000001-300020"),
+                    ("transcoded/bob/Long Set.flac", "1351620000001-300110"),
+                ]
+            )]
+        );
+    }
+
+    #[tokio::test]
+    async fn several_records_start_one_job_each_and_skip_the_rest() {
+        let (requests, result) =
+            run(include_str!("../../../events/s3-several-records.json"), &[]).await;
+        assert_eq!(result.map(|ids| ids.len()), Ok(3));
+        let sources: Vec<_> = requests
+            .iter()
+            .map(|r| r.input().unwrap().key().unwrap())
+            .collect();
+        assert_eq!(
+            sources,
+            [
+                "media/alice/one.mp3",
+                "media/bob/two.flac",
+                "media/loose file.mp3"
+            ]
+        );
+        assert_eq!(requests[2].user_metadata().unwrap()["owner"], "_unassigned");
+        assert_eq!(
+            requests[2].outputs()[0].key(),
+            Some("transcoded/_unassigned/loose file.wav")
+        );
+    }
+
+    #[tokio::test]
+    async fn skipped_keys_send_nothing() {
+        for event in [
+            include_str!("../../../events/s3-output-prefix.json"),
+            include_str!("../../../events/s3-not-audio.json"),
+        ] {
+            let (requests, result) = run(event, &[]).await;
+            assert!(requests.is_empty());
+            assert_eq!(result, Ok(vec![]));
+        }
+    }
+
+    #[tokio::test]
+    async fn a_refused_create_job_is_an_error_that_names_the_file() {
+        let rule = mock!(Client::create_job).then_http_response(|| {
+            aws_smithy_runtime_api::http::Response::new(
+                aws_smithy_runtime_api::http::StatusCode::try_from(400).unwrap(),
+                aws_smithy_types::body::SdkBody::from(
+                    r#"{"message":"Pipeline 1111111111111-abcde1 is paused."}"#,
+                ),
+            )
+        });
+        let client = mock_client!(aws_sdk_elastictranscoder, RuleMode::MatchAny, [&rule]);
+        let transcoder = ElasticTranscoder::new(client, "1111111111111-abcde1");
+        let event = serde_json::from_str(include_str!("../../../events/s3-put.json")).unwrap();
+        let err = start_transcode(
+            event,
+            &StartConfig::from_env(&[]).unwrap(),
+            &transcoder,
+            &MemoryStore::default(),
+        )
+        .await
+        .unwrap_err();
+        let message = err.to_string();
+        assert!(message.starts_with(
+            "1 of 1 transcode jobs could not be started: record 0 'media/alice/song.mp3'"
+        ));
+        assert!(
+            message.contains("Elastic Transcoder refused CreateJob"),
+            "{message}"
+        );
+        assert_eq!(rule.num_calls(), 1);
+    }
+
+    fn pipeline(id: &str, name: &str) -> Pipeline {
+        Pipeline::builder().id(id).name(name).build()
+    }
+
+    #[tokio::test]
+    async fn a_pipeline_is_found_by_name_across_pages() {
+        let first = mock!(Client::list_pipelines)
+            .match_requests(|r| r.page_token().is_none())
+            .then_output(|| {
+                ListPipelinesOutput::builder()
+                    .pipelines(pipeline("1-aaaaaa", "other"))
+                    .next_page_token("page-2")
+                    .build()
+            });
+        let second = mock!(Client::list_pipelines)
+            .match_requests(|r| r.page_token() == Some("page-2"))
+            .then_output(|| {
+                ListPipelinesOutput::builder()
+                    .pipelines(pipeline("2-bbbbbb", "audio"))
+                    .build()
+            });
+        let client = mock_client!(
+            aws_sdk_elastictranscoder,
+            RuleMode::MatchAny,
+            [&first, &second]
+        );
+        assert_eq!(
+            ElasticTranscoder::find_pipeline(&client, "audio")
+                .await
+                .unwrap(),
+            "2-bbbbbb"
+        );
+        assert!(matches!(
+            ElasticTranscoder::find_pipeline(&client, "missing").await,
+            Err(SetupError::PipelineNotFound(name)) if name == "missing"
+        ));
+    }
+
+    #[tokio::test]
+    async fn two_pipelines_with_one_name_are_refused() {
+        let rule = mock!(Client::list_pipelines).then_output(|| {
+            ListPipelinesOutput::builder()
+                .pipelines(pipeline("1-aaaaaa", "audio"))
+                .pipelines(pipeline("2-bbbbbb", "audio"))
+                .build()
+        });
+        let client = mock_client!(aws_sdk_elastictranscoder, [&rule]);
+        assert!(matches!(
+            ElasticTranscoder::find_pipeline(&client, "audio").await,
+            Err(SetupError::AmbiguousPipeline(_))
+        ));
+    }
+}

@@ -1,0 +1,14 @@
+//! Adapters that implement the transcoder-core traits with the AWS SDK, and the choice between
+//! them. Each module is one outside service; none of them decides anything about the domain.
+
+pub mod backend;
+pub mod dynamodb;
+pub mod elastic_transcoder;
+pub mod mediaconvert;
+pub mod s3;
+
+pub use backend::{CloudTranscoder, SetupError};
+pub use dynamodb::DynamoStore;
+pub use elastic_transcoder::ElasticTranscoder;
+pub use mediaconvert::MediaConvert;
+pub use s3::S3Links;

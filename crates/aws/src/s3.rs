@@ -1,0 +1,133 @@
+//! S3 presigned URLs: clients download transcoded files and upload new ones straight to the
+//! bucket, signed with the function's own role. Signing is local computation; no request is sent.
+
+use aws_sdk_s3::Client;
+use aws_sdk_s3::presigning::PresigningConfig;
+use chrono::{DateTime, Utc};
+use transcoder_core::links::LINK_LIFETIME;
+use transcoder_core::{Link, LinkError, Links, ObjectKey};
+
+#[derive(Debug, Clone)]
+pub struct S3Links {
+    client: Client,
+    bucket: String,
+}
+
+impl S3Links {
+    pub fn new(client: Client, bucket: impl Into<String>) -> Self {
+        Self {
+            client,
+            bucket: bucket.into(),
+        }
+    }
+
+    /// A signer built from the shared SDK configuration (credentials and region).
+    pub fn from_sdk(sdk: &aws_config::SdkConfig, bucket: &str) -> Self {
+        Self::new(Client::new(sdk), bucket)
+    }
+
+    fn config(key: &ObjectKey, now: DateTime<Utc>) -> Result<PresigningConfig, LinkError> {
+        PresigningConfig::builder()
+            .start_time(now.into())
+            .expires_in(LINK_LIFETIME)
+            .build()
+            .map_err(|e| error(key, e))
+    }
+}
+
+fn error(key: &ObjectKey, reason: impl std::fmt::Display) -> LinkError {
+    LinkError {
+        key: key.to_string(),
+        reason: reason.to_string(),
+    }
+}
+
+fn link(uri: &str, now: DateTime<Utc>) -> Link {
+    Link {
+        url: uri.to_owned(),
+        expires_at: now + LINK_LIFETIME,
+    }
+}
+
+impl Links for S3Links {
+    async fn download(&self, key: &ObjectKey, now: DateTime<Utc>) -> Result<Link, LinkError> {
+        let request = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key.as_str())
+            .presigned(Self::config(key, now)?)
+            .await
+            .map_err(|e| error(key, aws_sdk_s3::error::DisplayErrorContext(e)))?;
+        Ok(link(request.uri(), now))
+    }
+
+    async fn upload(&self, key: &ObjectKey, now: DateTime<Utc>) -> Result<Link, LinkError> {
+        let request = self
+            .client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(key.as_str())
+            .presigned(Self::config(key, now)?)
+            .await
+            .map_err(|e| error(key, aws_sdk_s3::error::DisplayErrorContext(e)))?;
+        Ok(link(request.uri(), now))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use aws_sdk_s3::config::{Credentials, Region};
+    use chrono::TimeZone;
+
+    use super::*;
+
+    fn links() -> S3Links {
+        let config = aws_sdk_s3::Config::builder()
+            .behavior_version_latest()
+            .region(Region::new("eu-west-1"))
+            .credentials_provider(Credentials::new(
+                "AKIDLOCALTEST",
+                "local-test-secret",
+                None,
+                None,
+                "test",
+            ))
+            .build();
+        S3Links::new(Client::from_conf(config), "audio-transcoder-media")
+    }
+
+    #[tokio::test]
+    async fn links_are_presigned_for_fifteen_minutes_with_the_key_encoded() {
+        let now = Utc.with_ymd_and_hms(2026, 11, 23, 8, 0, 0).unwrap();
+        let key = ObjectKey::new("transcoded/alice/red flower (live) café.wav").unwrap();
+        let link = links().download(&key, now).await.unwrap();
+        assert!(
+            link.url.starts_with(
+                "https://audio-transcoder-media.s3.eu-west-1.amazonaws.com/transcoded/alice/red%20flower%20%28live%29%20caf%C3%A9.wav?"
+            ),
+            "{}",
+            link.url
+        );
+        assert!(link.url.contains("X-Amz-Expires=900"), "{}", link.url);
+        assert!(
+            link.url.contains("X-Amz-Date=20261123T080000Z"),
+            "{}",
+            link.url
+        );
+        assert!(link.url.contains("X-Amz-Signature="), "{}", link.url);
+        assert_eq!(link.expires_at, now + LINK_LIFETIME);
+
+        let upload = links()
+            .upload(&ObjectKey::new("media/alice/song.mp3").unwrap(), now)
+            .await
+            .unwrap();
+        assert!(upload.url.starts_with(
+            "https://audio-transcoder-media.s3.eu-west-1.amazonaws.com/media/alice/song.mp3?"
+        ));
+        assert_ne!(
+            upload.url.split("X-Amz-Signature=").nth(1),
+            link.url.split("X-Amz-Signature=").nth(1)
+        );
+    }
+}

@@ -1,0 +1,567 @@
+//! Completions: what a transcoder says when a job ends, parsed from either notification shape
+//! into one domain type. Elastic Transcoder publishes its own JSON to SNS; MediaConvert emits an
+//! EventBridge "MediaConvert Job State Change" event that a rule forwards to the same topic.
+
+use serde::Deserialize;
+use std::collections::HashMap;
+
+use crate::job::Owner;
+use crate::key::ObjectKey;
+use crate::metadata;
+
+/// How a job ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Completed,
+    CompletedWithWarnings,
+    Failed,
+}
+
+/// One file a finished job wrote.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CompletedOutput {
+    pub key: ObjectKey,
+    pub duration_ms: Option<u64>,
+}
+
+/// A job that reached a final state.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Completion {
+    pub job_id: String,
+    pub owner: Owner,
+    pub source: ObjectKey,
+    pub outcome: Outcome,
+    pub outputs: Vec<CompletedOutput>,
+    /// What went wrong or what to be warned of, in the service's words, with its code.
+    pub detail: Option<String>,
+}
+
+/// What a notification means for the user.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Notification {
+    /// The job ended: the owner gets a message.
+    Final(Completion),
+    /// Progress, input information, status updates: nothing to tell anyone. Such events can
+    /// arrive after the final one and must never overwrite it.
+    Progress { job_id: String, state: String },
+}
+
+/// Why a notification cannot be used. All of these are poison: a retry would fail the same way.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NotificationError {
+    #[error("the message is not a transcoder notification: {0}")]
+    Unrecognised(String),
+    #[error("job {job_id} carries no owner in its user metadata")]
+    NoOwner { job_id: String },
+    #[error("job {job_id} carries no source key (neither in user metadata nor in its input)")]
+    NoSource { job_id: String },
+    #[error("job {job_id} has an unusable {field}: {reason}")]
+    Invalid {
+        job_id: String,
+        field: &'static str,
+        reason: String,
+    },
+    #[error("job {job_id} reports an unknown state '{state}'")]
+    UnknownState { job_id: String, state: String },
+}
+
+impl Notification {
+    /// Parses an SNS `Message`: an Elastic Transcoder notification or a MediaConvert event.
+    pub fn parse(message: &str) -> Result<Self, NotificationError> {
+        let value: serde_json::Value = serde_json::from_str(message)
+            .map_err(|e| NotificationError::Unrecognised(format!("not JSON ({e})")))?;
+        if value.get("detail-type").is_some()
+            || value.get("source").is_some_and(|s| s == "aws.mediaconvert")
+        {
+            let event: MediaConvertEvent = serde_json::from_value(value).map_err(|e| {
+                NotificationError::Unrecognised(format!("not a MediaConvert event ({e})"))
+            })?;
+            event.into_notification()
+        } else if value.get("state").is_some() && value.get("jobId").is_some() {
+            let n: ElasticTranscoderNotification = serde_json::from_value(value).map_err(|e| {
+                NotificationError::Unrecognised(format!(
+                    "not an Elastic Transcoder notification ({e})"
+                ))
+            })?;
+            n.into_notification()
+        } else {
+            Err(NotificationError::Unrecognised(
+                "neither an Elastic Transcoder notification nor a MediaConvert event".into(),
+            ))
+        }
+    }
+}
+
+/// Owner and source from the job's user metadata; Elastic Transcoder also names its input.
+fn identify(
+    job_id: &str,
+    metadata: &HashMap<String, String>,
+    input_key: Option<&str>,
+) -> Result<(Owner, ObjectKey), NotificationError> {
+    let invalid = |field: &'static str, reason: String| NotificationError::Invalid {
+        job_id: job_id.to_owned(),
+        field,
+        reason,
+    };
+    let owner = metadata
+        .get(metadata::OWNER)
+        .ok_or_else(|| NotificationError::NoOwner {
+            job_id: job_id.to_owned(),
+        })?;
+    let owner =
+        metadata::decode(owner).ok_or_else(|| invalid("owner", "not UTF-8 once decoded".into()))?;
+    let owner = Owner::new(owner).map_err(|e| invalid("owner", e.to_string()))?;
+    let source = match metadata.get(metadata::SOURCE_KEY) {
+        Some(encoded) => metadata::decode(encoded)
+            .ok_or_else(|| invalid("source key", "not UTF-8 once decoded".into()))?,
+        None => input_key
+            .map(str::to_owned)
+            .ok_or_else(|| NotificationError::NoSource {
+                job_id: job_id.to_owned(),
+            })?,
+    };
+    let source = ObjectKey::new(source).map_err(|e| invalid("source key", e.to_string()))?;
+    Ok((owner, source))
+}
+
+/// Elastic Transcoder's notification; see ../shared/reference/aws-shapes.md.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ElasticTranscoderNotification {
+    state: String,
+    job_id: String,
+    #[serde(default)]
+    input: Option<EtInput>,
+    #[serde(default)]
+    output_key_prefix: Option<String>,
+    #[serde(default)]
+    outputs: Vec<EtOutput>,
+    #[serde(default)]
+    user_metadata: HashMap<String, String>,
+    #[serde(default)]
+    error_code: Option<i64>,
+    #[serde(default)]
+    message_details: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct EtInput {
+    key: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct EtOutput {
+    key: Option<String>,
+    #[serde(default)]
+    status: Option<String>,
+    #[serde(default)]
+    status_detail: Option<String>,
+    /// Seconds.
+    #[serde(default)]
+    duration: Option<f64>,
+    #[serde(default)]
+    error_code: Option<i64>,
+}
+
+impl ElasticTranscoderNotification {
+    fn into_notification(self) -> Result<Notification, NotificationError> {
+        let outcome = match self.state.to_ascii_uppercase().as_str() {
+            "COMPLETED" | "COMPLETE" => Outcome::Completed,
+            "WARNING" => Outcome::CompletedWithWarnings,
+            "ERROR" => Outcome::Failed,
+            "PROGRESSING" | "SUBMITTED" => {
+                return Ok(Notification::Progress {
+                    job_id: self.job_id,
+                    state: self.state,
+                });
+            }
+            _ => {
+                return Err(NotificationError::UnknownState {
+                    job_id: self.job_id,
+                    state: self.state,
+                });
+            }
+        };
+        let input_key = self.input.as_ref().and_then(|i| i.key.as_deref());
+        let (owner, source) = identify(&self.job_id, &self.user_metadata, input_key)?;
+        let prefix = self.output_key_prefix.unwrap_or_default();
+        // The job's own message when there is one; otherwise what its outputs say, each once.
+        let mut details: Vec<String> = self
+            .message_details
+            .as_deref()
+            .filter(|d| !d.trim().is_empty())
+            .map(|d| with_code(d, self.error_code))
+            .into_iter()
+            .collect();
+        let job_detail_given = !details.is_empty();
+        let mut outputs = Vec::new();
+        for output in self.outputs {
+            let status = output.status.as_deref().unwrap_or_default();
+            let failed = status.eq_ignore_ascii_case("error");
+            if (failed || status.eq_ignore_ascii_case("warning"))
+                && !job_detail_given
+                && let Some(detail) = output
+                    .status_detail
+                    .as_deref()
+                    .filter(|d| !d.trim().is_empty())
+            {
+                let detail = with_code(detail, output.error_code);
+                if !details.contains(&detail) {
+                    details.push(detail);
+                }
+            }
+            if let Some(key) = output.key.filter(|_| !failed)
+                && let Ok(key) = ObjectKey::new(format!("{prefix}{key}"))
+            {
+                outputs.push(CompletedOutput {
+                    key,
+                    duration_ms: output
+                        .duration
+                        .filter(|d| d.is_finite() && *d >= 0.0)
+                        .map(|d| (d * 1000.0) as u64),
+                });
+            }
+        }
+        if outcome == Outcome::Failed {
+            outputs.clear();
+        }
+        Ok(Notification::Final(Completion {
+            job_id: self.job_id,
+            owner,
+            source,
+            outcome,
+            outputs,
+            detail: (!details.is_empty()).then(|| details.join("; ")),
+        }))
+    }
+}
+
+fn with_code(detail: &str, code: Option<i64>) -> String {
+    match code {
+        Some(code) => format!("{} (code {code})", detail.trim()),
+        None => detail.trim().to_owned(),
+    }
+}
+
+/// The EventBridge event MediaConvert emits on a job's state change.
+#[derive(Deserialize)]
+struct MediaConvertEvent {
+    #[serde(rename = "detail-type", default)]
+    detail_type: Option<String>,
+    detail: MediaConvertDetail,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct MediaConvertDetail {
+    job_id: String,
+    status: String,
+    #[serde(default)]
+    user_metadata: HashMap<String, String>,
+    #[serde(default)]
+    error_code: Option<i64>,
+    #[serde(default)]
+    error_message: Option<String>,
+    #[serde(default)]
+    output_group_details: Vec<McOutputGroup>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct McOutputGroup {
+    #[serde(default)]
+    output_details: Vec<McOutputDetail>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct McOutputDetail {
+    #[serde(default)]
+    output_file_paths: Vec<String>,
+    #[serde(default)]
+    duration_in_ms: Option<u64>,
+}
+
+impl MediaConvertEvent {
+    fn into_notification(self) -> Result<Notification, NotificationError> {
+        if let Some(kind) = self.detail_type.as_deref()
+            && kind != "MediaConvert Job State Change"
+        {
+            return Err(NotificationError::Unrecognised(format!(
+                "an EventBridge '{kind}' event"
+            )));
+        }
+        let d = self.detail;
+        let (outcome, default_detail) = match d.status.to_ascii_uppercase().as_str() {
+            "COMPLETE" => (Outcome::Completed, None),
+            "ERROR" => (Outcome::Failed, None),
+            "CANCELED" => (Outcome::Failed, Some("the job was canceled")),
+            "PROGRESSING" | "INPUT_INFORMATION" | "STATUS_UPDATE" | "SUBMITTED" => {
+                return Ok(Notification::Progress {
+                    job_id: d.job_id,
+                    state: d.status,
+                });
+            }
+            _ => {
+                return Err(NotificationError::UnknownState {
+                    job_id: d.job_id,
+                    state: d.status,
+                });
+            }
+        };
+        let (owner, source) = identify(&d.job_id, &d.user_metadata, None)?;
+        let outputs = if outcome == Outcome::Completed {
+            d.output_group_details
+                .iter()
+                .flat_map(|g| &g.output_details)
+                .flat_map(|o| {
+                    o.output_file_paths
+                        .iter()
+                        .map(move |p| (p, o.duration_in_ms))
+                })
+                .filter_map(|(path, duration_ms)| {
+                    let key = s3_key(path)?;
+                    Some(CompletedOutput { key, duration_ms })
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let detail = d
+            .error_message
+            .filter(|m| !m.trim().is_empty())
+            .map(|m| with_code(&m, d.error_code))
+            .or_else(|| default_detail.map(str::to_owned));
+        Ok(Notification::Final(Completion {
+            job_id: d.job_id,
+            owner,
+            source,
+            outcome,
+            outputs,
+            detail,
+        }))
+    }
+}
+
+/// The key of an `s3://bucket/key` URL.
+fn s3_key(url: &str) -> Option<ObjectKey> {
+    let (_bucket, key) = url.strip_prefix("s3://")?.split_once('/')?;
+    ObjectKey::new(key).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{Value, json};
+
+    use super::*;
+
+    /// The `Message` of the first record of a sample SNS event.
+    fn sample(file: &str) -> String {
+        let path = format!("{}/../../events/{file}", env!("CARGO_MANIFEST_DIR"));
+        let event: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        event["Records"][0]["Sns"]["Message"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+
+    fn completion(message: &str) -> Completion {
+        match Notification::parse(message).unwrap() {
+            Notification::Final(c) => c,
+            other => panic!("expected a final state, got {other:?}"),
+        }
+    }
+
+    fn keys(c: &Completion) -> Vec<(&str, Option<u64>)> {
+        c.outputs
+            .iter()
+            .map(|o| (o.key.as_str(), o.duration_ms))
+            .collect()
+    }
+
+    #[test]
+    fn elastic_transcoder_completed() {
+        let c = completion(&sample("sns-et-completed.json"));
+        assert_eq!(c.job_id, "1700000000000-abc001");
+        assert_eq!(c.outcome, Outcome::Completed);
+        assert_eq!(c.owner.as_str(), "alice");
+        assert_eq!(c.source.as_str(), "media/alice/red flower (live) café.mp3");
+        assert_eq!(
+            keys(&c),
+            [
+                ("transcoded/alice/red flower (live) café.wav", Some(6000)),
+                ("transcoded/alice/red flower (live) café.flac", Some(6000)),
+                ("transcoded/alice/red flower (live) café.m4a", Some(6000)),
+            ]
+        );
+        assert_eq!(c.detail, None);
+    }
+
+    #[test]
+    fn elastic_transcoder_warning_keeps_the_outputs_and_the_warning() {
+        let c = completion(&sample("sns-et-warning.json"));
+        assert_eq!(c.outcome, Outcome::CompletedWithWarnings);
+        assert_eq!(c.outputs.len(), 3);
+        assert_eq!(
+            c.detail.as_deref(),
+            Some(
+                "The input audio has a sample rate of 22050 Hz; the output was upsampled to 44100 Hz"
+            )
+        );
+    }
+
+    #[test]
+    fn elastic_transcoder_error_has_a_reason_and_no_outputs() {
+        let c = completion(&sample("sns-et-error.json"));
+        assert_eq!(c.outcome, Outcome::Failed);
+        assert!(c.outputs.is_empty());
+        assert_eq!(
+            c.detail.as_deref(),
+            Some("The input file is not a supported audio or video file. (code 3002)")
+        );
+    }
+
+    #[test]
+    fn output_status_is_compared_case_insensitively_and_completed_is_accepted() {
+        let mut n: Value = serde_json::from_str(&sample("sns-et-completed.json")).unwrap();
+        n["state"] = "Completed".into();
+        n["outputs"][0]["status"] = "Completed".into();
+        n["outputs"][1]["status"] = "COMPLETE".into();
+        n["outputs"][2].as_object_mut().unwrap().remove("duration");
+        let c = completion(&n.to_string());
+        assert_eq!(c.outcome, Outcome::Completed);
+        assert_eq!(c.outputs.len(), 3);
+        assert_eq!(c.outputs[2].duration_ms, None);
+    }
+
+    #[test]
+    fn the_output_key_prefix_is_applied() {
+        let mut n: Value = serde_json::from_str(&sample("sns-et-completed.json")).unwrap();
+        n["outputKeyPrefix"] = "transcoded/".into();
+        n["outputs"][0]["key"] = "alice/x.wav".into();
+        assert_eq!(
+            completion(&n.to_string()).outputs[0].key.as_str(),
+            "transcoded/alice/x.wav"
+        );
+    }
+
+    #[test]
+    fn progress_is_not_final() {
+        assert_eq!(
+            Notification::parse(&sample("sns-et-progressing.json")).unwrap(),
+            Notification::Progress {
+                job_id: "1700000000000-abc004".into(),
+                state: "PROGRESSING".into()
+            }
+        );
+    }
+
+    #[test]
+    fn mediaconvert_complete_with_output_paths() {
+        let c = completion(&sample("sns-mediaconvert-complete.json"));
+        assert_eq!(c.job_id, "1763885000000-mc0001");
+        assert_eq!(
+            (c.owner.as_str(), c.source.as_str()),
+            ("bob", "media/bob/Long Set.MP3")
+        );
+        assert_eq!(
+            keys(&c),
+            [
+                ("transcoded/bob/Long Set.wav", Some(3600041)),
+                ("transcoded/bob/Long Set.flac", Some(3600041)),
+                ("transcoded/bob/Long Set.m4a", Some(3600064)),
+            ]
+        );
+    }
+
+    #[test]
+    fn mediaconvert_complete_where_an_output_lacks_paths() {
+        let mut e: Value = serde_json::from_str(&sample("sns-mediaconvert-complete.json")).unwrap();
+        e["detail"]["outputGroupDetails"][0]["outputDetails"][1]
+            .as_object_mut()
+            .unwrap()
+            .remove("outputFilePaths");
+        let c = completion(&e.to_string());
+        assert_eq!(c.outcome, Outcome::Completed);
+        assert_eq!(c.outputs.len(), 2);
+    }
+
+    #[test]
+    fn mediaconvert_error_and_canceled() {
+        let c = completion(&sample("sns-mediaconvert-error.json"));
+        assert_eq!(c.outcome, Outcome::Failed);
+        assert!(
+            c.detail
+                .unwrap()
+                .ends_with("Is file truncated?] (code 1040)")
+        );
+
+        let mut e: Value = serde_json::from_str(&sample("sns-mediaconvert-error.json")).unwrap();
+        e["detail"]["status"] = "CANCELED".into();
+        e["detail"].as_object_mut().unwrap().remove("errorMessage");
+        let c = completion(&e.to_string());
+        assert_eq!(
+            (c.outcome, c.detail.as_deref()),
+            (Outcome::Failed, Some("the job was canceled"))
+        );
+    }
+
+    #[test]
+    fn mediaconvert_status_updates_are_progress() {
+        for status in ["PROGRESSING", "INPUT_INFORMATION", "STATUS_UPDATE"] {
+            let mut e: Value =
+                serde_json::from_str(&sample("sns-mediaconvert-complete.json")).unwrap();
+            e["detail"]["status"] = status.into();
+            assert!(
+                matches!(
+                    Notification::parse(&e.to_string()),
+                    Ok(Notification::Progress { .. })
+                ),
+                "{status}"
+            );
+        }
+    }
+
+    #[test]
+    fn unusable_notifications_are_errors() {
+        let no_owner = json!({"state": "COMPLETED", "jobId": "j1", "input": {"key": "media/a.mp3"}, "outputs": []});
+        assert_eq!(
+            Notification::parse(&no_owner.to_string()),
+            Err(NotificationError::NoOwner {
+                job_id: "j1".into()
+            })
+        );
+        let bad_owner = json!({"state": "ERROR", "jobId": "j2", "userMetadata": {"owner": "a%2Fb", "source-key": "k"}});
+        assert!(matches!(
+            Notification::parse(&bad_owner.to_string()),
+            Err(NotificationError::Invalid { field: "owner", .. })
+        ));
+        let no_source = json!({"detail-type": "MediaConvert Job State Change", "detail": {"jobId": "j3", "status": "COMPLETE", "userMetadata": {"owner": "bob"}}});
+        assert_eq!(
+            Notification::parse(&no_source.to_string()),
+            Err(NotificationError::NoSource {
+                job_id: "j3".into()
+            })
+        );
+        let unknown = json!({"state": "EXPLODED", "jobId": "j4", "userMetadata": {"owner": "bob"}});
+        assert!(matches!(
+            Notification::parse(&unknown.to_string()),
+            Err(NotificationError::UnknownState { .. })
+        ));
+        for text in [
+            "Test message from the SNS console",
+            "{}",
+            "[1,2]",
+            r#"{"detail-type": "EC2 Instance State-change Notification", "detail": {"jobId": "x", "status": "COMPLETE"}}"#,
+        ] {
+            assert!(
+                matches!(
+                    Notification::parse(text),
+                    Err(NotificationError::Unrecognised(_))
+                ),
+                "{text}"
+            );
+        }
+    }
+}

@@ -1,0 +1,346 @@
+//! Configuration of the starter, read from the environment once at start-up and checked there.
+
+use std::collections::HashSet;
+
+use crate::job::{OutputFormat, Owner};
+use crate::key::ObjectKey;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{name}='{value}' is invalid: {reason}")]
+    Invalid {
+        name: &'static str,
+        value: String,
+        reason: String,
+    },
+    #[error(
+        "INPUT_PREFIX='{input}' and OUTPUT_PREFIX='{output}' overlap: outputs written under one would \
+         trigger the function again; choose two separate prefixes such as 'media/' and 'transcoded/'"
+    )]
+    OverlappingPrefixes { input: String, output: String },
+    #[error("{name} is required")]
+    Missing { name: &'static str },
+}
+
+impl ConfigError {
+    pub fn invalid(name: &'static str, value: &str, reason: impl ToString) -> Self {
+        Self::Invalid {
+            name,
+            value: value.to_owned(),
+            reason: reason.to_string(),
+        }
+    }
+}
+
+/// A source of configuration values: the process environment in production, a map in tests.
+pub trait Env {
+    fn get(&self, name: &str) -> Option<String>;
+
+    fn get_or(&self, name: &str, default: &str) -> String {
+        self.get(name).unwrap_or_else(|| default.to_owned())
+    }
+
+    /// Reads a value and parses it, naming the variable in the error.
+    fn parse<T>(&self, name: &'static str, default: T) -> Result<T, ConfigError>
+    where
+        T: std::str::FromStr,
+        T::Err: std::fmt::Display,
+    {
+        match self.get(name) {
+            None => Ok(default),
+            Some(value) => value
+                .trim()
+                .parse()
+                .map_err(|e| ConfigError::invalid(name, &value, e)),
+        }
+    }
+}
+
+/// The process environment. A value that is not UTF-8 counts as unset.
+pub struct ProcessEnv;
+
+impl Env for ProcessEnv {
+    fn get(&self, name: &str) -> Option<String> {
+        std::env::var(name).ok().filter(|v| !v.is_empty())
+    }
+}
+
+impl<const N: usize> Env for [(&str, &str); N] {
+    fn get(&self, name: &str) -> Option<String> {
+        self.iter()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| (*v).to_owned())
+    }
+}
+
+/// The input and output prefixes of the bucket. Neither contains the other, so nothing the
+/// pipeline writes can ever be taken for an upload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Prefixes {
+    input: String,
+    output: String,
+}
+
+/// Where a key sits in the bucket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Location<'k> {
+    /// Below the input prefix: `owner` is the first folder, if the file is in one, and `path` the
+    /// rest (`song.mp3` for `media/alice/song.mp3`).
+    Input {
+        owner: Option<&'k str>,
+        path: &'k str,
+    },
+    /// Below the output prefix: something the pipeline wrote.
+    Output,
+    /// Anywhere else.
+    Outside,
+}
+
+impl Prefixes {
+    /// Checks the prefixes. A missing trailing `/` is added, so `media` means the folder `media/`.
+    pub fn new(input: &str, output: &str) -> Result<Self, ConfigError> {
+        let input = prefix("INPUT_PREFIX", input)?;
+        let output = prefix("OUTPUT_PREFIX", output)?;
+        if input.starts_with(&output) || output.starts_with(&input) {
+            return Err(ConfigError::OverlappingPrefixes { input, output });
+        }
+        Ok(Self { input, output })
+    }
+
+    pub fn input(&self) -> &str {
+        &self.input
+    }
+
+    pub fn output(&self) -> &str {
+        &self.output
+    }
+
+    pub fn locate<'k>(&self, key: &'k ObjectKey) -> Location<'k> {
+        let key = key.as_str();
+        if key.starts_with(&self.output) {
+            Location::Output
+        } else if let Some(rest) = key.strip_prefix(&self.input) {
+            match rest.split_once('/') {
+                Some((owner, path)) => Location::Input {
+                    owner: Some(owner),
+                    path,
+                },
+                None => Location::Input {
+                    owner: None,
+                    path: rest,
+                },
+            }
+        } else {
+            Location::Outside
+        }
+    }
+}
+
+/// Checks a key prefix read from variable `name`; a missing trailing `/` is added.
+pub fn prefix(name: &'static str, value: &str) -> Result<String, ConfigError> {
+    let trimmed = value.trim();
+    if trimmed.is_empty() || trimmed == "/" {
+        return Err(ConfigError::invalid(
+            name,
+            value,
+            "a prefix must name a folder, such as 'media/'",
+        ));
+    }
+    if trimmed.starts_with('/') {
+        return Err(ConfigError::invalid(
+            name,
+            value,
+            "S3 keys do not start with '/'",
+        ));
+    }
+    Ok(if trimmed.ends_with('/') {
+        trimmed.to_owned()
+    } else {
+        format!("{trimmed}/")
+    })
+}
+
+/// Everything `start-transcode` decides by configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StartConfig {
+    pub prefixes: Prefixes,
+    /// The outputs every job produces (`OUTPUT_FORMATS`).
+    pub outputs: Vec<OutputFormat>,
+    /// Who owns a file dropped straight under the input prefix, outside any user's folder.
+    pub default_owner: Owner,
+    /// How many jobs one invocation submits at once.
+    pub max_concurrent_jobs: usize,
+}
+
+impl StartConfig {
+    pub const DEFAULT_INPUT_PREFIX: &str = "media/";
+    pub const DEFAULT_OUTPUT_PREFIX: &str = "transcoded/";
+    pub const DEFAULT_OWNER: &str = "_unassigned";
+    pub const DEFAULT_MAX_CONCURRENT_JOBS: usize = 16;
+    /// Every variable [`StartConfig::from_env`] reads.
+    pub const VARIABLES: &[&str] = &[
+        "INPUT_PREFIX",
+        "OUTPUT_PREFIX",
+        "OUTPUT_FORMATS",
+        "DEFAULT_OWNER",
+        "MAX_CONCURRENT_JOBS",
+    ];
+
+    pub fn from_env(env: &impl Env) -> Result<Self, ConfigError> {
+        let prefixes = Prefixes::new(
+            &env.get_or("INPUT_PREFIX", Self::DEFAULT_INPUT_PREFIX),
+            &env.get_or("OUTPUT_PREFIX", Self::DEFAULT_OUTPUT_PREFIX),
+        )?;
+        let outputs = match env.get("OUTPUT_FORMATS") {
+            None => OutputFormat::DEFAULT.to_vec(),
+            Some(list) => output_formats(&list)?,
+        };
+        let owner = env.get_or("DEFAULT_OWNER", Self::DEFAULT_OWNER);
+        let default_owner = Owner::new(owner.trim())
+            .map_err(|e| ConfigError::invalid("DEFAULT_OWNER", &owner, e))?;
+        let max_concurrent_jobs =
+            env.parse("MAX_CONCURRENT_JOBS", Self::DEFAULT_MAX_CONCURRENT_JOBS)?;
+        if !(1..=100).contains(&max_concurrent_jobs) {
+            return Err(ConfigError::invalid(
+                "MAX_CONCURRENT_JOBS",
+                &max_concurrent_jobs.to_string(),
+                "must be between 1 and 100",
+            ));
+        }
+        Ok(Self {
+            prefixes,
+            outputs,
+            default_owner,
+            max_concurrent_jobs,
+        })
+    }
+}
+
+fn output_formats(list: &str) -> Result<Vec<OutputFormat>, ConfigError> {
+    let invalid =
+        |reason: &dyn std::fmt::Display| ConfigError::invalid("OUTPUT_FORMATS", list, reason);
+    let mut seen = HashSet::new();
+    let mut formats = Vec::new();
+    for name in list.split(',').filter(|n| !n.trim().is_empty()) {
+        let format: OutputFormat = name.parse().map_err(|e| invalid(&e))?;
+        if !seen.insert(format) {
+            return Err(invalid(&format!("'{format}' is listed twice")));
+        }
+        formats.push(format);
+    }
+    if formats.is_empty() {
+        return Err(invalid(&"list at least one format"));
+    }
+    Ok(formats)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(k: &str) -> ObjectKey {
+        ObjectKey::new(k).unwrap()
+    }
+
+    #[test]
+    fn defaults() {
+        let config = StartConfig::from_env(&[]).unwrap();
+        assert_eq!(config.prefixes.input(), "media/");
+        assert_eq!(config.prefixes.output(), "transcoded/");
+        assert_eq!(config.outputs, OutputFormat::DEFAULT);
+        assert_eq!(config.default_owner.as_str(), "_unassigned");
+        assert_eq!(config.max_concurrent_jobs, 16);
+    }
+
+    #[test]
+    fn values_from_the_environment() {
+        let config = StartConfig::from_env(&[
+            ("INPUT_PREFIX", "uploads"),
+            ("OUTPUT_PREFIX", "out/"),
+            ("OUTPUT_FORMATS", "flac, mp3"),
+            ("DEFAULT_OWNER", "admin"),
+            ("MAX_CONCURRENT_JOBS", "4"),
+        ])
+        .unwrap();
+        assert_eq!(config.prefixes.input(), "uploads/");
+        assert_eq!(config.prefixes.output(), "out/");
+        assert_eq!(config.outputs, [OutputFormat::Flac, OutputFormat::Mp3]);
+        assert_eq!(config.default_owner.as_str(), "admin");
+        assert_eq!(config.max_concurrent_jobs, 4);
+    }
+
+    #[test]
+    fn prefixes_that_contain_each_other_are_refused() {
+        for (input, output) in [
+            ("media/", "media/transcoded/"),
+            ("media/out/", "media/"),
+            ("media/", "media/"),
+            ("media", "media/"),
+        ] {
+            let err = StartConfig::from_env(&[("INPUT_PREFIX", input), ("OUTPUT_PREFIX", output)])
+                .unwrap_err();
+            assert!(
+                matches!(err, ConfigError::OverlappingPrefixes { .. }),
+                "{input} {output}: {err}"
+            );
+            assert!(err.to_string().contains("overlap"));
+        }
+        // Sharing a leading string is fine once each is a folder.
+        assert!(Prefixes::new("media", "media-out").is_ok());
+    }
+
+    #[test]
+    fn bad_values_name_the_variable() {
+        let cases: [(&str, &str); 7] = [
+            ("INPUT_PREFIX", ""),
+            ("INPUT_PREFIX", "/media/"),
+            ("OUTPUT_FORMATS", "wav,ogg"),
+            ("OUTPUT_FORMATS", "wav,WAV"),
+            ("OUTPUT_FORMATS", " , "),
+            ("MAX_CONCURRENT_JOBS", "0"),
+            ("MAX_CONCURRENT_JOBS", "many"),
+        ];
+        for (name, value) in cases {
+            // An empty value counts as unset in the process environment; here it is explicit.
+            let err = StartConfig::from_env(&[(name, value)]).unwrap_err();
+            assert!(err.to_string().starts_with(name), "{name}={value}: {err}");
+        }
+        let err = StartConfig::from_env(&[("DEFAULT_OWNER", "a/b")]).unwrap_err();
+        assert!(err.to_string().contains("DEFAULT_OWNER"), "{err}");
+    }
+
+    #[test]
+    fn keys_are_located() {
+        let p = Prefixes::new("media/", "transcoded/").unwrap();
+        assert_eq!(
+            p.locate(&key("media/alice/song.mp3")),
+            Location::Input {
+                owner: Some("alice"),
+                path: "song.mp3"
+            }
+        );
+        assert_eq!(
+            p.locate(&key("media/alice/live/song.mp3")),
+            Location::Input {
+                owner: Some("alice"),
+                path: "live/song.mp3"
+            }
+        );
+        assert_eq!(
+            p.locate(&key("media/song.mp3")),
+            Location::Input {
+                owner: None,
+                path: "song.mp3"
+            }
+        );
+        assert_eq!(
+            p.locate(&key("transcoded/alice/song.wav")),
+            Location::Output
+        );
+        assert_eq!(p.locate(&key("mediafile.mp3")), Location::Outside);
+        assert_eq!(
+            p.locate(&key("other/media/alice/song.mp3")),
+            Location::Outside
+        );
+    }
+}

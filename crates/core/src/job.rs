@@ -1,0 +1,278 @@
+//! Transcode jobs: whose file it is, which outputs it gets, and where they are written.
+
+use std::fmt;
+use std::str::FromStr;
+
+use crate::key::ObjectKey;
+use crate::store::Claim;
+
+/// The input formats a backend can decode, matched case-insensitively on the extension.
+pub const AUDIO_EXTENSIONS: &[&str] = &["mp3", "m4a", "aac", "wav", "flac", "ogg", "oga"];
+
+/// Whether a file name looks like audio this pipeline transcodes.
+pub fn is_audio(key: &ObjectKey) -> bool {
+    key.extension()
+        .is_some_and(|ext| AUDIO_EXTENSIONS.iter().any(|a| a.eq_ignore_ascii_case(ext)))
+}
+
+/// One output of a job. The names are the ones `OUTPUT_FORMATS` accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum OutputFormat {
+    /// PCM WAV, 44.1 kHz, 16-bit.
+    Wav,
+    /// FLAC, lossless.
+    Flac,
+    /// AAC at 256 kb/s in an MP4 container.
+    Aac,
+    /// MP3 (not in the default set).
+    Mp3,
+}
+
+impl OutputFormat {
+    pub const ALL: [OutputFormat; 4] = [Self::Wav, Self::Flac, Self::Aac, Self::Mp3];
+    /// The output set of the original design.
+    pub const DEFAULT: [OutputFormat; 3] = [Self::Wav, Self::Flac, Self::Aac];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Wav => "wav",
+            Self::Flac => "flac",
+            Self::Aac => "aac",
+            Self::Mp3 => "mp3",
+        }
+    }
+
+    /// The output file's extension. AAC goes in an audio-only MP4, which players know as `.m4a`.
+    pub fn extension(self) -> &'static str {
+        match self {
+            Self::Wav => "wav",
+            Self::Flac => "flac",
+            Self::Aac => "m4a",
+            Self::Mp3 => "mp3",
+        }
+    }
+}
+
+impl fmt::Display for OutputFormat {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown output format '{0}' (known: wav, flac, aac, mp3)")]
+pub struct UnknownFormat(pub String);
+
+impl FromStr for OutputFormat {
+    type Err = UnknownFormat;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|f| f.name().eq_ignore_ascii_case(s.trim()))
+            .ok_or_else(|| UnknownFormat(s.trim().to_owned()))
+    }
+}
+
+/// The user a file belongs to: the first folder below the input prefix (`media/{owner}/...`).
+#[derive(
+    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+#[serde(try_from = "String", into = "String")]
+pub struct Owner(String);
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OwnerError {
+    #[error("the owner is empty")]
+    Empty,
+    #[error("the owner '{0}' is longer than 128 characters")]
+    TooLong(String),
+    #[error("the owner '{0}' contains a control character or a slash")]
+    BadCharacter(String),
+}
+
+impl Owner {
+    pub fn new(owner: impl Into<String>) -> Result<Self, OwnerError> {
+        let owner = owner.into();
+        if owner.is_empty() {
+            Err(OwnerError::Empty)
+        } else if owner.chars().count() > 128 {
+            Err(OwnerError::TooLong(owner))
+        } else if owner.chars().any(|c| c.is_control() || c == '/') {
+            Err(OwnerError::BadCharacter(owner))
+        } else {
+            Ok(Self(owner))
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for Owner {
+    type Error = OwnerError;
+
+    fn try_from(owner: String) -> Result<Self, OwnerError> {
+        Self::new(owner)
+    }
+}
+
+impl From<Owner> for String {
+    fn from(owner: Owner) -> String {
+        owner.0
+    }
+}
+
+impl fmt::Display for Owner {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Where one output of a job is written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobOutput {
+    pub format: OutputFormat,
+    pub key: ObjectKey,
+}
+
+/// One transcode job: one source file in, one file per configured format out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TranscodeJob {
+    pub bucket: String,
+    pub source: ObjectKey,
+    /// Which upload of `source` this is: the event's sequencer, or the object's ETag.
+    pub version: String,
+    pub owner: Owner,
+    pub outputs: Vec<JobOutput>,
+}
+
+impl TranscodeJob {
+    /// Plans the job for `source`, a file of `owner` at `path` below the owner's folder
+    /// (`sub/song.mp3`): each output is `{output_prefix}{owner}/{path without extension}.{ext}`.
+    pub fn plan(
+        bucket: &str,
+        source: ObjectKey,
+        version: &str,
+        owner: Owner,
+        path: &str,
+        output_prefix: &str,
+        formats: &[OutputFormat],
+    ) -> Self {
+        let stem = match path.rsplit_once('.') {
+            Some((stem, _)) if !stem.is_empty() && !stem.ends_with('/') => stem,
+            _ => path,
+        };
+        let outputs = formats
+            .iter()
+            .map(|&format| JobOutput {
+                format,
+                key: ObjectKey(format!(
+                    "{output_prefix}{owner}/{stem}.{}",
+                    format.extension()
+                )),
+            })
+            .collect();
+        Self {
+            bucket: bucket.to_owned(),
+            source,
+            version: version.to_owned(),
+            owner,
+            outputs,
+        }
+    }
+
+    /// The claim that makes this upload start one job, however often its event is delivered.
+    pub fn claim(&self) -> Claim {
+        Claim {
+            bucket: self.bucket.clone(),
+            key: self.source.clone(),
+            version: self.version.clone(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job(path: &str, formats: &[OutputFormat]) -> TranscodeJob {
+        let owner = Owner::new("alice").unwrap();
+        let source = ObjectKey::new(format!("media/alice/{path}")).unwrap();
+        TranscodeJob::plan(
+            "bucket",
+            source,
+            "0062E99A88DC407460",
+            owner,
+            path,
+            "transcoded/",
+            formats,
+        )
+    }
+
+    fn keys(job: &TranscodeJob) -> Vec<&str> {
+        job.outputs.iter().map(|o| o.key.as_str()).collect()
+    }
+
+    #[test]
+    fn default_outputs_are_wav_flac_and_aac_in_m4a() {
+        let job = job("red flower.mp3", &OutputFormat::DEFAULT);
+        assert_eq!(
+            keys(&job),
+            [
+                "transcoded/alice/red flower.wav",
+                "transcoded/alice/red flower.flac",
+                "transcoded/alice/red flower.m4a"
+            ]
+        );
+        assert_eq!(job.bucket, "bucket");
+        assert_eq!(job.owner.as_str(), "alice");
+        assert_eq!(job.source.as_str(), "media/alice/red flower.mp3");
+    }
+
+    #[test]
+    fn only_the_last_extension_is_replaced_and_subfolders_are_kept() {
+        let job = job("live/2024.set.MP3", &[OutputFormat::Flac]);
+        assert_eq!(keys(&job), ["transcoded/alice/live/2024.set.flac"]);
+    }
+
+    #[test]
+    fn audio_extensions_match_case_insensitively() {
+        for name in [
+            "a.mp3", "a.MP3", "a.Mp3", "a.flac", "a.M4A", "a.ogg", "a.wav",
+        ] {
+            assert!(is_audio(&ObjectKey::new(name).unwrap()), "{name}");
+        }
+        for name in ["a.txt", "a.mp3.txt", "mp3", ".mp3", "a.jpg"] {
+            assert!(!is_audio(&ObjectKey::new(name).unwrap()), "{name}");
+        }
+    }
+
+    #[test]
+    fn formats_parse_by_name_case_insensitively() {
+        assert_eq!(" FLAC ".parse::<OutputFormat>(), Ok(OutputFormat::Flac));
+        assert_eq!(
+            "aac".parse::<OutputFormat>().map(OutputFormat::extension),
+            Ok("m4a")
+        );
+        assert_eq!(
+            "ogg".parse::<OutputFormat>(),
+            Err(UnknownFormat("ogg".into()))
+        );
+    }
+
+    #[test]
+    fn owners_are_checked() {
+        assert!(Owner::new("0b8e6e1c-5d6f-4f3a-9d0c-2b1f1f0e9a77").is_ok());
+        assert_eq!(Owner::new(""), Err(OwnerError::Empty));
+        assert!(matches!(
+            Owner::new("a\u{7}b"),
+            Err(OwnerError::BadCharacter(_))
+        ));
+        assert!(matches!(
+            Owner::new("x".repeat(129)),
+            Err(OwnerError::TooLong(_))
+        ));
+    }
+}

@@ -1,0 +1,161 @@
+//! Object keys: decoding them from S3 event notifications, and naming the files in them.
+
+use std::fmt;
+
+use percent_encoding::percent_decode_str;
+
+/// An S3 object key, decoded: exactly the key the object is stored under.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ObjectKey(pub(crate) String);
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum KeyError {
+    #[error("the object key is empty")]
+    Empty,
+    #[error("the object key '{raw}' does not decode to UTF-8")]
+    NotUtf8 { raw: String },
+}
+
+impl ObjectKey {
+    /// Wraps a key that is already decoded (one the bucket itself reports, or one we build).
+    pub fn new(key: impl Into<String>) -> Result<Self, KeyError> {
+        let key = key.into();
+        if key.is_empty() {
+            return Err(KeyError::Empty);
+        }
+        Ok(Self(key))
+    }
+
+    /// Decodes a key as S3 event notifications carry it. The key is form-URL-encoded: `+` is a
+    /// space, `%2B` a literal plus, `%XX` sequences are UTF-8 bytes; tools that write `%20` for a
+    /// space decode the same way.
+    pub fn from_s3_event_key(raw: &str) -> Result<Self, KeyError> {
+        let spaced = raw.replace('+', " ");
+        let decoded = percent_decode_str(&spaced)
+            .decode_utf8()
+            .map_err(|_| KeyError::NotUtf8 {
+                raw: raw.to_owned(),
+            })?;
+        Self::new(decoded)
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The last path segment: `song.mp3` for `media/alice/song.mp3`.
+    pub fn file_name(&self) -> &str {
+        self.0.rsplit('/').next().unwrap_or(&self.0)
+    }
+
+    /// The file name's extension, if it has one that is not the whole name.
+    pub fn extension(&self) -> Option<&str> {
+        match self.file_name().rsplit_once('.') {
+            Some((stem, ext)) if !stem.is_empty() && !ext.is_empty() => Some(ext),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for ObjectKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl AsRef<str> for ObjectKey {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn decoded(raw: &str) -> String {
+        ObjectKey::from_s3_event_key(raw)
+            .unwrap()
+            .as_str()
+            .to_owned()
+    }
+
+    #[test]
+    fn plus_is_a_space_and_percent_20_too() {
+        assert_eq!(
+            decoded("media/alice/red+flower.mp3"),
+            "media/alice/red flower.mp3"
+        );
+        assert_eq!(
+            decoded("media/alice/red%20flower.mp3"),
+            "media/alice/red flower.mp3"
+        );
+    }
+
+    #[test]
+    fn encoded_plus_is_a_literal_plus() {
+        assert_eq!(
+            decoded("media/alice/C%2B%2B+talk.mp3"),
+            "media/alice/C++ talk.mp3"
+        );
+    }
+
+    #[test]
+    fn parentheses_and_other_reserved_characters_decode() {
+        assert_eq!(
+            decoded("media/alice/song+%28live%29+%5B2024%5D+%26+more%3D1.mp3"),
+            "media/alice/song (live) [2024] & more=1.mp3"
+        );
+        // S3 leaves some characters unencoded; they must pass through untouched.
+        assert_eq!(
+            decoded("media/alice/song(live).mp3"),
+            "media/alice/song(live).mp3"
+        );
+    }
+
+    #[test]
+    fn non_ascii_names_decode_from_utf8_bytes() {
+        assert_eq!(
+            decoded("media/alice/caf%C3%A9+d%C3%A9j%C3%A0+vu.mp3"),
+            "media/alice/café déjà vu.mp3"
+        );
+        assert_eq!(
+            decoded("media/%E3%81%82/%E9%9F%B3%E6%A5%BD.mp3"),
+            "media/あ/音楽.mp3"
+        );
+    }
+
+    #[test]
+    fn invalid_utf8_and_empty_keys_are_errors() {
+        assert_eq!(
+            ObjectKey::from_s3_event_key("media/alice/%FF.mp3"),
+            Err(KeyError::NotUtf8 {
+                raw: "media/alice/%FF.mp3".into()
+            })
+        );
+        assert_eq!(ObjectKey::from_s3_event_key(""), Err(KeyError::Empty));
+    }
+
+    #[test]
+    fn a_stray_percent_is_kept_literally() {
+        assert_eq!(
+            decoded("media/alice/100%25+sure%.mp3"),
+            "media/alice/100% sure%.mp3"
+        );
+    }
+
+    #[test]
+    fn file_name_and_extension() {
+        let key = ObjectKey::new("media/alice/live.set.MP3").unwrap();
+        assert_eq!(key.file_name(), "live.set.MP3");
+        assert_eq!(key.extension(), Some("MP3"));
+        assert_eq!(
+            ObjectKey::new("media/alice/.mp3").unwrap().extension(),
+            None
+        );
+        assert_eq!(
+            ObjectKey::new("media/alice/README").unwrap().extension(),
+            None
+        );
+    }
+}

@@ -1,0 +1,31 @@
+//! The audio-transcoder domain: object keys, transcode jobs, and the handlers that turn events into
+//! jobs, written against small traits that the outside world implements.
+//!
+//! Nothing here talks to AWS. The Lambda binaries and the local runner supply adapters for the
+//! traits and call the same handlers, so what happens when a file lands is decided in one place.
+
+pub mod completion;
+pub mod config;
+#[cfg(any(test, feature = "contract"))]
+pub mod contract;
+pub mod job;
+pub mod key;
+pub mod links;
+pub mod memory;
+pub mod message;
+pub mod metadata;
+pub mod record;
+pub mod start;
+pub mod store;
+pub mod transcoder;
+
+pub use completion::{Completion, Notification, NotificationError};
+pub use config::{ConfigError, Prefixes, StartConfig};
+pub use job::{JobOutput, OutputFormat, Owner, TranscodeJob};
+pub use key::{KeyError, ObjectKey};
+pub use links::{Link, LinkError, Links};
+pub use message::{Message, MessageId, MessageState};
+pub use record::{RawSnsEvent, RecordConfig, RecordError, RecordReport, record_completion};
+pub use start::{RawS3Event, StartError, StartReport, start_transcode};
+pub use store::{Claim, ClaimOutcome, ClaimStore, MessageStore, Page, StoreError};
+pub use transcoder::{JobId, Transcoder, TranscoderError};

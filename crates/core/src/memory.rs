@@ -1,0 +1,139 @@
+//! An in-memory store: the reference implementation of the store traits, used by handler tests.
+//! It keeps nothing across restarts; the local runner uses an embedded database instead.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+use chrono::{DateTime, Utc};
+
+use crate::job::Owner;
+use crate::message::{Message, MessageId};
+use crate::store::{CLAIM_LEASE, Claim, ClaimOutcome, ClaimStore, MessageStore, Page, StoreError};
+
+#[derive(Default)]
+pub struct MemoryStore {
+    messages: Mutex<BTreeMap<(Owner, MessageId), (Message, bool)>>,
+    claims: Mutex<BTreeMap<(String, String, String), ClaimState>>,
+}
+
+#[derive(Clone)]
+struct ClaimState {
+    claimed_at: DateTime<Utc>,
+    job_id: Option<String>,
+}
+
+fn claim_key(c: &Claim) -> (String, String, String) {
+    (c.bucket.clone(), c.key.to_string(), c.version.clone())
+}
+
+/// The listing order: newest first, ties broken by id.
+fn order(m: &Message) -> (DateTime<Utc>, String) {
+    (m.created_at, m.id.0.clone())
+}
+
+impl MessageStore for MemoryStore {
+    async fn insert(&self, message: &Message) -> Result<bool, StoreError> {
+        let mut messages = self.messages.lock().unwrap();
+        let key = (message.owner.clone(), message.id.clone());
+        if messages.contains_key(&key) {
+            return Ok(false);
+        }
+        messages.insert(key, (message.clone(), false));
+        Ok(true)
+    }
+
+    async fn list_unread(
+        &self,
+        owner: &Owner,
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> Result<Page, StoreError> {
+        // The cursor is the id of the last message of the previous page, with its owner.
+        let after = match cursor {
+            None => None,
+            Some(cursor) => {
+                let (cursor_owner, id) = cursor.split_once('\n').ok_or(StoreError::BadCursor)?;
+                if cursor_owner != owner.as_str() {
+                    return Err(StoreError::BadCursor);
+                }
+                let messages = self.messages.lock().unwrap();
+                let (last, _) = messages
+                    .get(&(owner.clone(), MessageId(id.to_owned())))
+                    .ok_or(StoreError::BadCursor)?;
+                Some(order(last))
+            }
+        };
+        let messages = self.messages.lock().unwrap();
+        let mut unread: Vec<&Message> = messages
+            .iter()
+            .filter(|((o, _), (_, read))| o == owner && !read)
+            .map(|(_, (m, _))| m)
+            .filter(|m| after.as_ref().is_none_or(|after| order(m) < *after))
+            .collect();
+        unread.sort_by_key(|m| std::cmp::Reverse(order(m)));
+        let more = unread.len() > limit;
+        unread.truncate(limit);
+        let next_cursor = more
+            .then(|| unread.last().map(|m| format!("{}\n{}", owner, m.id)))
+            .flatten();
+        Ok(Page {
+            messages: unread.into_iter().cloned().collect(),
+            next_cursor,
+        })
+    }
+
+    async fn dismiss(&self, owner: &Owner, id: &MessageId) -> Result<bool, StoreError> {
+        let mut messages = self.messages.lock().unwrap();
+        match messages.get_mut(&(owner.clone(), id.clone())) {
+            Some((_, read)) => {
+                *read = true;
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+}
+
+impl ClaimStore for MemoryStore {
+    async fn claim(&self, claim: &Claim, now: DateTime<Utc>) -> Result<ClaimOutcome, StoreError> {
+        let mut claims = self.claims.lock().unwrap();
+        match claims.get(&claim_key(claim)) {
+            Some(ClaimState {
+                job_id: Some(job_id),
+                ..
+            }) => Ok(ClaimOutcome::AlreadyStarted {
+                job_id: job_id.clone(),
+            }),
+            Some(state) if now - state.claimed_at < CLAIM_LEASE => Ok(ClaimOutcome::Held),
+            _ => {
+                claims.insert(
+                    claim_key(claim),
+                    ClaimState {
+                        claimed_at: now,
+                        job_id: None,
+                    },
+                );
+                Ok(ClaimOutcome::Claimed)
+            }
+        }
+    }
+
+    async fn record_job(&self, claim: &Claim, job_id: &str) -> Result<(), StoreError> {
+        let mut claims = self.claims.lock().unwrap();
+        if let Some(state) = claims.get_mut(&claim_key(claim)) {
+            state.job_id = Some(job_id.to_owned());
+        }
+        Ok(())
+    }
+
+    async fn release(&self, claim: &Claim) -> Result<(), StoreError> {
+        let mut claims = self.claims.lock().unwrap();
+        if claims
+            .get(&claim_key(claim))
+            .is_some_and(|s| s.job_id.is_none())
+        {
+            claims.remove(&claim_key(claim));
+        }
+        Ok(())
+    }
+}

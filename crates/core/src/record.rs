@@ -1,0 +1,351 @@
+//! What happens when a job ends: each SNS record becomes at most one message for the file's
+//! owner. Notifications that can never become a message are poison: logged, counted, and not
+//! retried. A store that is unavailable fails the invocation so that Lambda retries it; messages
+//! already stored are not stored twice.
+
+use aws_lambda_events::sns::SnsRecord;
+use serde::{Deserialize, Serialize};
+use tracing::{error, info, warn};
+
+use crate::completion::Notification;
+use crate::config::{ConfigError, Env};
+use crate::message::Message;
+use crate::store::{MessageStore, StoreError};
+
+/// An SNS event with its records still raw, so one malformed record cannot hide the others.
+#[derive(Debug, Default, Deserialize, Serialize)]
+pub struct RawSnsEvent {
+    #[serde(rename = "Records", default)]
+    pub records: Vec<serde_json::Value>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordConfig {
+    /// The only topic whose notifications are accepted (`TOPIC_ARN`).
+    pub topic_arn: String,
+}
+
+impl RecordConfig {
+    /// Every variable [`RecordConfig::from_env`] reads.
+    pub const VARIABLES: &[&str] = &["TOPIC_ARN"];
+
+    pub fn from_env(env: &impl Env) -> Result<Self, ConfigError> {
+        let topic_arn = env
+            .get("TOPIC_ARN")
+            .ok_or(ConfigError::Missing { name: "TOPIC_ARN" })?;
+        if !topic_arn.starts_with("arn:") {
+            return Err(ConfigError::invalid("TOPIC_ARN", &topic_arn, "not an ARN"));
+        }
+        Ok(Self { topic_arn })
+    }
+}
+
+/// What one invocation did; returned as JSON.
+#[derive(Debug, Default, Serialize)]
+pub struct RecordReport {
+    /// Ids of messages stored now.
+    pub recorded: Vec<String>,
+    /// Ids of messages that were already stored: a redelivery.
+    pub duplicates: Vec<String>,
+    /// Progress events: nothing to tell the user.
+    pub progress: usize,
+    /// Poison records, with the reason.
+    pub rejected: Vec<Rejected>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Rejected {
+    pub record: usize,
+    pub reason: String,
+}
+
+/// Some messages could not be stored; the others were. Lambda retries the event.
+#[derive(Debug, thiserror::Error)]
+#[error("{} of {attempted} messages could not be stored: {}", failed.len(), describe(failed))]
+pub struct RecordError {
+    pub attempted: usize,
+    pub failed: Vec<(usize, String, StoreError)>,
+}
+
+fn describe(failed: &[(usize, String, StoreError)]) -> String {
+    failed
+        .iter()
+        .map(|(record, job, err)| format!("record {record} (job {job}): {err}"))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// Turns one SNS record into the message it announces, if any.
+fn message_for(
+    record: serde_json::Value,
+    config: &RecordConfig,
+) -> Result<Option<Message>, String> {
+    let record: SnsRecord =
+        serde_json::from_value(record).map_err(|e| format!("not an SNS record: {e}"))?;
+    if record.sns.topic_arn != config.topic_arn {
+        return Err(format!(
+            "from topic '{}', not from '{}'",
+            record.sns.topic_arn, config.topic_arn
+        ));
+    }
+    match Notification::parse(&record.sns.message).map_err(|e| e.to_string())? {
+        Notification::Progress { job_id, state } => {
+            info!(job_id, state, "progress event: no message");
+            Ok(None)
+        }
+        Notification::Final(completion) => Ok(Some(Message::for_completion(
+            &completion,
+            record.sns.timestamp,
+        ))),
+    }
+}
+
+/// Handles one SNS event: every record, not just the first.
+pub async fn record_completion(
+    event: RawSnsEvent,
+    config: &RecordConfig,
+    store: &impl MessageStore,
+) -> Result<RecordReport, RecordError> {
+    let mut report = RecordReport::default();
+    let mut failed = Vec::new();
+    let mut attempted = 0;
+    for (index, raw) in event.records.into_iter().enumerate() {
+        let message_id = raw
+            .pointer("/Sns/MessageId")
+            .and_then(|v| v.as_str())
+            .unwrap_or("<none>")
+            .to_owned();
+        let message = match message_for(raw, config) {
+            Ok(Some(message)) => message,
+            Ok(None) => {
+                report.progress += 1;
+                continue;
+            }
+            Err(reason) => {
+                warn!(
+                    record = index,
+                    sns_message_id = message_id,
+                    reason,
+                    "poison notification rejected"
+                );
+                report.rejected.push(Rejected {
+                    record: index,
+                    reason,
+                });
+                continue;
+            }
+        };
+        attempted += 1;
+        match store.insert(&message).await {
+            Ok(true) => {
+                info!(record = index, owner = %message.owner, id = %message.id, state = ?message.state, "message written");
+                report.recorded.push(message.id.0);
+            }
+            Ok(false) => {
+                info!(record = index, owner = %message.owner, id = %message.id, "message already written: duplicate delivery");
+                report.duplicates.push(message.id.0);
+            }
+            Err(err) => {
+                error!(record = index, id = %message.id, error = %err, "message not written");
+                failed.push((index, message.id.0, err));
+            }
+        }
+    }
+    if failed.is_empty() {
+        Ok(report)
+    } else {
+        Err(RecordError { attempted, failed })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use super::*;
+    use crate::job::Owner;
+    use crate::memory::MemoryStore;
+    use crate::message::{MessageId, MessageState};
+    use crate::store::Page;
+
+    const TOPIC: &str = "arn:aws:sns:eu-west-1:123456789012:audio-transcoder-completions";
+
+    fn config() -> RecordConfig {
+        RecordConfig::from_env(&[("TOPIC_ARN", TOPIC)]).unwrap()
+    }
+
+    fn event(file: &str) -> RawSnsEvent {
+        let path = format!("{}/../../events/{file}", env!("CARGO_MANIFEST_DIR"));
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+    }
+
+    async fn unread(store: &MemoryStore, owner: &str) -> Vec<Message> {
+        store
+            .list_unread(&Owner::new(owner).unwrap(), 100, None)
+            .await
+            .unwrap()
+            .messages
+    }
+
+    #[tokio::test]
+    async fn final_states_become_one_message_each_for_the_owner() {
+        let store = MemoryStore::default();
+        for (file, owner, state) in [
+            ("sns-et-completed.json", "alice", MessageState::Completed),
+            (
+                "sns-et-warning.json",
+                "alice",
+                MessageState::CompletedWithWarnings,
+            ),
+            ("sns-et-error.json", "alice", MessageState::Failed),
+            (
+                "sns-mediaconvert-complete.json",
+                "bob",
+                MessageState::Completed,
+            ),
+            ("sns-mediaconvert-error.json", "bob", MessageState::Failed),
+        ] {
+            let report = record_completion(event(file), &config(), &store)
+                .await
+                .unwrap();
+            assert_eq!(report.recorded.len(), 1, "{file}");
+            let id = MessageId(report.recorded[0].clone());
+            let messages = unread(&store, owner).await;
+            let message = messages.iter().find(|m| m.id == id).unwrap();
+            assert_eq!(message.state, state, "{file}");
+        }
+        assert_eq!(unread(&store, "alice").await.len(), 3);
+        assert_eq!(unread(&store, "bob").await.len(), 2);
+        assert!(unread(&store, "mallory").await.is_empty());
+    }
+
+    #[tokio::test]
+    async fn the_same_notification_twice_is_one_message() {
+        let store = MemoryStore::default();
+        let report = record_completion(event("sns-duplicate.json"), &config(), &store)
+            .await
+            .unwrap();
+        assert_eq!(report.recorded, ["1700000000000-abc005"]);
+        assert_eq!(report.duplicates, ["1700000000000-abc005"]);
+        // And again, as a whole redelivered event.
+        let again = record_completion(event("sns-duplicate.json"), &config(), &store)
+            .await
+            .unwrap();
+        assert!(again.recorded.is_empty());
+        assert_eq!(unread(&store, "alice").await.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_late_progress_event_changes_nothing() {
+        let store = MemoryStore::default();
+        record_completion(event("sns-et-completed.json"), &config(), &store)
+            .await
+            .unwrap();
+        let before = unread(&store, "alice").await;
+        let mut late = event("sns-et-progressing.json");
+        let mut message: serde_json::Value =
+            serde_json::from_str(late.records[0]["Sns"]["Message"].as_str().unwrap()).unwrap();
+        message["jobId"] = "1700000000000-abc001".into();
+        late.records[0]["Sns"]["Message"] = message.to_string().into();
+        let report = record_completion(late, &config(), &store).await.unwrap();
+        assert_eq!(report.progress, 1);
+        assert_eq!(unread(&store, "alice").await, before);
+    }
+
+    #[tokio::test]
+    async fn poison_is_rejected_and_the_other_records_are_still_recorded() {
+        let store = MemoryStore::default();
+        let mut combined = event("sns-foreign-topic.json");
+        combined.records.extend(event("sns-not-json.json").records);
+        combined
+            .records
+            .push(serde_json::json!({"not": "an sns record"}));
+        let mut no_owner = event("sns-et-completed.json").records.remove(0);
+        no_owner["Sns"]["Message"] =
+            r#"{"state":"COMPLETED","jobId":"j-no-owner","input":{"key":"media/a.mp3"}}"#.into();
+        combined.records.push(no_owner);
+        combined
+            .records
+            .extend(event("sns-et-completed.json").records);
+
+        let report = record_completion(combined, &config(), &store)
+            .await
+            .unwrap();
+        let reasons: Vec<_> = report
+            .rejected
+            .iter()
+            .map(|r| (r.record, r.reason.as_str()))
+            .collect();
+        assert_eq!(reasons.len(), 4);
+        assert!(reasons[0].1.contains("someone-elses-topic"), "{reasons:?}");
+        assert!(
+            reasons[1]
+                .1
+                .starts_with("the message is not a transcoder notification"),
+            "{reasons:?}"
+        );
+        assert!(reasons[2].1.starts_with("not an SNS record"), "{reasons:?}");
+        assert_eq!(
+            reasons[3],
+            (3, "job j-no-owner carries no owner in its user metadata")
+        );
+        assert_eq!(report.recorded, ["1700000000000-abc001"]);
+    }
+
+    /// A store that is down until told otherwise.
+    #[derive(Default)]
+    struct FlakyStore {
+        inner: MemoryStore,
+        down: AtomicBool,
+    }
+
+    impl MessageStore for FlakyStore {
+        async fn insert(&self, message: &Message) -> Result<bool, StoreError> {
+            if self.down.load(Ordering::SeqCst) {
+                return Err(StoreError::Unavailable("connection refused".into()));
+            }
+            self.inner.insert(message).await
+        }
+        async fn list_unread(
+            &self,
+            owner: &Owner,
+            limit: usize,
+            cursor: Option<&str>,
+        ) -> Result<Page, StoreError> {
+            self.inner.list_unread(owner, limit, cursor).await
+        }
+        async fn dismiss(&self, owner: &Owner, id: &MessageId) -> Result<bool, StoreError> {
+            self.inner.dismiss(owner, id).await
+        }
+    }
+
+    #[tokio::test]
+    async fn an_unavailable_store_fails_the_invocation_and_the_retry_loses_nothing() {
+        let store = FlakyStore::default();
+        store.down.store(true, Ordering::SeqCst);
+        let err = record_completion(event("sns-et-completed.json"), &config(), &store)
+            .await
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "1 of 1 messages could not be stored: record 0 (job 1700000000000-abc001): \
+             the store is unavailable: connection refused"
+        );
+        store.down.store(false, Ordering::SeqCst);
+        let report = record_completion(event("sns-et-completed.json"), &config(), &store)
+            .await
+            .unwrap();
+        assert_eq!(report.recorded, ["1700000000000-abc001"]);
+    }
+
+    #[test]
+    fn the_topic_is_required() {
+        assert!(
+            RecordConfig::from_env(&[])
+                .unwrap_err()
+                .to_string()
+                .contains("TOPIC_ARN is required")
+        );
+        assert!(RecordConfig::from_env(&[("TOPIC_ARN", "completions")]).is_err());
+    }
+}

@@ -1,0 +1,662 @@
+//! What happens when a file lands: every record of an S3 event becomes one transcode job, or is
+//! skipped with a reason in the log. Jobs are submitted concurrently, up to a bound.
+
+use aws_lambda_events::s3::S3EventRecord;
+use chrono::Utc;
+use futures::{StreamExt, stream};
+use serde::{Deserialize, Serialize};
+use tracing::{error, info, warn};
+
+use crate::config::{Location, StartConfig};
+use crate::job::{AUDIO_EXTENSIONS, Owner, OwnerError, TranscodeJob, is_audio};
+use crate::key::{KeyError, ObjectKey};
+use crate::store::{ClaimOutcome, ClaimStore, StoreError};
+use crate::transcoder::{JobId, Transcoder, TranscoderError};
+
+/// An S3 event with its records still raw, so that one malformed record cannot make the whole
+/// event undeliverable: each record is parsed on its own.
+#[derive(Debug, Default, Deserialize, Serialize)]
+pub struct RawS3Event {
+    #[serde(rename = "Records", default)]
+    pub records: Vec<serde_json::Value>,
+}
+
+/// Why a record starts no job. None of these is worth a retry: the same record would be skipped
+/// again.
+#[derive(Debug, thiserror::Error)]
+pub enum Skip {
+    #[error("the record is not an S3 event record: {0}")]
+    Malformed(String),
+    #[error("the object key cannot be used: {0}")]
+    BadKey(#[from] KeyError),
+    #[error("the owner folder cannot be used: {0}")]
+    BadOwner(#[from] OwnerError),
+    #[error("'{0}' is not an object-created event")]
+    NotCreated(String),
+    #[error("the key is outside the input prefix '{0}'")]
+    OutsideInput(String),
+    #[error("the key is inside the output prefix '{0}', where the pipeline writes")]
+    InsideOutput(String),
+    #[error("not an audio file (accepted extensions: {})", AUDIO_EXTENSIONS.join(", "))]
+    NotAudio,
+    #[error("the object is empty")]
+    Empty,
+}
+
+impl Skip {
+    /// Skips that mean something upstream is wrong, rather than a file we simply do not handle.
+    fn is_malformed(&self) -> bool {
+        matches!(
+            self,
+            Self::Malformed(_) | Self::BadKey(_) | Self::BadOwner(_)
+        )
+    }
+}
+
+/// Turns one record into the job it asks for.
+pub fn plan(record: &S3EventRecord, config: &StartConfig) -> Result<TranscodeJob, Skip> {
+    let event_name = record.event_name.as_deref().unwrap_or_default();
+    if !event_name.starts_with("ObjectCreated:") {
+        return Err(Skip::NotCreated(event_name.to_owned()));
+    }
+    let bucket = record
+        .s3
+        .bucket
+        .name
+        .as_deref()
+        .filter(|b| !b.is_empty())
+        .ok_or_else(|| Skip::Malformed("no bucket name".into()))?;
+    let raw_key = record
+        .s3
+        .object
+        .key
+        .as_deref()
+        .ok_or_else(|| Skip::Malformed("no object key".into()))?;
+    let key = ObjectKey::from_s3_event_key(raw_key)?;
+    let (owner, path) = match config.prefixes.locate(&key) {
+        Location::Output => return Err(Skip::InsideOutput(config.prefixes.output().into())),
+        Location::Outside => return Err(Skip::OutsideInput(config.prefixes.input().into())),
+        Location::Input { owner, path } => (owner, path),
+    };
+    if !is_audio(&key) {
+        return Err(Skip::NotAudio);
+    }
+    if record.s3.object.size == Some(0) {
+        return Err(Skip::Empty);
+    }
+    let owner = match owner {
+        Some(owner) => Owner::new(owner)?,
+        None => config.default_owner.clone(),
+    };
+    let path = path.to_owned();
+    // S3 always sends a sequencer with ObjectCreated; hand-written events may only have an ETag.
+    let object = &record.s3.object;
+    let version = object
+        .sequencer
+        .as_deref()
+        .or(object.e_tag.as_deref())
+        .unwrap_or("unversioned");
+    Ok(TranscodeJob::plan(
+        bucket,
+        key,
+        version,
+        owner,
+        &path,
+        config.prefixes.output(),
+        &config.outputs,
+    ))
+}
+
+/// What one invocation did; returned to the caller as JSON.
+#[derive(Debug, Default, Serialize)]
+pub struct StartReport {
+    pub started: Vec<Started>,
+    /// Redeliveries of uploads whose job was already started.
+    pub duplicates: Vec<Started>,
+    pub skipped: Vec<Skipped>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Started {
+    pub record: usize,
+    pub key: String,
+    pub job_id: JobId,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Skipped {
+    pub record: usize,
+    /// The key as the event carried it, when there was one.
+    pub key: Option<String>,
+    pub reason: String,
+}
+
+/// Why a job was not started. Each is worth a retry of the event.
+#[derive(Debug, thiserror::Error)]
+pub enum NotStarted {
+    #[error(transparent)]
+    Refused(#[from] TranscoderError),
+    #[error("duplicate protection failed: {0}")]
+    Claims(#[from] StoreError),
+    #[error("another invocation is starting the job for this upload right now")]
+    Held,
+}
+
+/// Some jobs were not started. Every other record was handled first; the invocation fails so
+/// that Lambda retries the event, and the claims make the retry start only what is missing.
+#[derive(Debug, thiserror::Error)]
+#[error("{} of {attempted} transcode jobs could not be started: {}", failed.len(), describe(failed))]
+pub struct StartError {
+    pub attempted: usize,
+    pub failed: Vec<(usize, ObjectKey, NotStarted)>,
+}
+
+fn describe(failed: &[(usize, ObjectKey, NotStarted)]) -> String {
+    failed
+        .iter()
+        .map(|(record, key, err)| format!("record {record} '{key}': {err}"))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// What became of one planned job.
+enum Attempt {
+    New(JobId),
+    Duplicate(JobId),
+}
+
+/// Starts one job under its claim: a redelivered upload finds the claim taken and starts nothing;
+/// a job the transcoder refused gives its claim back so that the retry can start it.
+async fn start_once(
+    job: &TranscodeJob,
+    transcoder: &impl Transcoder,
+    claims: &impl ClaimStore,
+) -> Result<Attempt, NotStarted> {
+    let claim = job.claim();
+    match claims.claim(&claim, Utc::now()).await? {
+        ClaimOutcome::Claimed => {}
+        ClaimOutcome::AlreadyStarted { job_id } => return Ok(Attempt::Duplicate(JobId(job_id))),
+        ClaimOutcome::Held => return Err(NotStarted::Held),
+    }
+    match transcoder.start_job(job).await {
+        Ok(job_id) => {
+            if let Err(err) = claims.record_job(&claim, &job_id.0).await {
+                // The job runs; only a redelivery after the claim's lease could start it again.
+                error!(key = %job.source, %job_id, error = %err, "job started but not recorded in its claim");
+            }
+            Ok(Attempt::New(job_id))
+        }
+        Err(refused) => {
+            if let Err(err) = claims.release(&claim).await {
+                warn!(key = %job.source, error = %err, "claim not released; the retry waits for its lease");
+            }
+            Err(refused.into())
+        }
+    }
+}
+
+/// Handles one S3 event: every record, not just the first.
+pub async fn start_transcode(
+    event: RawS3Event,
+    config: &StartConfig,
+    transcoder: &impl Transcoder,
+    claims: &impl ClaimStore,
+) -> Result<StartReport, StartError> {
+    let mut report = StartReport::default();
+    let mut jobs = Vec::new();
+    for (index, raw) in event.records.into_iter().enumerate() {
+        let raw_key = raw
+            .pointer("/s3/object/key")
+            .and_then(|k| k.as_str())
+            .map(str::to_owned);
+        let planned = serde_json::from_value::<S3EventRecord>(raw)
+            .map_err(|e| Skip::Malformed(e.to_string()))
+            .and_then(|record| plan(&record, config));
+        match planned {
+            Ok(job) => jobs.push((index, job)),
+            Err(skip) => {
+                let key = raw_key.as_deref().unwrap_or("<none>");
+                if skip.is_malformed() {
+                    warn!(record = index, key, reason = %skip, "record skipped");
+                } else {
+                    info!(record = index, key, reason = %skip, "record skipped");
+                }
+                report.skipped.push(Skipped {
+                    record: index,
+                    key: raw_key,
+                    reason: skip.to_string(),
+                });
+            }
+        }
+    }
+
+    let attempted = jobs.len();
+    let results: Vec<_> = stream::iter(jobs)
+        .map(|(index, job)| async move {
+            let result = start_once(&job, transcoder, claims).await;
+            (index, job, result)
+        })
+        .buffered(config.max_concurrent_jobs)
+        .collect()
+        .await;
+
+    let mut failed = Vec::new();
+    for (index, job, result) in results {
+        match result {
+            Ok(Attempt::New(job_id)) => {
+                info!(record = index, key = %job.source, owner = %job.owner, %job_id, "job started");
+                report.started.push(Started {
+                    record: index,
+                    key: job.source.to_string(),
+                    job_id,
+                });
+            }
+            Ok(Attempt::Duplicate(job_id)) => {
+                info!(record = index, key = %job.source, %job_id, "duplicate delivery: job already started");
+                report.duplicates.push(Started {
+                    record: index,
+                    key: job.source.to_string(),
+                    job_id,
+                });
+            }
+            Err(err) => {
+                error!(record = index, key = %job.source, error = %err, "job not started");
+                failed.push((index, job.source, err));
+            }
+        }
+    }
+    if failed.is_empty() {
+        Ok(report)
+    } else {
+        Err(StartError { attempted, failed })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Duration;
+
+    use super::*;
+    use crate::config::Env;
+    use crate::job::OutputFormat;
+    use crate::memory::MemoryStore;
+
+    /// Records the jobs it is given; refuses those whose key contains `fail_on`.
+    #[derive(Default)]
+    struct FakeTranscoder {
+        jobs: Mutex<Vec<TranscodeJob>>,
+        fail_on: Option<&'static str>,
+        in_flight: AtomicUsize,
+        most_in_flight: AtomicUsize,
+    }
+
+    impl Transcoder for FakeTranscoder {
+        async fn start_job(&self, job: &TranscodeJob) -> Result<JobId, TranscoderError> {
+            let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+            self.most_in_flight.fetch_max(now, Ordering::SeqCst);
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            self.in_flight.fetch_sub(1, Ordering::SeqCst);
+            if self
+                .fail_on
+                .is_some_and(|f| job.source.as_str().contains(f))
+            {
+                return Err(TranscoderError::new("service unavailable"));
+            }
+            let mut jobs = self.jobs.lock().unwrap();
+            jobs.push(job.clone());
+            Ok(JobId(format!("job-{}", jobs.len())))
+        }
+    }
+
+    fn config(env: &impl Env) -> StartConfig {
+        StartConfig::from_env(env).unwrap()
+    }
+
+    fn event(json: &str) -> RawS3Event {
+        serde_json::from_str(json).unwrap()
+    }
+
+    fn sources(t: &FakeTranscoder) -> Vec<String> {
+        let mut keys: Vec<_> = t
+            .jobs
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|j| j.source.to_string())
+            .collect();
+        keys.sort();
+        keys
+    }
+
+    #[tokio::test]
+    async fn a_put_starts_one_job_for_the_owner() {
+        let t = FakeTranscoder::default();
+        let report = start_transcode(
+            event(include_str!("../../../events/s3-put.json")),
+            &config(&[]),
+            &t,
+            &MemoryStore::default(),
+        )
+        .await
+        .unwrap();
+        let jobs = t.jobs.lock().unwrap();
+        assert_eq!(jobs.len(), 1);
+        assert_eq!(jobs[0].bucket, "audio-transcoder-media");
+        assert_eq!(jobs[0].source.as_str(), "media/alice/song.mp3");
+        assert_eq!(jobs[0].owner.as_str(), "alice");
+        let outputs: Vec<_> = jobs[0]
+            .outputs
+            .iter()
+            .map(|o| (o.format, o.key.as_str()))
+            .collect();
+        assert_eq!(
+            outputs,
+            [
+                (OutputFormat::Wav, "transcoded/alice/song.wav"),
+                (OutputFormat::Flac, "transcoded/alice/song.flac"),
+                (OutputFormat::Aac, "transcoded/alice/song.m4a"),
+            ]
+        );
+        assert_eq!(report.started.len(), 1);
+        assert_eq!(report.started[0].job_id, JobId("job-1".into()));
+        assert!(report.skipped.is_empty());
+    }
+
+    #[tokio::test]
+    async fn encoded_keys_are_decoded_before_use() {
+        let t = FakeTranscoder::default();
+        let json = include_str!("../../../events/s3-put-encoded-key.json");
+        start_transcode(event(json), &config(&[]), &t, &MemoryStore::default())
+            .await
+            .unwrap();
+        let jobs = t.jobs.lock().unwrap();
+        assert_eq!(
+            jobs[0].source.as_str(),
+            "media/alice/red flower (live) café C++.mp3"
+        );
+        assert_eq!(
+            jobs[0].outputs[0].key.as_str(),
+            "transcoded/alice/red flower (live) café C++.wav"
+        );
+    }
+
+    #[tokio::test]
+    async fn multipart_uploads_and_upper_case_extensions_start_jobs() {
+        let t = FakeTranscoder::default();
+        let json = include_str!("../../../events/s3-multipart-upload.json");
+        start_transcode(event(json), &config(&[]), &t, &MemoryStore::default())
+            .await
+            .unwrap();
+        assert_eq!(sources(&t), ["media/bob/Long Set.MP3"]);
+        assert_eq!(
+            t.jobs.lock().unwrap()[0].outputs[2].key.as_str(),
+            "transcoded/bob/Long Set.m4a"
+        );
+    }
+
+    #[tokio::test]
+    async fn every_record_is_handled_and_files_outside_a_folder_get_the_default_owner() {
+        let t = FakeTranscoder::default();
+        let json = include_str!("../../../events/s3-several-records.json");
+        let report = start_transcode(event(json), &config(&[]), &t, &MemoryStore::default())
+            .await
+            .unwrap();
+        assert_eq!(
+            sources(&t),
+            [
+                "media/alice/one.mp3",
+                "media/bob/two.flac",
+                "media/loose file.mp3"
+            ]
+        );
+        let loose = t
+            .jobs
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|j| j.source.as_str() == "media/loose file.mp3")
+            .cloned();
+        let loose = loose.unwrap();
+        assert_eq!(loose.owner.as_str(), "_unassigned");
+        assert_eq!(
+            loose.outputs[1].key.as_str(),
+            "transcoded/_unassigned/loose file.flac"
+        );
+        let started: Vec<_> = report.started.iter().map(|s| s.record).collect();
+        assert_eq!(started, [0, 1, 2]);
+        let skipped: Vec<_> = report
+            .skipped
+            .iter()
+            .map(|s| (s.record, s.reason.as_str()))
+            .collect();
+        assert_eq!(skipped.len(), 2);
+        assert_eq!(skipped[0].0, 3);
+        assert!(
+            skipped[0].1.starts_with("not an audio file"),
+            "{}",
+            skipped[0].1
+        );
+        assert_eq!(skipped[1], (4, "the object is empty"));
+    }
+
+    #[tokio::test]
+    async fn the_output_prefix_and_non_audio_files_never_start_a_job() {
+        for (file, reason) in [
+            (
+                include_str!("../../../events/s3-output-prefix.json"),
+                "inside the output prefix",
+            ),
+            (
+                include_str!("../../../events/s3-not-audio.json"),
+                "not an audio file",
+            ),
+        ] {
+            let t = FakeTranscoder::default();
+            let report = start_transcode(event(file), &config(&[]), &t, &MemoryStore::default())
+                .await
+                .unwrap();
+            assert!(t.jobs.lock().unwrap().is_empty());
+            assert_eq!(report.skipped.len(), 1);
+            assert!(
+                report.skipped[0].reason.contains(reason),
+                "{}",
+                report.skipped[0].reason
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn the_output_prefix_is_skipped_even_when_it_sits_below_the_bucket_notification() {
+        // A misconfigured notification on the whole bucket still cannot retrigger the function.
+        let t = FakeTranscoder::default();
+        let config = config(&[("INPUT_PREFIX", "uploads/"), ("OUTPUT_PREFIX", "media/")]);
+        let report = start_transcode(
+            event(include_str!("../../../events/s3-put.json")),
+            &config,
+            &t,
+            &MemoryStore::default(),
+        )
+        .await
+        .unwrap();
+        assert!(t.jobs.lock().unwrap().is_empty());
+        assert!(report.skipped[0].reason.contains("output prefix 'media/'"));
+    }
+
+    #[tokio::test]
+    async fn a_malformed_record_is_skipped_and_the_others_still_start() {
+        let mut raw: serde_json::Value =
+            serde_json::from_str(include_str!("../../../events/s3-put.json")).unwrap();
+        let good = raw["Records"][0].clone();
+        let mut no_object = good.clone();
+        no_object["s3"].as_object_mut().unwrap().remove("object");
+        let mut removed = good.clone();
+        removed["eventName"] = "ObjectRemoved:Delete".into();
+        let mut bad_key = good.clone();
+        bad_key["s3"]["object"]["key"] = "media/alice/%FF.mp3".into();
+        raw["Records"] = serde_json::json!([no_object, removed, bad_key, "not a record", good]);
+
+        let t = FakeTranscoder::default();
+        let report = start_transcode(
+            serde_json::from_value(raw).unwrap(),
+            &config(&[]),
+            &t,
+            &MemoryStore::default(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(sources(&t), ["media/alice/song.mp3"]);
+        let reasons: Vec<_> = report
+            .skipped
+            .iter()
+            .map(|s| (s.record, s.reason.clone()))
+            .collect();
+        assert_eq!(reasons.len(), 4);
+        assert!(
+            reasons[0]
+                .1
+                .starts_with("the record is not an S3 event record"),
+            "{reasons:?}"
+        );
+        assert_eq!(
+            reasons[1].1,
+            "'ObjectRemoved:Delete' is not an object-created event"
+        );
+        assert!(
+            reasons[2].1.contains("does not decode to UTF-8"),
+            "{reasons:?}"
+        );
+        assert_eq!(reasons[3].0, 3);
+        assert_eq!(report.started[0].record, 4);
+    }
+
+    #[tokio::test]
+    async fn a_refused_job_fails_the_invocation_after_the_others_started() {
+        let t = FakeTranscoder {
+            fail_on: Some("two.flac"),
+            ..Default::default()
+        };
+        let json = include_str!("../../../events/s3-several-records.json");
+        let err = start_transcode(event(json), &config(&[]), &t, &MemoryStore::default())
+            .await
+            .unwrap_err();
+        assert_eq!(sources(&t), ["media/alice/one.mp3", "media/loose file.mp3"]);
+        assert_eq!(err.attempted, 3);
+        assert_eq!(err.failed.len(), 1);
+        assert_eq!(
+            err.to_string(),
+            "1 of 3 transcode jobs could not be started: record 1 'media/bob/two.flac': service unavailable"
+        );
+    }
+
+    #[tokio::test]
+    async fn jobs_are_submitted_concurrently_up_to_the_bound() {
+        let records: Vec<_> = (0..6)
+            .map(|i| {
+                let mut r: serde_json::Value = serde_json::from_str::<serde_json::Value>(
+                    include_str!("../../../events/s3-put.json"),
+                )
+                .unwrap()["Records"][0]
+                    .clone();
+                r["s3"]["object"]["key"] = format!("media/alice/{i}.mp3").into();
+                r
+            })
+            .collect();
+        let t = FakeTranscoder::default();
+        let config = config(&[("MAX_CONCURRENT_JOBS", "2")]);
+        let report = start_transcode(RawS3Event { records }, &config, &t, &MemoryStore::default())
+            .await
+            .unwrap();
+        assert_eq!(report.started.len(), 6);
+        assert_eq!(t.most_in_flight.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn a_redelivered_event_starts_no_second_job() {
+        let t = FakeTranscoder::default();
+        let claims = MemoryStore::default();
+        let json = include_str!("../../../events/s3-several-records.json");
+        let first = start_transcode(event(json), &config(&[]), &t, &claims)
+            .await
+            .unwrap();
+        let second = start_transcode(event(json), &config(&[]), &t, &claims)
+            .await
+            .unwrap();
+        assert_eq!(t.jobs.lock().unwrap().len(), 3);
+        assert!(second.started.is_empty());
+        let ids = |r: &StartReport, dup: bool| -> Vec<String> {
+            let list = if dup { &r.duplicates } else { &r.started };
+            list.iter().map(|s| s.job_id.0.clone()).collect()
+        };
+        assert_eq!(ids(&second, true), ids(&first, false));
+    }
+
+    #[tokio::test]
+    async fn a_new_upload_of_the_same_key_is_a_new_job() {
+        let t = FakeTranscoder::default();
+        let claims = MemoryStore::default();
+        let mut raw: serde_json::Value =
+            serde_json::from_str(include_str!("../../../events/s3-put.json")).unwrap();
+        start_transcode(
+            serde_json::from_value(raw.clone()).unwrap(),
+            &config(&[]),
+            &t,
+            &claims,
+        )
+        .await
+        .unwrap();
+        raw["Records"][0]["s3"]["object"]["sequencer"] = "0062E99A88DC4074FF".into();
+        start_transcode(
+            serde_json::from_value(raw).unwrap(),
+            &config(&[]),
+            &t,
+            &claims,
+        )
+        .await
+        .unwrap();
+        assert_eq!(t.jobs.lock().unwrap().len(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_refused_job_is_started_exactly_once_by_the_retry() {
+        let claims = MemoryStore::default();
+        let json = include_str!("../../../events/s3-several-records.json");
+        let refusing = FakeTranscoder {
+            fail_on: Some("two.flac"),
+            ..Default::default()
+        };
+        start_transcode(event(json), &config(&[]), &refusing, &claims)
+            .await
+            .unwrap_err();
+        assert_eq!(refusing.jobs.lock().unwrap().len(), 2);
+
+        let recovered = FakeTranscoder::default();
+        let retry = start_transcode(event(json), &config(&[]), &recovered, &claims)
+            .await
+            .unwrap();
+        assert_eq!(sources(&recovered), ["media/bob/two.flac"]);
+        assert_eq!(retry.duplicates.len(), 2);
+    }
+
+    #[tokio::test]
+    async fn an_upload_another_invocation_is_starting_is_retried_not_dropped() {
+        let t = FakeTranscoder::default();
+        let claims = MemoryStore::default();
+        let json = include_str!("../../../events/s3-put.json");
+        let job = plan(
+            &serde_json::from_value(event(json).records.remove(0)).unwrap(),
+            &config(&[]),
+        )
+        .unwrap();
+        assert_eq!(
+            claims.claim(&job.claim(), Utc::now()).await.unwrap(),
+            ClaimOutcome::Claimed
+        );
+        let err = start_transcode(event(json), &config(&[]), &t, &claims)
+            .await
+            .unwrap_err();
+        assert!(matches!(err.failed[0].2, NotStarted::Held));
+        assert!(t.jobs.lock().unwrap().is_empty());
+    }
+}

@@ -1,0 +1,166 @@
+//! What the pipeline needs from a database: messages per owner, and claims that keep a
+//! redelivered upload from starting a second job. DynamoDB serves both in the cloud, an embedded
+//! store on one machine; both pass the same contract tests.
+
+use std::future::Future;
+
+use chrono::{DateTime, Utc};
+
+use crate::job::Owner;
+use crate::key::ObjectKey;
+use crate::message::{Message, MessageId};
+
+/// The database failed us. `Unavailable` is worth a retry; the others are not.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("the store is unavailable: {0}")]
+    Unavailable(String),
+    #[error("the page cursor is not valid for this caller")]
+    BadCursor,
+    #[error("the store returned an item it cannot read: {0}")]
+    Corrupt(String),
+}
+
+/// One page of a listing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Page {
+    pub messages: Vec<Message>,
+    /// Opaque: hand it back to get the next page.
+    pub next_cursor: Option<String>,
+}
+
+pub trait MessageStore: Send + Sync {
+    /// Stores `message` unless its owner already has a message with that id. Returns whether it
+    /// was stored now.
+    fn insert(&self, message: &Message) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// The owner's unread messages, newest first.
+    fn list_unread(
+        &self,
+        owner: &Owner,
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> impl Future<Output = Result<Page, StoreError>> + Send;
+
+    /// Marks the owner's message read. Returns false if the owner has no message with that id;
+    /// dismissing twice is not an error.
+    fn dismiss(
+        &self,
+        owner: &Owner,
+        id: &MessageId,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+}
+
+/// One version of one uploaded object: the unit of "start exactly one job".
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claim {
+    pub bucket: String,
+    pub key: ObjectKey,
+    /// The event's sequencer (or the object's ETag when there is none): the same upload
+    /// delivered twice has the same one; a new upload of the same key has a new one.
+    pub version: String,
+}
+
+impl Claim {
+    /// A stable token for this claim, usable as an idempotency token with the transcoder
+    /// (at most 64 characters of `[0-9a-f]`).
+    pub fn token(&self) -> String {
+        // FNV-1a, twice with different offsets, for 128 stable bits without a hashing dependency.
+        let text = format!("{}\n{}\n{}", self.bucket, self.key, self.version);
+        let fnv = |offset: u64| {
+            text.bytes().fold(offset, |h, b| {
+                (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+            })
+        };
+        format!(
+            "{:016x}{:016x}",
+            fnv(0xcbf2_9ce4_8422_2325),
+            fnv(0x6c62_272e_07bb_0142)
+        )
+    }
+}
+
+/// What taking a claim found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClaimOutcome {
+    /// Ours now: start the job, then record it or release the claim.
+    Claimed,
+    /// A job was already started for this upload.
+    AlreadyStarted { job_id: String },
+    /// Another invocation holds the claim right now and has not finished.
+    Held,
+}
+
+pub trait ClaimStore: Send + Sync {
+    /// Takes the claim unless a job was started for it, or another invocation took it less than
+    /// the lease ago. A claim older than the lease that never recorded a job is taken over, so a
+    /// crash between claiming and starting loses nothing.
+    fn claim(
+        &self,
+        claim: &Claim,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<ClaimOutcome, StoreError>> + Send;
+
+    /// Records the job started under a claim we hold.
+    fn record_job(
+        &self,
+        claim: &Claim,
+        job_id: &str,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Gives up a claim whose job could not be started, so that the retry can take it.
+    fn release(&self, claim: &Claim) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
+/// How long a claim without a job holds off other invocations: longer than the starter's timeout
+/// (30 s), shorter than the gap before Lambda's second retry of a failed event (about 3 min).
+pub const CLAIM_LEASE: chrono::TimeDelta = chrono::TimeDelta::seconds(90);
+
+/// Messages disappear this long after they are written, unless configured otherwise.
+pub const DEFAULT_MESSAGE_TTL_DAYS: u32 = 30;
+
+/// A shared store is a store: the local runner hands one to several tasks.
+impl<T: MessageStore> MessageStore for std::sync::Arc<T> {
+    fn insert(&self, message: &Message) -> impl Future<Output = Result<bool, StoreError>> + Send {
+        (**self).insert(message)
+    }
+
+    fn list_unread(
+        &self,
+        owner: &Owner,
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> impl Future<Output = Result<Page, StoreError>> + Send {
+        (**self).list_unread(owner, limit, cursor)
+    }
+
+    fn dismiss(
+        &self,
+        owner: &Owner,
+        id: &MessageId,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send {
+        (**self).dismiss(owner, id)
+    }
+}
+
+impl<T: ClaimStore> ClaimStore for std::sync::Arc<T> {
+    fn claim(
+        &self,
+        claim: &Claim,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<ClaimOutcome, StoreError>> + Send {
+        (**self).claim(claim, now)
+    }
+
+    fn record_job(
+        &self,
+        claim: &Claim,
+        job_id: &str,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        (**self).record_job(claim, job_id)
+    }
+
+    fn release(&self, claim: &Claim) -> impl Future<Output = Result<(), StoreError>> + Send {
+        (**self).release(claim)
+    }
+}

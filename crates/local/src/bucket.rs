@@ -1,0 +1,227 @@
+//! A folder as the bucket. Files that appear under the input prefix become S3-shaped
+//! `ObjectCreated` events, with their keys form-URL-encoded as S3 encodes them, so the starter
+//! decodes them exactly as in the cloud. A file is announced once it has stopped changing, so a
+//! slow copy is picked up only when complete; a restart announces every file again, and the
+//! starter's claims keep finished ones from being transcoded twice.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde_json::{Value, json};
+
+/// What a file looked like at the last scan.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Seen {
+    size: u64,
+    modified: SystemTime,
+    /// Unchanged since this scan time.
+    since: SystemTime,
+    announced: bool,
+}
+
+/// Scans the folder under the input prefix and announces new, settled files.
+pub struct Watcher {
+    bucket: PathBuf,
+    name: String,
+    input_prefix: String,
+    settle: Duration,
+    seen: HashMap<String, Seen>,
+}
+
+impl Watcher {
+    /// `name` is the bucket's name in events; files are settled once unchanged for `settle`.
+    pub fn new(
+        bucket: impl Into<PathBuf>,
+        name: &str,
+        input_prefix: &str,
+        settle: Duration,
+    ) -> Self {
+        Self {
+            bucket: bucket.into(),
+            name: name.to_owned(),
+            input_prefix: input_prefix.to_owned(),
+            settle,
+            seen: HashMap::new(),
+        }
+    }
+
+    /// One scan at `now`: the S3 event records of files that have settled since they last changed.
+    pub fn scan(&mut self, now: SystemTime) -> Vec<Value> {
+        let mut files = Vec::new();
+        walk(&self.bucket.join(&self.input_prefix), &mut files);
+        let mut present = HashMap::with_capacity(files.len());
+        let mut records = Vec::new();
+        for path in files {
+            let Some(key) = key_of(&self.bucket, &path) else {
+                continue;
+            };
+            let Ok(meta) = std::fs::metadata(&path) else {
+                continue;
+            };
+            let modified = meta.modified().unwrap_or(UNIX_EPOCH);
+            let current = match self.seen.get(&key) {
+                Some(seen) if seen.size == meta.len() && seen.modified == modified => *seen,
+                _ => Seen {
+                    size: meta.len(),
+                    modified,
+                    since: now,
+                    announced: false,
+                },
+            };
+            let settled = now.duration_since(current.since).unwrap_or_default() >= self.settle;
+            let current = if settled && !current.announced {
+                records.push(self.record(&key, current.size, modified, now));
+                Seen {
+                    announced: true,
+                    ..current
+                }
+            } else {
+                current
+            };
+            present.insert(key, current);
+        }
+        self.seen = present;
+        records
+    }
+
+    /// Forgets a file, so that it is announced again once it has settled: the local retry.
+    pub fn forget(&mut self, key: &str) {
+        self.seen.remove(key);
+    }
+
+    fn record(&self, key: &str, size: u64, modified: SystemTime, now: SystemTime) -> Value {
+        // The modification time orders uploads of one key, as S3's sequencer does.
+        let nanos = modified
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos();
+        let time = chrono::DateTime::<chrono::Utc>::from(now)
+            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+        json!({
+            "eventVersion": "2.1",
+            "eventSource": "local:bucket",
+            "awsRegion": "local",
+            "eventTime": time,
+            "eventName": "ObjectCreated:Put",
+            "userIdentity": {"principalId": "local"},
+            "requestParameters": {"sourceIPAddress": "127.0.0.1"},
+            "responseElements": {},
+            "s3": {
+                "s3SchemaVersion": "1.0",
+                "configurationId": "local-runner",
+                "bucket": {"name": self.name, "arn": format!("arn:local:s3:::{}", self.name)},
+                "object": {"key": s3_event_key(key), "size": size, "sequencer": format!("{nanos:032X}")}
+            }
+        })
+    }
+}
+
+/// Files below `dir`, skipping hidden names (temporary files of uploads and of copies in flight).
+fn walk(dir: &Path, files: &mut Vec<PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        if entry.file_name().to_string_lossy().starts_with('.') {
+            continue;
+        }
+        let path = entry.path();
+        match entry.file_type() {
+            Ok(t) if t.is_dir() => walk(&path, files),
+            Ok(t) if t.is_file() => files.push(path),
+            _ => {}
+        }
+    }
+}
+
+/// The object key of a file in the bucket folder: its relative path with `/` separators.
+pub fn key_of(bucket: &Path, path: &Path) -> Option<String> {
+    let relative = path.strip_prefix(bucket).ok()?;
+    let parts: Option<Vec<&str>> = relative
+        .components()
+        .map(|c| c.as_os_str().to_str())
+        .collect();
+    Some(parts?.join("/"))
+}
+
+/// Encodes a key as S3 event notifications do: form-URL-encoding, `/` kept, space as `+`.
+pub fn s3_event_key(key: &str) -> String {
+    key.split('/')
+        .map(|segment| {
+            percent_encoding::utf8_percent_encode(segment, FORM)
+                .to_string()
+                .replace("%20", "+")
+        })
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+const FORM: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'*');
+
+#[cfg(test)]
+mod tests {
+    use transcoder_core::ObjectKey;
+
+    use super::*;
+
+    #[test]
+    fn keys_are_encoded_as_s3_encodes_them_and_decode_back() {
+        for key in [
+            "media/alice/red flower (live) café C++.mp3",
+            "media/あ/音楽 100%.mp3",
+            "media/a/b/c.mp3",
+        ] {
+            let encoded = s3_event_key(key);
+            assert!(!encoded.contains(' '), "{encoded}");
+            assert_eq!(
+                ObjectKey::from_s3_event_key(&encoded).unwrap().as_str(),
+                key
+            );
+        }
+        assert_eq!(
+            s3_event_key("media/alice/red flower+.mp3"),
+            "media/alice/red+flower%2B.mp3"
+        );
+    }
+
+    #[test]
+    fn a_file_is_announced_once_after_it_stops_changing() {
+        let dir = std::env::temp_dir().join(format!("watcher-test-{}", std::process::id()));
+        let media = dir.join("media/alice");
+        std::fs::create_dir_all(&media).unwrap();
+        std::fs::create_dir_all(dir.join("transcoded/alice")).unwrap();
+        std::fs::write(dir.join("transcoded/alice/old.wav"), b"x").unwrap();
+        let mut watcher = Watcher::new(&dir, "local", "media/", Duration::from_secs(1));
+        let t0 = SystemTime::now();
+        let at = |s: u64| t0 + Duration::from_secs(s);
+
+        std::fs::write(media.join("song.mp3"), b"part").unwrap();
+        std::fs::write(media.join(".upload-123"), b"hidden").unwrap();
+        assert!(watcher.scan(at(0)).is_empty());
+        // Still growing: not announced.
+        std::fs::write(media.join("song.mp3"), b"partial copy").unwrap();
+        assert!(watcher.scan(at(2)).is_empty());
+        let records = watcher.scan(at(4));
+        assert_eq!(records.len(), 1);
+        assert_eq!(records[0]["s3"]["object"]["key"], "media/alice/song.mp3");
+        assert_eq!(records[0]["s3"]["object"]["size"], 12);
+        assert!(watcher.scan(at(6)).is_empty());
+
+        // A new version of the same key is a new upload with a new sequencer.
+        std::thread::sleep(Duration::from_millis(20));
+        std::fs::write(media.join("song.mp3"), b"a whole new song").unwrap();
+        assert!(watcher.scan(at(7)).is_empty());
+        let again = watcher.scan(at(9));
+        assert_eq!(again.len(), 1);
+        assert_ne!(
+            again[0]["s3"]["object"]["sequencer"],
+            records[0]["s3"]["object"]["sequencer"]
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -1,0 +1,11 @@
+//! The whole pipeline on one machine, with no AWS account: a folder as the bucket, ffmpeg as the
+//! transcoder, SQLite as the store, and the messages API on localhost. It hosts the very handlers
+//! the Lambda functions run — `start_transcode`, `record_completion` and the API router — and only
+//! swaps the adapters.
+
+pub mod bucket;
+pub mod ffmpeg;
+pub mod runner;
+pub mod server;
+
+pub use runner::{LocalConfig, run};

@@ -1,0 +1,203 @@
+//! Wires the local pipeline: the bucket watcher feeds `start_transcode`, ffmpeg's notifications
+//! feed `record_completion`, and the server answers the API. Everything that a Lambda host reads
+//! from the environment is read here the same way.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use serde_json::json;
+use tokio::sync::mpsc;
+use tracing::{error, info, warn};
+use transcoder_api::{Api, ApiConfig};
+use transcoder_core::config::{ConfigError, Env};
+use transcoder_core::{
+    RawS3Event, RawSnsEvent, RecordConfig, StartConfig, record_completion, start_transcode,
+};
+use transcoder_sqlite::SqliteStore;
+
+use crate::bucket::Watcher;
+use crate::ffmpeg::FfmpegTranscoder;
+use crate::server::{LocalLinks, ServerState, router};
+
+/// The topic the local transcoder "publishes" to; `record_completion` accepts only this one.
+const LOCAL_TOPIC: &str = "arn:aws:sns:local:000000000000:transcoder-completions";
+/// The bucket's name in the events the watcher makes.
+const LOCAL_BUCKET: &str = "local-bucket";
+
+pub type Error = Box<dyn std::error::Error + Send + Sync>;
+
+#[derive(Debug, Clone)]
+pub struct LocalConfig {
+    /// The folder that plays the bucket (`BUCKET_DIR`, default `data/bucket`).
+    pub bucket: PathBuf,
+    /// The SQLite database of messages and claims (`STORE_PATH`, default `data/messages.sqlite3`).
+    pub store: PathBuf,
+    /// Where the API listens (`LISTEN_ADDR`, default `127.0.0.1:3000`).
+    pub listen: SocketAddr,
+    /// Jobs transcoded at once (`TRANSCODE_CONCURRENCY`, default: the number of cores).
+    pub concurrency: usize,
+    /// How long a file must stay unchanged before it counts as uploaded (`SETTLE_MS`, default 1000).
+    pub settle: Duration,
+    pub start: StartConfig,
+}
+
+impl LocalConfig {
+    pub fn from_env(env: &impl Env) -> Result<Self, ConfigError> {
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let concurrency = env.parse("TRANSCODE_CONCURRENCY", cores)?;
+        if concurrency == 0 {
+            return Err(ConfigError::invalid(
+                "TRANSCODE_CONCURRENCY",
+                "0",
+                "must be at least 1",
+            ));
+        }
+        Ok(Self {
+            bucket: env.get_or("BUCKET_DIR", "data/bucket").into(),
+            store: env.get_or("STORE_PATH", "data/messages.sqlite3").into(),
+            listen: env.parse("LISTEN_ADDR", SocketAddr::from(([127, 0, 0, 1], 3000)))?,
+            concurrency,
+            settle: Duration::from_millis(env.parse("SETTLE_MS", 1000)?),
+            start: StartConfig::from_env(env)?,
+        })
+    }
+}
+
+/// Runs until interrupted (Ctrl-C or SIGTERM).
+pub async fn run(config: LocalConfig) -> Result<(), Error> {
+    std::fs::create_dir_all(config.bucket.join(config.start.prefixes.input()))?;
+    if let Some(dir) = config.store.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)?;
+    }
+    let store = Arc::new(SqliteStore::open(&config.store)?);
+    let (notify, notifications) = mpsc::unbounded_channel();
+    let transcoder = FfmpegTranscoder::new(&config.bucket, config.concurrency, notify);
+
+    let listener = tokio::net::TcpListener::bind(config.listen).await?;
+    let base_url = format!("http://{}", listener.local_addr()?);
+    let links = LocalLinks::new(&base_url);
+    let api_config = ApiConfig {
+        bucket: LOCAL_BUCKET.into(),
+        input_prefix: config.start.prefixes.input().into(),
+    };
+    let state = Arc::new(ServerState {
+        api: Api::new(api_config, store.clone(), links.clone()),
+        links,
+        bucket: config.bucket.clone(),
+    });
+    info!(
+        api = base_url,
+        bucket = %config.bucket.display(),
+        store = %config.store.display(),
+        concurrency = config.concurrency,
+        "local pipeline running: drop audio files into {}/{}{{user}}/",
+        config.bucket.display(),
+        config.start.prefixes.input()
+    );
+
+    tokio::spawn(record_completions(notifications, store.clone()));
+    tokio::spawn(watch(config.clone(), transcoder, store));
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown())
+        .await?;
+    info!("stopped");
+    Ok(())
+}
+
+/// Scans the bucket folder and hands what settled to the starter, as S3 would.
+async fn watch(config: LocalConfig, transcoder: FfmpegTranscoder, claims: Arc<SqliteStore>) {
+    let mut watcher = Watcher::new(
+        &config.bucket,
+        LOCAL_BUCKET,
+        config.start.prefixes.input(),
+        config.settle,
+    );
+    let mut tick = tokio::time::interval(Duration::from_millis(250));
+    loop {
+        tick.tick().await;
+        let records = watcher.scan(SystemTime::now());
+        if records.is_empty() {
+            continue;
+        }
+        for record in &records {
+            info!(
+                key = record["s3"]["object"]["key"].as_str(),
+                "event: object created"
+            );
+        }
+        if let Err(err) =
+            start_transcode(RawS3Event { records }, &config.start, &transcoder, &claims).await
+        {
+            // As Lambda would retry the event: announce the files again once they settle anew.
+            warn!(error = %err, "some jobs did not start; retrying");
+            for (_, key, _) in &err.failed {
+                watcher.forget(key.as_str());
+            }
+        }
+    }
+}
+
+/// Delivers each notification to the recorder as an SNS event, retrying while the store fails.
+async fn record_completions(
+    mut notifications: mpsc::UnboundedReceiver<String>,
+    store: Arc<SqliteStore>,
+) {
+    let config = RecordConfig {
+        topic_arn: LOCAL_TOPIC.into(),
+    };
+    let mut delivered = 0u64;
+    while let Some(message) = notifications.recv().await {
+        delivered += 1;
+        let record = json!({
+            "EventSource": "aws:sns",
+            "EventVersion": "1.0",
+            "EventSubscriptionArn": format!("{LOCAL_TOPIC}:local"),
+            "Sns": {
+                "Type": "Notification",
+                "MessageId": format!("local-{delivered}"),
+                "TopicArn": LOCAL_TOPIC,
+                "Subject": null,
+                "Message": message,
+                "Timestamp": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                "SignatureVersion": "1",
+                "Signature": "local",
+                "SigningCertUrl": "",
+                "UnsubscribeUrl": "",
+                "MessageAttributes": {}
+            }
+        });
+        for attempt in 1..=5u32 {
+            let event = RawSnsEvent {
+                records: vec![record.clone()],
+            };
+            match record_completion(event, &config, &store).await {
+                Ok(_) => break,
+                Err(err) if attempt < 5 => {
+                    warn!(error = %err, attempt, "message not written; retrying");
+                    tokio::time::sleep(Duration::from_millis(200 * u64::from(attempt))).await;
+                }
+                Err(err) => error!(error = %err, "message not written after 5 attempts"),
+            }
+        }
+    }
+}
+
+async fn shutdown() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(term) => term,
+                Err(_) => return ctrl_c.await.unwrap_or_default(),
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    ctrl_c.await.unwrap_or_default();
+}

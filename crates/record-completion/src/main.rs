@@ -1,0 +1,32 @@
+//! `record-completion`: the Lambda function subscribed to the transcoder's SNS topic. It writes a
+//! message for the file's owner when a job ends. Configuration and clients are built once per
+//! cold start.
+
+use lambda_runtime::{Diagnostic, Error, LambdaEvent, run, service_fn, tracing};
+use transcoder_aws::DynamoStore;
+use transcoder_core::config::ProcessEnv;
+use transcoder_core::{RawSnsEvent, RecordConfig, record_completion};
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    tracing::init_default_subscriber();
+    let (config, store) = setup()
+        .await
+        .inspect_err(|e| tracing::error!("start-up refused: {e}"))?;
+    run(service_fn(|event: LambdaEvent<RawSnsEvent>| async {
+        record_completion(event.payload, &config, &store)
+            .await
+            .map_err(|e| Diagnostic {
+                error_type: "MessagesNotStored".into(),
+                error_message: e.to_string(),
+            })
+    }))
+    .await
+}
+
+async fn setup() -> Result<(RecordConfig, DynamoStore), Error> {
+    let config = RecordConfig::from_env(&ProcessEnv)?;
+    let sdk = aws_config::load_from_env().await;
+    let store = DynamoStore::from_env(&sdk, &ProcessEnv)?;
+    Ok((config, store))
+}

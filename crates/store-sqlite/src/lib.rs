@@ -1,0 +1,459 @@
+//! SQLite: messages and claims in one file, for the local runner, which has no DynamoDB but must
+//! not forget its messages or start a second job for an upload when it restarts. It honours the
+//! same contract as the DynamoDB store (`transcoder_core::contract`).
+//!
+//! - `messages` keeps each message as JSON in `body`, keyed by `(owner, id)`, beside `created_at`
+//!   (RFC 3339 to the ms, so text order is time order) and `unread`. The partial index
+//!   `messages_unread` on `(owner, created_at DESC, id DESC) WHERE unread = 1` plays the part of
+//!   DynamoDB's sparse index: a listing reads one owner's unread messages, newest first, and costs
+//!   the same however much other owners or dismissed history the file holds.
+//! - `claims` has one row per `(bucket, key, version)`, with `claimed_at` (epoch ms) and, once its
+//!   job started, `job_id`. Taking a claim is one immediate transaction, so two connections on one
+//!   file cannot both take it.
+//! - A page cursor is the last listed message's owner, `created_at` and id, as URL-safe base64; it
+//!   is refused for any owner but its own.
+//! - `PRAGMA user_version` is the schema's version, so that a later build can migrate a file.
+//!
+//! Nothing expires here: the file belongs to one developer's machine. Nothing here decides what a
+//! message says or when a job starts: that is transcoder-core's.
+
+use std::path::Path;
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use chrono::{DateTime, Utc};
+use rusqlite::{Connection, TransactionBehavior, params};
+use transcoder_core::store::CLAIM_LEASE;
+use transcoder_core::{
+    Claim, ClaimOutcome, ClaimStore, Message, MessageId, MessageStore, Owner, Page, StoreError,
+};
+
+/// The schema this build writes and reads; `PRAGMA user_version` of a file it created.
+const SCHEMA_VERSION: i32 = 1;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS messages (
+    owner TEXT NOT NULL,
+    id TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    unread INTEGER NOT NULL,
+    body TEXT NOT NULL,
+    PRIMARY KEY (owner, id)
+) STRICT;
+CREATE INDEX IF NOT EXISTS messages_unread
+    ON messages (owner, created_at DESC, id DESC) WHERE unread = 1;
+CREATE TABLE IF NOT EXISTS claims (
+    bucket TEXT NOT NULL,
+    key TEXT NOT NULL,
+    version TEXT NOT NULL,
+    claimed_at INTEGER NOT NULL,
+    job_id TEXT,
+    PRIMARY KEY (bucket, key, version)
+) STRICT;
+";
+
+/// How long a statement waits for another connection's write to finish before giving up.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+// `unread = 1` is spelled out so that SQLite can use the partial index.
+const LIST_FIRST: &str = "SELECT created_at, id, body FROM messages
+    WHERE owner = ?1 AND unread = 1
+    ORDER BY created_at DESC, id DESC LIMIT ?2";
+const LIST_AFTER: &str = "SELECT created_at, id, body FROM messages
+    WHERE owner = ?1 AND unread = 1 AND (created_at, id) < (?2, ?3)
+    ORDER BY created_at DESC, id DESC LIMIT ?4";
+
+/// Messages and claims in one SQLite database.
+pub struct SqliteStore {
+    // Each operation holds the lock for one or two statements on a local file (well under a
+    // millisecond), so it runs on the caller's thread rather than through `spawn_blocking`.
+    connection: Mutex<Connection>,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore").finish_non_exhaustive()
+    }
+}
+
+impl SqliteStore {
+    /// Opens the database at `path`, creating the file and its schema if they are missing. The
+    /// directory must exist. Other connections may have the same file open.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let name = path.display().to_string();
+        let at = |e: rusqlite::Error| StoreError::Unavailable(format!("{name}: {e}"));
+        let connection = Connection::open(path).map_err(at)?;
+        connection.busy_timeout(BUSY_TIMEOUT).map_err(at)?;
+        // Write-ahead logging: readers and a writer do not block each other, and a crash
+        // mid-write leaves the last commit intact.
+        let mode: String = connection
+            .pragma_update_and_check(None, "journal_mode", "wal", |row| row.get(0))
+            .map_err(at)?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(StoreError::Unavailable(format!(
+                "{name}: SQLite will not use write-ahead logging here (journal mode {mode})"
+            )));
+        }
+        Self::with_schema(connection, &name)
+    }
+
+    /// A database that lives as long as the store, for tests.
+    pub fn in_memory() -> Result<Self, StoreError> {
+        let connection = Connection::open_in_memory().map_err(failed)?;
+        Self::with_schema(connection, ":memory:")
+    }
+
+    fn with_schema(mut connection: Connection, name: &str) -> Result<Self, StoreError> {
+        let at = |e: rusqlite::Error| StoreError::Unavailable(format!("{name}: {e}"));
+        // Immediate, so that two processes opening a new file do not both create the schema.
+        let tx = connection
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(at)?;
+        let version: i32 = tx
+            .pragma_query_value(None, "user_version", |row| row.get(0))
+            .map_err(at)?;
+        match version {
+            0 => {
+                tx.execute_batch(SCHEMA).map_err(at)?;
+                tx.pragma_update(None, "user_version", SCHEMA_VERSION)
+                    .map_err(at)?;
+            }
+            SCHEMA_VERSION => {}
+            newer => {
+                return Err(StoreError::Corrupt(format!(
+                    "{name} has schema version {newer}, written by a newer build; this one reads \
+                     version {SCHEMA_VERSION}: run a newer build or start from another file"
+                )));
+            }
+        }
+        tx.commit().map_err(at)?;
+        Ok(Self {
+            connection: Mutex::new(connection),
+        })
+    }
+
+    fn connection(&self) -> MutexGuard<'_, Connection> {
+        // A panic under the lock leaves nothing half-written: SQLite rolls back an unfinished
+        // statement or transaction.
+        self.connection
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// A value of the wrong type in a column means the file was not written by this store; anything
+/// else is SQLite failing us, which may pass.
+fn failed(e: rusqlite::Error) -> StoreError {
+    match e {
+        rusqlite::Error::InvalidColumnType(..)
+        | rusqlite::Error::FromSqlConversionFailure(..)
+        | rusqlite::Error::IntegralValueOutOfRange(..) => StoreError::Corrupt(e.to_string()),
+        e => StoreError::Unavailable(format!("SQLite: {e}")),
+    }
+}
+
+/// A message's time as it sorts: fixed width, to the ms, as DynamoDB's unread index has it.
+fn sort_time(at: DateTime<Utc>) -> String {
+    at.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
+}
+
+/// Where the next page starts: the last listed message, strictly older messages come next.
+#[derive(Debug, PartialEq, Eq)]
+struct Cursor {
+    created_at: String,
+    id: String,
+}
+
+impl Cursor {
+    fn encode(&self, owner: &Owner) -> String {
+        URL_SAFE_NO_PAD.encode(format!("{owner}\n{}\n{}", self.created_at, self.id))
+    }
+
+    /// Reads a cursor handed back by `owner`. Owners hold no control characters, and a sort time
+    /// none, so the id is everything after the second line break.
+    fn decode(text: &str, owner: &Owner) -> Result<Self, StoreError> {
+        let bytes = URL_SAFE_NO_PAD
+            .decode(text)
+            .map_err(|_| StoreError::BadCursor)?;
+        let text = String::from_utf8(bytes).map_err(|_| StoreError::BadCursor)?;
+        let mut parts = text.splitn(3, '\n');
+        let (Some(cursor_owner), Some(created_at), Some(id)) =
+            (parts.next(), parts.next(), parts.next())
+        else {
+            return Err(StoreError::BadCursor);
+        };
+        let well_formed = DateTime::parse_from_rfc3339(created_at)
+            .is_ok_and(|at| sort_time(at.to_utc()) == created_at);
+        if cursor_owner != owner.as_str() || !well_formed {
+            return Err(StoreError::BadCursor);
+        }
+        Ok(Self {
+            created_at: created_at.to_owned(),
+            id: id.to_owned(),
+        })
+    }
+}
+
+impl MessageStore for SqliteStore {
+    async fn insert(&self, message: &Message) -> Result<bool, StoreError> {
+        let body = serde_json::to_string(message).map_err(|e| {
+            StoreError::Corrupt(format!("message {} cannot be written: {e}", message.id))
+        })?;
+        let connection = self.connection();
+        let inserted = connection
+            .prepare_cached(
+                "INSERT INTO messages (owner, id, created_at, unread, body)
+                 VALUES (?1, ?2, ?3, 1, ?4) ON CONFLICT (owner, id) DO NOTHING",
+            )
+            .and_then(|mut insert| {
+                insert.execute(params![
+                    message.owner.as_str(),
+                    message.id.0,
+                    sort_time(message.created_at),
+                    body
+                ])
+            })
+            .map_err(failed)?;
+        Ok(inserted == 1)
+    }
+
+    async fn list_unread(
+        &self,
+        owner: &Owner,
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> Result<Page, StoreError> {
+        let after = cursor.map(|c| Cursor::decode(c, owner)).transpose()?;
+        if limit == 0 {
+            return Ok(Page {
+                messages: Vec::new(),
+                next_cursor: None,
+            });
+        }
+        // One more than asked tells whether there is a next page, so the last page says so.
+        let wanted = i64::try_from(limit.saturating_add(1)).unwrap_or(i64::MAX);
+        let read = |row: &rusqlite::Row<'_>| -> rusqlite::Result<(Cursor, String)> {
+            let cursor = Cursor {
+                created_at: row.get(0)?,
+                id: row.get(1)?,
+            };
+            Ok((cursor, row.get(2)?))
+        };
+        let mut rows = {
+            let connection = self.connection();
+            match &after {
+                None => connection.prepare_cached(LIST_FIRST).and_then(|mut list| {
+                    list.query_map(params![owner.as_str(), wanted], read)?
+                        .collect::<Result<Vec<_>, _>>()
+                }),
+                Some(after) => connection.prepare_cached(LIST_AFTER).and_then(|mut list| {
+                    list.query_map(
+                        params![owner.as_str(), after.created_at, after.id, wanted],
+                        read,
+                    )?
+                    .collect::<Result<Vec<_>, _>>()
+                }),
+            }
+            .map_err(failed)?
+        };
+        let more = rows.len() > limit;
+        rows.truncate(limit);
+        let next_cursor = match rows.last() {
+            Some((last, _)) if more => Some(last.encode(owner)),
+            _ => None,
+        };
+        let messages = rows
+            .into_iter()
+            .map(|(row, body)| {
+                serde_json::from_str(&body)
+                    .map_err(|e| StoreError::Corrupt(format!("message {} of {owner}: {e}", row.id)))
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Page {
+            messages,
+            next_cursor,
+        })
+    }
+
+    async fn dismiss(&self, owner: &Owner, id: &MessageId) -> Result<bool, StoreError> {
+        let connection = self.connection();
+        // SQLite counts a matched row as changed even when it was already read.
+        let matched = connection
+            .prepare_cached("UPDATE messages SET unread = 0 WHERE owner = ?1 AND id = ?2")
+            .and_then(|mut dismiss| dismiss.execute(params![owner.as_str(), id.0]))
+            .map_err(failed)?;
+        Ok(matched > 0)
+    }
+}
+
+impl ClaimStore for SqliteStore {
+    async fn claim(&self, claim: &Claim, now: DateTime<Utc>) -> Result<ClaimOutcome, StoreError> {
+        let (bucket, key, version) = (&claim.bucket, claim.key.as_str(), &claim.version);
+        let mut connection = self.connection();
+        // Immediate: the write lock is ours from the start, so the outcome read below is the
+        // state our write was decided on, whoever else has the file open.
+        let tx = connection
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(failed)?;
+        // Free, or held past its lease by an invocation that never started the job.
+        let taken = tx
+            .prepare_cached(
+                "INSERT INTO claims (bucket, key, version, claimed_at) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (bucket, key, version) DO UPDATE SET claimed_at = excluded.claimed_at
+                 WHERE job_id IS NULL AND claimed_at <= ?5",
+            )
+            .and_then(|mut take| {
+                take.execute(params![
+                    bucket,
+                    key,
+                    version,
+                    now.timestamp_millis(),
+                    (now - CLAIM_LEASE).timestamp_millis()
+                ])
+            })
+            .map_err(failed)?
+            == 1;
+        let outcome = if taken {
+            ClaimOutcome::Claimed
+        } else {
+            let job_id: Option<String> = tx
+                .prepare_cached(
+                    "SELECT job_id FROM claims WHERE bucket = ?1 AND key = ?2 AND version = ?3",
+                )
+                .and_then(|mut find| {
+                    find.query_row(params![bucket, key, version], |row| row.get(0))
+                })
+                .map_err(failed)?;
+            match job_id {
+                Some(job_id) => ClaimOutcome::AlreadyStarted { job_id },
+                None => ClaimOutcome::Held,
+            }
+        };
+        tx.commit().map_err(failed)?;
+        Ok(outcome)
+    }
+
+    async fn record_job(&self, claim: &Claim, job_id: &str) -> Result<(), StoreError> {
+        let connection = self.connection();
+        // Written even if the claim vanished, so that a redelivery still finds the job.
+        connection
+            .prepare_cached(
+                "INSERT INTO claims (bucket, key, version, claimed_at, job_id)
+                 VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT (bucket, key, version) DO UPDATE SET job_id = excluded.job_id",
+            )
+            .and_then(|mut record| {
+                record.execute(params![
+                    claim.bucket,
+                    claim.key.as_str(),
+                    claim.version,
+                    Utc::now().timestamp_millis(),
+                    job_id
+                ])
+            })
+            .map_err(failed)?;
+        Ok(())
+    }
+
+    async fn release(&self, claim: &Claim) -> Result<(), StoreError> {
+        let connection = self.connection();
+        // A claim whose job started stays: it is what stops a second job.
+        connection
+            .prepare_cached(
+                "DELETE FROM claims
+                 WHERE bucket = ?1 AND key = ?2 AND version = ?3 AND job_id IS NULL",
+            )
+            .and_then(|mut release| {
+                release.execute(params![claim.bucket, claim.key.as_str(), claim.version])
+            })
+            .map_err(failed)?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use transcoder_core::contract;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn the_sqlite_store_honours_the_contract() {
+        contract::all(&SqliteStore::in_memory().unwrap()).await;
+    }
+
+    #[test]
+    fn a_cursor_round_trips_for_its_owner_only() {
+        let alice = contract::owner("alice");
+        let cursor = Cursor {
+            created_at: "2026-11-23T08:00:00.123Z".into(),
+            id: "job\n1".into(),
+        };
+        let text = cursor.encode(&alice);
+        assert!(
+            text.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'),
+            "{text} is not URL-safe"
+        );
+        assert_eq!(Cursor::decode(&text, &alice).unwrap(), cursor);
+        assert!(matches!(
+            Cursor::decode(&text, &contract::owner("bob")),
+            Err(StoreError::BadCursor)
+        ));
+        // A time that would not sort among the stored ones is refused.
+        for at in ["2026-11-23T08:00:00Z", "2026-11-23T09:00:00.123+01:00", "x"] {
+            let forged = URL_SAFE_NO_PAD.encode(format!("alice\n{at}\njob-1"));
+            assert!(
+                matches!(Cursor::decode(&forged, &alice), Err(StoreError::BadCursor)),
+                "{at}"
+            );
+        }
+    }
+
+    #[test]
+    fn sort_times_are_fixed_width_to_the_millisecond() {
+        let message = contract::message("alice", "job-1", 0);
+        assert_eq!(sort_time(message.created_at), "2026-11-23T08:00:00.123Z");
+    }
+
+    #[test]
+    fn listings_read_the_unread_index_in_order() {
+        let store = SqliteStore::in_memory().unwrap();
+        let connection = store.connection();
+        let first = params!["alice", 10];
+        let after = params!["alice", "2026-11-23T08:00:00.123Z", "job-1", 10];
+        // One step each, with no sort: the index gives the order, and the second page seeks to the
+        // cursor rather than reading past the first.
+        let plans = [
+            (LIST_FIRST, first, "(owner=?)"),
+            (LIST_AFTER, after, "(owner=? AND (created_at,id)<(?,?))"),
+        ];
+        for (sql, params, search) in plans {
+            let plan: Vec<String> = connection
+                .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+                .unwrap()
+                .query_map(params, |row| row.get(3))
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap();
+            let plan = plan.join("; ");
+            let wanted = format!("SEARCH messages USING INDEX messages_unread {search}");
+            assert_eq!(plan, wanted);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_message_that_cannot_be_read_is_corrupt() {
+        let store = SqliteStore::in_memory().unwrap();
+        let message = contract::message("alice", "job-1", 0);
+        assert!(store.insert(&message).await.unwrap());
+        store
+            .connection()
+            .execute("UPDATE messages SET body = '{\"id\": 1}'", [])
+            .unwrap();
+        let listed = store.list_unread(&message.owner, 10, None).await;
+        assert!(matches!(listed, Err(StoreError::Corrupt(_))), "{listed:?}");
+    }
+}

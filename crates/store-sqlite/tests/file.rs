@@ -1,0 +1,170 @@
+//! The store on a file: what the local runner relies on across restarts, and with a second
+//! connection on the same file.
+
+use std::path::{Path, PathBuf};
+
+use transcoder_core::contract::{base_time, message, owner};
+use transcoder_core::{
+    Claim, ClaimOutcome, ClaimStore, MessageId, MessageStore, ObjectKey, StoreError,
+};
+use transcoder_sqlite::SqliteStore;
+
+/// A directory of its own under the system's temporary one, removed when the test ends.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new(test: &str) -> Self {
+        let dir =
+            std::env::temp_dir().join(format!("transcoder-sqlite-{}-{test}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        Self(dir)
+    }
+
+    fn file(&self) -> PathBuf {
+        self.0.join("store.sqlite3")
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn claim(key: &str) -> Claim {
+    Claim {
+        bucket: "local".into(),
+        key: ObjectKey::new(key).unwrap(),
+        version: "0062E99A88DC407460".into(),
+    }
+}
+
+async fn unread_ids(store: &SqliteStore, name: &str) -> Vec<String> {
+    let page = store.list_unread(&owner(name), 100, None).await.unwrap();
+    assert_eq!(page.next_cursor, None);
+    page.messages.into_iter().map(|m| m.id.0).collect()
+}
+
+#[tokio::test]
+async fn messages_and_claims_survive_a_restart() {
+    let scratch = Scratch::new("restart");
+    let (started, held) = (
+        claim("media/alice/started.mp3"),
+        claim("media/alice/held.mp3"),
+    );
+    let messages = [
+        message("alice", "a1", 0),
+        message("alice", "a2", 1),
+        message("alice", "a3", 2),
+    ];
+    {
+        let store = SqliteStore::open(&scratch.file()).unwrap();
+        for m in &messages {
+            assert!(store.insert(m).await.unwrap());
+        }
+        assert!(
+            store
+                .dismiss(&owner("alice"), &MessageId("a2".into()))
+                .await
+                .unwrap()
+        );
+        let now = base_time();
+        assert_eq!(
+            store.claim(&started, now).await.unwrap(),
+            ClaimOutcome::Claimed
+        );
+        store.record_job(&started, "job-started").await.unwrap();
+        assert_eq!(
+            store.claim(&held, now).await.unwrap(),
+            ClaimOutcome::Claimed
+        );
+    }
+
+    let store = SqliteStore::open(&scratch.file()).unwrap();
+    assert_eq!(unread_ids(&store, "alice").await, ["a3", "a1"]);
+    let page = store.list_unread(&owner("alice"), 1, None).await.unwrap();
+    assert_eq!(page.messages, [messages[2].clone()]);
+    // A dismissed message stays dismissed, and a redelivery does not bring it back.
+    assert!(!store.insert(&messages[1]).await.unwrap());
+    assert_eq!(unread_ids(&store, "alice").await, ["a3", "a1"]);
+    assert_eq!(
+        store
+            .claim(&started, base_time() + chrono::TimeDelta::days(1))
+            .await
+            .unwrap(),
+        ClaimOutcome::AlreadyStarted {
+            job_id: "job-started".into()
+        }
+    );
+    // A claim taken before the restart still holds its lease.
+    assert_eq!(
+        store.claim(&held, base_time()).await.unwrap(),
+        ClaimOutcome::Held
+    );
+}
+
+#[tokio::test]
+async fn two_connections_on_one_file_see_each_others_writes() {
+    let scratch = Scratch::new("two-connections");
+    let (first, second) = (
+        SqliteStore::open(&scratch.file()).unwrap(),
+        SqliteStore::open(&scratch.file()).unwrap(),
+    );
+    assert!(first.insert(&message("bob", "b1", 0)).await.unwrap());
+    assert!(!second.insert(&message("bob", "b1", 0)).await.unwrap());
+    assert!(second.insert(&message("bob", "b2", 1)).await.unwrap());
+    assert_eq!(unread_ids(&first, "bob").await, ["b2", "b1"]);
+    assert!(
+        first
+            .dismiss(&owner("bob"), &MessageId("b2".into()))
+            .await
+            .unwrap()
+    );
+    assert_eq!(unread_ids(&second, "bob").await, ["b1"]);
+
+    let c = claim("media/bob/shared.mp3");
+    let now = base_time();
+    assert_eq!(first.claim(&c, now).await.unwrap(), ClaimOutcome::Claimed);
+    assert_eq!(second.claim(&c, now).await.unwrap(), ClaimOutcome::Held);
+    first.record_job(&c, "job-shared").await.unwrap();
+    assert_eq!(
+        second.claim(&c, now).await.unwrap(),
+        ClaimOutcome::AlreadyStarted {
+            job_id: "job-shared".into()
+        }
+    );
+}
+
+#[test]
+fn a_file_written_by_a_newer_build_is_refused() {
+    let scratch = Scratch::new("newer");
+    drop(SqliteStore::open(&scratch.file()).unwrap());
+    set_user_version(&scratch.file(), 2);
+    let opened = SqliteStore::open(&scratch.file());
+    match opened {
+        Err(StoreError::Corrupt(reason)) => {
+            assert!(reason.contains("schema version 2"), "{reason}")
+        }
+        other => panic!("a file of schema version 2 opened as {other:?}"),
+    }
+}
+
+#[test]
+fn a_missing_directory_is_reported_with_the_path() {
+    let scratch = Scratch::new("missing");
+    let path = scratch.0.join("no such directory").join("store.sqlite3");
+    match SqliteStore::open(&path) {
+        Err(StoreError::Unavailable(reason)) => {
+            assert!(reason.contains("no such directory"), "{reason}")
+        }
+        other => panic!("opening {} gave {other:?}", path.display()),
+    }
+}
+
+fn set_user_version(path: &Path, version: i32) {
+    let connection = rusqlite::Connection::open(path).unwrap();
+    connection
+        .pragma_update(None, "user_version", version)
+        .unwrap();
+}

@@ -1,0 +1,132 @@
+//! `Api::handle` on any request: any caller, method, path, query and body, against an in-memory
+//! store holding two users' messages. Never a 5xx, always JSON (but for 204) with an error code on
+//! 4xx, listings hold the caller's messages only, and another user's messages never change.
+#![no_main]
+
+use bytes::Bytes;
+use chrono::{DateTime, TimeZone, Utc};
+use http::{Method, Request};
+use libfuzzer_sys::arbitrary::{self, Arbitrary};
+use libfuzzer_sys::fuzz_target;
+use serde_json::Value;
+use transcoder_api::{Api, ApiConfig};
+use transcoder_core::links::LINK_LIFETIME;
+use transcoder_core::memory::MemoryStore;
+use transcoder_core::{
+    Link, LinkError, Links, Message, MessageId, MessageState, MessageStore, ObjectKey, Owner,
+};
+
+struct FakeLinks;
+
+impl Links for FakeLinks {
+    async fn download(&self, key: &ObjectKey, now: DateTime<Utc>) -> Result<Link, LinkError> {
+        Ok(Link {
+            url: format!("https://links.test/get/{key}"),
+            expires_at: now + LINK_LIFETIME,
+        })
+    }
+
+    async fn upload(&self, key: &ObjectKey, now: DateTime<Utc>) -> Result<Link, LinkError> {
+        Ok(Link {
+            url: format!("https://links.test/put/{key}"),
+            expires_at: now + LINK_LIFETIME,
+        })
+    }
+}
+
+#[derive(Debug, Arbitrary)]
+struct ClientRequest {
+    caller: Option<String>,
+    method: String,
+    path: String,
+    query: Option<String>,
+    body: Vec<u8>,
+}
+
+const USERS: [&str; 2] = ["alice", "bob"];
+
+fn message(owner: &str, n: u32) -> Message {
+    let id = format!("msg-{owner}-{n}");
+    Message {
+        id: MessageId(id.clone()),
+        owner: Owner::new(owner).unwrap(),
+        state: MessageState::Completed,
+        text: format!("Your file {id}.mp3 has been processed"),
+        file: format!("{id}.mp3"),
+        source_key: format!("media/{owner}/{id}.mp3"),
+        outputs: Vec::new(),
+        created_at: Utc.with_ymd_and_hms(2026, 11, 23, 8, n, 0).unwrap(),
+    }
+}
+
+async fn unread(api: &Api<MemoryStore, FakeLinks>, owner: &str) -> Vec<Message> {
+    let owner = Owner::new(owner).unwrap();
+    api.store()
+        .list_unread(&owner, 100, None)
+        .await
+        .unwrap()
+        .messages
+}
+
+fuzz_target!(|input: ClientRequest| {
+    let uri = match &input.query {
+        Some(query) => format!("/{}?{query}", input.path),
+        None => format!("/{}", input.path),
+    };
+    let Ok(method) = Method::from_bytes(input.method.as_bytes()) else {
+        return;
+    };
+    let Ok(request) = Request::builder()
+        .method(method)
+        .uri(uri)
+        .body(Bytes::from(input.body.clone()))
+    else {
+        return;
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let config = ApiConfig::from_env(&[("BUCKET_NAME", "audio-transcoder-media")]).unwrap();
+        let api = Api::new(config, MemoryStore::default(), FakeLinks);
+        for owner in USERS {
+            for n in 1..=3 {
+                api.store().insert(&message(owner, n)).await.unwrap();
+            }
+        }
+        let response = api.handle(input.caller.as_deref(), &request).await;
+        let status = response.status();
+        assert!(!status.is_server_error(), "{status}: {}", response.body());
+        if status.as_u16() == 204 {
+            assert!(response.body().is_empty());
+        } else {
+            let body: Value = serde_json::from_str(response.body()).expect("a JSON body");
+            if status.is_client_error() {
+                assert!(
+                    body["error"]["code"]
+                        .as_str()
+                        .is_some_and(|c| !c.is_empty())
+                );
+            }
+            if status.as_u16() == 200 {
+                let caller = input.caller.as_deref().unwrap_or_default();
+                for listed in body["messages"].as_array().into_iter().flatten() {
+                    let id = listed["id"].as_str().unwrap_or_default();
+                    assert!(
+                        id.starts_with(&format!("msg-{caller}-")),
+                        "{id} for {caller}"
+                    );
+                }
+            }
+        }
+        for owner in USERS {
+            if input.caller.as_deref() != Some(owner) {
+                assert_eq!(
+                    unread(&api, owner).await.len(),
+                    3,
+                    "{owner}'s messages changed"
+                );
+            }
+        }
+    });
+});

@@ -1,0 +1,408 @@
+//! Process-level test harness: runs a built Lambda binary the way Lambda runs it.
+//!
+//! [`Function`] serves the Lambda Runtime API on loopback, spawns the binary pointed at it, hands
+//! it events and reads back its responses and errors. [`Stub`] is a recording HTTP server on
+//! loopback that stands in for an AWS service with no emulator: the SDK is pointed at it with
+//! `AWS_ENDPOINT_URL`, and the tests assert the requests that reached the wire.
+//! [`dynamodb_local::DynamoDbLocal`] is a real DynamoDB, in memory, for the stores' tests.
+
+pub mod dynamodb_local;
+pub mod template;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::process::{ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde_json::Value;
+use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
+use tokio::net::TcpListener;
+use tokio::process::{Child, Command};
+use tokio::sync::{mpsc, oneshot};
+
+/// How long an invocation may take before the test gives up on the function.
+const INVOKE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The path of a workspace binary, built beside the test executable.
+pub fn binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("the running executable has a path");
+    // Tests run from target/<profile>/deps/, binaries such as the benchmark from target/<profile>/.
+    let mut dir = exe.parent().expect("an executable lives in a folder");
+    if dir.ends_with("deps") {
+        dir = dir.parent().expect("deps/ lives in the profile's folder");
+    }
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: build the functions first with `cargo build --bins` (`make test` does)",
+        path.display()
+    );
+    path
+}
+
+/// What a function answered to one invocation.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    Response(Value),
+    Error {
+        error_type: String,
+        error_message: String,
+    },
+}
+
+impl Outcome {
+    pub fn response(self) -> Value {
+        match self {
+            Self::Response(v) => v,
+            Self::Error {
+                error_type,
+                error_message,
+            } => {
+                panic!("expected a response, the function failed: {error_type}: {error_message}")
+            }
+        }
+    }
+
+    pub fn error(self) -> (String, String) {
+        match self {
+            Self::Error {
+                error_type,
+                error_message,
+            } => (error_type, error_message),
+            Self::Response(v) => panic!("expected an error, the function answered {v}"),
+        }
+    }
+}
+
+struct Invocation {
+    id: String,
+    event: Vec<u8>,
+}
+
+struct RuntimeState {
+    queue: tokio::sync::Mutex<mpsc::UnboundedReceiver<Invocation>>,
+    waiting: Mutex<HashMap<String, oneshot::Sender<Outcome>>>,
+    init_errors: Mutex<Vec<Value>>,
+    /// When the function first asked for an invocation: the end of its initialisation.
+    first_next: std::sync::OnceLock<Instant>,
+}
+
+/// A Lambda function process, served by a Runtime API on loopback.
+pub struct Function {
+    child: Child,
+    invocations: mpsc::UnboundedSender<Invocation>,
+    state: Arc<RuntimeState>,
+    output: Arc<Mutex<Vec<String>>>,
+    next_id: u64,
+    spawned_at: Instant,
+}
+
+impl Function {
+    /// Spawns the workspace binary `name` with only the given environment (plus the variables
+    /// Lambda itself sets), so nothing from the developer's machine leaks in.
+    pub async fn start(name: &str, env: &[(&str, &str)]) -> Self {
+        let (invocations, queue) = mpsc::unbounded_channel();
+        let state = Arc::new(RuntimeState {
+            queue: tokio::sync::Mutex::new(queue),
+            waiting: Mutex::default(),
+            init_errors: Mutex::default(),
+            first_next: std::sync::OnceLock::new(),
+        });
+        let app = Router::new()
+            .route("/2018-06-01/runtime/invocation/next", get(next_invocation))
+            .route(
+                "/2018-06-01/runtime/invocation/{id}/response",
+                post(invocation_response),
+            )
+            .route(
+                "/2018-06-01/runtime/invocation/{id}/error",
+                post(invocation_error),
+            )
+            .route("/2018-06-01/runtime/init/error", post(init_error))
+            .with_state(state.clone());
+        let address = serve(app).await;
+
+        let mut command = Command::new(binary(name));
+        command
+            .env_clear()
+            .env("AWS_LAMBDA_RUNTIME_API", &address)
+            .env("AWS_LAMBDA_FUNCTION_NAME", name)
+            .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128")
+            .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
+            .env("AWS_LAMBDA_LOG_GROUP_NAME", format!("/aws/lambda/{name}"))
+            .env("AWS_LAMBDA_LOG_STREAM_NAME", "2026/11/23/[$LATEST]test")
+            .env("AWS_REGION", "eu-west-1")
+            .env("AWS_ACCESS_KEY_ID", "AKIDLOCALTEST")
+            .env("AWS_SECRET_ACCESS_KEY", "local-test-secret")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .envs(env.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        let spawned_at = Instant::now();
+        let mut child = command
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
+        let output = Arc::new(Mutex::new(Vec::new()));
+        collect_lines(child.stdout.take(), output.clone());
+        collect_lines(child.stderr.take(), output.clone());
+        Self {
+            child,
+            invocations,
+            state,
+            output,
+            next_id: 0,
+            spawned_at,
+        }
+    }
+
+    /// When the process was spawned.
+    pub fn spawned_at(&self) -> Instant {
+        self.spawned_at
+    }
+
+    /// When the function first asked the Runtime API for an invocation, if it has.
+    pub fn first_request_at(&self) -> Option<Instant> {
+        self.state.first_next.get().copied()
+    }
+
+    /// The process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
+    }
+
+    /// Hands the function one event and waits for its response or error.
+    pub async fn invoke(&mut self, event: &Value) -> Outcome {
+        self.next_id += 1;
+        let id = format!("00000000-0000-4000-8000-{:012}", self.next_id);
+        let (answer, answered) = oneshot::channel();
+        self.state
+            .waiting
+            .lock()
+            .unwrap()
+            .insert(id.clone(), answer);
+        let event = serde_json::to_vec(event).unwrap();
+        self.invocations.send(Invocation { id, event }).unwrap();
+        match tokio::time::timeout(INVOKE_TIMEOUT, answered).await {
+            Ok(Ok(outcome)) => outcome,
+            _ => panic!(
+                "the function did not answer within {INVOKE_TIMEOUT:?}; its output:\n{}",
+                self.output().join("\n")
+            ),
+        }
+    }
+
+    /// Every line the function has written to stdout or stderr so far.
+    pub fn output(&self) -> Vec<String> {
+        self.output.lock().unwrap().clone()
+    }
+
+    /// Whether some output line contains every one of `parts`.
+    pub fn logged(&self, parts: &[&str]) -> bool {
+        self.output()
+            .iter()
+            .any(|line| parts.iter().all(|p| line.contains(p)))
+    }
+
+    /// Errors the function reported to `/runtime/init/error`.
+    pub fn init_errors(&self) -> Vec<Value> {
+        self.state.init_errors.lock().unwrap().clone()
+    }
+
+    /// Waits for the process to exit by itself.
+    pub async fn exit_status(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let status = tokio::time::timeout(timeout, self.child.wait())
+            .await
+            .ok()?
+            .ok();
+        // Let the output readers drain the pipes.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        status
+    }
+}
+
+async fn next_invocation(State(state): State<Arc<RuntimeState>>) -> Response {
+    state.first_next.get_or_init(Instant::now);
+    let Some(invocation) = state.queue.lock().await.recv().await else {
+        return StatusCode::GONE.into_response();
+    };
+    let deadline = SystemTime::now().duration_since(UNIX_EPOCH).unwrap() + INVOKE_TIMEOUT;
+    let headers = [
+        ("lambda-runtime-aws-request-id", invocation.id),
+        (
+            "lambda-runtime-deadline-ms",
+            deadline.as_millis().to_string(),
+        ),
+        (
+            "lambda-runtime-invoked-function-arn",
+            "arn:aws:lambda:eu-west-1:123456789012:function:test".into(),
+        ),
+        (
+            "lambda-runtime-trace-id",
+            "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1".into(),
+        ),
+        ("content-type", "application/json".into()),
+    ];
+    (headers, invocation.event).into_response()
+}
+
+async fn invocation_response(
+    State(state): State<Arc<RuntimeState>>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> StatusCode {
+    let value = serde_json::from_slice(&body)
+        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&body).into()));
+    answer(&state, &id, Outcome::Response(value))
+}
+
+async fn invocation_error(
+    State(state): State<Arc<RuntimeState>>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> StatusCode {
+    let value: Value = serde_json::from_slice(&body).unwrap_or_default();
+    let text = |field: &str| value[field].as_str().unwrap_or_default().to_owned();
+    let outcome = Outcome::Error {
+        error_type: text("errorType"),
+        error_message: text("errorMessage"),
+    };
+    answer(&state, &id, outcome)
+}
+
+async fn init_error(State(state): State<Arc<RuntimeState>>, body: Bytes) -> StatusCode {
+    let value = serde_json::from_slice(&body).unwrap_or_default();
+    state.init_errors.lock().unwrap().push(value);
+    StatusCode::ACCEPTED
+}
+
+fn answer(state: &RuntimeState, id: &str, outcome: Outcome) -> StatusCode {
+    match state.waiting.lock().unwrap().remove(id) {
+        Some(waiter) => {
+            let _ = waiter.send(outcome);
+            StatusCode::ACCEPTED
+        }
+        None => StatusCode::NOT_FOUND,
+    }
+}
+
+fn collect_lines(
+    stream: Option<impl AsyncRead + Unpin + Send + 'static>,
+    into: Arc<Mutex<Vec<String>>>,
+) {
+    let Some(stream) = stream else { return };
+    tokio::spawn(async move {
+        let mut lines = BufReader::new(stream).lines();
+        while let Ok(Some(line)) = lines.next_line().await {
+            into.lock().unwrap().push(line);
+        }
+    });
+}
+
+/// Serves `app` on a free loopback port and returns its `host:port`.
+async fn serve(app: Router) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind a loopback port");
+    let address = listener.local_addr().unwrap().to_string();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    address
+}
+
+/// One request that reached a [`Stub`].
+#[derive(Debug, Clone)]
+pub struct Recorded {
+    pub method: Method,
+    pub path: String,
+    pub query: Option<String>,
+    pub headers: HeaderMap,
+    /// The body parsed as JSON, or `Null` when it is empty or not JSON.
+    pub body: Value,
+}
+
+type Responder = dyn Fn(&Recorded) -> (u16, Value) + Send + Sync;
+type StubState = (Arc<Mutex<Vec<Recorded>>>, Arc<Responder>, Duration);
+
+/// A recording stand-in for an AWS service, on loopback.
+#[derive(Clone)]
+pub struct Stub {
+    address: String,
+    requests: Arc<Mutex<Vec<Recorded>>>,
+}
+
+impl Stub {
+    /// Starts a stub that answers each request with `respond`'s status and JSON body.
+    pub async fn start(
+        respond: impl Fn(&Recorded) -> (u16, Value) + Send + Sync + 'static,
+    ) -> Self {
+        Self::start_delayed(Duration::ZERO, respond).await
+    }
+
+    /// Starts a stub that takes `delay` to answer each request, as a remote service would.
+    pub async fn start_delayed(
+        delay: Duration,
+        respond: impl Fn(&Recorded) -> (u16, Value) + Send + Sync + 'static,
+    ) -> Self {
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let state: StubState = (requests.clone(), Arc::new(respond), delay);
+        let app = Router::new().fallback(record).with_state(state);
+        Self {
+            address: serve(app).await,
+            requests,
+        }
+    }
+
+    /// The URL to put in `AWS_ENDPOINT_URL`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.address)
+    }
+
+    pub fn requests(&self) -> Vec<Recorded> {
+        self.requests.lock().unwrap().clone()
+    }
+}
+
+async fn record(
+    State((requests, respond, delay)): State<StubState>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let recorded = Recorded {
+        method,
+        path: uri.path().to_owned(),
+        query: uri.query().map(str::to_owned),
+        headers,
+        body: serde_json::from_slice(&body).unwrap_or(Value::Null),
+    };
+    let (status, reply) = respond(&recorded);
+    requests.lock().unwrap().push(recorded);
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
+    }
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    (
+        status,
+        [("content-type", "application/json")],
+        reply.to_string(),
+    )
+        .into_response()
+}
+
+/// A sample event from the repository's `events/` folder.
+pub fn sample_event(file: &str) -> Value {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../events")
+        .join(file);
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}

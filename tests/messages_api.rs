@@ -1,0 +1,138 @@
+//! `messages-api` as Lambda runs it: the built binary, fed API Gateway HTTP API (payload 2.0)
+//! sample events through the Runtime API, with its messages in DynamoDB Local.
+
+use chrono::{TimeDelta, TimeZone, Utc};
+use serde_json::Value;
+use system_tests::dynamodb_local::DynamoDbLocal;
+use system_tests::{Function, sample_event};
+use transcoder_aws::DynamoStore;
+use transcoder_core::message::MessageOutput;
+use transcoder_core::{Message, MessageId, MessageState, MessageStore, Owner};
+
+fn message(owner: &str, id: &str, minute: i64) -> Message {
+    Message {
+        id: MessageId(id.into()),
+        owner: Owner::new(owner).unwrap(),
+        state: MessageState::Completed,
+        text: format!("Your file {id}.mp3 has been processed"),
+        file: format!("{id}.mp3"),
+        source_key: format!("media/{owner}/{id}.mp3"),
+        outputs: vec![MessageOutput {
+            format: "flac".into(),
+            key: format!("transcoded/{owner}/{id}.flac"),
+            duration_ms: None,
+        }],
+        created_at: Utc.with_ymd_and_hms(2026, 11, 23, 8, 0, 0).unwrap()
+            + TimeDelta::minutes(minute),
+    }
+}
+
+/// The status and JSON body of an API Gateway (payload 2.0) response.
+fn http(response: Value) -> (u64, Value) {
+    let status = response["statusCode"].as_u64().unwrap();
+    let body = response["body"]
+        .as_str()
+        .map(|b| serde_json::from_str(b).unwrap_or(Value::Null));
+    (status, body.unwrap_or(Value::Null))
+}
+
+fn ids(body: &Value) -> Vec<&str> {
+    body["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap())
+        .collect()
+}
+
+#[tokio::test]
+async fn two_users_through_the_sample_events() {
+    let db = DynamoDbLocal::start().await;
+    db.create_table("messages").await;
+    let store = DynamoStore::new(db.client(), "messages", 30);
+    for (owner, id, minute) in [
+        ("alice", "1700000000000-abc001", 1),
+        ("alice", "1700000000000-abc002", 2),
+        ("alice", "1700000000000-abc003", 3),
+        ("bob", "1763885000000-mc0001", 4),
+    ] {
+        store.insert(&message(owner, id, minute)).await.unwrap();
+    }
+    let endpoint = db.endpoint();
+    let mut function = Function::start(
+        "messages-api",
+        &[
+            ("AWS_ENDPOINT_URL_DYNAMODB", &endpoint),
+            ("TABLE_NAME", "messages"),
+            ("BUCKET_NAME", "audio-transcoder-media"),
+        ],
+    )
+    .await;
+    let mut call = async |file: &str| http(function.invoke(&sample_event(file)).await.response());
+
+    // Alice, first page of two, newest first, with presigned download links.
+    let (status, page) = call("http-list-messages-alice.json").await;
+    assert_eq!(status, 200);
+    assert_eq!(ids(&page), ["1700000000000-abc003", "1700000000000-abc002"]);
+    assert!(page["next_cursor"].is_string());
+    let url = page["messages"][0]["outputs"][0]["url"].as_str().unwrap();
+    assert!(
+        url.starts_with("https://audio-transcoder-media.s3.eu-west-1.amazonaws.com/transcoded/alice/1700000000000-abc003.flac?"),
+        "{url}"
+    );
+    assert!(
+        url.contains("X-Amz-Expires=900") && url.contains("X-Amz-Signature="),
+        "{url}"
+    );
+
+    // Bob sees his own message only, and cannot dismiss Alice's.
+    let (status, page) = call("http-list-messages-bob.json").await;
+    assert_eq!((status, ids(&page)), (200, vec!["1763885000000-mc0001"]));
+    let (status, body) = call("http-dismiss-foreign-bob.json").await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (404, Some("message_not_found"))
+    );
+
+    // Alice dismisses it, twice.
+    assert_eq!(call("http-dismiss-alice.json").await.0, 204);
+    assert_eq!(call("http-dismiss-alice.json").await.0, 204);
+    let unread = store
+        .list_unread(&Owner::new("alice").unwrap(), 10, None)
+        .await
+        .unwrap();
+    let unread: Vec<_> = unread.messages.iter().map(|m| m.id.0.as_str()).collect();
+    assert_eq!(unread, ["1700000000000-abc003", "1700000000000-abc002"]);
+
+    // An upload link for her own folder (the event's body is base64, as API Gateway may send it).
+    let (status, upload) = call("http-upload-alice.json").await;
+    assert_eq!(status, 201);
+    assert_eq!(upload["key"], "media/alice/red flower.mp3");
+    assert_eq!(upload["method"], "PUT");
+    let url = upload["url"].as_str().unwrap();
+    assert!(
+        url.starts_with("https://audio-transcoder-media.s3.eu-west-1.amazonaws.com/media/alice/red%20flower.mp3?"),
+        "{url}"
+    );
+
+    // No verified identity: 401, whatever headers claim.
+    let (status, body) = call("http-no-claims.json").await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (401, Some("unauthorized"))
+    );
+}
+
+#[tokio::test]
+async fn a_missing_bucket_is_refused_at_start_up() {
+    let mut function = Function::start("messages-api", &[("TABLE_NAME", "messages")]).await;
+    let status = function
+        .exit_status(std::time::Duration::from_secs(20))
+        .await;
+    assert!(status.is_some_and(|s| !s.success()));
+    assert!(
+        function.logged(&["start-up refused", "BUCKET_NAME is required"]),
+        "{:?}",
+        function.output()
+    );
+}

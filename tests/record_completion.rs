@@ -1,0 +1,239 @@
+//! `record-completion` as Lambda runs it: the built binary, fed the sample SNS events through the
+//! Runtime API, writing to DynamoDB Local.
+
+use serde_json::Value;
+use system_tests::dynamodb_local::DynamoDbLocal;
+use system_tests::{Function, sample_event};
+use transcoder_aws::DynamoStore;
+use transcoder_core::{MessageStore, Owner};
+
+const TOPIC: &str = "arn:aws:sns:eu-west-1:123456789012:audio-transcoder-completions";
+
+async fn start(db: &DynamoDbLocal, table: &str) -> Function {
+    let endpoint = db.endpoint();
+    Function::start(
+        "record-completion",
+        &[
+            ("AWS_ENDPOINT_URL", &endpoint),
+            ("TABLE_NAME", table),
+            ("TOPIC_ARN", TOPIC),
+        ],
+    )
+    .await
+}
+
+async fn unread(store: &DynamoStore, owner: &str) -> Vec<(String, String, String)> {
+    let page = store
+        .list_unread(&Owner::new(owner).unwrap(), 100, None)
+        .await
+        .unwrap();
+    page.messages
+        .into_iter()
+        .map(|m| {
+            (
+                m.id.0,
+                serde_json::to_value(m.state)
+                    .unwrap()
+                    .as_str()
+                    .unwrap()
+                    .to_owned(),
+                m.text,
+            )
+        })
+        .collect()
+}
+
+fn ids(response: &Value, field: &str) -> Vec<String> {
+    response[field]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn every_sample_notification_is_recorded_or_rejected_as_it_should() {
+    let db = DynamoDbLocal::start().await;
+    db.create_table("messages").await;
+    let store = DynamoStore::new(db.client(), "messages", 30);
+    let mut function = start(&db, "messages").await;
+
+    for (file, recorded) in [
+        ("sns-et-completed.json", &["1700000000000-abc001"][..]),
+        ("sns-et-warning.json", &["1700000000000-abc002"]),
+        ("sns-et-error.json", &["1700000000000-abc003"]),
+        ("sns-et-progressing.json", &[]),
+        ("sns-mediaconvert-complete.json", &["1763885000000-mc0001"]),
+        ("sns-mediaconvert-error.json", &["1763885000000-mc0002"]),
+        ("sns-duplicate.json", &["1700000000000-abc005"]),
+        ("sns-foreign-topic.json", &[]),
+        ("sns-not-json.json", &[]),
+    ] {
+        let response = function.invoke(&sample_event(file)).await.response();
+        assert_eq!(ids(&response, "recorded"), recorded, "{file}");
+    }
+
+    let alice = unread(&store, "alice").await;
+    let states: Vec<_> = alice
+        .iter()
+        .map(|(id, state, _)| (id.as_str(), state.as_str()))
+        .collect();
+    assert_eq!(states.len(), 4);
+    for expected in [
+        ("1700000000000-abc001", "completed"),
+        ("1700000000000-abc002", "completed_with_warnings"),
+        ("1700000000000-abc003", "failed"),
+        ("1700000000000-abc005", "completed"),
+    ] {
+        assert!(states.contains(&expected), "{expected:?} in {states:?}");
+    }
+    let failed = alice
+        .iter()
+        .find(|(id, ..)| id == "1700000000000-abc003")
+        .unwrap();
+    assert_eq!(
+        failed.2,
+        "Your file red flower (live) café.mp3 could not be processed: \
+         The input file is not a supported audio or video file. (code 3002)."
+    );
+    let bob: Vec<_> = unread(&store, "bob")
+        .await
+        .into_iter()
+        .map(|(id, state, _)| (id, state))
+        .collect();
+    assert_eq!(bob.len(), 2);
+    assert!(bob.contains(&("1763885000000-mc0001".into(), "completed".into())));
+
+    // Poison is a log line naming the record, and the invocation still succeeds.
+    assert!(function.logged(&["poison notification rejected", "someone-elses-topic"]));
+    assert!(function.logged(&["poison notification rejected", "not JSON"]));
+}
+
+#[tokio::test]
+async fn the_same_notification_delivered_twice_is_one_message() {
+    let db = DynamoDbLocal::start().await;
+    db.create_table("messages").await;
+    let store = DynamoStore::new(db.client(), "messages", 30);
+    let mut function = start(&db, "messages").await;
+
+    let first = function
+        .invoke(&sample_event("sns-duplicate.json"))
+        .await
+        .response();
+    let second = function
+        .invoke(&sample_event("sns-duplicate.json"))
+        .await
+        .response();
+    assert_eq!(ids(&first, "recorded"), ["1700000000000-abc005"]);
+    assert_eq!(ids(&first, "duplicates"), ["1700000000000-abc005"]);
+    assert!(ids(&second, "recorded").is_empty());
+    assert_eq!(unread(&store, "alice").await.len(), 1);
+}
+
+#[tokio::test]
+async fn an_unreachable_table_fails_the_invocation_so_lambda_retries() {
+    let db = DynamoDbLocal::start().await;
+    // No table: every write fails the way an unavailable DynamoDB does, as a retryable error.
+    let mut function = start(&db, "no-such-table").await;
+    let (error_type, message) = function
+        .invoke(&sample_event("sns-et-completed.json"))
+        .await
+        .error();
+    assert_eq!(error_type, "MessagesNotStored");
+    assert!(
+        message.starts_with(
+            "1 of 1 messages could not be stored: record 0 (job 1700000000000-abc001)"
+        ),
+        "{message}"
+    );
+}
+
+#[tokio::test]
+async fn a_missing_topic_is_refused_at_start_up() {
+    let mut function = Function::start("record-completion", &[("TABLE_NAME", "messages")]).await;
+    let status = function
+        .exit_status(std::time::Duration::from_secs(20))
+        .await;
+    assert!(status.is_some_and(|s| !s.success()));
+    assert!(
+        function.logged(&["start-up refused", "TOPIC_ARN is required"]),
+        "{:?}",
+        function.output()
+    );
+}
+
+/// The one message of `owner` with id `id`, whole.
+async fn message(store: &DynamoStore, owner: &str, id: &str) -> transcoder_core::Message {
+    let page = store
+        .list_unread(&Owner::new(owner).unwrap(), 100, None)
+        .await
+        .unwrap();
+    page.messages
+        .into_iter()
+        .find(|m| m.id.0 == id)
+        .unwrap_or_else(|| panic!("{owner} has no message {id}"))
+}
+
+#[tokio::test]
+async fn mediaconvert_job_states_as_they_arrive_through_sns() {
+    let db = DynamoDbLocal::start().await;
+    db.create_table("messages").await;
+    let store = DynamoStore::new(db.client(), "messages", 30);
+    let mut function = start(&db, "messages").await;
+    let mut invoke = async |file: &str| function.invoke(&sample_event(file)).await.response();
+
+    // COMPLETE, then a STATUS_UPDATE of the same job that arrives late: the final message stays.
+    let complete = invoke("sns-mediaconvert-complete.json").await;
+    assert_eq!(ids(&complete, "recorded"), ["1763885000000-mc0001"]);
+    let before = message(&store, "bob", "1763885000000-mc0001").await;
+    let late = invoke("sns-mediaconvert-status-update.json").await;
+    assert!(ids(&late, "recorded").is_empty());
+    assert!(late["rejected"].as_array().unwrap().is_empty());
+    assert_eq!(late["progress"], 1);
+    let after = message(&store, "bob", "1763885000000-mc0001").await;
+    assert_eq!(after, before);
+    assert_eq!(
+        after.text,
+        "Your file Long Set.MP3 has been processed: transcoded/bob/Long Set.wav (wav, 3600.0 s), \
+         transcoded/bob/Long Set.flac (flac, 3600.0 s), transcoded/bob/Long Set.m4a (aac, 3600.1 s)."
+    );
+
+    // COMPLETE where one output group reports no file: the files that were reported are listed.
+    let partial = invoke("sns-mediaconvert-complete-missing-paths.json").await;
+    assert_eq!(ids(&partial, "recorded"), ["1763885000000-mc0003"]);
+    let partial = message(&store, "alice", "1763885000000-mc0003").await;
+    assert_eq!(
+        serde_json::to_value(partial.state).unwrap(),
+        serde_json::json!("completed")
+    );
+    assert_eq!(
+        partial.text,
+        "Your file song.mp3 has been processed: transcoded/alice/song.wav (wav, 6.0 s), \
+         transcoded/alice/song.m4a (aac, 6.0 s)."
+    );
+    assert_eq!(partial.outputs.len(), 2);
+
+    // ERROR with its code and message; CANCELED, which carries neither.
+    let error = invoke("sns-mediaconvert-error.json").await;
+    assert_eq!(ids(&error, "recorded"), ["1763885000000-mc0002"]);
+    assert_eq!(
+        message(&store, "bob", "1763885000000-mc0002").await.text,
+        "Your file Long Set.MP3 could not be processed: Demuxer: [ReadPacketData File read failed \
+         - end of file hit at length [1048576]. Is file truncated?] (code 1040)."
+    );
+    let canceled = invoke("sns-mediaconvert-canceled.json").await;
+    assert_eq!(ids(&canceled, "recorded"), ["1763885000000-mc0004"]);
+    let canceled = message(&store, "alice", "1763885000000-mc0004").await;
+    assert_eq!(
+        (
+            serde_json::to_value(canceled.state).unwrap(),
+            canceled.text.as_str()
+        ),
+        (
+            serde_json::json!("failed"),
+            "Your file one.mp3 could not be processed: the job was canceled."
+        )
+    );
+    assert!(canceled.outputs.is_empty());
+}

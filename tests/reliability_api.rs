@@ -1,0 +1,167 @@
+//! The messages API against a real DynamoDB that misbehaves or is handed what no client should
+//! send: while DynamoDB is down the API answers 503 (retry), and serves again once it is back;
+//! ids and cursors with keys over DynamoDB's size limits are the client's mistake, never a 5xx
+//! that invites a retry.
+
+use std::path::PathBuf;
+
+use bytes::Bytes;
+use chrono::{DateTime, TimeZone, Utc};
+use http::{Request, StatusCode};
+use serde_json::Value;
+use system_tests::dynamodb_local::DynamoDbLocal;
+use system_tests::{Function, sample_event};
+use transcoder_api::{Api, ApiConfig};
+use transcoder_aws::DynamoStore;
+use transcoder_core::links::LINK_LIFETIME;
+use transcoder_core::{
+    Link, LinkError, Links, Message, MessageId, MessageState, MessageStore, ObjectKey, Owner,
+};
+
+struct FakeLinks;
+
+impl Links for FakeLinks {
+    async fn download(&self, key: &ObjectKey, now: DateTime<Utc>) -> Result<Link, LinkError> {
+        Ok(Link {
+            url: format!("https://links.test/get/{key}"),
+            expires_at: now + LINK_LIFETIME,
+        })
+    }
+
+    async fn upload(&self, key: &ObjectKey, now: DateTime<Utc>) -> Result<Link, LinkError> {
+        Ok(Link {
+            url: format!("https://links.test/put/{key}"),
+            expires_at: now + LINK_LIFETIME,
+        })
+    }
+}
+
+fn message(owner: &str, id: &str, minute: u32) -> Message {
+    Message {
+        id: MessageId(id.into()),
+        owner: Owner::new(owner).unwrap(),
+        state: MessageState::Completed,
+        text: format!("Your file {id}.mp3 has been processed"),
+        file: format!("{id}.mp3"),
+        source_key: format!("media/{owner}/{id}.mp3"),
+        outputs: Vec::new(),
+        created_at: Utc.with_ymd_and_hms(2026, 11, 23, 8, minute, 0).unwrap(),
+    }
+}
+
+/// The status and JSON body of an API Gateway (payload 2.0) response.
+fn http(response: Value) -> (u64, Value) {
+    let status = response["statusCode"].as_u64().unwrap();
+    let body = response["body"]
+        .as_str()
+        .map(|b| serde_json::from_str(b).unwrap_or(Value::Null));
+    (status, body.unwrap_or(Value::Null))
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "{name}-{}-{}",
+        std::process::id(),
+        Utc::now().timestamp_micros()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+#[tokio::test]
+async fn while_dynamodb_is_down_the_api_answers_503_and_serves_again_when_it_is_back() {
+    let dir = scratch("reliability-api");
+    let mut db = DynamoDbLocal::start_persistent(&dir).await;
+    db.create_table("messages").await;
+    let store = DynamoStore::new(db.client(), "messages", 30);
+    store
+        .insert(&message("alice", "1700000000000-abc001", 1))
+        .await
+        .unwrap();
+    let endpoint = db.endpoint();
+    let mut function = Function::start(
+        "messages-api",
+        &[
+            ("AWS_ENDPOINT_URL", &endpoint),
+            ("TABLE_NAME", "messages"),
+            ("BUCKET_NAME", "audio-transcoder-media"),
+        ],
+    )
+    .await;
+    let list = sample_event("http-list-messages-alice.json");
+
+    let (status, body) = http(function.invoke(&list).await.response());
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["messages"][0]["id"], "1700000000000-abc001");
+
+    db.stop().await;
+    let (status, body) = http(function.invoke(&list).await.response());
+    assert_eq!(
+        (status, &body["error"]["code"]),
+        (503, &"unavailable".into())
+    );
+
+    db.restart().await;
+    let (status, body) = http(function.invoke(&list).await.response());
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["messages"][0]["id"], "1700000000000-abc001");
+
+    db.stop().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn ids_and_cursors_too_large_for_dynamodb_keys_are_never_a_server_error() {
+    let db = DynamoDbLocal::start().await;
+    db.create_table("messages").await;
+    let store = DynamoStore::new(db.client(), "messages", 30);
+    for minute in 1..=3 {
+        store
+            .insert(&message("alice", &format!("job-{minute}"), minute))
+            .await
+            .unwrap();
+    }
+    let config = ApiConfig::from_env(&[("BUCKET_NAME", "audio-transcoder-media")]).unwrap();
+    let api = Api::new(config, store, FakeLinks);
+    let call = |method: &str, uri: String| {
+        let request = Request::builder()
+            .method(method)
+            .uri(uri)
+            .body(Bytes::new())
+            .unwrap();
+        let api = &api;
+        async move {
+            let response = api.handle(Some("alice"), &request).await;
+            let body: Value = serde_json::from_str(response.body()).unwrap_or_default();
+            (response.status(), body["error"]["code"].clone())
+        }
+    };
+
+    // A sort key may be 1 KiB at most: no message has an id this long, so it is not found.
+    for length in [1100, 3000] {
+        let id = "x".repeat(length);
+        let (status, code) = call("POST", format!("/messages/{id}/dismiss")).await;
+        assert_eq!(
+            (status, code.as_str()),
+            (StatusCode::NOT_FOUND, Some("message_not_found")),
+            "{length}"
+        );
+    }
+
+    // A forged cursor for alice's own partition, with keys no item can have: at worst a page of
+    // her own messages, never a 5xx. (DynamoDB Local accepts such a start key.)
+    use base64::Engine;
+    let forged = serde_json::json!({
+        "pk": "USER#alice",
+        "sk": format!("MSG#{}", "x".repeat(1100)),
+        "unread_pk": "USER#alice",
+        "unread_sk": "y".repeat(1100),
+    });
+    let cursor = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(forged.to_string());
+    let (status, code) = call("GET", format!("/messages?cursor={cursor}")).await;
+    assert!(!status.is_server_error(), "{status} {code}");
+
+    // And what is in range still works.
+    let (status, _) = call("POST", "/messages/job-1/dismiss".into()).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+}

@@ -1,0 +1,314 @@
+//! `start-transcode` as Lambda runs it: the built binary, fed the sample events through the
+//! Runtime API, with Elastic Transcoder replaced by a recording stub on loopback.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use system_tests::dynamodb_local::DynamoDbLocal;
+use system_tests::{Function, Recorded, Stub, sample_event};
+
+const PIPELINE: &str = "1111111111111-abcde1";
+
+/// Elastic Transcoder's REST API as far as the starter uses it. CreateJob for a key containing
+/// `refuse` answers 503 every time.
+async fn elastic_transcoder() -> Stub {
+    let jobs = Arc::new(AtomicUsize::new(0));
+    Stub::start(move |req: &Recorded| match (req.method.as_str(), req.path.as_str()) {
+        ("POST", "/2012-09-25/jobs") => {
+            let key = req.body["Input"]["Key"].as_str().unwrap_or_default();
+            if key.contains("refuse") {
+                return (503, json!({"message": "Service Unavailable"}));
+            }
+            let n = jobs.fetch_add(1, Ordering::SeqCst) + 1;
+            (201, json!({"Job": {"Id": format!("1700000000000-job{n:03}"), "PipelineId": req.body["PipelineId"], "Status": "Submitted"}}))
+        }
+        ("GET", "/2012-09-25/pipelines") => (
+            200,
+            json!({"Pipelines": [
+                {"Id": "1111111111111-other1", "Name": "video"},
+                {"Id": PIPELINE, "Name": "audio-transcoder"}
+            ]}),
+        ),
+        _ => (404, json!({"message": "not stubbed"})),
+    })
+    .await
+}
+
+fn create_jobs(stub: &Stub) -> Vec<Recorded> {
+    stub.requests()
+        .into_iter()
+        .filter(|r| r.method == "POST" && r.path == "/2012-09-25/jobs")
+        .collect()
+}
+
+fn sources(requests: &[Recorded]) -> Vec<String> {
+    let mut keys: Vec<_> = requests
+        .iter()
+        .map(|r| r.body["Input"]["Key"].as_str().unwrap().to_owned())
+        .collect();
+    keys.sort();
+    keys
+}
+
+/// Starts the function against the stub, with its claims in a fresh table of DynamoDB Local.
+/// Elastic Transcoder and DynamoDB get their own endpoints, as the SDK allows per service.
+async fn start(stub: &Stub, db: &DynamoDbLocal, env: &[(&str, &str)]) -> Function {
+    static TABLES: AtomicUsize = AtomicUsize::new(0);
+    let table = format!("messages-{}", TABLES.fetch_add(1, Ordering::SeqCst));
+    db.create_table(&table).await;
+    let (url, endpoint) = (stub.url(), db.endpoint());
+    let mut all = vec![
+        ("AWS_ENDPOINT_URL_ELASTIC_TRANSCODER", url.as_str()),
+        ("AWS_ENDPOINT_URL_DYNAMODB", endpoint.as_str()),
+        ("TRANSCODER", "elastictranscoder"),
+        ("TABLE_NAME", table.as_str()),
+    ];
+    all.extend_from_slice(env);
+    Function::start("start-transcode", &all).await
+}
+
+#[tokio::test]
+async fn a_put_sends_the_exact_create_job_request() {
+    let stub = elastic_transcoder().await;
+    let db = DynamoDbLocal::start().await;
+    let mut function = start(&stub, &db, &[("PIPELINE_ID", PIPELINE)]).await;
+
+    let response = function
+        .invoke(&sample_event("s3-put.json"))
+        .await
+        .response();
+    assert_eq!(response["started"][0]["job_id"], "1700000000000-job001");
+    assert_eq!(response["started"][0]["key"], "media/alice/song.mp3");
+
+    let requests = create_jobs(&stub);
+    assert_eq!(requests.len(), 1);
+    assert_eq!(
+        requests[0].body,
+        json!({
+            "PipelineId": PIPELINE,
+            "Input": {"Key": "media/alice/song.mp3"},
+            "Outputs": [
+                {"Key": "transcoded/alice/song.wav", "PresetId": "1351620000001-300300"},
+                {"Key": "transcoded/alice/song.flac", "PresetId": "1351620000001-300110"},
+                {"Key": "transcoded/alice/song.m4a", "PresetId": "1351620000001-100110"}
+            ],
+            "UserMetadata": {"owner": "alice", "source-key": "media/alice/song.mp3"}
+        })
+    );
+    let authorization = requests[0].headers["authorization"].to_str().unwrap();
+    assert!(
+        authorization.starts_with("AWS4-HMAC-SHA256 Credential=AKIDLOCALTEST/"),
+        "{authorization}"
+    );
+    assert!(
+        authorization.contains("/eu-west-1/elastictranscoder/aws4_request"),
+        "{authorization}"
+    );
+}
+
+#[tokio::test]
+async fn every_sample_event_starts_exactly_the_jobs_it_should() {
+    let stub = elastic_transcoder().await;
+    let db = DynamoDbLocal::start().await;
+    let mut function = start(
+        &stub,
+        &db,
+        &[("PIPELINE_ID", PIPELINE), ("AWS_LAMBDA_LOG_FORMAT", "JSON")],
+    )
+    .await;
+    let cases: [(&str, &[&str]); 6] = [
+        ("s3-put.json", &["media/alice/song.mp3"]),
+        (
+            "s3-put-encoded-key.json",
+            &["media/alice/red flower (live) café C++.mp3"],
+        ),
+        ("s3-multipart-upload.json", &["media/bob/Long Set.MP3"]),
+        (
+            "s3-several-records.json",
+            &[
+                "media/alice/one.mp3",
+                "media/bob/two.flac",
+                "media/loose file.mp3",
+            ],
+        ),
+        ("s3-output-prefix.json", &[]),
+        ("s3-not-audio.json", &[]),
+    ];
+    for (file, expected) in cases {
+        let before = create_jobs(&stub).len();
+        let response = function.invoke(&sample_event(file)).await.response();
+        let sent = sources(&create_jobs(&stub)[before..]);
+        assert_eq!(sent, expected, "{file}");
+        assert_eq!(
+            response["started"].as_array().unwrap().len(),
+            expected.len(),
+            "{file}"
+        );
+    }
+
+    // Skips are log lines that name the record and its key, in Lambda's JSON log format.
+    let skipped: Vec<Value> = function
+        .output()
+        .iter()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .filter(|line| line["fields"]["message"] == "record skipped")
+        .collect();
+    let named = |key: &str| skipped.iter().find(|l| l["fields"]["key"] == key).cloned();
+    let output =
+        named("transcoded/alice/song.wav").expect("the output-prefix key is logged as skipped");
+    assert_eq!(output["fields"]["record"], 0);
+    assert!(
+        output["fields"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("output prefix")
+    );
+    assert!(named("media/alice/cover.jpg").is_some());
+    assert!(named("media/alice/notes.txt").is_some());
+    assert!(named("media/alice/empty.mp3").is_some());
+}
+
+#[tokio::test]
+async fn a_refused_job_fails_the_invocation_after_the_other_records_started() {
+    let stub = elastic_transcoder().await;
+    let db = DynamoDbLocal::start().await;
+    let mut function = start(&stub, &db, &[("PIPELINE_ID", PIPELINE)]).await;
+    let mut event = sample_event("s3-several-records.json");
+    event["Records"][1]["s3"]["object"]["key"] = "media/bob/refuse+me.mp3".into();
+
+    let (error_type, message) = function.invoke(&event).await.error();
+    assert_eq!(error_type, "JobsNotStarted");
+    assert!(
+        message.starts_with(
+            "1 of 3 transcode jobs could not be started: record 1 'media/bob/refuse me.mp3'"
+        ),
+        "{message}"
+    );
+    let requests = create_jobs(&stub);
+    let refused = requests
+        .iter()
+        .filter(|r| r.body["Input"]["Key"] == "media/bob/refuse me.mp3")
+        .count();
+    assert!(
+        refused > 1,
+        "the SDK retries a 503 before giving up (saw {refused} attempt)"
+    );
+    let accepted: Vec<_> = sources(&requests)
+        .into_iter()
+        .filter(|k| !k.contains("refuse"))
+        .collect();
+    assert_eq!(accepted, ["media/alice/one.mp3", "media/loose file.mp3"]);
+}
+
+#[tokio::test]
+async fn a_pipeline_name_is_looked_up_once_per_cold_start() {
+    let stub = elastic_transcoder().await;
+    let db = DynamoDbLocal::start().await;
+    let mut function = start(&stub, &db, &[("PIPELINE_NAME", "audio-transcoder")]).await;
+    function
+        .invoke(&sample_event("s3-put.json"))
+        .await
+        .response();
+    function
+        .invoke(&sample_event("s3-multipart-upload.json"))
+        .await
+        .response();
+
+    let lookups = stub
+        .requests()
+        .iter()
+        .filter(|r| r.path == "/2012-09-25/pipelines")
+        .count();
+    assert_eq!(lookups, 1);
+    let pipelines: Vec<_> = create_jobs(&stub)
+        .iter()
+        .map(|r| r.body["PipelineId"].clone())
+        .collect();
+    assert_eq!(pipelines, [PIPELINE, PIPELINE]);
+}
+
+#[tokio::test]
+async fn bad_configuration_is_refused_at_start_up_with_a_clear_error() {
+    let cases: [(&[(&str, &str)], &str); 5] = [
+        (
+            &[("PIPELINE_ID", PIPELINE), ("TABLE_NAME", "")],
+            "TABLE_NAME is required",
+        ),
+        (
+            &[
+                ("PIPELINE_ID", PIPELINE),
+                ("INPUT_PREFIX", "media/"),
+                ("OUTPUT_PREFIX", "media/out/"),
+            ],
+            "overlap",
+        ),
+        (
+            &[("PIPELINE_ID", PIPELINE), ("TRANSCODER", "handbrake")],
+            "TRANSCODER='handbrake'",
+        ),
+        (&[], "set PIPELINE_ID, or PIPELINE_NAME"),
+        (
+            &[("PIPELINE_NAME", "no-such-pipeline")],
+            "no Elastic Transcoder pipeline is named 'no-such-pipeline'",
+        ),
+    ];
+    let db = DynamoDbLocal::start().await;
+    for (env, expected) in cases {
+        let stub = elastic_transcoder().await;
+        let mut function = start(&stub, &db, env).await;
+        let status = function.exit_status(Duration::from_secs(20)).await;
+        assert!(
+            status.is_some_and(|s| !s.success()),
+            "{expected}: {status:?}"
+        );
+        assert!(
+            function.logged(&["start-up refused", expected]),
+            "{expected}: {:?}",
+            function.output()
+        );
+        assert!(create_jobs(&stub).is_empty());
+    }
+}
+
+#[tokio::test]
+async fn duplicate_deliveries_start_exactly_one_job() {
+    let stub = elastic_transcoder().await;
+    let db = DynamoDbLocal::start().await;
+    let mut function = start(&stub, &db, &[("PIPELINE_ID", PIPELINE)]).await;
+
+    let first = function
+        .invoke(&sample_event("s3-several-records.json"))
+        .await
+        .response();
+    let again = function
+        .invoke(&sample_event("s3-several-records.json"))
+        .await
+        .response();
+    let put_twice = function
+        .invoke(&sample_event("s3-put.json"))
+        .await
+        .response();
+    let put_again = function
+        .invoke(&sample_event("s3-put.json"))
+        .await
+        .response();
+
+    assert_eq!(
+        sources(&create_jobs(&stub)),
+        [
+            "media/alice/one.mp3",
+            "media/alice/song.mp3",
+            "media/bob/two.flac",
+            "media/loose file.mp3"
+        ]
+    );
+    assert_eq!(first["started"].as_array().unwrap().len(), 3);
+    assert!(again["started"].as_array().unwrap().is_empty());
+    assert_eq!(again["duplicates"].as_array().unwrap().len(), 3);
+    assert_eq!(
+        put_twice["started"][0]["job_id"],
+        put_again["duplicates"][0]["job_id"]
+    );
+}

@@ -1,0 +1,291 @@
+//! `start-transcode` with `TRANSCODER=mediaconvert` as Lambda runs it: the built binary, fed the
+//! sample events through the Runtime API, with MediaConvert's regional REST API replaced by a
+//! recording stub on loopback and its claims in DynamoDB Local.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use system_tests::dynamodb_local::DynamoDbLocal;
+use system_tests::{Function, Recorded, Stub, sample_event};
+use transcoder_core::{Claim, ObjectKey};
+
+const ROLE: &str = "arn:aws:iam::123456789012:role/audio-transcoder-MediaConvertRole-1A2B3C";
+const QUEUE: &str = "arn:aws:mediaconvert:eu-west-1:123456789012:queues/audio";
+const BUCKET: &str = "audio-transcoder-media";
+
+/// MediaConvert's CreateJob (`POST /2017-08-29/jobs`, the SDK's HTTP binding), answering 201 with
+/// job ids `1763885000000-mc{n}`; a source key containing `refuse` gets a 503 every time.
+async fn mediaconvert() -> Stub {
+    let jobs = Arc::new(AtomicUsize::new(0));
+    Stub::start(move |req: &Recorded| match (req.method.as_str(), req.path.as_str()) {
+        ("POST", "/2017-08-29/jobs") => {
+            let input = req.body["settings"]["inputs"][0]["fileInput"]
+                .as_str()
+                .unwrap_or_default();
+            if input.contains("refuse") {
+                return (503, json!({"message": "Service Unavailable"}));
+            }
+            let n = jobs.fetch_add(1, Ordering::SeqCst) + 1;
+            let job = json!({
+                "id": format!("1763885000000-mc{n:04}"),
+                "arn": format!("arn:aws:mediaconvert:eu-west-1:123456789012:jobs/1763885000000-mc{n:04}"),
+                "role": req.body["role"],
+                "settings": req.body["settings"],
+                "userMetadata": req.body["userMetadata"],
+                "status": "SUBMITTED"
+            });
+            (201, json!({ "job": job }))
+        }
+        _ => (404, json!({"message": "not stubbed"})),
+    })
+    .await
+}
+
+fn create_jobs(stub: &Stub) -> Vec<Recorded> {
+    stub.requests()
+        .into_iter()
+        .filter(|r| r.method == "POST" && r.path == "/2017-08-29/jobs")
+        .collect()
+}
+
+fn sources(requests: &[Recorded]) -> Vec<String> {
+    let mut keys: Vec<_> = requests
+        .iter()
+        .map(|r| {
+            let url = r.body["settings"]["inputs"][0]["fileInput"]
+                .as_str()
+                .unwrap();
+            url.strip_prefix(&format!("s3://{BUCKET}/"))
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    keys.sort();
+    keys
+}
+
+/// Starts the function against the stub, with its claims in a fresh table of DynamoDB Local.
+async fn start(stub: &Stub, db: &DynamoDbLocal, env: &[(&str, &str)]) -> Function {
+    static TABLES: AtomicUsize = AtomicUsize::new(0);
+    let table = format!("messages-{}", TABLES.fetch_add(1, Ordering::SeqCst));
+    db.create_table(&table).await;
+    let (url, endpoint) = (stub.url(), db.endpoint());
+    let mut all = vec![
+        ("AWS_ENDPOINT_URL_MEDIACONVERT", url.as_str()),
+        ("AWS_ENDPOINT_URL_DYNAMODB", endpoint.as_str()),
+        ("TRANSCODER", "mediaconvert"),
+        ("TABLE_NAME", table.as_str()),
+    ];
+    all.extend_from_slice(env);
+    Function::start("start-transcode", &all).await
+}
+
+/// One FILE_GROUP output group as it goes on the wire: the key without its extension as the
+/// destination, the extension on the output.
+fn group(name: &str, container: &str, codec: Value, extension: &str) -> Value {
+    json!({
+        "name": name,
+        "outputGroupSettings": {
+            "type": "FILE_GROUP_SETTINGS",
+            "fileGroupSettings": {"destination": "s3://audio-transcoder-media/transcoded/alice/song"}
+        },
+        "outputs": [{
+            "containerSettings": {"container": container},
+            "audioDescriptions": [{"audioSourceName": "Audio Selector 1", "codecSettings": codec}],
+            "extension": extension
+        }]
+    })
+}
+
+#[tokio::test]
+async fn a_put_sends_the_exact_create_job_request() {
+    let stub = mediaconvert().await;
+    let db = DynamoDbLocal::start().await;
+    let mut function = start(
+        &stub,
+        &db,
+        &[
+            ("MEDIACONVERT_ROLE_ARN", ROLE),
+            ("MEDIACONVERT_QUEUE_ARN", QUEUE),
+            ("JOB_TAG", "audio-transcoder-prod"),
+        ],
+    )
+    .await;
+
+    let response = function
+        .invoke(&sample_event("s3-put.json"))
+        .await
+        .response();
+    assert_eq!(response["started"][0]["job_id"], "1763885000000-mc0001");
+    assert_eq!(response["started"][0]["key"], "media/alice/song.mp3");
+
+    let requests = create_jobs(&stub);
+    assert_eq!(requests.len(), 1);
+    // The idempotency token is the upload's claim: the same upload, the same token.
+    let token = Claim {
+        bucket: BUCKET.into(),
+        key: ObjectKey::new("media/alice/song.mp3").unwrap(),
+        version: "0062E99A88DC407460".into(),
+    }
+    .token();
+    assert_eq!(
+        requests[0].body,
+        json!({
+            "role": ROLE,
+            "queue": QUEUE,
+            "clientRequestToken": token,
+            "userMetadata": {
+                "app": "audio-transcoder-prod",
+                "owner": "alice",
+                "source-key": "media/alice/song.mp3"
+            },
+            "settings": {
+                "inputs": [{
+                    "fileInput": "s3://audio-transcoder-media/media/alice/song.mp3",
+                    "audioSelectors": {"Audio Selector 1": {"defaultSelection": "DEFAULT"}}
+                }],
+                "outputGroups": [
+                    group("wav", "RAW", json!({"codec": "WAV", "wavSettings":
+                        {"format": "RIFF", "bitDepth": 16, "channels": 2, "sampleRate": 44100}}), "wav"),
+                    group("flac", "RAW", json!({"codec": "FLAC", "flacSettings":
+                        {"bitDepth": 16, "channels": 2, "sampleRate": 44100}}), "flac"),
+                    group("aac", "MP4", json!({"codec": "AAC", "aacSettings":
+                        {"codecProfile": "LC", "codingMode": "CODING_MODE_2_0", "rateControlMode": "CBR",
+                         "bitrate": 256000, "sampleRate": 44100}}), "m4a"),
+                ]
+            }
+        })
+    );
+    let authorization = requests[0].headers["authorization"].to_str().unwrap();
+    assert!(
+        authorization.starts_with("AWS4-HMAC-SHA256 Credential=AKIDLOCALTEST/"),
+        "{authorization}"
+    );
+    assert!(
+        authorization.contains("/eu-west-1/mediaconvert/aws4_request"),
+        "{authorization}"
+    );
+}
+
+#[tokio::test]
+async fn every_sample_event_starts_exactly_the_jobs_it_should_and_a_redelivery_none() {
+    let stub = mediaconvert().await;
+    let db = DynamoDbLocal::start().await;
+    let mut function = start(&stub, &db, &[("MEDIACONVERT_ROLE_ARN", ROLE)]).await;
+    let cases: [(&str, &[&str]); 6] = [
+        ("s3-put.json", &["media/alice/song.mp3"]),
+        (
+            "s3-put-encoded-key.json",
+            &["media/alice/red flower (live) café C++.mp3"],
+        ),
+        ("s3-multipart-upload.json", &["media/bob/Long Set.MP3"]),
+        (
+            "s3-several-records.json",
+            &[
+                "media/alice/one.mp3",
+                "media/bob/two.flac",
+                "media/loose file.mp3",
+            ],
+        ),
+        ("s3-output-prefix.json", &[]),
+        ("s3-not-audio.json", &[]),
+    ];
+    for (file, expected) in cases {
+        let before = create_jobs(&stub).len();
+        let response = function.invoke(&sample_event(file)).await.response();
+        assert_eq!(sources(&create_jobs(&stub)[before..]), expected, "{file}");
+        assert_eq!(
+            response["started"].as_array().unwrap().len(),
+            expected.len(),
+            "{file}"
+        );
+    }
+    let sent = create_jobs(&stub);
+    let encoded = sent
+        .iter()
+        .find(|r| r.body["userMetadata"]["owner"] == "alice" && r.body.to_string().contains("café"))
+        .unwrap();
+    assert_eq!(
+        encoded.body["settings"]["outputGroups"][2]["outputGroupSettings"]["fileGroupSettings"]["destination"],
+        "s3://audio-transcoder-media/transcoded/alice/red flower (live) café C++"
+    );
+    assert_eq!(
+        encoded.body["userMetadata"]["source-key"],
+        "media/alice/red flower %28live%29 caf%C3%A9 C++.mp3"
+    );
+    // Without JOB_TAG and MEDIACONVERT_QUEUE_ARN: the default tag, the default queue.
+    assert!(
+        sent.iter()
+            .all(|r| r.body["userMetadata"]["app"] == "audio-transcoder"
+                && r.body["queue"].is_null())
+    );
+
+    // Redelivered: the claims in DynamoDB start nothing, and name the jobs already started.
+    let again = function
+        .invoke(&sample_event("s3-several-records.json"))
+        .await
+        .response();
+    assert!(again["started"].as_array().unwrap().is_empty());
+    assert_eq!(again["duplicates"].as_array().unwrap().len(), 3);
+    assert_eq!(create_jobs(&stub).len(), sent.len());
+}
+
+#[tokio::test]
+async fn a_refused_job_fails_the_invocation_after_the_other_records_started() {
+    let stub = mediaconvert().await;
+    let db = DynamoDbLocal::start().await;
+    let mut function = start(&stub, &db, &[("MEDIACONVERT_ROLE_ARN", ROLE)]).await;
+    let mut event = sample_event("s3-several-records.json");
+    event["Records"][1]["s3"]["object"]["key"] = "media/bob/refuse+me.mp3".into();
+
+    let (error_type, message) = function.invoke(&event).await.error();
+    assert_eq!(error_type, "JobsNotStarted");
+    assert!(
+        message.starts_with(
+            "1 of 3 transcode jobs could not be started: record 1 'media/bob/refuse me.mp3': \
+             MediaConvert refused CreateJob"
+        ),
+        "{message}"
+    );
+    let accepted: Vec<_> = sources(&create_jobs(&stub))
+        .into_iter()
+        .filter(|k| !k.contains("refuse"))
+        .collect();
+    assert_eq!(accepted, ["media/alice/one.mp3", "media/loose file.mp3"]);
+}
+
+#[tokio::test]
+async fn bad_mediaconvert_configuration_is_refused_at_start_up() {
+    let cases: [(&[(&str, &str)], &str); 3] = [
+        (&[], "TRANSCODER=mediaconvert needs MEDIACONVERT_ROLE_ARN"),
+        (
+            &[("MEDIACONVERT_ROLE_ARN", "MediaConvertRole")],
+            "MEDIACONVERT_ROLE_ARN='MediaConvertRole' is invalid",
+        ),
+        (
+            &[
+                ("MEDIACONVERT_ROLE_ARN", ROLE),
+                ("MEDIACONVERT_QUEUE_ARN", "Default"),
+            ],
+            "MEDIACONVERT_QUEUE_ARN='Default' is invalid",
+        ),
+    ];
+    let db = DynamoDbLocal::start().await;
+    for (env, expected) in cases {
+        let stub = mediaconvert().await;
+        let mut function = start(&stub, &db, env).await;
+        let status = function.exit_status(Duration::from_secs(20)).await;
+        assert!(
+            status.is_some_and(|s| !s.success()),
+            "{expected}: {status:?}"
+        );
+        assert!(
+            function.logged(&["start-up refused", expected]),
+            "{expected}: {:?}",
+            function.output()
+        );
+        assert!(stub.requests().is_empty());
+    }
+}
