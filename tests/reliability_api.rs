@@ -6,35 +6,15 @@
 use std::path::PathBuf;
 
 use bytes::Bytes;
-use chrono::{DateTime, TimeZone, Utc};
+use chrono::{TimeZone, Utc};
 use http::{Request, StatusCode};
 use serde_json::Value;
 use system_tests::dynamodb_local::DynamoDbLocal;
 use system_tests::{Function, sample_event};
 use transcoder_api::{Api, ApiConfig};
 use transcoder_aws::DynamoStore;
-use transcoder_core::links::LINK_LIFETIME;
-use transcoder_core::{
-    Link, LinkError, Links, Message, MessageId, MessageState, MessageStore, ObjectKey, Owner,
-};
-
-struct FakeLinks;
-
-impl Links for FakeLinks {
-    async fn download(&self, key: &ObjectKey, now: DateTime<Utc>) -> Result<Link, LinkError> {
-        Ok(Link {
-            url: format!("https://links.test/get/{key}"),
-            expires_at: now + LINK_LIFETIME,
-        })
-    }
-
-    async fn upload(&self, key: &ObjectKey, now: DateTime<Utc>) -> Result<Link, LinkError> {
-        Ok(Link {
-            url: format!("https://links.test/put/{key}"),
-            expires_at: now + LINK_LIFETIME,
-        })
-    }
-}
+use transcoder_core::contract::UnsignedLinks;
+use transcoder_core::{Message, MessageId, MessageState, MessageStore, Owner};
 
 fn message(owner: &str, id: &str, minute: u32) -> Message {
     Message {
@@ -122,7 +102,7 @@ async fn ids_and_cursors_too_large_for_dynamodb_keys_are_never_a_server_error() 
             .unwrap();
     }
     let config = ApiConfig::from_env(&[("BUCKET_NAME", "audio-transcoder-media")]).unwrap();
-    let api = Api::new(config, store, FakeLinks);
+    let api = Api::new(config, store, UnsignedLinks);
     let call = |method: &str, uri: String| {
         let request = Request::builder()
             .method(method)

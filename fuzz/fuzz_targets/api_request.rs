@@ -4,35 +4,15 @@
 #![no_main]
 
 use bytes::Bytes;
-use chrono::{DateTime, TimeZone, Utc};
+use chrono::{TimeZone, Utc};
 use http::{Method, Request};
 use libfuzzer_sys::arbitrary::{self, Arbitrary};
 use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
 use transcoder_api::{Api, ApiConfig};
-use transcoder_core::links::LINK_LIFETIME;
+use transcoder_core::contract::UnsignedLinks;
 use transcoder_core::memory::MemoryStore;
-use transcoder_core::{
-    Link, LinkError, Links, Message, MessageId, MessageState, MessageStore, ObjectKey, Owner,
-};
-
-struct FakeLinks;
-
-impl Links for FakeLinks {
-    async fn download(&self, key: &ObjectKey, now: DateTime<Utc>) -> Result<Link, LinkError> {
-        Ok(Link {
-            url: format!("https://links.test/get/{key}"),
-            expires_at: now + LINK_LIFETIME,
-        })
-    }
-
-    async fn upload(&self, key: &ObjectKey, now: DateTime<Utc>) -> Result<Link, LinkError> {
-        Ok(Link {
-            url: format!("https://links.test/put/{key}"),
-            expires_at: now + LINK_LIFETIME,
-        })
-    }
-}
+use transcoder_core::{Message, MessageId, MessageState, MessageStore, Owner};
 
 #[derive(Debug, Arbitrary)]
 struct ClientRequest {
@@ -59,7 +39,7 @@ fn message(owner: &str, n: u32) -> Message {
     }
 }
 
-async fn unread(api: &Api<MemoryStore, FakeLinks>, owner: &str) -> Vec<Message> {
+async fn unread(api: &Api<MemoryStore, UnsignedLinks>, owner: &str) -> Vec<Message> {
     let owner = Owner::new(owner).unwrap();
     api.store()
         .list_unread(&owner, 100, None)
@@ -88,7 +68,7 @@ fuzz_target!(|input: ClientRequest| {
         .unwrap();
     runtime.block_on(async {
         let config = ApiConfig::from_env(&[("BUCKET_NAME", "audio-transcoder-media")]).unwrap();
-        let api = Api::new(config, MemoryStore::default(), FakeLinks);
+        let api = Api::new(config, MemoryStore::default(), UnsignedLinks);
         for owner in USERS {
             for n in 1..=3 {
                 api.store().insert(&message(owner, n)).await.unwrap();

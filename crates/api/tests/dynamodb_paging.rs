@@ -2,31 +2,14 @@
 //! first, however much of other users' data and of the caller's dismissed history is around it.
 
 use bytes::Bytes;
-use chrono::{DateTime, TimeDelta, TimeZone, Utc};
+use chrono::{TimeDelta, TimeZone, Utc};
 use http::Request;
 use serde_json::Value;
 use system_tests::dynamodb_local::DynamoDbLocal;
 use transcoder_api::{Api, ApiConfig};
 use transcoder_aws::DynamoStore;
-use transcoder_core::links::LINK_LIFETIME;
-use transcoder_core::{
-    Link, LinkError, Links, Message, MessageId, MessageState, MessageStore, ObjectKey, Owner,
-};
-
-struct FakeLinks;
-
-impl Links for FakeLinks {
-    async fn download(&self, key: &ObjectKey, now: DateTime<Utc>) -> Result<Link, LinkError> {
-        Ok(Link {
-            url: format!("https://links.test/get/{key}"),
-            expires_at: now + LINK_LIFETIME,
-        })
-    }
-
-    async fn upload(&self, key: &ObjectKey, now: DateTime<Utc>) -> Result<Link, LinkError> {
-        self.download(key, now).await
-    }
-}
+use transcoder_core::contract::UnsignedLinks;
+use transcoder_core::{Message, MessageId, MessageState, MessageStore, Owner};
 
 fn message(owner: &str, n: i64) -> Message {
     Message {
@@ -41,7 +24,7 @@ fn message(owner: &str, n: i64) -> Message {
     }
 }
 
-async fn get(api: &Api<DynamoStore, FakeLinks>, caller: &str, uri: &str) -> Value {
+async fn get(api: &Api<DynamoStore, UnsignedLinks>, caller: &str, uri: &str) -> Value {
     let request = Request::get(uri).body(Bytes::new()).unwrap();
     let response = api.handle(Some(caller), &request).await;
     assert_eq!(response.status(), 200, "{}", response.body());
@@ -71,7 +54,7 @@ async fn three_pages_return_each_unread_message_once_newest_first() {
         }
     }
     let config = ApiConfig::from_env(&[("BUCKET_NAME", "audio-transcoder-media")]).unwrap();
-    let api = Api::new(config, store, FakeLinks);
+    let api = Api::new(config, store, UnsignedLinks);
 
     let mut pages = Vec::new();
     let mut uri = "/messages?limit=3".to_owned();

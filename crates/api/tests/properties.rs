@@ -11,37 +11,16 @@
 use std::collections::BTreeMap;
 
 use bytes::Bytes;
-use chrono::{DateTime, TimeDelta, TimeZone, Utc};
+use chrono::{TimeDelta, TimeZone, Utc};
 use http::{Method, Request, StatusCode, header};
 use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
 use proptest::prelude::*;
 use serde_json::{Value, json};
 use transcoder_api::{Api, ApiConfig, MAX_BODY_BYTES};
-use transcoder_core::links::LINK_LIFETIME;
+use transcoder_core::contract::UnsignedLinks;
 use transcoder_core::memory::MemoryStore;
 use transcoder_core::message::MessageOutput;
-use transcoder_core::{
-    Link, LinkError, Links, Message, MessageId, MessageState, MessageStore, ObjectKey, Owner,
-};
-
-/// Signs nothing: a readable URL that names the key.
-struct FakeLinks;
-
-impl Links for FakeLinks {
-    async fn download(&self, key: &ObjectKey, now: DateTime<Utc>) -> Result<Link, LinkError> {
-        Ok(Link {
-            url: format!("https://links.test/get/{key}"),
-            expires_at: now + LINK_LIFETIME,
-        })
-    }
-
-    async fn upload(&self, key: &ObjectKey, now: DateTime<Utc>) -> Result<Link, LinkError> {
-        Ok(Link {
-            url: format!("https://links.test/put/{key}"),
-            expires_at: now + LINK_LIFETIME,
-        })
-    }
-}
+use transcoder_core::{Message, MessageId, MessageState, MessageStore, Owner};
 
 /// Who owns messages, and how many.
 const USERS: [(&str, usize); 3] = [("alice", 4), ("bob", 3), ("carol", 2)];
@@ -76,9 +55,9 @@ fn message(owner: &str, id: &str, minute: i64) -> Message {
     }
 }
 
-async fn api() -> Api<MemoryStore, FakeLinks> {
+async fn api() -> Api<MemoryStore, UnsignedLinks> {
     let config = ApiConfig::from_env(&[("BUCKET_NAME", "audio-transcoder-media")]).unwrap();
-    let api = Api::new(config, MemoryStore::default(), FakeLinks);
+    let api = Api::new(config, MemoryStore::default(), UnsignedLinks);
     for (minute, (owner, id)) in (0..).zip(all_ids()) {
         api.store()
             .insert(&message(&owner, &id, minute))
@@ -89,7 +68,7 @@ async fn api() -> Api<MemoryStore, FakeLinks> {
 }
 
 /// Each user's unread message ids.
-async fn unread(api: &Api<MemoryStore, FakeLinks>) -> BTreeMap<String, Vec<String>> {
+async fn unread(api: &Api<MemoryStore, UnsignedLinks>) -> BTreeMap<String, Vec<String>> {
     let mut all = BTreeMap::new();
     for (owner, _) in USERS {
         let page = api

@@ -6,31 +6,10 @@ use chrono::{DateTime, TimeDelta, TimeZone, Utc};
 use http::{Request, Response, StatusCode};
 use serde_json::{Value, json};
 use transcoder_api::{Api, ApiConfig};
-use transcoder_core::links::LINK_LIFETIME;
+use transcoder_core::contract::UnsignedLinks;
 use transcoder_core::memory::MemoryStore;
 use transcoder_core::message::MessageOutput;
-use transcoder_core::{
-    Link, LinkError, Links, Message, MessageId, MessageState, MessageStore, ObjectKey, Owner,
-};
-
-/// Signs nothing: a readable URL that names the key and the method.
-struct FakeLinks;
-
-impl Links for FakeLinks {
-    async fn download(&self, key: &ObjectKey, now: DateTime<Utc>) -> Result<Link, LinkError> {
-        Ok(Link {
-            url: format!("https://links.test/get/{key}"),
-            expires_at: now + LINK_LIFETIME,
-        })
-    }
-
-    async fn upload(&self, key: &ObjectKey, now: DateTime<Utc>) -> Result<Link, LinkError> {
-        Ok(Link {
-            url: format!("https://links.test/put/{key}"),
-            expires_at: now + LINK_LIFETIME,
-        })
-    }
-}
+use transcoder_core::{Message, MessageId, MessageState, MessageStore, Owner};
 
 fn message(owner: &str, id: &str, minute: i64) -> Message {
     let created_at =
@@ -51,9 +30,9 @@ fn message(owner: &str, id: &str, minute: i64) -> Message {
     }
 }
 
-async fn api() -> Api<MemoryStore, FakeLinks> {
+async fn api() -> Api<MemoryStore, UnsignedLinks> {
     let config = ApiConfig::from_env(&[("BUCKET_NAME", "audio-transcoder-media")]).unwrap();
-    let api = Api::new(config, MemoryStore::default(), FakeLinks);
+    let api = Api::new(config, MemoryStore::default(), UnsignedLinks);
     for (owner, id, minute) in [
         ("alice", "a1", 1),
         ("alice", "a2", 2),
@@ -69,7 +48,7 @@ async fn api() -> Api<MemoryStore, FakeLinks> {
 }
 
 async fn call(
-    api: &Api<MemoryStore, FakeLinks>,
+    api: &Api<MemoryStore, UnsignedLinks>,
     caller: Option<&str>,
     method: &str,
     uri: &str,

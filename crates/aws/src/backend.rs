@@ -1,6 +1,7 @@
 //! The transcoding service chosen by `TRANSCODER`, built once per cold start.
 
 use aws_config::SdkConfig;
+use aws_smithy_types::error::display::DisplayErrorContext;
 use transcoder_core::config::{ConfigError, Env};
 use transcoder_core::{JobId, TranscodeJob, Transcoder, TranscoderError};
 
@@ -107,6 +108,24 @@ impl Transcoder for CloudTranscoder {
             Self::MediaConvert(mc) => mc.start_job(job).await,
         }
     }
+}
+
+/// What a backend's `CreateJob` came to: the id of the job `service` created, or an error that
+/// says which service refused and why (the SDK error's whole chain, its source kept).
+pub(crate) fn created_job<E>(
+    service: &str,
+    sent: Result<Option<String>, E>,
+) -> Result<JobId, TranscoderError>
+where
+    E: std::error::Error + Send + Sync + 'static,
+{
+    let id = sent.map_err(|e| {
+        let message = format!("{service} refused CreateJob: {}", DisplayErrorContext(&e));
+        TranscoderError::with_source(message, e)
+    })?;
+    id.map(JobId).ok_or_else(|| {
+        TranscoderError::new(format!("{service} accepted the job but returned no job id"))
+    })
 }
 
 /// Checks that `value` of variable `name` is an ARN of the kind that contains `service` and

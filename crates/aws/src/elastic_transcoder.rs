@@ -8,7 +8,7 @@ use aws_sdk_elastictranscoder::error::DisplayErrorContext;
 use aws_sdk_elastictranscoder::types::{CreateJobOutput, JobInput};
 use transcoder_core::{JobId, OutputFormat, TranscodeJob, Transcoder, TranscoderError, metadata};
 
-use crate::backend::SetupError;
+use crate::backend::{SetupError, created_job};
 
 /// The system preset used for each output format.
 pub fn system_preset(format: OutputFormat) -> &'static str {
@@ -82,22 +82,11 @@ impl Transcoder for ElasticTranscoder {
         for (key, value) in metadata::for_job(job) {
             request = request.user_metadata(key, value);
         }
-        let response = request.send().await.map_err(|e| {
-            TranscoderError::with_source(
-                format!(
-                    "Elastic Transcoder refused CreateJob: {}",
-                    DisplayErrorContext(&e)
-                ),
-                e,
-            )
-        })?;
-        response
-            .job()
-            .and_then(|j| j.id())
-            .map(|id| JobId(id.to_owned()))
-            .ok_or_else(|| {
-                TranscoderError::new("Elastic Transcoder accepted the job but returned no job id")
-            })
+        let sent = request.send().await;
+        created_job(
+            "Elastic Transcoder",
+            sent.map(|r| r.job().and_then(|j| j.id()).map(str::to_owned)),
+        )
     }
 }
 

@@ -9,7 +9,6 @@
 //! that each stack hears about its own jobs only.
 
 use aws_sdk_mediaconvert::Client;
-use aws_sdk_mediaconvert::error::DisplayErrorContext;
 use aws_sdk_mediaconvert::types::{
     AacCodecProfile, AacCodingMode, AacRateControlMode, AacSettings, AudioCodec,
     AudioCodecSettings, AudioDefaultSelection, AudioDescription, AudioSelector, ContainerSettings,
@@ -19,6 +18,8 @@ use aws_sdk_mediaconvert::types::{
 use transcoder_core::{
     JobId, JobOutput, OutputFormat, TranscodeJob, Transcoder, TranscoderError, metadata,
 };
+
+use crate::backend::created_job;
 
 /// User-metadata key of the tag that marks this deployment's jobs for its EventBridge rule.
 pub const JOB_TAG_KEY: &str = "app";
@@ -246,22 +247,11 @@ impl Transcoder for MediaConvert {
         for (key, value) in metadata::for_job(job) {
             request = request.user_metadata(key, value);
         }
-        let response = request.send().await.map_err(|e| {
-            TranscoderError::with_source(
-                format!(
-                    "MediaConvert refused CreateJob: {}",
-                    DisplayErrorContext(&e)
-                ),
-                e,
-            )
-        })?;
-        response
-            .job()
-            .and_then(|j| j.id())
-            .map(|id| JobId(id.to_owned()))
-            .ok_or_else(|| {
-                TranscoderError::new("MediaConvert accepted the job but returned no job id")
-            })
+        let sent = request.send().await;
+        created_job(
+            "MediaConvert",
+            sent.map(|r| r.job().and_then(|j| j.id()).map(str::to_owned)),
+        )
     }
 }
 

@@ -1,6 +1,7 @@
 //! The contract every store must honour, as checks that run against any implementation of
 //! [`MessageStore`] and [`ClaimStore`]: the in-memory store runs them in this crate's tests, the
-//! DynamoDB store against DynamoDB Local. Only tests build this module (feature `contract`).
+//! DynamoDB store against DynamoDB Local. Only tests build this module (feature `contract`); it
+//! also holds [`UnsignedLinks`], the links every test of the API hands out.
 //!
 //! Each check uses its own owners, buckets and keys, so they can all share one store; they panic
 //! on the first broken promise.
@@ -9,6 +10,7 @@ use chrono::{DateTime, TimeDelta, TimeZone, Utc};
 
 use crate::job::Owner;
 use crate::key::ObjectKey;
+use crate::links::{LINK_LIFETIME, Link, LinkError, Links};
 use crate::message::{Message, MessageId, MessageOutput, MessageState};
 use crate::store::{CLAIM_LEASE, Claim, ClaimOutcome, ClaimStore, MessageStore, StoreError};
 
@@ -26,6 +28,26 @@ pub async fn all<S: MessageStore + ClaimStore>(store: &S) {
     a_released_claim_can_be_taken_again(store).await;
     a_stale_claim_without_a_job_is_taken_over(store).await;
     versions_of_one_key_are_claimed_independently(store).await;
+}
+
+/// Links that sign nothing: a readable URL that names the method and the key, so a test can
+/// see which object a response points at.
+pub struct UnsignedLinks;
+
+impl Links for UnsignedLinks {
+    async fn download(&self, key: &ObjectKey, now: DateTime<Utc>) -> Result<Link, LinkError> {
+        Ok(Link {
+            url: format!("https://links.test/get/{key}"),
+            expires_at: now + LINK_LIFETIME,
+        })
+    }
+
+    async fn upload(&self, key: &ObjectKey, now: DateTime<Utc>) -> Result<Link, LinkError> {
+        Ok(Link {
+            url: format!("https://links.test/put/{key}"),
+            expires_at: now + LINK_LIFETIME,
+        })
+    }
 }
 
 /// The time the checks' messages are written around.
