@@ -8,7 +8,9 @@ use transcoder_api::{Api, ApiConfig};
 use transcoder_aws::{DynamoStore, S3Links};
 use transcoder_core::config::ProcessEnv;
 
-#[tokio::main]
+// One thread: the work is waiting on AWS, and at the memory sizes in template.yaml Lambda gives a
+// fraction of a vCPU; a single-threaded runtime saves the cross-thread wake-ups of every call.
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
     tracing::init_default_subscriber();
     let api = setup()

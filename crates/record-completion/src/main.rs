@@ -7,7 +7,9 @@ use transcoder_aws::DynamoStore;
 use transcoder_core::config::ProcessEnv;
 use transcoder_core::{RawSnsEvent, RecordConfig, record_completion};
 
-#[tokio::main]
+// One thread: the work is waiting on AWS, and at the memory sizes in template.yaml Lambda gives a
+// fraction of a vCPU; a single-threaded runtime saves the cross-thread wake-ups of every call.
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
     tracing::init_default_subscriber();
     let (config, store) = setup()
