@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use system_tests::dynamodb_local::DynamoDbLocal;
-use system_tests::{Function, Recorded, Stub, sample_event};
+use system_tests::{Function, Recorded, SAMPLE_UPLOADS, Stub, sample_event};
 
 const PIPELINE: &str = "1111111111111-abcde1";
 
@@ -118,25 +118,7 @@ async fn every_sample_event_starts_exactly_the_jobs_it_should() {
         &[("PIPELINE_ID", PIPELINE), ("AWS_LAMBDA_LOG_FORMAT", "JSON")],
     )
     .await;
-    let cases: [(&str, &[&str]); 6] = [
-        ("s3-put.json", &["media/alice/song.mp3"]),
-        (
-            "s3-put-encoded-key.json",
-            &["media/alice/red flower (live) café C++.mp3"],
-        ),
-        ("s3-multipart-upload.json", &["media/bob/Long Set.MP3"]),
-        (
-            "s3-several-records.json",
-            &[
-                "media/alice/one.mp3",
-                "media/bob/two.flac",
-                "media/loose file.mp3",
-            ],
-        ),
-        ("s3-output-prefix.json", &[]),
-        ("s3-not-audio.json", &[]),
-    ];
-    for (file, expected) in cases {
+    for (file, expected) in SAMPLE_UPLOADS {
         let before = create_jobs(&stub).len();
         let response = function.invoke(&sample_event(file)).await.response();
         let sent = sources(&create_jobs(&stub)[before..]);

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use system_tests::dynamodb_local::DynamoDbLocal;
-use system_tests::{Function, Recorded, Stub, sample_event};
+use system_tests::{Function, Recorded, SAMPLE_UPLOADS, Stub, sample_event};
 use transcoder_core::{Claim, ObjectKey};
 
 const ROLE: &str = "arn:aws:iam::123456789012:role/audio-transcoder-MediaConvertRole-1A2B3C";
@@ -174,25 +174,7 @@ async fn every_sample_event_starts_exactly_the_jobs_it_should_and_a_redelivery_n
     let stub = mediaconvert().await;
     let db = DynamoDbLocal::start().await;
     let mut function = start(&stub, &db, &[("MEDIACONVERT_ROLE_ARN", ROLE)]).await;
-    let cases: [(&str, &[&str]); 6] = [
-        ("s3-put.json", &["media/alice/song.mp3"]),
-        (
-            "s3-put-encoded-key.json",
-            &["media/alice/red flower (live) café C++.mp3"],
-        ),
-        ("s3-multipart-upload.json", &["media/bob/Long Set.MP3"]),
-        (
-            "s3-several-records.json",
-            &[
-                "media/alice/one.mp3",
-                "media/bob/two.flac",
-                "media/loose file.mp3",
-            ],
-        ),
-        ("s3-output-prefix.json", &[]),
-        ("s3-not-audio.json", &[]),
-    ];
-    for (file, expected) in cases {
+    for (file, expected) in SAMPLE_UPLOADS {
         let before = create_jobs(&stub).len();
         let response = function.invoke(&sample_event(file)).await.response();
         assert_eq!(sources(&create_jobs(&stub)[before..]), expected, "{file}");

@@ -398,6 +398,27 @@ async fn record(
         .into_response()
 }
 
+/// Each sample S3 event in `events/` and the source keys, decoded, whose jobs it must start, in
+/// record order: what every backend's process-level test expects of the same events.
+pub const SAMPLE_UPLOADS: [(&str, &[&str]); 6] = [
+    ("s3-put.json", &["media/alice/song.mp3"]),
+    (
+        "s3-put-encoded-key.json",
+        &["media/alice/red flower (live) café C++.mp3"],
+    ),
+    ("s3-multipart-upload.json", &["media/bob/Long Set.MP3"]),
+    (
+        "s3-several-records.json",
+        &[
+            "media/alice/one.mp3",
+            "media/bob/two.flac",
+            "media/loose file.mp3",
+        ],
+    ),
+    ("s3-output-prefix.json", &[]),
+    ("s3-not-audio.json", &[]),
+];
+
 /// A sample event from the repository's `events/` folder.
 pub fn sample_event(file: &str) -> Value {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))

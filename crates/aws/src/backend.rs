@@ -148,6 +148,36 @@ fn arn(
     }
 }
 
+/// Runs `events/s3-put.json` through the starter with `transcoder`, which must refuse the job:
+/// the invocation's error, which must name the record and `service`'s refusal.
+#[cfg(test)]
+pub(crate) async fn refused_start(transcoder: &impl Transcoder, service: &str) -> String {
+    use transcoder_core::memory::MemoryStore;
+    use transcoder_core::{StartConfig, start_transcode};
+
+    let event = serde_json::from_str(include_str!("../../../events/s3-put.json")).unwrap();
+    let err = start_transcode(
+        event,
+        &StartConfig::from_env(&[]).unwrap(),
+        transcoder,
+        &MemoryStore::default(),
+    )
+    .await
+    .expect_err("the transcoder refuses every job");
+    let message = err.to_string();
+    assert!(
+        message.starts_with(
+            "1 of 1 transcode jobs could not be started: record 0 'media/alice/song.mp3'"
+        ),
+        "{message}"
+    );
+    assert!(
+        message.contains(&format!("{service} refused CreateJob")),
+        "{message}"
+    );
+    message
+}
+
 #[cfg(test)]
 mod tests {
     use aws_config::BehaviorVersion;

@@ -639,23 +639,7 @@ mod tests {
         });
         let client = mock_client!(aws_sdk_mediaconvert, RuleMode::MatchAny, [&rule]);
         let transcoder = MediaConvert::new(client, ROLE, None, "my-stack");
-        let event = serde_json::from_str(include_str!("../../../events/s3-put.json")).unwrap();
-        let err = start_transcode(
-            event,
-            &StartConfig::from_env(&[]).unwrap(),
-            &transcoder,
-            &MemoryStore::default(),
-        )
-        .await
-        .unwrap_err();
-        let message = err.to_string();
-        assert!(message.starts_with(
-            "1 of 1 transcode jobs could not be started: record 0 'media/alice/song.mp3'"
-        ));
-        assert!(
-            message.contains("MediaConvert refused CreateJob"),
-            "{message}"
-        );
+        crate::backend::refused_start(&transcoder, "MediaConvert").await;
         assert_eq!(rule.num_calls(), 1);
     }
 }
