@@ -232,7 +232,7 @@ fn package_sizes() {
         let path = PathBuf::from(format!(".aws-sam/build/{function}/bootstrap"));
         match zipped_size(&path) {
             Some((raw, zipped)) => {
-                println!("| `{name}` | {:.2} MB | {:.2} MB |", mb(raw), mb(zipped))
+                println!("| `{name}` | {:.2} MiB | {:.2} MiB |", mb(raw), mb(zipped))
             }
             None => println!("| `{name}` | not built: run `make build` | |"),
         }
