@@ -148,10 +148,10 @@ fn arn(
     }
 }
 
-/// Runs `events/s3-put.json` through the starter with `transcoder`, which must refuse the job:
-/// the invocation's error, which must name the record and `service`'s refusal.
+/// Runs `events/s3-put.json` through the starter with `transcoder`, which must refuse the job,
+/// and checks that the invocation's error names the record and `service`'s refusal.
 #[cfg(test)]
-pub(crate) async fn refused_start(transcoder: &impl Transcoder, service: &str) -> String {
+pub(crate) async fn refused_start(transcoder: &impl Transcoder, service: &str) {
     use transcoder_core::memory::MemoryStore;
     use transcoder_core::{StartConfig, start_transcode};
 
@@ -175,7 +175,6 @@ pub(crate) async fn refused_start(transcoder: &impl Transcoder, service: &str) -
         message.contains(&format!("{service} refused CreateJob")),
         "{message}"
     );
-    message
 }
 
 #[cfg(test)]
