@@ -90,9 +90,9 @@ async fn a_put_sends_the_exact_create_job_request() {
             "PipelineId": PIPELINE,
             "Input": {"Key": "media/alice/song.mp3"},
             "Outputs": [
-                {"Key": "transcoded/alice/song.wav", "PresetId": "1351620000001-300300"},
-                {"Key": "transcoded/alice/song.flac", "PresetId": "1351620000001-300110"},
-                {"Key": "transcoded/alice/song.m4a", "PresetId": "1351620000001-100110"}
+                {"Key": "transcoded/alice/song.mp3.wav", "PresetId": "1351620000001-300300"},
+                {"Key": "transcoded/alice/song.mp3.flac", "PresetId": "1351620000001-300110"},
+                {"Key": "transcoded/alice/song.mp3.m4a", "PresetId": "1351620000001-100110"}
             ],
             "UserMetadata": {"owner": "alice", "source-key": "media/alice/song.mp3"}
         })

@@ -89,7 +89,7 @@ fn group(name: &str, container: &str, codec: Value, extension: &str) -> Value {
         "name": name,
         "outputGroupSettings": {
             "type": "FILE_GROUP_SETTINGS",
-            "fileGroupSettings": {"destination": "s3://audio-transcoder-media/transcoded/alice/song"}
+            "fileGroupSettings": {"destination": "s3://audio-transcoder-media/transcoded/alice/song.mp3"}
         },
         "outputs": [{
             "containerSettings": {"container": container},
@@ -191,7 +191,7 @@ async fn every_sample_event_starts_exactly_the_jobs_it_should_and_a_redelivery_n
         .unwrap();
     assert_eq!(
         encoded.body["settings"]["outputGroups"][2]["outputGroupSettings"]["fileGroupSettings"]["destination"],
-        "s3://audio-transcoder-media/transcoded/alice/red flower (live) café C++"
+        "s3://audio-transcoder-media/transcoded/alice/red flower (live) café C++.mp3"
     );
     assert_eq!(
         encoded.body["userMetadata"]["source-key"],

@@ -33,10 +33,10 @@ cp "$work/a4 tone.mp3" "$work/bucket/media/demo/"
 step "Waiting for the three outputs under bucket/transcoded/demo/"
 out="$work/bucket/transcoded/demo"
 for _ in $(seq 600); do
-  [ -f "$out/a4 tone.wav" ] && [ -f "$out/a4 tone.flac" ] && [ -f "$out/a4 tone.m4a" ] && break
+  [ -f "$out/a4 tone.mp3.wav" ] && [ -f "$out/a4 tone.mp3.flac" ] && [ -f "$out/a4 tone.mp3.m4a" ] && break
   sleep 0.1
 done
-ls -l "$out/a4 tone.wav" "$out/a4 tone.flac" "$out/a4 tone.m4a" || fail "the outputs did not appear"
+ls -l "$out/a4 tone.mp3.wav" "$out/a4 tone.mp3.flac" "$out/a4 tone.mp3.m4a" || fail "the outputs did not appear"
 
 step "Listing demo's messages:  curl -H 'X-User: demo' $api/messages"
 for _ in $(seq 100); do
@@ -51,7 +51,7 @@ id=$(echo "$listing" | json 'data["messages"][0]["id"]')
 step "Downloading the FLAC through its link"
 url=$(echo "$listing" | json '[o["url"] for o in data["messages"][0]["outputs"] if o["format"] == "flac"][0]')
 curl -sf -o "$work/downloaded.flac" "$url" || fail "the download link did not work"
-cmp "$work/downloaded.flac" "$out/a4 tone.flac" || fail "the download differs from the output"
+cmp "$work/downloaded.flac" "$out/a4 tone.mp3.flac" || fail "the download differs from the output"
 echo "downloaded $(wc -c < "$work/downloaded.flac") bytes, identical to the output"
 
 step "Another user sees nothing:  curl -H 'X-User: eve' $api/messages"

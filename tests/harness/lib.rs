@@ -5,8 +5,10 @@
 //! loopback that stands in for an AWS service with no emulator: the SDK is pointed at it with
 //! `AWS_ENDPOINT_URL`, and the tests assert the requests that reached the wire.
 //! [`dynamodb_local::DynamoDbLocal`] is a real DynamoDB, in memory, for the stores' tests.
+//! [`local::Runner`] runs the local pipeline (`make run`'s binary) for its process-level tests.
 
 pub mod dynamodb_local;
+pub mod local;
 pub mod template;
 
 use std::collections::HashMap;

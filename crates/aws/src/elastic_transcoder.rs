@@ -179,9 +179,9 @@ mod tests {
                 "media/alice/song.mp3",
                 "alice",
                 &[
-                    ("transcoded/alice/song.wav", "1351620000001-300300"),
-                    ("transcoded/alice/song.flac", "1351620000001-300110"),
-                    ("transcoded/alice/song.m4a", "1351620000001-100110"),
+                    ("transcoded/alice/song.mp3.wav", "1351620000001-300300"),
+                    ("transcoded/alice/song.mp3.flac", "1351620000001-300110"),
+                    ("transcoded/alice/song.mp3.m4a", "1351620000001-100110"),
                 ]
             )]
         );
@@ -198,15 +198,15 @@ mod tests {
                 "alice",
                 &[
                     (
-                        "transcoded/alice/red flower (live) café C++.wav",
+                        "transcoded/alice/red flower (live) café C++.mp3.wav",
                         "1351620000001-300300"
                     ),
                     (
-                        "transcoded/alice/red flower (live) café C++.flac",
+                        "transcoded/alice/red flower (live) café C++.mp3.flac",
                         "1351620000001-300110"
                     ),
                     (
-                        "transcoded/alice/red flower (live) café C++.m4a",
+                        "transcoded/alice/red flower (live) café C++.mp3.m4a",
                         "1351620000001-100110"
                     ),
                 ]
@@ -232,8 +232,8 @@ mod tests {
                 "media/bob/Long Set.MP3",
                 "bob",
                 &[
-                    ("transcoded/bob/Long Set.mp3", "1351620000001-300020"),
-                    ("transcoded/bob/Long Set.flac", "1351620000001-300110"),
+                    ("transcoded/bob/Long Set.MP3.mp3", "1351620000001-300020"),
+                    ("transcoded/bob/Long Set.MP3.flac", "1351620000001-300110"),
                 ]
             )]
         );
@@ -259,7 +259,7 @@ mod tests {
         assert_eq!(requests[2].user_metadata().unwrap()["owner"], "_unassigned");
         assert_eq!(
             requests[2].outputs()[0].key(),
-            Some("transcoded/_unassigned/loose file.wav")
+            Some("transcoded/_unassigned/loose file.mp3.wav")
         );
     }
 

@@ -408,7 +408,7 @@ mod tests {
                     .build(),
             )
             .build();
-        let destination = "s3://audio-transcoder-media/transcoded/alice/song";
+        let destination = "s3://audio-transcoder-media/transcoded/alice/song.mp3";
         let settings = JobSettings::builder()
             .inputs(
                 Input::builder()
@@ -487,16 +487,16 @@ mod tests {
             .collect();
         assert_eq!(
             destinations,
-            ["s3://audio-transcoder-media/transcoded/alice/live/2024.set"; 4]
+            ["s3://audio-transcoder-media/transcoded/alice/live/2024.set.MP3"; 4]
         );
         let written: Vec<_> = groups.iter().flatten().filter_map(written_key).collect();
         assert_eq!(
             written,
             [
-                "transcoded/alice/live/2024.set.wav",
-                "transcoded/alice/live/2024.set.flac",
-                "transcoded/alice/live/2024.set.m4a",
-                "transcoded/alice/live/2024.set.mp3",
+                "transcoded/alice/live/2024.set.MP3.wav",
+                "transcoded/alice/live/2024.set.MP3.flac",
+                "transcoded/alice/live/2024.set.MP3.m4a",
+                "transcoded/alice/live/2024.set.MP3.mp3",
             ]
         );
     }
@@ -520,7 +520,7 @@ mod tests {
             .and_then(|f| f.destination());
         assert_eq!(
             destination,
-            Some("s3://audio-transcoder-media/transcoded/alice/red flower (live) café C++")
+            Some("s3://audio-transcoder-media/transcoded/alice/red flower (live) café C++.mp3")
         );
         let metadata = request.user_metadata().unwrap();
         assert_eq!(
@@ -563,7 +563,7 @@ mod tests {
         );
         assert_eq!(
             written_key(&groups[0]).unwrap(),
-            "transcoded/bob/Long Set.mp3"
+            "transcoded/bob/Long Set.MP3.mp3"
         );
     }
 

@@ -150,7 +150,14 @@ pub struct TranscodeJob {
 
 impl TranscodeJob {
     /// Plans the job for `source`, a file of `owner` at `path` below the owner's folder
-    /// (`sub/song.mp3`): each output is `{output_prefix}{owner}/{path without extension}.{ext}`.
+    /// (`sub/song.mp3`): each output is `{output_prefix}{owner}/{path}.{ext}`, such as
+    /// `transcoded/alice/sub/song.mp3.wav`.
+    ///
+    /// The source's whole name, extension included, stays in the output's name, so two uploads
+    /// never share an output (`song.mp3` and `song.wav`, or `song.MP3`, each get their own files)
+    /// and a new upload of the same key replaces exactly that key's outputs. The output extensions
+    /// (`.wav`, `.flac`, `.m4a`, `.mp3`) are none of them the end of another, so the mapping from
+    /// (upload, format) to output key is one-to-one.
     pub fn plan(
         bucket: &str,
         source: ObjectKey,
@@ -160,16 +167,12 @@ impl TranscodeJob {
         output_prefix: &str,
         formats: &[OutputFormat],
     ) -> Self {
-        let stem = match path.rsplit_once('.') {
-            Some((stem, _)) if !stem.is_empty() && !stem.ends_with('/') => stem,
-            _ => path,
-        };
         let outputs = formats
             .iter()
             .map(|&format| JobOutput {
                 format,
                 key: ObjectKey(format!(
-                    "{output_prefix}{owner}/{stem}.{}",
+                    "{output_prefix}{owner}/{path}.{}",
                     format.extension()
                 )),
             })
@@ -221,9 +224,9 @@ mod tests {
         assert_eq!(
             keys(&job),
             [
-                "transcoded/alice/red flower.wav",
-                "transcoded/alice/red flower.flac",
-                "transcoded/alice/red flower.m4a"
+                "transcoded/alice/red flower.mp3.wav",
+                "transcoded/alice/red flower.mp3.flac",
+                "transcoded/alice/red flower.mp3.m4a"
             ]
         );
         assert_eq!(job.bucket, "bucket");
@@ -232,9 +235,36 @@ mod tests {
     }
 
     #[test]
-    fn only_the_last_extension_is_replaced_and_subfolders_are_kept() {
+    fn the_whole_source_name_is_kept_and_subfolders_too() {
         let job = job("live/2024.set.MP3", &[OutputFormat::Flac]);
-        assert_eq!(keys(&job), ["transcoded/alice/live/2024.set.flac"]);
+        assert_eq!(keys(&job), ["transcoded/alice/live/2024.set.MP3.flac"]);
+    }
+
+    #[test]
+    fn distinct_uploads_never_share_an_output() {
+        // Names that an extension-stripping scheme would map onto one another.
+        let paths = [
+            "song.mp3",
+            "song.MP3",
+            "song.wav",
+            "song",
+            "song.mp3.wav",
+            "song.wav.mp3",
+            "a/b.mp3",
+            "a.b.mp3",
+            "song.flac",
+            "song.m4a",
+            "song.aac",
+        ];
+        let mut seen = std::collections::HashMap::new();
+        for path in paths {
+            for output in job(path, &OutputFormat::ALL).outputs {
+                if let Some(other) = seen.insert(output.key.clone(), path) {
+                    panic!("{path} and {other} share {}", output.key);
+                }
+            }
+        }
+        assert_eq!(seen.len(), paths.len() * OutputFormat::ALL.len());
     }
 
     #[test]

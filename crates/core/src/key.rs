@@ -57,6 +57,32 @@ impl ObjectKey {
     }
 }
 
+/// A key or any other text from outside, fit for a log line: control characters (a newline that
+/// would forge a second log line, an escape sequence for the terminal) are written escaped, as
+/// `\n` or `\u{1b}`; everything else is written as it is.
+#[derive(Debug, Clone, Copy)]
+pub struct Escaped<'a>(pub &'a str);
+
+impl fmt::Display for Escaped<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for c in self.0.chars() {
+            if c.is_control() {
+                write!(f, "{}", c.escape_default())?;
+            } else {
+                write!(f, "{c}")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl ObjectKey {
+    /// The key for a log line, control characters escaped: `tracing::info!(key = %key.escaped())`.
+    pub fn escaped(&self) -> Escaped<'_> {
+        Escaped(&self.0)
+    }
+}
+
 impl fmt::Display for ObjectKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
@@ -141,6 +167,19 @@ mod tests {
         assert_eq!(
             decoded("media/alice/100%25+sure%.mp3"),
             "media/alice/100% sure%.mp3"
+        );
+    }
+
+    #[test]
+    fn control_characters_are_escaped_for_logs_and_nothing_else() {
+        let key = ObjectKey::new("media/alice/a\nforged=1\u{1b}[31m café.mp3").unwrap();
+        assert_eq!(
+            key.escaped().to_string(),
+            "media/alice/a\\nforged=1\\u{1b}[31m café.mp3"
+        );
+        assert_eq!(
+            Escaped("plain (live) + 100%").to_string(),
+            "plain (live) + 100%"
         );
     }
 

@@ -354,9 +354,9 @@ mod tests {
         assert_eq!(
             outputs,
             [
-                (OutputFormat::Wav, "transcoded/alice/song.wav"),
-                (OutputFormat::Flac, "transcoded/alice/song.flac"),
-                (OutputFormat::Aac, "transcoded/alice/song.m4a"),
+                (OutputFormat::Wav, "transcoded/alice/song.mp3.wav"),
+                (OutputFormat::Flac, "transcoded/alice/song.mp3.flac"),
+                (OutputFormat::Aac, "transcoded/alice/song.mp3.m4a"),
             ]
         );
         assert_eq!(report.started.len(), 1);
@@ -378,7 +378,7 @@ mod tests {
         );
         assert_eq!(
             jobs[0].outputs[0].key.as_str(),
-            "transcoded/alice/red flower (live) café C++.wav"
+            "transcoded/alice/red flower (live) café C++.mp3.wav"
         );
     }
 
@@ -392,7 +392,7 @@ mod tests {
         assert_eq!(sources(&t), ["media/bob/Long Set.MP3"]);
         assert_eq!(
             t.jobs.lock().unwrap()[0].outputs[2].key.as_str(),
-            "transcoded/bob/Long Set.m4a"
+            "transcoded/bob/Long Set.MP3.m4a"
         );
     }
 
@@ -422,7 +422,7 @@ mod tests {
         assert_eq!(loose.owner.as_str(), "_unassigned");
         assert_eq!(
             loose.outputs[1].key.as_str(),
-            "transcoded/_unassigned/loose file.flac"
+            "transcoded/_unassigned/loose file.mp3.flac"
         );
         let started: Vec<_> = report.started.iter().map(|s| s.record).collect();
         assert_eq!(started, [0, 1, 2]);

@@ -1,0 +1,192 @@
+//! The local runner (`transcoder-local`, what `make run` starts) as a child process, and the
+//! ffmpeg and ffprobe helpers its tests share.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+use tokio::process::{Child, Command};
+
+use crate::binary;
+
+/// The runner as a child process, with its log lines collected.
+pub struct Runner {
+    child: Child,
+    pub address: String,
+    logs: Arc<Mutex<Vec<String>>>,
+}
+
+impl Runner {
+    /// Starts the runner on `dir/bucket` and `dir/store`, with a free loopback port.
+    pub async fn start(dir: &Path) -> Self {
+        Self::start_with(dir, &[]).await
+    }
+
+    /// [`Runner::start`] with more environment variables (`MAX_DURATION_SECONDS`, say).
+    pub async fn start_with(dir: &Path, env: &[(&str, &str)]) -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let address = format!("127.0.0.1:{port}");
+        let mut child = Command::new(binary("transcoder-local"))
+            .env("BUCKET_DIR", dir.join("bucket"))
+            .env("STORE_PATH", dir.join("store/messages.sqlite3"))
+            .env("LISTEN_ADDR", &address)
+            .env("SETTLE_MS", "400")
+            .env("RUST_LOG", "info")
+            .envs(env.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start transcoder-local");
+        let logs = Arc::new(Mutex::new(Vec::new()));
+        let stderr = child.stderr.take().unwrap();
+        let sink = logs.clone();
+        tokio::spawn(async move {
+            let mut lines = BufReader::new(stderr).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                sink.lock().unwrap().push(line);
+            }
+        });
+        let runner = Self {
+            child,
+            address,
+            logs,
+        };
+        runner
+            .wait_for(
+                |r| r.count(&["local pipeline running"]) == 1,
+                "the runner to start",
+            )
+            .await;
+        runner
+    }
+
+    pub fn count(&self, parts: &[&str]) -> usize {
+        self.logs
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| parts.iter().all(|p| l.contains(p)))
+            .count()
+    }
+
+    pub async fn wait_for(&self, done: impl Fn(&Self) -> bool, what: &str) {
+        let deadline = Instant::now() + Duration::from_secs(90);
+        while !done(self) {
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}; logs:\n{}",
+                self.logs.lock().unwrap().join("\n")
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// One HTTP/1.1 request; returns the status and the body parsed as JSON (Null if empty).
+    pub async fn http(&self, method: &str, path: &str, user: &str, body: &str) -> (u16, Value) {
+        let mut stream = TcpStream::connect(&self.address).await.unwrap();
+        let request = format!(
+            "{method} {path} HTTP/1.1\r\nHost: {}\r\nX-User: {user}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            self.address,
+            body.len()
+        );
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let mut response = Vec::new();
+        stream.read_to_end(&mut response).await.unwrap();
+        let response = String::from_utf8_lossy(&response);
+        let status = response
+            .split(' ')
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap();
+        let body = response
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b)
+            .unwrap_or_default();
+        (status, serde_json::from_str(body).unwrap_or(Value::Null))
+    }
+
+    pub async fn messages(&self, user: &str) -> Vec<Value> {
+        let (status, body) = self.http("GET", "/messages", user, "").await;
+        assert_eq!(status, 200, "{body}");
+        body["messages"].as_array().unwrap().clone()
+    }
+
+    /// Stops the runner as a service manager would, and waits for it to exit.
+    pub async fn stop(mut self) -> Vec<String> {
+        let pid = self.child.id().unwrap().to_string();
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .await
+            .unwrap();
+        let status = tokio::time::timeout(Duration::from_secs(20), self.child.wait())
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(status.success(), "{status}");
+        self.logs.lock().unwrap().clone()
+    }
+}
+
+/// Runs ffmpeg with `args` (after `-y`) and asserts that it succeeded.
+pub async fn ffmpeg(args: &[&str]) {
+    let status = Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-y"])
+        .args(args)
+        .status()
+        .await
+        .unwrap();
+    assert!(status.success());
+}
+
+/// codec, sample rate, channels and duration of a file's first audio stream.
+pub async fn probe(path: &Path) -> (String, u64, u64, f64) {
+    let output = Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-select_streams",
+            "a:0",
+            "-show_entries",
+            "stream=codec_name,sample_rate,channels:format=duration",
+            "-of",
+            "json",
+        ])
+        .arg(path)
+        .output()
+        .await
+        .unwrap();
+    assert!(output.status.success(), "ffprobe {}", path.display());
+    let v: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let stream = &v["streams"][0];
+    (
+        stream["codec_name"].as_str().unwrap().to_owned(),
+        stream["sample_rate"].as_str().unwrap().parse().unwrap(),
+        stream["channels"].as_u64().unwrap(),
+        v["format"]["duration"].as_str().unwrap().parse().unwrap(),
+    )
+}
+
+/// A new empty folder for one test.
+pub fn scratch() -> PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "local-pipeline-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_micros()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
