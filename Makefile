@@ -15,7 +15,7 @@ export SAM_CLI_TELEMETRY := 0
 CARGO ?= cargo
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: help run demo bench test fuzz build fmt lint check-template check-rust test-tools system-packages
+.PHONY: help run demo binaries bench test fuzz build fmt lint check-template check-rust test-tools system-packages
 
 help:
 	@echo "make run    the whole pipeline on this machine: drop audio into data/bucket/media/{user}/"
@@ -29,12 +29,16 @@ help:
 	@echo "make lint   clippy with -D warnings"
 
 # The local runner in the foreground; Ctrl-C stops it. Settings: see README, "Configuration".
-run: check-rust system-packages
-	$(CARGO) run --locked --package transcoder-local --bin transcoder-local
+# Every target builds the whole workspace's binaries in one build: built for one package alone,
+# cargo resolves the dependencies' features differently and recompiles most of them.
+run: check-rust system-packages binaries
+	exec "$${CARGO_TARGET_DIR:-target}/debug/transcoder-local"
 
-demo: check-rust system-packages
-	$(CARGO) build --locked --package transcoder-local --bin transcoder-local
+demo: check-rust system-packages binaries
 	bash crates/local/demo.sh
+
+binaries:
+	$(CARGO) build --workspace --bins --locked
 
 # A benchmark, not a test: it reports times and asserts none. `make bench SECTION=cold` runs one part
 # (cold, size, fanout, scale, transcode). Package sizes need `make build` first (about 7 minutes).
@@ -46,7 +50,7 @@ test: check-rust test-tools check-template
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
 	# The process-level tests in tests/ run the built binaries.
-	$(CARGO) build --workspace --bins --locked
+	$(MAKE) --no-print-directory binaries
 	bash crates/local/demo.sh > target/demo.log 2>&1 || { cat target/demo.log; exit 1; }
 	@echo "make demo: passed (its output is in target/demo.log)"
 	$(CARGO) test --workspace --locked 2>&1 | tee target/test.log
