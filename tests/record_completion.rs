@@ -237,3 +237,91 @@ async fn mediaconvert_job_states_as_they_arrive_through_sns() {
     );
     assert!(canceled.outputs.is_empty());
 }
+
+/// `sns-et-completed.json` as job `job_id` of alice's, announcing the outputs `keys`.
+fn alice_completed(job_id: &str, keys: &[&str]) -> Value {
+    let mut event = sample_event("sns-et-completed.json");
+    let message = event["Records"][0]["Sns"]["Message"].as_str().unwrap();
+    let mut message: Value = serde_json::from_str(message).unwrap();
+    message["jobId"] = job_id.into();
+    message["outputs"] = keys
+        .iter()
+        .map(|key| serde_json::json!({"key": key, "status": "Complete", "duration": 6.0}))
+        .collect();
+    event["Records"][0]["Sns"]["Message"] = message.to_string().into();
+    event
+}
+
+#[tokio::test]
+async fn an_output_in_another_users_folder_never_reaches_the_owners_message() {
+    let db = DynamoDbLocal::start().await;
+    db.create_table("messages").await;
+    let store = DynamoStore::new(db.client(), "messages", 30);
+    let mut function = start(&db, "messages").await;
+    let bobs = "transcoded/bob/diary\nforged=1.mp3.wav";
+
+    // One output of alice's and one in bob's folder: alice is offered hers alone.
+    let mixed = alice_completed("job-mixed", &["transcoded/alice/song.mp3.wav", bobs]);
+    let response = function.invoke(&mixed).await.response();
+    assert_eq!(ids(&response, "recorded"), ["job-mixed"]);
+    let mixed = message(&store, "alice", "job-mixed").await;
+    let keys: Vec<_> = mixed.outputs.iter().map(|o| o.key.as_str()).collect();
+    assert_eq!(keys, ["transcoded/alice/song.mp3.wav"]);
+    assert!(!mixed.text.contains("bob"), "{}", mixed.text);
+    // The dropped key is logged on one line, its newline escaped.
+    assert!(
+        function.logged(&[
+            "output outside the owner's folder dropped",
+            "job-mixed",
+            r"transcoded/bob/diary\nforged=1.mp3.wav",
+        ]),
+        "{:?}",
+        function.output()
+    );
+    assert!(
+        !function
+            .output()
+            .iter()
+            .any(|line| line.starts_with("forged=1"))
+    );
+
+    // Only bob's output, reached through '..': nothing to offer, so alice is told it failed.
+    let only_bobs = alice_completed("job-only-bobs", &["transcoded/alice/../bob/diary.mp3.wav"]);
+    function.invoke(&only_bobs).await.response();
+    let failed = message(&store, "alice", "job-only-bobs").await;
+    assert_eq!(serde_json::to_value(failed.state).unwrap(), "failed");
+    assert!(failed.outputs.is_empty());
+    assert!(
+        failed
+            .text
+            .ends_with(&format!("{}.", transcoder_core::record::NO_OWN_OUTPUTS)),
+        "{}",
+        failed.text
+    );
+    assert!(unread(&store, "bob").await.is_empty());
+}
+
+#[tokio::test]
+async fn a_bad_output_prefix_is_refused_at_start_up() {
+    let mut function = Function::start(
+        "record-completion",
+        &[
+            ("TABLE_NAME", "messages"),
+            ("TOPIC_ARN", TOPIC),
+            ("OUTPUT_PREFIX", "/transcoded/"),
+        ],
+    )
+    .await;
+    let status = function
+        .exit_status(std::time::Duration::from_secs(20))
+        .await;
+    assert!(status.is_some_and(|s| !s.success()));
+    assert!(
+        function.logged(&[
+            "start-up refused",
+            "OUTPUT_PREFIX='/transcoded/' is invalid"
+        ]),
+        "{:?}",
+        function.output()
+    );
+}

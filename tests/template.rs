@@ -9,7 +9,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::{Value, json};
-use system_tests::template::{from_yaml, template};
+use system_tests::template::{assert_objects, broken, from_yaml, remove, set, template};
 use transcoder_api::{ApiConfig, ROUTES};
 use transcoder_aws::mediaconvert::JOB_TAG_KEY;
 use transcoder_aws::{CloudTranscoder, DynamoStore};
@@ -1014,45 +1014,6 @@ fn mediaconvert_problems(t: &Value) -> Vec<String> {
 }
 
 // ------------------------------------------------------------------------------------------- tests
-
-/// A copy of `template` changed by `change`.
-fn broken(template: &Value, change: impl FnOnce(&mut Value)) -> Value {
-    let mut copy = template.clone();
-    change(&mut copy);
-    copy
-}
-
-/// Sets the value at `pointer`, whose parent must exist: a renamed resource fails here, not
-/// silently.
-fn set(t: &mut Value, pointer: &str, value: Value) {
-    let (parent, key) = pointer.rsplit_once('/').expect("a pointer below the root");
-    match t.pointer_mut(parent) {
-        Some(Value::Object(map)) => {
-            map.insert(key.to_owned(), value);
-        }
-        Some(Value::Array(items)) if key.parse::<usize>().is_ok_and(|i| i < items.len()) => {
-            items[key.parse::<usize>().unwrap()] = value;
-        }
-        _ => panic!("the template has nothing at {parent}"),
-    }
-}
-
-fn remove(t: &mut Value, pointer: &str) {
-    let (parent, key) = pointer.rsplit_once('/').expect("a pointer below the root");
-    t.pointer_mut(parent)
-        .and_then(Value::as_object_mut)
-        .and_then(|map| map.remove(key))
-        .unwrap_or_else(|| panic!("the template has nothing at {pointer}"));
-}
-
-#[track_caller]
-fn assert_objects(check: fn(&Value) -> Vec<String>, template: &Value, expected: &str) {
-    let problems = check(template);
-    assert!(
-        problems.iter().any(|p| p.contains(expected)),
-        "expected a problem mentioning {expected:?}, got {problems:#?}"
-    );
-}
 
 const UPLOAD_EVENT: &str = "/Resources/StartTranscodeFunction/Properties/Events/Upload/Properties";
 const START_ENV: &str = "/Resources/StartTranscodeFunction/Properties/Environment/Variables";

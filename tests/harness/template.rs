@@ -3,6 +3,7 @@
 //! CloudFormation's short-form tags become their long forms (`!Ref X` is `{"Ref": "X"}`,
 //! `!GetAtt A.B` is `{"Fn::GetAtt": ["A", "B"]}`, `!Sub s` is `{"Fn::Sub": s}`, and so on), so a
 //! test compares one shape whichever form the template uses. Nothing is resolved or evaluated.
+//! The helpers at the end change a copy, so that every check can be shown to object.
 
 use serde_json::{Map, Value};
 use serde_yaml_ng::Value as Yaml;
@@ -63,4 +64,47 @@ fn key_string(key: Yaml) -> String {
             .map(|s| s.trim_end().to_owned())
             .unwrap_or_default(),
     }
+}
+
+// ------------------------------------------------ changing a template, for checks that must object
+
+/// A copy of `template` changed by `change`.
+pub fn broken(template: &Value, change: impl FnOnce(&mut Value)) -> Value {
+    let mut copy = template.clone();
+    change(&mut copy);
+    copy
+}
+
+/// Sets the value at `pointer`, whose parent must exist: a renamed resource fails here, not
+/// silently.
+pub fn set(t: &mut Value, pointer: &str, value: Value) {
+    let (parent, key) = pointer.rsplit_once('/').expect("a pointer below the root");
+    match t.pointer_mut(parent) {
+        Some(Value::Object(map)) => {
+            map.insert(key.to_owned(), value);
+        }
+        Some(Value::Array(items)) if key.parse::<usize>().is_ok_and(|i| i < items.len()) => {
+            items[key.parse::<usize>().unwrap()] = value;
+        }
+        _ => panic!("the template has nothing at {parent}"),
+    }
+}
+
+/// Removes the value at `pointer`, which must exist.
+pub fn remove(t: &mut Value, pointer: &str) {
+    let (parent, key) = pointer.rsplit_once('/').expect("a pointer below the root");
+    t.pointer_mut(parent)
+        .and_then(Value::as_object_mut)
+        .and_then(|map| map.remove(key))
+        .unwrap_or_else(|| panic!("the template has nothing at {pointer}"));
+}
+
+/// Asserts that `check` finds, in `template`, a problem whose text contains `expected`.
+#[track_caller]
+pub fn assert_objects(check: fn(&Value) -> Vec<String>, template: &Value, expected: &str) {
+    let problems = check(template);
+    assert!(
+        problems.iter().any(|p| p.contains(expected)),
+        "expected a problem mentioning {expected:?}, got {problems:#?}"
+    );
 }

@@ -1,14 +1,17 @@
 //! What happens when a job ends: each SNS record becomes at most one message for the file's
 //! owner. Notifications that can never become a message are poison: logged, counted, and not
 //! retried. A store that is unavailable fails the invocation so that Lambda retries it; messages
-//! already stored are not stored twice.
+//! already stored are not stored twice. A message links only to files in its owner's output
+//! folder, whatever the notification claims.
 
 use aws_lambda_events::sns::SnsRecord;
 use serde::{Deserialize, Serialize};
 use tracing::{error, info, warn};
 
-use crate::completion::Notification;
-use crate::config::{ConfigError, Env};
+use crate::completion::{Completion, Notification, Outcome};
+use crate::config::{self, ConfigError, Env, StartConfig};
+use crate::job::Owner;
+use crate::key::{Escaped, ObjectKey};
 use crate::message::Message;
 use crate::store::{MessageStore, StoreError};
 
@@ -23,11 +26,14 @@ pub struct RawSnsEvent {
 pub struct RecordConfig {
     /// The only topic whose notifications are accepted (`TOPIC_ARN`).
     pub topic_arn: String,
+    /// Where the transcoder writes (`OUTPUT_PREFIX`, default as the starter's): a message links
+    /// only to files under `{output_prefix}{owner}/`.
+    pub output_prefix: String,
 }
 
 impl RecordConfig {
     /// Every variable [`RecordConfig::from_env`] reads.
-    pub const VARIABLES: &[&str] = &["TOPIC_ARN"];
+    pub const VARIABLES: &[&str] = &["TOPIC_ARN", "OUTPUT_PREFIX"];
 
     pub fn from_env(env: &impl Env) -> Result<Self, ConfigError> {
         let topic_arn = env
@@ -36,7 +42,57 @@ impl RecordConfig {
         if !topic_arn.starts_with("arn:") {
             return Err(ConfigError::invalid("TOPIC_ARN", &topic_arn, "not an ARN"));
         }
-        Ok(Self { topic_arn })
+        let output_prefix = config::prefix(
+            "OUTPUT_PREFIX",
+            &env.get_or("OUTPUT_PREFIX", StartConfig::DEFAULT_OUTPUT_PREFIX),
+        )?;
+        Ok(Self {
+            topic_arn,
+            output_prefix,
+        })
+    }
+}
+
+/// Why a job that reported success gets a `failed` message: nothing it wrote is the owner's.
+pub const NO_OWN_OUTPUTS: &str =
+    "the transcoder reported no file in your folder; upload the file again to retry";
+
+/// Whether `key` names a file in `owner`'s output folder: below `{prefix}{owner}/`, with no `.`
+/// or `..` segment that a browser or the local file system would resolve to another folder.
+fn in_owner_folder(key: &ObjectKey, prefix: &str, owner: &Owner) -> bool {
+    key.as_str()
+        .strip_prefix(prefix)
+        .and_then(|rest| rest.strip_prefix(owner.as_str()))
+        .and_then(|rest| rest.strip_prefix('/'))
+        .is_some_and(|path| {
+            !path.is_empty()
+                && std::iter::once(owner.as_str())
+                    .chain(path.split('/'))
+                    .all(|segment| segment != "." && segment != "..")
+        })
+}
+
+/// Drops every output outside the owner's folder: a forged or mistaken notification must never
+/// hand one user a link to another's file. A success left with nothing to download becomes a
+/// failure, because a `completed` message that offers no file tells the user nothing they can act
+/// on, while `failed` tells them to upload again.
+fn keep_own_outputs(completion: &mut Completion, prefix: &str) {
+    let (job_id, owner) = (&completion.job_id, &completion.owner);
+    completion.outputs.retain(|output| {
+        let own = in_owner_folder(&output.key, prefix, owner);
+        if !own {
+            warn!(
+                job_id = %Escaped(job_id),
+                owner = %Escaped(owner.as_str()),
+                key = %output.key.escaped(),
+                "output outside the owner's folder dropped"
+            );
+        }
+        own
+    });
+    if completion.outcome != Outcome::Failed && completion.outputs.is_empty() {
+        completion.outcome = Outcome::Failed;
+        completion.detail = Some(NO_OWN_OUTPUTS.to_owned());
     }
 }
 
@@ -90,13 +146,16 @@ fn message_for(
     }
     match Notification::parse(&record.sns.message).map_err(|e| e.to_string())? {
         Notification::Progress { job_id, state } => {
-            info!(job_id, state, "progress event: no message");
+            info!(job_id = %Escaped(&job_id), state = %Escaped(&state), "progress event: no message");
             Ok(None)
         }
-        Notification::Final(completion) => Ok(Some(Message::for_completion(
-            &completion,
-            record.sns.timestamp,
-        ))),
+        Notification::Final(mut completion) => {
+            keep_own_outputs(&mut completion, &config.output_prefix);
+            Ok(Some(Message::for_completion(
+                &completion,
+                record.sns.timestamp,
+            )))
+        }
     }
 }
 
@@ -124,8 +183,8 @@ pub async fn record_completion(
             Err(reason) => {
                 warn!(
                     record = index,
-                    sns_message_id = message_id,
-                    reason,
+                    sns_message_id = %Escaped(&message_id),
+                    reason = %Escaped(&reason),
                     "poison notification rejected"
                 );
                 report.rejected.push(Rejected {
@@ -138,15 +197,15 @@ pub async fn record_completion(
         attempted += 1;
         match store.insert(&message).await {
             Ok(true) => {
-                info!(record = index, owner = %message.owner, id = %message.id, state = ?message.state, "message written");
+                info!(record = index, owner = %Escaped(message.owner.as_str()), id = %Escaped(&message.id.0), state = ?message.state, "message written");
                 report.recorded.push(message.id.0);
             }
             Ok(false) => {
-                info!(record = index, owner = %message.owner, id = %message.id, "message already written: duplicate delivery");
+                info!(record = index, owner = %Escaped(message.owner.as_str()), id = %Escaped(&message.id.0), "message already written: duplicate delivery");
                 report.duplicates.push(message.id.0);
             }
             Err(err) => {
-                error!(record = index, id = %message.id, error = %err, "message not written");
+                error!(record = index, id = %Escaped(&message.id.0), error = %Escaped(&err.to_string()), "message not written");
                 failed.push((index, message.id.0, err));
             }
         }
@@ -172,6 +231,19 @@ mod tests {
 
     fn config() -> RecordConfig {
         RecordConfig::from_env(&[("TOPIC_ARN", TOPIC)]).unwrap()
+    }
+
+    /// `sns-et-completed.json` (alice's job) with its outputs replaced by `keys`.
+    fn completed_with_outputs(keys: &[&str]) -> RawSnsEvent {
+        let mut event = event("sns-et-completed.json");
+        let mut message: serde_json::Value =
+            serde_json::from_str(event.records[0]["Sns"]["Message"].as_str().unwrap()).unwrap();
+        message["outputs"] = keys
+            .iter()
+            .map(|key| serde_json::json!({"key": key, "status": "Complete", "duration": 6.0}))
+            .collect();
+        event.records[0]["Sns"]["Message"] = message.to_string().into();
+        event
     }
 
     fn event(file: &str) -> RawSnsEvent {
@@ -336,6 +408,106 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(report.recorded, ["1700000000000-abc001"]);
+    }
+
+    #[test]
+    fn only_keys_in_the_owners_output_folder_are_the_owners() {
+        let alice = Owner::new("alice").unwrap();
+        for (key, own) in [
+            ("transcoded/alice/song.mp3.wav", true),
+            ("transcoded/alice/live/set.mp3.flac", true),
+            ("transcoded/alice/a\nforged=1.mp3.wav", true),
+            // Another user's folder, and one whose name merely starts with "alice".
+            ("transcoded/bob/song.mp3.wav", false),
+            ("transcoded/alice2/song.mp3.wav", false),
+            ("transcoded/alice", false),
+            ("transcoded/alice/", false),
+            // The input prefix: the user's own upload, or anyone's.
+            ("media/alice/song.mp3", false),
+            ("media/bob/song.mp3", false),
+            // Segments a browser or a file system resolves to another folder.
+            ("transcoded/alice/../bob/song.mp3.wav", false),
+            ("transcoded/alice/./song.mp3.wav", false),
+            ("transcoded/alice/..", false),
+            ("transcoded/../transcoded/alice/song.mp3.wav", false),
+            // A newline in a key that belongs elsewhere changes nothing.
+            ("transcoded/bob/a\ntranscoded/alice/x.wav", false),
+            ("other/transcoded/alice/song.mp3.wav", false),
+        ] {
+            let key = ObjectKey::new(key).unwrap();
+            assert_eq!(
+                in_owner_folder(&key, "transcoded/", &alice),
+                own,
+                "{}",
+                key.escaped()
+            );
+        }
+        let dots = Owner::new("..").unwrap();
+        assert!(!in_owner_folder(
+            &ObjectKey::new("transcoded/../x.wav").unwrap(),
+            "transcoded/",
+            &dots
+        ));
+    }
+
+    #[tokio::test]
+    async fn outputs_outside_the_owners_folder_are_left_out_of_the_message() {
+        let store = MemoryStore::default();
+        let event = completed_with_outputs(&[
+            "transcoded/alice/song.mp3.wav",
+            "transcoded/bob/secret.mp3.wav",
+            "transcoded/alice/../bob/secret.mp3.flac",
+            "media/bob/secret.mp3",
+        ]);
+        let report = record_completion(event, &config(), &store).await.unwrap();
+        assert_eq!(report.recorded, ["1700000000000-abc001"]);
+        let message = &unread(&store, "alice").await[0];
+        assert_eq!(message.state, MessageState::Completed);
+        let keys: Vec<_> = message.outputs.iter().map(|o| o.key.as_str()).collect();
+        assert_eq!(keys, ["transcoded/alice/song.mp3.wav"]);
+        assert!(!message.text.contains("bob"), "{}", message.text);
+    }
+
+    #[tokio::test]
+    async fn a_success_with_no_output_of_the_owners_is_a_failure_that_says_why() {
+        for outputs in [&["transcoded/bob/song.mp3.wav"][..], &[]] {
+            let store = MemoryStore::default();
+            record_completion(completed_with_outputs(outputs), &config(), &store)
+                .await
+                .unwrap();
+            let message = &unread(&store, "alice").await[0];
+            assert_eq!(message.state, MessageState::Failed, "{outputs:?}");
+            assert!(message.outputs.is_empty());
+            assert_eq!(
+                message.text,
+                format!(
+                    "Your file red flower (live) café.mp3 could not be processed: {NO_OWN_OUTPUTS}."
+                )
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn the_output_prefix_is_configurable() {
+        let store = MemoryStore::default();
+        let config =
+            RecordConfig::from_env(&[("TOPIC_ARN", TOPIC), ("OUTPUT_PREFIX", "out")]).unwrap();
+        assert_eq!(config.output_prefix, "out/");
+        let event = completed_with_outputs(&["out/alice/a.mp3.wav", "transcoded/alice/a.mp3.wav"]);
+        record_completion(event, &config, &store).await.unwrap();
+        let message = &unread(&store, "alice").await[0];
+        let keys: Vec<_> = message.outputs.iter().map(|o| o.key.as_str()).collect();
+        assert_eq!(keys, ["out/alice/a.mp3.wav"]);
+    }
+
+    #[test]
+    fn the_output_prefix_defaults_to_the_starters_and_is_checked() {
+        assert_eq!(config().output_prefix, StartConfig::DEFAULT_OUTPUT_PREFIX);
+        for bad in ["/", "/transcoded/"] {
+            let err = RecordConfig::from_env(&[("TOPIC_ARN", TOPIC), ("OUTPUT_PREFIX", bad)])
+                .unwrap_err();
+            assert!(err.to_string().starts_with("OUTPUT_PREFIX"), "{err}");
+        }
     }
 
     #[test]

@@ -97,7 +97,11 @@ pub async fn run(config: LocalConfig) -> Result<(), Error> {
         config.start.prefixes.input()
     );
 
-    tokio::spawn(record_completions(notifications, store.clone()));
+    tokio::spawn(record_completions(
+        notifications,
+        config.start.prefixes.output().to_owned(),
+        store.clone(),
+    ));
     tokio::spawn(watch(config.clone(), transcoder, store));
     axum::serve(listener, router(state))
         .with_graceful_shutdown(shutdown())
@@ -142,10 +146,12 @@ async fn watch(config: LocalConfig, transcoder: FfmpegTranscoder, claims: Arc<Sq
 /// Delivers each notification to the recorder as an SNS event, retrying while the store fails.
 async fn record_completions(
     mut notifications: mpsc::UnboundedReceiver<String>,
+    output_prefix: String,
     store: Arc<SqliteStore>,
 ) {
     let config = RecordConfig {
         topic_arn: LOCAL_TOPIC.into(),
+        output_prefix,
     };
     let mut delivered = 0u64;
     while let Some(message) = notifications.recv().await {
