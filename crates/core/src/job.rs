@@ -89,6 +89,8 @@ pub enum OwnerError {
     TooLong(String),
     #[error("the owner '{0}' contains a control character or a slash")]
     BadCharacter(String),
+    #[error("the owner '{0}' names a folder relative to another ('.' or '..')")]
+    Relative(String),
 }
 
 impl Owner {
@@ -100,6 +102,9 @@ impl Owner {
             Err(OwnerError::TooLong(owner))
         } else if owner.chars().any(|c| c.is_control() || c == '/') {
             Err(OwnerError::BadCharacter(owner))
+        } else if owner == "." || owner == ".." {
+            // In S3 a literal folder name; on a disk (the local runner's bucket) a way out of it.
+            Err(OwnerError::Relative(owner))
         } else {
             Ok(Self(owner))
         }
@@ -304,5 +309,12 @@ mod tests {
             Owner::new("x".repeat(129)),
             Err(OwnerError::TooLong(_))
         ));
+        for relative in [".", ".."] {
+            assert_eq!(
+                Owner::new(relative),
+                Err(OwnerError::Relative(relative.into()))
+            );
+        }
+        assert!(Owner::new("...").is_ok());
     }
 }

@@ -442,12 +442,8 @@ mod tests {
                 key.escaped()
             );
         }
-        let dots = Owner::new("..").unwrap();
-        assert!(!in_owner_folder(
-            &ObjectKey::new("transcoded/../x.wav").unwrap(),
-            "transcoded/",
-            &dots
-        ));
+        // No owner is called "..": the notification naming one is poison before it gets here.
+        assert!(Owner::new("..").is_err());
     }
 
     #[tokio::test]
