@@ -114,6 +114,15 @@ async fn two_users_through_the_sample_events() {
         url.starts_with("https://audio-transcoder-media.s3.eu-west-1.amazonaws.com/media/alice/red%20flower.mp3?"),
         "{url}"
     );
+    // Signed for the size and type the request stated, which the client must send.
+    assert!(
+        url.contains("X-Amz-SignedHeaders=content-length%3Bcontent-type%3Bhost"),
+        "{url}"
+    );
+    assert_eq!(
+        upload["headers"],
+        serde_json::json!({"Content-Type": "audio/mpeg", "Content-Length": "5000000"})
+    );
 
     // No verified identity: 401, whatever headers claim.
     let (status, body) = call("http-no-claims.json").await;
