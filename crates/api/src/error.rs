@@ -79,6 +79,15 @@ impl ApiError {
         )
     }
 
+    /// 413: an upload longer than the size its link is signed for.
+    pub fn longer_than_signed(size: u64) -> Self {
+        Self::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "file_too_large",
+            format!("the upload is longer than the {size} bytes its link is signed for"),
+        )
+    }
+
     /// 421: a request for another host name, such as a DNS-rebinding page's, is not ours to answer.
     pub fn misdirected(host: &str) -> Self {
         Self::new(
