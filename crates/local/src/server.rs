@@ -51,8 +51,9 @@ pub struct LocalLinks {
     mac: Hmac<Sha256>,
 }
 
-/// What a verified link allows: for an upload, the exact size and content type it was signed for.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// What a verified link allows: for an upload, the exact size and content type it was signed for;
+/// a download link has neither.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 struct Terms {
     size: Option<u64>,
     content_type: Option<String>,
@@ -123,10 +124,7 @@ impl LocalLinks {
     /// The terms of `query`'s link if it carries a valid, unexpired token for `method` on `key`.
     fn verify(&self, method: &str, key: &str, query: &str) -> Option<Terms> {
         let (mut expires, mut token) = (None, None);
-        let mut terms = Terms {
-            size: None,
-            content_type: None,
-        };
+        let mut terms = Terms::default();
         for (name, value) in form_urlencoded::parse(query.as_bytes()) {
             match name.as_ref() {
                 "expires" => expires = Some(value.parse::<i64>().ok()?),
@@ -145,11 +143,7 @@ impl LocalLinks {
 
 impl Links for LocalLinks {
     async fn download(&self, key: &ObjectKey, now: DateTime<Utc>) -> Result<Link, LinkError> {
-        let terms = Terms {
-            size: None,
-            content_type: None,
-        };
-        Ok(self.link("GET", key, &terms, now + LINK_LIFETIME))
+        Ok(self.link("GET", key, &Terms::default(), now + LINK_LIFETIME))
     }
 
     async fn upload(&self, upload: &Upload, now: DateTime<Utc>) -> Result<Link, LinkError> {
@@ -206,8 +200,8 @@ fn error(err: ApiError) -> Response {
     err.into_response().map(Body::from).into_response()
 }
 
-/// The request's host name if it is a loopback one (`localhost`, `127.x.y.z`, `[::1]`, any port);
-/// otherwise `Err` with what it named instead. The URI's authority counts as well as `Host`.
+/// Whether the request is addressed to a loopback name (`localhost`, `127.x.y.z`, `[::1]`, any
+/// port); `Err` holds the name it used instead. The URI's authority counts as well as `Host`.
 fn loopback_host(request: &Request) -> Result<(), String> {
     let named: Vec<&str> = request
         .uri()
