@@ -124,6 +124,19 @@ async fn two_users_through_the_sample_events() {
         serde_json::json!({"Content-Type": "audio/mpeg", "Content-Length": "5000000"})
     );
 
+    // A file over MAX_UPLOAD_BYTES (500 MiB by default) gets no link at all.
+    let (status, body) = call("http-upload-too-large-alice.json").await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (413, Some("file_too_large"))
+    );
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("524288000 bytes")),
+        "{body}"
+    );
+
     // No verified identity: 401, whatever headers claim.
     let (status, body) = call("http-no-claims.json").await;
     assert_eq!(
