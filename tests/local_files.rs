@@ -201,6 +201,18 @@ async fn an_upload_link_admits_only_its_own_size_and_type() {
         (answer.status, answer.error_code().as_str()),
         (400, "incomplete_upload")
     );
+    // Cut off half way: the client goes away before sending the rest.
+    let mut stream = TcpStream::connect(&runner.address).await.unwrap();
+    let cut = format!("{}\r\n\r\n", head("Content-Length: 1000"));
+    stream.write_all(cut.as_bytes()).await.unwrap();
+    stream.write_all(&[b'f'; 500]).await.unwrap();
+    drop(stream);
+    runner
+        .wait_for(
+            |r| r.count(&["upload refused", "stopped sending"]) == 1,
+            "the cut-off upload to be dropped",
+        )
+        .await;
 
     assert!(!bucket.join("media/alice/big.mp3").exists());
     assert_eq!(partial_uploads(&bucket), Vec::<String>::new());
