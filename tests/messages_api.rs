@@ -114,6 +114,28 @@ async fn two_users_through_the_sample_events() {
         url.starts_with("https://audio-transcoder-media.s3.eu-west-1.amazonaws.com/media/alice/red%20flower.mp3?"),
         "{url}"
     );
+    // Signed for the size and type the request stated, which the client must send.
+    assert!(
+        url.contains("X-Amz-SignedHeaders=content-length%3Bcontent-type%3Bhost"),
+        "{url}"
+    );
+    assert_eq!(
+        upload["headers"],
+        serde_json::json!({"Content-Type": "audio/mpeg", "Content-Length": "5000000"})
+    );
+
+    // A file over MAX_UPLOAD_BYTES (500 MiB by default) gets no link at all.
+    let (status, body) = call("http-upload-too-large-alice.json").await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (413, Some("file_too_large"))
+    );
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("524288000 bytes")),
+        "{body}"
+    );
 
     // No verified identity: 401, whatever headers claim.
     let (status, body) = call("http-no-claims.json").await;

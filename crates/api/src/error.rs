@@ -70,6 +70,58 @@ impl ApiError {
         )
     }
 
+    /// 413: an upload asked for, or sent, more bytes than allowed.
+    pub fn file_too_large(size: u64, limit: u64) -> Self {
+        Self::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "file_too_large",
+            format!("the file is {size} bytes; uploads are limited to {limit} bytes"),
+        )
+    }
+
+    /// 413: an upload longer than the size its link is signed for.
+    pub fn longer_than_signed(size: u64) -> Self {
+        Self::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "file_too_large",
+            format!("the upload is longer than the {size} bytes its link is signed for"),
+        )
+    }
+
+    /// 421: a request for another host name, such as a DNS-rebinding page's, is not ours to answer.
+    pub fn misdirected(host: &str) -> Self {
+        Self::new(
+            StatusCode::MISDIRECTED_REQUEST,
+            "misdirected_request",
+            format!(
+                "this server answers only loopback host names (localhost, 127.0.0.1, [::1]), not '{}'",
+                transcoder_core::Escaped(host)
+            ),
+        )
+    }
+
+    /// 403: a `/files/` link that was not signed by this server, for this request, or has expired.
+    pub fn link_refused(reason: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, "link_refused", reason)
+    }
+
+    /// 400: an upload that ended before the size its link was signed for.
+    pub fn incomplete_upload(received: u64, size: u64) -> Self {
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "incomplete_upload",
+            format!("the upload ended after {received} of {size} bytes; nothing was stored"),
+        )
+    }
+
+    pub fn file_not_found() -> Self {
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "file_not_found",
+            "there is no such file",
+        )
+    }
+
     pub fn unavailable() -> Self {
         Self::new(
             StatusCode::SERVICE_UNAVAILABLE,

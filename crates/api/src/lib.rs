@@ -7,6 +7,7 @@ pub mod config;
 pub mod error;
 pub mod filename;
 pub mod router;
+pub mod upload;
 
 pub use config::ApiConfig;
 pub use error::ApiError;

@@ -5,16 +5,15 @@ use bytes::Bytes;
 use chrono::{SecondsFormat, Utc};
 use http::{Method, Request, Response, StatusCode, header};
 use percent_encoding::percent_decode_str;
-use serde::Deserialize;
 use serde_json::{Value, json};
 use tracing::{error, warn};
 use transcoder_core::{Links, Message, MessageId, MessageStore, ObjectKey, Owner, StoreError};
 
 use crate::config::ApiConfig;
 use crate::error::ApiError;
-use crate::filename::safe_filename;
+use crate::upload::requested_upload;
 
-/// The largest request body accepted, in bytes. An upload request is a file name, not the file.
+/// The largest request body accepted, in bytes. An upload request describes the file; it is not the file.
 pub const MAX_BODY_BYTES: usize = 4096;
 pub const DEFAULT_LIMIT: usize = 20;
 pub const MAX_LIMIT: usize = 100;
@@ -156,30 +155,22 @@ impl<S: MessageStore, L: Links> Api<S, L> {
     }
 
     async fn upload(&self, caller: &Owner, body: &Bytes) -> Result<Response<String>, ApiError> {
-        #[derive(Deserialize)]
-        struct UploadRequest {
-            filename: String,
-        }
-        let request: UploadRequest = serde_json::from_slice(body).map_err(|e| {
-            ApiError::bad_request(
-                "bad_json",
-                format!("expected {{\"filename\": \"...\"}}: {e}"),
-            )
-        })?;
-        let name = safe_filename(&request.filename)
-            .map_err(|e| ApiError::bad_request("bad_filename", e.to_string()))?;
-        let key = ObjectKey::new(format!("{}{caller}/{name}", self.config.input_prefix))
-            .map_err(|_| ApiError::internal())?;
-        let link = self.links.upload(&key, Utc::now()).await.map_err(|e| {
+        let upload = requested_upload(body, caller, &self.config)?;
+        let link = self.links.upload(&upload, Utc::now()).await.map_err(|e| {
             error!(error = %e, "upload link not signed");
             ApiError::internal()
         })?;
         Ok(json_response(
             StatusCode::CREATED,
             json!({
-                "key": key.as_str(),
+                "key": upload.key.as_str(),
                 "url": link.url,
                 "method": "PUT",
+                // The link is signed for these; the bucket refuses a request without them.
+                "headers": {
+                    "Content-Type": upload.content_type,
+                    "Content-Length": upload.size.to_string(),
+                },
                 "expires_at": link.expires_at.to_rfc3339_opts(SecondsFormat::Secs, true),
             }),
         ))

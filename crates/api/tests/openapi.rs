@@ -3,7 +3,9 @@
 use std::collections::BTreeSet;
 
 use serde_yaml_ng::Value;
+use transcoder_api::config::DEFAULT_MAX_UPLOAD_BYTES;
 use transcoder_api::router::{DEFAULT_LIMIT, MAX_LIMIT};
+use transcoder_api::upload::CONTENT_TYPES;
 use transcoder_api::{MAX_BODY_BYTES, ROUTES};
 
 fn document() -> Value {
@@ -53,4 +55,47 @@ fn every_operation_documents_401_and_405_and_the_body_limit_is_stated() {
     assert_eq!(limit["minimum"].as_u64(), Some(1));
     assert_eq!(limit["maximum"].as_u64(), Some(MAX_LIMIT as u64));
     assert_eq!(limit["default"].as_u64(), Some(DEFAULT_LIMIT as u64));
+}
+
+#[test]
+fn the_upload_request_states_the_size_limit_and_every_accepted_content_type() {
+    let doc = document();
+    let schema =
+        &doc["paths"]["/uploads"]["post"]["requestBody"]["content"]["application/json"]["schema"];
+    let required: BTreeSet<_> = schema["required"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .filter_map(|v| v.as_str())
+        .collect();
+    assert_eq!(
+        required,
+        BTreeSet::from(["filename", "size", "content_type"])
+    );
+    let size = &schema["properties"]["size"];
+    assert_eq!(size["minimum"].as_u64(), Some(1));
+    assert_eq!(size["maximum"].as_u64(), Some(DEFAULT_MAX_UPLOAD_BYTES));
+    let documented: BTreeSet<_> = schema["properties"]["content_type"]["enum"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .filter_map(|v| v.as_str())
+        .collect();
+    let accepted: BTreeSet<_> = CONTENT_TYPES
+        .iter()
+        .flat_map(|(_, types)| types.iter().copied())
+        .collect();
+    assert_eq!(documented, accepted);
+    let codes =
+        &doc["components"]["schemas"]["Error"]["properties"]["error"]["properties"]["code"]["enum"];
+    for code in ["bad_size", "bad_content_type", "file_too_large"] {
+        assert!(
+            codes
+                .as_sequence()
+                .unwrap()
+                .iter()
+                .any(|c| c.as_str() == Some(code)),
+            "{code}"
+        );
+    }
 }

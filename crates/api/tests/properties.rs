@@ -198,7 +198,18 @@ fn any_body() -> impl Strategy<Value = Vec<u8>> {
                 Just("msg-bob-1.mp3".to_owned()),
                 ".{0,300}",
             ]
-            .prop_map(|name| json!({"filename": name}).to_string().into_bytes()),
+            .prop_flat_map(|name| {
+                (
+                    Just(name),
+                    prop_oneof![8 => Just(1000u64), 1 => Just(0), 1 => any::<u64>()],
+                    prop_oneof![8 => Just("audio/mpeg".to_owned()), 1 => ".{0,20}"],
+                )
+            })
+            .prop_map(|(name, size, content_type)| {
+                json!({"filename": name, "size": size, "content_type": content_type})
+                    .to_string()
+                    .into_bytes()
+            }),
         1 => Just(br#"{"filename": 7}"#.to_vec()),
         1 => prop::collection::vec(any::<u8>(), 0..64),
         1 => (MAX_BODY_BYTES + 1..MAX_BODY_BYTES * 2).prop_map(|n| vec![b'a'; n]),

@@ -198,27 +198,31 @@ async fn dismissing_is_for_the_owner_only_and_idempotent() {
 }
 
 #[tokio::test]
-async fn an_upload_link_is_for_the_callers_own_folder() {
+async fn an_upload_link_is_for_the_callers_own_folder_size_and_type() {
     let api = api().await;
     let (status, body, _) = call(
         &api,
         Some("alice"),
         "POST",
         "/uploads",
-        r#"{"filename": "red flower.MP3"}"#,
+        r#"{"filename": "red flower.MP3", "size": 5000000, "content_type": "audio/mpeg"}"#,
     )
     .await;
-    assert_eq!(status, StatusCode::CREATED);
+    assert_eq!(status, StatusCode::CREATED, "{body}");
     assert_eq!(body["key"], "media/alice/red flower.MP3");
     assert_eq!(
         body["url"],
-        "https://links.test/put/media/alice/red flower.MP3"
+        "https://links.test/put/media/alice/red flower.MP3?size=5000000&type=audio/mpeg"
     );
     assert_eq!(body["method"], "PUT");
+    assert_eq!(
+        body["headers"],
+        json!({"Content-Type": "audio/mpeg", "Content-Length": "5000000"})
+    );
     let expires: DateTime<Utc> = body["expires_at"].as_str().unwrap().parse().unwrap();
     let lifetime = expires - Utc::now();
     assert!(
-        lifetime > TimeDelta::minutes(14) && lifetime <= TimeDelta::minutes(15),
+        lifetime > TimeDelta::minutes(4) && lifetime <= TimeDelta::minutes(5),
         "{lifetime}"
     );
 }
@@ -226,31 +230,79 @@ async fn an_upload_link_is_for_the_callers_own_folder() {
 #[tokio::test]
 async fn bad_upload_requests_are_400_or_413() {
     let api = api().await;
+    let upload = |name: &str| {
+        json!({"filename": name, "size": 1000, "content_type": "audio/mpeg"}).to_string()
+    };
     for (body, code) in [
-        ("", "bad_json"),
-        ("not json", "bad_json"),
-        (r#"{"name": "song.mp3"}"#, "bad_json"),
-        (r#"{"filename": 3}"#, "bad_json"),
-        (r#"{"filename": ""}"#, "bad_filename"),
-        (r#"{"filename": "../bob/song.mp3"}"#, "bad_filename"),
-        (r#"{"filename": "sub/song.mp3"}"#, "bad_filename"),
-        (r#"{"filename": "..\\song.mp3"}"#, "bad_filename"),
-        (r#"{"filename": "song\u0000.mp3"}"#, "bad_filename"),
-        (r#"{"filename": "notes.txt"}"#, "bad_filename"),
+        ("".to_owned(), "bad_json"),
+        ("not json".to_owned(), "bad_json"),
+        (r#"{"name": "song.mp3"}"#.to_owned(), "bad_json"),
+        (r#"{"filename": 3}"#.to_owned(), "bad_json"),
+        (r#"{"filename": "song.mp3"}"#.to_owned(), "bad_json"),
+        (
+            r#"{"filename": "song.mp3", "content_type": "audio/mpeg"}"#.to_owned(),
+            "bad_json",
+        ),
+        (
+            r#"{"filename": "song.mp3", "size": 10}"#.to_owned(),
+            "bad_json",
+        ),
+        (
+            r#"{"filename": "song.mp3", "size": -1, "content_type": "audio/mpeg"}"#.to_owned(),
+            "bad_json",
+        ),
+        (
+            r#"{"filename": "song.mp3", "size": 1.5, "content_type": "audio/mpeg"}"#.to_owned(),
+            "bad_json",
+        ),
+        (
+            r#"{"filename": "song.mp3", "size": "10", "content_type": "audio/mpeg"}"#.to_owned(),
+            "bad_json",
+        ),
+        (
+            r#"{"filename": "song.mp3", "size": 0, "content_type": "audio/mpeg"}"#.to_owned(),
+            "bad_size",
+        ),
+        (
+            r#"{"filename": "song.mp3", "size": 10, "content_type": "text/html"}"#.to_owned(),
+            "bad_content_type",
+        ),
+        (
+            r#"{"filename": "song.mp3", "size": 10, "content_type": "audio/flac"}"#.to_owned(),
+            "bad_content_type",
+        ),
+        (upload(""), "bad_filename"),
+        (upload("../bob/song.mp3"), "bad_filename"),
+        (upload("sub/song.mp3"), "bad_filename"),
+        (upload("..\\song.mp3"), "bad_filename"),
+        (upload("song\u{0}.mp3"), "bad_filename"),
+        (upload("notes.txt"), "bad_filename"),
+        (upload(&format!("{}.mp3", "a".repeat(300))), "bad_filename"),
     ] {
-        let (status, response, _) = call(&api, Some("alice"), "POST", "/uploads", body).await;
+        let (status, response, _) = call(&api, Some("alice"), "POST", "/uploads", &body).await;
         assert_eq!(
             (status, error_code(&response)),
             (StatusCode::BAD_REQUEST, code),
             "{body}"
         );
     }
-    let long = json!({"filename": format!("{}.mp3", "a".repeat(300))}).to_string();
-    let (status, body, _) = call(&api, Some("alice"), "POST", "/uploads", &long).await;
+    // Over MAX_UPLOAD_BYTES (500 MiB by default): 413, naming the limit.
+    let over = r#"{"filename": "song.mp3", "size": 524288001, "content_type": "audio/mpeg"}"#;
+    let (status, body, _) = call(&api, Some("alice"), "POST", "/uploads", over).await;
     assert_eq!(
         (status, error_code(&body)),
-        (StatusCode::BAD_REQUEST, "bad_filename")
+        (StatusCode::PAYLOAD_TOO_LARGE, "file_too_large")
     );
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("524288000 bytes"),
+        "{body}"
+    );
+    let at_limit = r#"{"filename": "song.mp3", "size": 524288000, "content_type": "audio/mpeg"}"#;
+    let (status, _, _) = call(&api, Some("alice"), "POST", "/uploads", at_limit).await;
+    assert_eq!(status, StatusCode::CREATED);
     let huge = json!({"filename": "a".repeat(5000)}).to_string();
     let (status, body, _) = call(&api, Some("alice"), "POST", "/uploads", &huge).await;
     assert_eq!(

@@ -1,11 +1,14 @@
 //! S3 presigned URLs: clients download transcoded files and upload new ones straight to the
 //! bucket, signed with the function's own role. Signing is local computation; no request is sent.
+//! An upload URL signs `Content-Length` and `Content-Type`, so S3 refuses another size or type.
 
 use aws_sdk_s3::Client;
 use aws_sdk_s3::presigning::PresigningConfig;
 use chrono::{DateTime, Utc};
-use transcoder_core::links::LINK_LIFETIME;
-use transcoder_core::{Link, LinkError, Links, ObjectKey};
+use std::time::Duration;
+
+use transcoder_core::links::{LINK_LIFETIME, UPLOAD_LINK_LIFETIME};
+use transcoder_core::{Link, LinkError, Links, ObjectKey, Upload};
 
 #[derive(Debug, Clone)]
 pub struct S3Links {
@@ -26,10 +29,14 @@ impl S3Links {
         Self::new(Client::new(sdk), bucket)
     }
 
-    fn config(key: &ObjectKey, now: DateTime<Utc>) -> Result<PresigningConfig, LinkError> {
+    fn config(
+        key: &ObjectKey,
+        now: DateTime<Utc>,
+        lifetime: Duration,
+    ) -> Result<PresigningConfig, LinkError> {
         PresigningConfig::builder()
             .start_time(now.into())
-            .expires_in(LINK_LIFETIME)
+            .expires_in(lifetime)
             .build()
             .map_err(|e| error(key, e))
     }
@@ -42,10 +49,10 @@ fn error(key: &ObjectKey, reason: impl std::fmt::Display) -> LinkError {
     }
 }
 
-fn link(uri: &str, now: DateTime<Utc>) -> Link {
+fn link(uri: &str, now: DateTime<Utc>, lifetime: Duration) -> Link {
     Link {
         url: uri.to_owned(),
-        expires_at: now + LINK_LIFETIME,
+        expires_at: now + lifetime,
     }
 }
 
@@ -56,22 +63,26 @@ impl Links for S3Links {
             .get_object()
             .bucket(&self.bucket)
             .key(key.as_str())
-            .presigned(Self::config(key, now)?)
+            .presigned(Self::config(key, now, LINK_LIFETIME)?)
             .await
             .map_err(|e| error(key, aws_sdk_s3::error::DisplayErrorContext(e)))?;
-        Ok(link(request.uri(), now))
+        Ok(link(request.uri(), now, LINK_LIFETIME))
     }
 
-    async fn upload(&self, key: &ObjectKey, now: DateTime<Utc>) -> Result<Link, LinkError> {
+    async fn upload(&self, upload: &Upload, now: DateTime<Utc>) -> Result<Link, LinkError> {
+        let key = &upload.key;
+        let size = i64::try_from(upload.size).map_err(|e| error(key, e))?;
         let request = self
             .client
             .put_object()
             .bucket(&self.bucket)
             .key(key.as_str())
-            .presigned(Self::config(key, now)?)
+            .content_length(size)
+            .content_type(&upload.content_type)
+            .presigned(Self::config(key, now, UPLOAD_LINK_LIFETIME)?)
             .await
             .map_err(|e| error(key, aws_sdk_s3::error::DisplayErrorContext(e)))?;
-        Ok(link(request.uri(), now))
+        Ok(link(request.uri(), now, UPLOAD_LINK_LIFETIME))
     }
 }
 
@@ -118,10 +129,7 @@ mod tests {
         assert!(link.url.contains("X-Amz-Signature="), "{}", link.url);
         assert_eq!(link.expires_at, now + LINK_LIFETIME);
 
-        let upload = links()
-            .upload(&ObjectKey::new("media/alice/song.mp3").unwrap(), now)
-            .await
-            .unwrap();
+        let upload = links().upload(&song(), now).await.unwrap();
         assert!(upload.url.starts_with(
             "https://audio-transcoder-media.s3.eu-west-1.amazonaws.com/media/alice/song.mp3?"
         ));
@@ -129,5 +137,42 @@ mod tests {
             upload.url.split("X-Amz-Signature=").nth(1),
             link.url.split("X-Amz-Signature=").nth(1)
         );
+    }
+
+    fn song() -> Upload {
+        Upload {
+            key: ObjectKey::new("media/alice/song.mp3").unwrap(),
+            size: 5_000_000,
+            content_type: "audio/mpeg".into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn an_upload_link_signs_its_size_and_type_and_lives_five_minutes() {
+        let now = Utc.with_ymd_and_hms(2026, 11, 23, 8, 0, 0).unwrap();
+        let link = links().upload(&song(), now).await.unwrap();
+        let query: Vec<(String, String)> = form_urlencoded::parse(
+            link.url
+                .split_once('?')
+                .map(|(_, q)| q)
+                .unwrap_or_default()
+                .as_bytes(),
+        )
+        .into_owned()
+        .collect();
+        let param = |name: &str| {
+            query
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, v)| v.as_str())
+        };
+        let signed: Vec<&str> = param("X-Amz-SignedHeaders")
+            .unwrap_or_default()
+            .split(';')
+            .collect();
+        assert!(signed.contains(&"content-length"), "{}", link.url);
+        assert!(signed.contains(&"content-type"), "{}", link.url);
+        assert_eq!(param("X-Amz-Expires"), Some("300"));
+        assert_eq!(link.expires_at, now + UPLOAD_LINK_LIFETIME);
     }
 }

@@ -10,7 +10,7 @@ use chrono::{DateTime, TimeDelta, TimeZone, Utc};
 
 use crate::job::Owner;
 use crate::key::ObjectKey;
-use crate::links::{LINK_LIFETIME, Link, LinkError, Links};
+use crate::links::{LINK_LIFETIME, Link, LinkError, Links, UPLOAD_LINK_LIFETIME, Upload};
 use crate::message::{Message, MessageId, MessageOutput, MessageState};
 use crate::store::{CLAIM_LEASE, Claim, ClaimOutcome, ClaimStore, MessageStore, StoreError};
 
@@ -30,8 +30,8 @@ pub async fn all<S: MessageStore + ClaimStore>(store: &S) {
     versions_of_one_key_are_claimed_independently(store).await;
 }
 
-/// Links that sign nothing: a readable URL that names the method and the key, so a test can
-/// see which object a response points at.
+/// Links that sign nothing: a readable URL that names the method and the key (and, for an upload,
+/// the size and type), so a test can see which object a response points at.
 pub struct UnsignedLinks;
 
 impl Links for UnsignedLinks {
@@ -42,10 +42,13 @@ impl Links for UnsignedLinks {
         })
     }
 
-    async fn upload(&self, key: &ObjectKey, now: DateTime<Utc>) -> Result<Link, LinkError> {
+    async fn upload(&self, upload: &Upload, now: DateTime<Utc>) -> Result<Link, LinkError> {
         Ok(Link {
-            url: format!("https://links.test/put/{key}"),
-            expires_at: now + LINK_LIFETIME,
+            url: format!(
+                "https://links.test/put/{}?size={}&type={}",
+                upload.key, upload.size, upload.content_type
+            ),
+            expires_at: now + UPLOAD_LINK_LIFETIME,
         })
     }
 }

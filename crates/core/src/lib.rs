@@ -24,7 +24,7 @@ pub use completion::{Completion, Notification, NotificationError};
 pub use config::{ConfigError, Prefixes, StartConfig};
 pub use job::{JobOutput, OutputFormat, Owner, TranscodeJob};
 pub use key::{Escaped, KeyError, ObjectKey};
-pub use links::{Link, LinkError, Links};
+pub use links::{Link, LinkError, Links, Upload};
 pub use message::{Message, MessageId, MessageState};
 pub use record::{RawSnsEvent, RecordConfig, RecordError, RecordReport, record_completion};
 pub use sniff::{AudioFormat, NotAudio, SNIFF_BYTES, Sniffed, sniff};

@@ -1,5 +1,6 @@
 //! Links that let a client talk to the bucket directly: download a transcoded file, upload a new
-//! one. S3 presigned URLs in the cloud, a local route on one machine.
+//! one. S3 presigned URLs in the cloud, a local route on one machine. An upload link is signed for
+//! one key, one size and one content type, so the store itself refuses anything else.
 
 use std::future::Future;
 use std::time::Duration;
@@ -8,13 +9,25 @@ use chrono::{DateTime, Utc};
 
 use crate::key::ObjectKey;
 
-/// How long a link stays valid.
+/// How long a download link stays valid.
 pub const LINK_LIFETIME: Duration = Duration::from_secs(15 * 60);
+
+/// How long an upload link stays valid: long enough to start sending a file the client already
+/// has, short enough that a leaked link is soon worthless (it can be replayed until it expires).
+pub const UPLOAD_LINK_LIFETIME: Duration = Duration::from_secs(5 * 60);
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Link {
     pub url: String,
     pub expires_at: DateTime<Utc>,
+}
+
+/// What an upload link allows: exactly `size` bytes of `content_type` at `key`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Upload {
+    pub key: ObjectKey,
+    pub size: u64,
+    pub content_type: String,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -32,10 +45,11 @@ pub trait Links: Send + Sync {
         now: DateTime<Utc>,
     ) -> impl Future<Output = Result<Link, LinkError>> + Send;
 
-    /// A link to PUT a new object at `key`, valid for [`LINK_LIFETIME`] from `now`.
+    /// A link to PUT `upload`, valid for [`UPLOAD_LINK_LIFETIME`] from `now`; the client must send
+    /// `Content-Length: {size}` and `Content-Type: {content_type}`.
     fn upload(
         &self,
-        key: &ObjectKey,
+        upload: &Upload,
         now: DateTime<Utc>,
     ) -> impl Future<Output = Result<Link, LinkError>> + Send;
 }

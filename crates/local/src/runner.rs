@@ -10,6 +10,7 @@ use std::time::{Duration, SystemTime};
 use serde_json::json;
 use tokio::sync::mpsc;
 use tracing::{error, info, warn};
+use transcoder_api::config::max_upload_bytes;
 use transcoder_api::{Api, ApiConfig};
 use transcoder_core::config::{ConfigError, Env};
 use transcoder_core::{
@@ -19,7 +20,7 @@ use transcoder_sqlite::SqliteStore;
 
 use crate::bucket::Watcher;
 use crate::ffmpeg::FfmpegTranscoder;
-use crate::server::{LocalLinks, ServerState, router};
+use crate::server::{LocalLinks, ServerState, remove_partial_uploads, router};
 
 /// The topic the local transcoder "publishes" to; `record_completion` accepts only this one.
 const LOCAL_TOPIC: &str = "arn:aws:sns:local:000000000000:transcoder-completions";
@@ -40,6 +41,8 @@ pub struct LocalConfig {
     pub concurrency: usize,
     /// How long a file must stay unchanged before it counts as uploaded (`SETTLE_MS`, default 1000).
     pub settle: Duration,
+    /// The largest upload `/files/` accepts (`MAX_UPLOAD_BYTES`, as the API reads it).
+    pub max_upload_bytes: u64,
     pub start: StartConfig,
 }
 
@@ -60,6 +63,7 @@ impl LocalConfig {
             listen: env.parse("LISTEN_ADDR", SocketAddr::from(([127, 0, 0, 1], 3000)))?,
             concurrency,
             settle: Duration::from_millis(env.parse("SETTLE_MS", 1000)?),
+            max_upload_bytes: max_upload_bytes(env)?,
             start: StartConfig::from_env(env)?,
         })
     }
@@ -68,6 +72,9 @@ impl LocalConfig {
 /// Runs until interrupted (Ctrl-C or SIGTERM).
 pub async fn run(config: LocalConfig) -> Result<(), Error> {
     std::fs::create_dir_all(config.bucket.join(config.start.prefixes.input()))?;
+    // A previous run stopped mid-upload leaves hidden partial files that nothing else removes.
+    let removed = remove_partial_uploads(&config.bucket)?;
+    info!(removed, "partial uploads from an earlier run removed");
     if let Some(dir) = config.store.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir)?;
     }
@@ -77,15 +84,17 @@ pub async fn run(config: LocalConfig) -> Result<(), Error> {
 
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
     let base_url = format!("http://{}", listener.local_addr()?);
-    let links = LocalLinks::new(&base_url);
+    let links = LocalLinks::new(&base_url)?;
     let api_config = ApiConfig {
         bucket: LOCAL_BUCKET.into(),
         input_prefix: config.start.prefixes.input().into(),
+        max_upload_bytes: config.max_upload_bytes,
     };
     let state = Arc::new(ServerState {
         api: Api::new(api_config, store.clone(), links.clone()),
         links,
         bucket: config.bucket.clone(),
+        max_upload_bytes: config.max_upload_bytes,
     });
     info!(
         api = base_url,

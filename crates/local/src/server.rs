@@ -1,8 +1,12 @@
 //! The messages API on localhost: the same router as in Lambda, with the caller named by the
 //! `X-User` header (there is no JWT authorizer here), and a `/files/` route that stands in for S3's
-//! presigned URLs: downloads and uploads with links that expire and cannot be forged.
+//! presigned URLs: downloads and uploads with links that expire and cannot be forged. An upload
+//! link binds a size and a content type, as S3's do, and the route enforces both.
+//!
+//! It answers only requests addressed to a loopback name: a web page that rebinds its own domain
+//! to 127.0.0.1 still sends its own `Host`, and is refused.
 
-use std::hash::{BuildHasher, RandomState};
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -10,16 +14,23 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
-use axum::http::{Method, StatusCode, header};
+use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
+use hmac::{Hmac, KeyInit, Mac};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
+use sha2::Sha256;
 use tokio::io::AsyncWriteExt;
-use tracing::info;
-use transcoder_api::{Api, MAX_BODY_BYTES};
-use transcoder_core::links::LINK_LIFETIME;
-use transcoder_core::{ClaimStore, Link, LinkError, Links, MessageStore, ObjectKey};
+use tokio_util::io::ReaderStream;
+use tracing::{info, warn};
+use transcoder_api::{Api, ApiError, MAX_BODY_BYTES};
+use transcoder_core::links::{LINK_LIFETIME, UPLOAD_LINK_LIFETIME};
+use transcoder_core::{
+    ClaimStore, Escaped, Link, LinkError, Links, MessageStore, ObjectKey, Upload,
+};
 
 /// What a path segment must encode: everything but unreserved characters (RFC 3986).
 const PATH_SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
@@ -28,71 +39,119 @@ const PATH_SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'_')
     .remove(b'~');
 
-/// Links to this server's `/files/` route, signed with a key that lives as long as the process.
+/// The name an upload is written under until it is complete; hidden, so the watcher skips it.
+const PARTIAL_PREFIX: &str = ".upload-";
+
+/// Links to this server's `/files/` route, signed with HMAC-SHA256 under a key that lives as long
+/// as the process.
 #[derive(Clone)]
 pub struct LocalLinks {
     base_url: String,
-    key: RandomState,
+    /// HMAC-SHA256, already keyed; each token starts from a clone.
+    mac: Hmac<Sha256>,
+}
+
+/// What a verified link allows: for an upload, the exact size and content type it was signed for;
+/// a download link has neither.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct Terms {
+    size: Option<u64>,
+    content_type: Option<String>,
 }
 
 impl LocalLinks {
-    pub fn new(base_url: impl Into<String>) -> Self {
-        Self {
+    /// Links under `base_url`, signed with a new random key.
+    pub fn new(base_url: impl Into<String>) -> Result<Self, getrandom::Error> {
+        // A key of SHA-256's block size, the most HMAC can use.
+        let mut key = [0; 64];
+        getrandom::fill(&mut key)?;
+        Ok(Self {
             base_url: base_url.into(),
-            key: RandomState::new(),
+            mac: Hmac::new(&key.into()),
+        })
+    }
+
+    fn mac(&self, method: &str, key: &str, expires: i64, terms: &Terms) -> Hmac<Sha256> {
+        let size = terms.size.map(|s| s.to_string()).unwrap_or_default();
+        let content_type = terms.content_type.as_deref().unwrap_or_default();
+        let mut mac = self.mac.clone();
+        let expires = expires.to_string();
+        // Each field length-prefixed, so no two different requests sign the same bytes.
+        for field in [method, key, &expires, &size, content_type] {
+            mac.update(&(field.len() as u64).to_be_bytes());
+            mac.update(field.as_bytes());
         }
+        mac
     }
 
-    fn token(&self, method: &str, key: &str, expires: i64) -> String {
-        format!("{:016x}", self.key.hash_one((method, key, expires)))
-    }
-
-    fn link(&self, method: &str, key: &ObjectKey, now: DateTime<Utc>) -> Link {
-        let expires_at = now + LINK_LIFETIME;
+    fn link(
+        &self,
+        method: &str,
+        key: &ObjectKey,
+        terms: &Terms,
+        expires_at: DateTime<Utc>,
+    ) -> Link {
         let expires = expires_at.timestamp();
         let path: Vec<String> = key
             .as_str()
             .split('/')
             .map(|s| utf8_percent_encode(s, PATH_SEGMENT).to_string())
             .collect();
+        let token = self
+            .mac(method, key.as_str(), expires, terms)
+            .finalize()
+            .into_bytes();
+        let mut query = form_urlencoded::Serializer::new(String::new());
+        query.append_pair("expires", &expires.to_string());
+        if let Some(size) = terms.size {
+            query.append_pair("size", &size.to_string());
+        }
+        if let Some(content_type) = &terms.content_type {
+            query.append_pair("type", content_type);
+        }
+        query.append_pair("token", &URL_SAFE_NO_PAD.encode(token));
         Link {
             url: format!(
-                "{}/files/{}?expires={expires}&token={}",
+                "{}/files/{}?{}",
                 self.base_url,
                 path.join("/"),
-                self.token(method, key.as_str(), expires)
+                query.finish()
             ),
             expires_at,
         }
     }
 
-    /// Whether `query` carries a valid, unexpired token for `method` on `key`.
-    fn verify(&self, method: &str, key: &str, query: &str) -> bool {
-        let mut expires = None;
-        let mut token = None;
-        for pair in query.split('&') {
-            match pair.split_once('=') {
-                Some(("expires", v)) => expires = v.parse::<i64>().ok(),
-                Some(("token", v)) => token = Some(v),
+    /// The terms of `query`'s link if it carries a valid, unexpired token for `method` on `key`.
+    fn verify(&self, method: &str, key: &str, query: &str) -> Option<Terms> {
+        let (mut expires, mut token) = (None, None);
+        let mut terms = Terms::default();
+        for (name, value) in form_urlencoded::parse(query.as_bytes()) {
+            match name.as_ref() {
+                "expires" => expires = Some(value.parse::<i64>().ok()?),
+                "size" => terms.size = Some(value.parse().ok()?),
+                "type" => terms.content_type = Some(value.into_owned()),
+                "token" => token = Some(URL_SAFE_NO_PAD.decode(value.as_bytes()).ok()?),
                 _ => {}
             }
         }
-        match (expires, token) {
-            (Some(expires), Some(token)) => {
-                expires >= Utc::now().timestamp() && token == self.token(method, key, expires)
-            }
-            _ => false,
-        }
+        let (expires, token) = (expires?, token?);
+        let mac = self.mac(method, key, expires, &terms);
+        // verify_slice compares in constant time.
+        (expires >= Utc::now().timestamp() && mac.verify_slice(&token).is_ok()).then_some(terms)
     }
 }
 
 impl Links for LocalLinks {
     async fn download(&self, key: &ObjectKey, now: DateTime<Utc>) -> Result<Link, LinkError> {
-        Ok(self.link("GET", key, now))
+        Ok(self.link("GET", key, &Terms::default(), now + LINK_LIFETIME))
     }
 
-    async fn upload(&self, key: &ObjectKey, now: DateTime<Utc>) -> Result<Link, LinkError> {
-        Ok(self.link("PUT", key, now))
+    async fn upload(&self, upload: &Upload, now: DateTime<Utc>) -> Result<Link, LinkError> {
+        let terms = Terms {
+            size: Some(upload.size),
+            content_type: Some(upload.content_type.clone()),
+        };
+        Ok(self.link("PUT", &upload.key, &terms, now + UPLOAD_LINK_LIFETIME))
     }
 }
 
@@ -100,6 +159,8 @@ pub struct ServerState<S> {
     pub api: Api<S, LocalLinks>,
     pub links: LocalLinks,
     pub bucket: PathBuf,
+    /// The largest upload `/files/` accepts, whatever a link says (`MAX_UPLOAD_BYTES`).
+    pub max_upload_bytes: u64,
 }
 
 /// The local server's routes.
@@ -111,6 +172,10 @@ async fn handle<S: MessageStore + ClaimStore + 'static>(
     State(state): State<Arc<ServerState<S>>>,
     request: Request,
 ) -> Response {
+    if let Err(host) = loopback_host(&request) {
+        warn!(host = %Escaped(&host), path = request.uri().path(), "refused: not a loopback host");
+        return error(ApiError::misdirected(&host));
+    }
     if let Some(encoded) = request.uri().path().strip_prefix("/files/") {
         return files(&state, encoded.to_owned(), request).await;
     }
@@ -131,41 +196,100 @@ async fn handle<S: MessageStore + ClaimStore + 'static>(
     response.map(Body::from).into_response()
 }
 
+fn error(err: ApiError) -> Response {
+    err.into_response().map(Body::from).into_response()
+}
+
+/// Whether the request is addressed to a loopback name (`localhost`, `127.x.y.z`, `[::1]`, any
+/// port); `Err` holds the name it used instead. The URI's authority counts as well as `Host`.
+fn loopback_host(request: &Request) -> Result<(), String> {
+    let named: Vec<&str> = request
+        .uri()
+        .authority()
+        .map(|a| a.as_str())
+        .into_iter()
+        .chain(
+            request
+                .headers()
+                .get_all(header::HOST)
+                .iter()
+                .map(|h| h.to_str().unwrap_or("(not text)")),
+        )
+        .collect();
+    if named.is_empty() {
+        return Err("(none)".into());
+    }
+    match named.iter().find(|host| !is_loopback(host)) {
+        Some(host) => Err((*host).to_owned()),
+        None => Ok(()),
+    }
+}
+
+fn is_loopback(authority: &str) -> bool {
+    let (host_ok, port) = match authority.strip_prefix('[') {
+        Some(rest) => match rest.split_once(']') {
+            Some((ip, port)) => (
+                ip.parse::<Ipv6Addr>().is_ok_and(|ip| ip.is_loopback()),
+                port,
+            ),
+            None => return false,
+        },
+        None => {
+            let (host, port) = authority
+                .find(':')
+                .map_or((authority, ""), |i| authority.split_at(i));
+            let loopback = host.eq_ignore_ascii_case("localhost")
+                || host.parse::<Ipv4Addr>().is_ok_and(|ip| ip.is_loopback());
+            (loopback, port)
+        }
+    };
+    let port_ok = port.is_empty()
+        || port
+            .strip_prefix(':')
+            .is_some_and(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
+    host_ok && port_ok
+}
+
 async fn files<S>(state: &ServerState<S>, encoded: String, request: Request) -> Response {
     let Ok(key) = percent_decode_str(&encoded).decode_utf8() else {
-        return StatusCode::NOT_FOUND.into_response();
+        return error(ApiError::file_not_found());
     };
     let key = key.into_owned();
     if key
         .split('/')
         .any(|s| s.is_empty() || s == "." || s == ".." || s.starts_with('.'))
     {
-        return StatusCode::NOT_FOUND.into_response();
+        return error(ApiError::file_not_found());
     }
     let method = request.method().clone();
     let query = request.uri().query().unwrap_or_default().to_owned();
-    if !state.links.verify(method.as_str(), &key, &query) {
-        return (
-            StatusCode::FORBIDDEN,
-            "the link is invalid or has expired\n",
-        )
-            .into_response();
-    }
+    let Some(terms) = state.links.verify(method.as_str(), &key, &query) else {
+        return error(ApiError::link_refused("the link is invalid or has expired"));
+    };
     let path = state.bucket.join(&key);
     match method {
-        Method::GET => match tokio::fs::read(&path).await {
-            Ok(bytes) => {
-                ([(header::CONTENT_TYPE, "application/octet-stream")], bytes).into_response()
+        Method::GET => download(&path).await,
+        Method::PUT => {
+            let (Some(size), Some(content_type)) = (terms.size, terms.content_type) else {
+                return error(ApiError::link_refused("the link is not an upload link"));
+            };
+            let (parts, body) = request.into_parts();
+            if let Err(err) =
+                check_upload(&parts.headers, size, &content_type, state.max_upload_bytes)
+            {
+                return error(err);
             }
-            Err(_) => StatusCode::NOT_FOUND.into_response(),
-        },
-        Method::PUT => match receive(&path, request.into_body()).await {
-            Ok(size) => {
-                info!(key, bytes = size, "upload received");
-                StatusCode::OK.into_response()
+            match receive(&path, body, size).await {
+                Ok(()) => {
+                    info!(key = %Escaped(&key), bytes = size, "upload received");
+                    StatusCode::OK.into_response()
+                }
+                Err(err) => {
+                    warn!(key = %Escaped(&key), error = %err, "upload refused");
+                    error(err.into())
+                }
             }
-            Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response(),
-        },
+        }
         _ => (
             StatusCode::METHOD_NOT_ALLOWED,
             [(header::ALLOW, "GET, PUT")],
@@ -174,29 +298,237 @@ async fn files<S>(state: &ServerState<S>, encoded: String, request: Request) -> 
     }
 }
 
-/// Writes an upload under a hidden name and renames it into place once complete, so the watcher
-/// only ever sees whole files.
-async fn receive(path: &Path, body: Body) -> std::io::Result<u64> {
+/// The file at `path`, streamed from disk with its length.
+async fn download(path: &Path) -> Response {
+    let file = match tokio::fs::File::open(path).await {
+        Ok(file) => file,
+        Err(_) => return error(ApiError::file_not_found()),
+    };
+    match file.metadata().await {
+        Ok(meta) if meta.is_file() => (
+            [
+                (header::CONTENT_TYPE, "application/octet-stream".to_owned()),
+                (header::CONTENT_LENGTH, meta.len().to_string()),
+            ],
+            Body::from_stream(ReaderStream::new(file)),
+        )
+            .into_response(),
+        _ => error(ApiError::file_not_found()),
+    }
+}
+
+/// Refuses, before reading a byte, an upload whose headers break its link's terms, as S3 refuses
+/// a request that does not match the signed headers.
+fn check_upload(
+    headers: &HeaderMap,
+    size: u64,
+    content_type: &str,
+    max: u64,
+) -> Result<(), ApiError> {
+    if size > max {
+        return Err(ApiError::file_too_large(size, max));
+    }
+    let sent_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    if sent_type.trim() != content_type {
+        return Err(ApiError::link_refused(format!(
+            "the link is signed for Content-Type: {content_type}, not '{}'",
+            Escaped(sent_type)
+        )));
+    }
+    if let Some(length) = headers.get(header::CONTENT_LENGTH) {
+        let length = length
+            .to_str()
+            .ok()
+            .and_then(|l| l.parse::<u64>().ok())
+            .ok_or_else(|| ApiError::link_refused("the Content-Length is not a number"))?;
+        if length > size {
+            return Err(ApiError::longer_than_signed(size));
+        }
+        if length < size {
+            return Err(ApiError::incomplete_upload(length, size));
+        }
+    }
+    Ok(())
+}
+
+#[derive(Debug, thiserror::Error)]
+enum ReceiveError {
+    #[error("the body passed the {0} bytes the link is signed for")]
+    TooLarge(u64),
+    #[error("the body ended after {received} of {size} bytes")]
+    Short { received: u64, size: u64 },
+    #[error("the client stopped sending: {0}")]
+    Interrupted(axum::Error),
+    #[error("cannot write the upload: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl From<ReceiveError> for ApiError {
+    fn from(err: ReceiveError) -> Self {
+        match err {
+            ReceiveError::TooLarge(size) => ApiError::longer_than_signed(size),
+            ReceiveError::Short { received, size } => ApiError::incomplete_upload(received, size),
+            ReceiveError::Interrupted(_) => ApiError::bad_request(
+                "upload_interrupted",
+                "the upload was cut off; nothing was stored",
+            ),
+            ReceiveError::Io(_) => ApiError::internal(),
+        }
+    }
+}
+
+/// An upload being written: removed when dropped unless it was completed, so an upload that is
+/// refused, cut off or abandoned leaves nothing behind.
+struct Partial {
+    path: PathBuf,
+    done: bool,
+}
+
+impl Drop for Partial {
+    fn drop(&mut self) {
+        if !self.done {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
+/// Writes exactly `size` bytes under a hidden name and renames the file into place once complete,
+/// so the watcher only ever sees whole files. Stops reading as soon as the body passes `size`,
+/// with or without a Content-Length.
+async fn receive(path: &Path, body: Body, size: u64) -> Result<(), ReceiveError> {
     let dir = path
         .parent()
         .ok_or_else(|| std::io::Error::other("no folder"))?;
     tokio::fs::create_dir_all(dir).await?;
     static UPLOADS: AtomicU64 = AtomicU64::new(0);
-    let part = dir.join(format!(
-        ".upload-{}-{}",
-        std::process::id(),
-        UPLOADS.fetch_add(1, Ordering::SeqCst)
-    ));
-    let mut file = tokio::fs::File::create(&part).await?;
-    let mut size = 0;
+    let mut partial = Partial {
+        path: dir.join(format!(
+            "{PARTIAL_PREFIX}{}-{}",
+            std::process::id(),
+            UPLOADS.fetch_add(1, Ordering::SeqCst)
+        )),
+        done: false,
+    };
+    let mut file = tokio::fs::File::create(&partial.path).await?;
+    let mut received = 0u64;
     let mut stream = body.into_data_stream();
     while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(std::io::Error::other)?;
-        size += chunk.len() as u64;
+        let chunk = chunk.map_err(ReceiveError::Interrupted)?;
+        received += chunk.len() as u64;
+        if received > size {
+            return Err(ReceiveError::TooLarge(size));
+        }
         file.write_all(&chunk).await?;
+    }
+    if received < size {
+        return Err(ReceiveError::Short { received, size });
     }
     file.flush().await?;
     drop(file);
-    tokio::fs::rename(&part, path).await?;
-    Ok(size)
+    tokio::fs::rename(&partial.path, path).await?;
+    partial.done = true;
+    Ok(())
+}
+
+/// Removes the partial uploads a previous run left under `bucket` (it was stopped mid-upload);
+/// returns how many.
+pub fn remove_partial_uploads(bucket: &Path) -> std::io::Result<usize> {
+    let mut removed = 0;
+    let mut dirs = vec![bucket.to_path_buf()];
+    while let Some(dir) = dirs.pop() {
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e),
+        };
+        for entry in entries {
+            let entry = entry?;
+            // The entry's own type: a symbolic link is never followed out of the bucket.
+            let kind = entry.file_type()?;
+            if kind.is_dir() {
+                dirs.push(entry.path());
+            } else if kind.is_file()
+                && entry
+                    .file_name()
+                    .to_string_lossy()
+                    .starts_with(PARTIAL_PREFIX)
+            {
+                std::fs::remove_file(entry.path())?;
+                removed += 1;
+            }
+        }
+    }
+    Ok(removed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_loopback_names_are_ours() {
+        for host in [
+            "localhost",
+            "LOCALHOST:3000",
+            "127.0.0.1",
+            "127.0.0.1:3000",
+            "127.1.2.3:80",
+            "[::1]",
+            "[::1]:3000",
+        ] {
+            assert!(is_loopback(host), "{host}");
+        }
+        for host in [
+            "evil.example",
+            "127.0.0.1.evil.example",
+            "127.0.0.1.evil.example:3000",
+            "localhost.evil.example",
+            "evil.example:3000",
+            "localhost:",
+            "localhost:3000x",
+            "127.0.0.1:3000@evil.example",
+            "evil@127.0.0.1",
+            "10.0.0.1",
+            "0.0.0.0:3000",
+            "[::2]:3000",
+            "[::1",
+            "",
+        ] {
+            assert!(!is_loopback(host), "{host}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_link_is_valid_only_for_its_method_key_and_terms() {
+        let links = LocalLinks::new("http://127.0.0.1:3000").unwrap();
+        let upload = Upload {
+            key: ObjectKey::new("media/alice/song.mp3").unwrap(),
+            size: 10,
+            content_type: "audio/mpeg".into(),
+        };
+        let link = links.upload(&upload, Utc::now()).await.unwrap();
+        let query = link.url.split_once('?').unwrap().1;
+        let terms = Terms {
+            size: Some(10),
+            content_type: Some("audio/mpeg".into()),
+        };
+        assert_eq!(
+            links.verify("PUT", "media/alice/song.mp3", query),
+            Some(terms)
+        );
+        assert_eq!(links.verify("GET", "media/alice/song.mp3", query), None);
+        assert_eq!(links.verify("PUT", "media/bob/song.mp3", query), None);
+        for (from, to) in [("size=10", "size=11"), ("audio%2Fmpeg", "audio%2Fwav")] {
+            assert_eq!(
+                links.verify("PUT", "media/alice/song.mp3", &query.replace(from, to)),
+                None,
+                "{to}"
+            );
+        }
+        let other = LocalLinks::new("http://127.0.0.1:3000").unwrap();
+        assert_eq!(other.verify("PUT", "media/alice/song.mp3", query), None);
+    }
 }

@@ -1,0 +1,160 @@
+//! What a caller asks to upload — a file name, its size and its content type — checked against
+//! the limits before any link is signed. The link then binds all three, so the bucket refuses a
+//! larger file or another type however the link is used.
+
+use serde::Deserialize;
+use transcoder_core::{ObjectKey, Owner, Upload};
+
+use crate::config::ApiConfig;
+use crate::error::ApiError;
+use crate::filename::safe_filename;
+
+/// The content types accepted for each audio extension, the usual one first. Browsers disagree on
+/// some names (`audio/x-m4a`, `audio/x-wav`), so each spelling in use is accepted as sent.
+pub const CONTENT_TYPES: &[(&str, &[&str])] = &[
+    ("mp3", &["audio/mpeg", "audio/mp3"]),
+    ("m4a", &["audio/mp4", "audio/x-m4a"]),
+    ("aac", &["audio/aac", "audio/x-aac"]),
+    (
+        "wav",
+        &["audio/wav", "audio/x-wav", "audio/wave", "audio/vnd.wave"],
+    ),
+    ("flac", &["audio/flac", "audio/x-flac"]),
+    ("ogg", &["audio/ogg"]),
+    ("oga", &["audio/ogg"]),
+];
+
+#[derive(Deserialize)]
+struct UploadRequest {
+    filename: String,
+    size: u64,
+    content_type: String,
+}
+
+const EXPECTED: &str =
+    r#"expected {"filename": "song.mp3", "size": <bytes>, "content_type": "audio/mpeg"}"#;
+
+/// The upload `body` asks for, in the caller's own folder, or the reason it is refused.
+pub fn requested_upload(
+    body: &[u8],
+    caller: &Owner,
+    config: &ApiConfig,
+) -> Result<Upload, ApiError> {
+    let request: UploadRequest = serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request("bad_json", format!("{EXPECTED}: {e}")))?;
+    let name = safe_filename(&request.filename)
+        .map_err(|e| ApiError::bad_request("bad_filename", e.to_string()))?;
+    if request.size == 0 {
+        return Err(ApiError::bad_request(
+            "bad_size",
+            "size is the file's length in bytes, and an empty file is not audio",
+        ));
+    }
+    if request.size > config.max_upload_bytes {
+        return Err(ApiError::file_too_large(
+            request.size,
+            config.max_upload_bytes,
+        ));
+    }
+    let key = ObjectKey::new(format!("{}{caller}/{name}", config.input_prefix))
+        .map_err(|_| ApiError::internal())?;
+    let content_type = content_type_for(&key, &request.content_type)?;
+    Ok(Upload {
+        key,
+        size: request.size,
+        content_type: content_type.to_owned(),
+    })
+}
+
+/// The accepted spelling of `asked` if it fits the key's extension.
+fn content_type_for(key: &ObjectKey, asked: &str) -> Result<&'static str, ApiError> {
+    let extension = key.extension().unwrap_or_default();
+    let accepted = CONTENT_TYPES
+        .iter()
+        .find(|(ext, _)| ext.eq_ignore_ascii_case(extension))
+        .map_or(&[][..], |(_, types)| *types);
+    accepted
+        .iter()
+        .find(|t| t.eq_ignore_ascii_case(asked.trim()))
+        .copied()
+        .ok_or_else(|| {
+            ApiError::bad_request(
+                "bad_content_type",
+                format!(
+                    "a .{extension} file is uploaded as {}, not '{}'",
+                    accepted.join(" or "),
+                    transcoder_core::Escaped(asked)
+                ),
+            )
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use transcoder_core::job::AUDIO_EXTENSIONS;
+
+    use super::*;
+
+    fn config() -> ApiConfig {
+        ApiConfig::from_env(&[("BUCKET_NAME", "b"), ("MAX_UPLOAD_BYTES", "1000")]).unwrap()
+    }
+
+    fn ask(filename: &str, size: u64, content_type: &str) -> Result<Upload, ApiError> {
+        let body =
+            serde_json::json!({"filename": filename, "size": size, "content_type": content_type});
+        requested_upload(
+            body.to_string().as_bytes(),
+            &Owner::new("alice").unwrap(),
+            &config(),
+        )
+    }
+
+    #[test]
+    fn every_audio_extension_has_content_types() {
+        for ext in AUDIO_EXTENSIONS {
+            let types = CONTENT_TYPES.iter().find(|(e, _)| e == ext);
+            assert!(types.is_some_and(|(_, t)| !t.is_empty()), "{ext}");
+        }
+        assert_eq!(CONTENT_TYPES.len(), AUDIO_EXTENSIONS.len());
+    }
+
+    #[test]
+    fn an_upload_is_the_callers_key_with_its_size_and_type() {
+        assert_eq!(
+            ask("Song.FLAC", 1000, " Audio/X-FLAC "),
+            Ok(Upload {
+                key: ObjectKey::new("media/alice/Song.FLAC").unwrap(),
+                size: 1000,
+                content_type: "audio/x-flac".into(),
+            })
+        );
+    }
+
+    #[test]
+    fn sizes_and_types_outside_the_limits_are_refused() {
+        let code = |r: Result<Upload, ApiError>| r.map_err(|e| (e.status.as_u16(), e.code));
+        assert_eq!(
+            code(ask("a.mp3", 1001, "audio/mpeg")),
+            Err((413, "file_too_large"))
+        );
+        assert_eq!(code(ask("a.mp3", 0, "audio/mpeg")), Err((400, "bad_size")));
+        assert_eq!(
+            code(ask("a.mp3", 10, "audio/wav")),
+            Err((400, "bad_content_type"))
+        );
+        assert_eq!(
+            code(ask("a.wav", 10, "text/plain")),
+            Err((400, "bad_content_type"))
+        );
+        assert_eq!(
+            code(ask("a.mp3", 10, "audio/mpeg; x=1")),
+            Err((400, "bad_content_type"))
+        );
+        let too_large = ask("a.mp3", 1001, "audio/mpeg").unwrap_err();
+        assert!(
+            too_large.message.contains("1000 bytes"),
+            "{}",
+            too_large.message
+        );
+    }
+}
