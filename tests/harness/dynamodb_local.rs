@@ -269,12 +269,25 @@ fn installation() -> PathBuf {
     })
 }
 
+/// A loopback port no other DynamoDB Local of this test process has had. The port is free again
+/// once the listener is dropped, and Java takes it a moment later; the kernel may hand the same
+/// port to the next caller meanwhile, or hand out the port of an instance stopped for a restart,
+/// and two tests would then share one database without knowing it.
 fn free_port() -> u16 {
-    // The port is free again once the listener is dropped; Java takes it a moment later.
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("bind a loopback port")
+    static GIVEN: Mutex<Vec<u16>> = Mutex::new(Vec::new());
+    let mut given = GIVEN
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    loop {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("bind a loopback port");
+        if !given.contains(&port) {
+            given.push(port);
+            return port;
+        }
+    }
 }
 
 #[derive(Deserialize)]
