@@ -18,13 +18,18 @@ use transcoder_core::{
 use transcoder_sqlite::SqliteStore;
 
 use crate::bucket::Watcher;
-use crate::ffmpeg::FfmpegTranscoder;
+use crate::ffmpeg::{FfmpegTranscoder, Limits};
 use crate::server::{LocalLinks, ServerState, router};
 
 /// The topic the local transcoder "publishes" to; `record_completion` accepts only this one.
 const LOCAL_TOPIC: &str = "arn:aws:sns:local:000000000000:transcoder-completions";
 /// The bucket's name in the events the watcher makes.
 const LOCAL_BUCKET: &str = "local-bucket";
+
+/// `MAX_DURATION_SECONDS` by default: 4 hours.
+const DEFAULT_MAX_DURATION: u64 = 4 * 3600;
+/// The largest `MAX_DURATION_SECONDS` accepted: a day.
+const MOST_MAX_DURATION: u64 = 24 * 3600;
 
 pub type Error = Box<dyn std::error::Error + Send + Sync>;
 
@@ -40,6 +45,10 @@ pub struct LocalConfig {
     pub concurrency: usize,
     /// How long a file must stay unchanged before it counts as uploaded (`SETTLE_MS`, default 1000).
     pub settle: Duration,
+    /// The longest audio transcoded (`MAX_DURATION_SECONDS`, default 14400: 4 hours). Albums,
+    /// DJ sets, long podcasts and recorded talks fit; a longer file fails with a message that
+    /// says so. It also bounds each job's output size and time (see [`Limits`]).
+    pub max_duration: Duration,
     pub start: StartConfig,
 }
 
@@ -54,12 +63,23 @@ impl LocalConfig {
                 "must be at least 1",
             ));
         }
+        let max_duration = env.parse("MAX_DURATION_SECONDS", DEFAULT_MAX_DURATION)?;
+        if !(1..=MOST_MAX_DURATION).contains(&max_duration) {
+            return Err(ConfigError::invalid(
+                "MAX_DURATION_SECONDS",
+                &max_duration.to_string(),
+                format!(
+                    "must be between 1 and {MOST_MAX_DURATION} seconds (24 hours; a day of WAV is 15 GB)"
+                ),
+            ));
+        }
         Ok(Self {
             bucket: env.get_or("BUCKET_DIR", "data/bucket").into(),
             store: env.get_or("STORE_PATH", "data/messages.sqlite3").into(),
             listen: env.parse("LISTEN_ADDR", SocketAddr::from(([127, 0, 0, 1], 3000)))?,
             concurrency,
             settle: Duration::from_millis(env.parse("SETTLE_MS", 1000)?),
+            max_duration: Duration::from_secs(max_duration),
             start: StartConfig::from_env(env)?,
         })
     }
@@ -73,7 +93,12 @@ pub async fn run(config: LocalConfig) -> Result<(), Error> {
     }
     let store = Arc::new(SqliteStore::open(&config.store)?);
     let (notify, notifications) = mpsc::unbounded_channel();
-    let transcoder = FfmpegTranscoder::new(&config.bucket, config.concurrency, notify);
+    let transcoder = FfmpegTranscoder::new(
+        &config.bucket,
+        config.concurrency,
+        Limits::new(config.max_duration),
+        notify,
+    );
 
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
     let base_url = format!("http://{}", listener.local_addr()?);
@@ -92,6 +117,7 @@ pub async fn run(config: LocalConfig) -> Result<(), Error> {
         bucket = %config.bucket.display(),
         store = %config.store.display(),
         concurrency = config.concurrency,
+        max_duration_seconds = config.max_duration.as_secs(),
         "local pipeline running: drop audio files into {}/{}{{user}}/",
         config.bucket.display(),
         config.start.prefixes.input()
