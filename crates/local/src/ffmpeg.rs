@@ -597,3 +597,346 @@ fn complaint(stderr: &str) -> String {
         reason.to_owned()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use transcoder_core::{ObjectKey, Owner};
+
+    /// A new empty bucket folder for one test.
+    fn bucket(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!(
+            "ffmpeg-{name}-{}-{}",
+            std::process::id(),
+            chrono::Utc::now().timestamp_micros()
+        ));
+        std::fs::create_dir_all(dir.join("media/alice")).unwrap();
+        std::fs::create_dir_all(dir.join("media/bob")).unwrap();
+        dir
+    }
+
+    /// Runs ffmpeg with `args` and asserts that it succeeded.
+    async fn make(args: &[&str]) {
+        let status = Command::new("ffmpeg")
+            .args(["-hide_banner", "-loglevel", "error", "-y"])
+            .args(args)
+            .status()
+            .await
+            .unwrap();
+        assert!(status.success(), "ffmpeg {args:?}");
+    }
+
+    /// A stereo sine of `seconds` at `path`, in the container its extension names.
+    async fn tone(path: &Path, seconds: f64) {
+        make(&[
+            "-f",
+            "lavfi",
+            "-i",
+            &format!("sine=frequency=440:duration={seconds}"),
+            "-ac",
+            "2",
+            "-ar",
+            "44100",
+            path.to_str().unwrap(),
+        ])
+        .await;
+    }
+
+    /// An HLS playlist that plays `segment` `times` times: ffmpeg detects it by its content.
+    fn playlist(segment: &str, times: usize) -> String {
+        let entries = format!("#EXTINF:2.0,\n{segment}\n").repeat(times);
+        format!("#EXTM3U\n#EXT-X-TARGETDURATION:2\n{entries}#EXT-X-ENDLIST\n")
+    }
+
+    fn job(source: &str, owner: &str) -> TranscodeJob {
+        let path = source.rsplit('/').next().unwrap();
+        TranscodeJob::plan(
+            "local-bucket",
+            ObjectKey::new(source).unwrap(),
+            "1",
+            Owner::new(owner).unwrap(),
+            path,
+            "transcoded/",
+            &OutputFormat::DEFAULT,
+        )
+    }
+
+    /// Runs one job to its end and returns its notification.
+    async fn transcode(bucket: &Path, limits: Limits, job: &TranscodeJob) -> Value {
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        FfmpegTranscoder::new(bucket, 1, limits, tx)
+            .start_job(job)
+            .await
+            .unwrap();
+        serde_json::from_str(&rx.recv().await.unwrap()).unwrap()
+    }
+
+    /// Every file under `dir`, hidden ones included.
+    fn files(dir: &Path) -> Vec<PathBuf> {
+        let mut found = Vec::new();
+        for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                found.extend(files(&path));
+            } else {
+                found.push(path);
+            }
+        }
+        found
+    }
+
+    /// What plain ffprobe, with none of our flags, makes of `path`: format name and duration.
+    async fn plain_probe(path: &Path) -> Option<(String, f64)> {
+        let output = Command::new("ffprobe")
+            .args([
+                "-v",
+                "error",
+                "-show_entries",
+                "format=format_name,duration",
+            ])
+            .args(["-of", "csv=p=0"])
+            .arg(path)
+            .output()
+            .await
+            .unwrap();
+        let text = String::from_utf8_lossy(&output.stdout);
+        let (name, duration) = text.trim().split_once(',')?;
+        Some((name.to_owned(), duration.parse().unwrap_or(0.0)))
+    }
+
+    fn four_hours() -> Limits {
+        Limits::new(Duration::from_secs(4 * 3600))
+    }
+
+    #[tokio::test]
+    async fn the_flags_refuse_playlists_and_concat_lists_that_plain_ffprobe_follows() {
+        let bucket = bucket("flags");
+        let song = bucket.join("media/alice/song.mp3");
+        tone(&song, 2.0).await;
+        std::fs::copy(&song, bucket.join("media/bob/mine.mp3")).unwrap();
+        let absolute = std::path::absolute(&song).unwrap();
+        let cases = [
+            (
+                "absolute.mp3",
+                playlist(absolute.to_str().unwrap(), 1),
+                "hls",
+            ),
+            ("relative.mp3", playlist("../alice/song.mp3", 1), "hls"),
+            ("repeated.mp3", playlist("../alice/song.mp3", 500), "hls"),
+            // The concat demuxer's own `safe` mode allows a plain name beside the list.
+            (
+                "list.mp3",
+                "ffconcat version 1.0\nfile mine.mp3\n".into(),
+                "concat",
+            ),
+        ];
+        for (name, text, demuxer) in cases {
+            let path = bucket.join("media/bob").join(name);
+            std::fs::write(&path, text).unwrap();
+            // Without the flags, ffprobe follows the list into the audio it names...
+            let (found, seconds) = plain_probe(&path).await.unwrap_or_default();
+            assert_eq!(found, demuxer, "{name}");
+            assert!(seconds > 0.0 || demuxer == "concat", "{name}: {seconds}");
+            // ...with them, read as the MP3 its name claims, it finds nothing to play.
+            let refused = probe_duration(&path, AudioFormat::Mp3, Duration::from_secs(60)).await;
+            assert!(refused.is_err(), "{name}: {refused:?}");
+            // The whitelist alone refuses the demuxer, even when it is asked for by name.
+            let forced = Command::new("ffprobe")
+                .args(["-v", "error", "-f", demuxer, "-protocol_whitelist", "file"])
+                .arg("-format_whitelist")
+                .arg(accepted_demuxers())
+                .arg("-i")
+                .arg(file_url(&path).unwrap())
+                .output()
+                .await
+                .unwrap();
+            assert!(!forced.status.success(), "{name}");
+            assert!(
+                String::from_utf8_lossy(&forced.stderr).contains("not on whitelist"),
+                "{name}: {}",
+                String::from_utf8_lossy(&forced.stderr)
+            );
+        }
+        let repeated = plain_probe(&bucket.join("media/bob/repeated.mp3")).await;
+        assert_eq!(repeated.map(|(_, s)| s.round()), Some(1000.0));
+        let _ = std::fs::remove_dir_all(&bucket);
+    }
+
+    #[tokio::test]
+    async fn playlists_lists_and_pages_named_mp3_fail_with_no_outputs() {
+        let bucket = bucket("untrusted");
+        let song = bucket.join("media/alice/song.mp3");
+        tone(&song, 2.0).await;
+        let absolute = std::path::absolute(&song).unwrap();
+        let cases = [
+            ("absolute.mp3", playlist(absolute.to_str().unwrap(), 1)),
+            ("relative.mp3", playlist("../alice/song.mp3", 1)),
+            ("repeated.mp3", playlist("../alice/song.mp3", 500)),
+            (
+                "list.mp3",
+                "ffconcat version 1.0\nfile ../alice/song.mp3\n".into(),
+            ),
+            (
+                "page.mp3",
+                "<!DOCTYPE html><html><body>song</body></html>\n".into(),
+            ),
+        ];
+        for (name, text) in cases {
+            std::fs::write(bucket.join("media/bob").join(name), text).unwrap();
+            let job = job(&format!("media/bob/{name}"), "bob");
+            let notification = transcode(&bucket, four_hours(), &job).await;
+            assert_eq!(notification["state"], "ERROR", "{name}: {notification}");
+            assert_eq!(
+                notification["messageDetails"],
+                "not an audio file: it is text (a playlist, a web page or a document)",
+                "{name}"
+            );
+            assert_eq!(notification["outputs"][0]["status"], "Error", "{name}");
+        }
+        assert_eq!(files(&bucket.join("transcoded")), Vec::<PathBuf>::new());
+        let _ = std::fs::remove_dir_all(&bucket);
+    }
+
+    #[tokio::test]
+    async fn a_file_named_mp3_is_read_as_what_its_bytes_say() {
+        let bucket = bucket("wav-named-mp3");
+        tone(&bucket.join("media/alice/real.wav"), 1.5).await;
+        std::fs::rename(
+            bucket.join("media/alice/real.wav"),
+            bucket.join("media/alice/named.mp3"),
+        )
+        .unwrap();
+        let notification = transcode(
+            &bucket,
+            four_hours(),
+            &job("media/alice/named.mp3", "alice"),
+        )
+        .await;
+        assert_eq!(notification["state"], "COMPLETED", "{notification}");
+        for output in notification["outputs"].as_array().unwrap() {
+            let seconds = output["duration"].as_f64().unwrap();
+            assert!((seconds - 1.5).abs() < 0.1, "{output}");
+        }
+        let _ = std::fs::remove_dir_all(&bucket);
+    }
+
+    #[tokio::test]
+    async fn a_file_longer_than_the_limit_fails_saying_so() {
+        let bucket = bucket("too-long");
+        tone(&bucket.join("media/alice/long.wav"), 3.0).await;
+        let limits = Limits::new(Duration::from_secs(2));
+        let notification = transcode(&bucket, limits, &job("media/alice/long.wav", "alice")).await;
+        assert_eq!(notification["state"], "ERROR");
+        assert_eq!(
+            notification["messageDetails"],
+            "the file is too long: 3.0 s of audio; the limit is 2.0 s"
+        );
+        assert_eq!(files(&bucket.join("transcoded")), Vec::<PathBuf>::new());
+        let _ = std::fs::remove_dir_all(&bucket);
+    }
+
+    #[tokio::test]
+    async fn an_mp3_longer_than_its_header_says_fails_rather_than_being_cut_off() {
+        let bucket = bucket("liar");
+        // 2 s at 320 kb/s, then 60 s at 32 kb/s, without a Xing header: ffprobe estimates the
+        // duration from the first frame's bitrate, 8 s, and ffmpeg decodes 62 s.
+        let (head, rest) = (bucket.join("head.mp3"), bucket.join("rest.mp3"));
+        for (path, seconds, bitrate) in [(&head, 2, "320k"), (&rest, 60, "32k")] {
+            make(&[
+                "-f",
+                "lavfi",
+                "-i",
+                &format!("sine=frequency=440:duration={seconds}"),
+                "-ac",
+                "2",
+                "-ar",
+                "44100",
+                "-c:a",
+                "libmp3lame",
+                "-b:a",
+                bitrate,
+                "-write_xing",
+                "0",
+                "-id3v2_version",
+                "0",
+                path.to_str().unwrap(),
+            ])
+            .await;
+        }
+        let liar = [std::fs::read(&head).unwrap(), std::fs::read(&rest).unwrap()].concat();
+        let source = bucket.join("media/alice/liar.mp3");
+        std::fs::write(&source, liar).unwrap();
+        let probed = probe_duration(&source, AudioFormat::Mp3, Duration::from_secs(60))
+            .await
+            .unwrap();
+        assert!(probed < 10.0, "{probed}");
+
+        let notification =
+            transcode(&bucket, four_hours(), &job("media/alice/liar.mp3", "alice")).await;
+        assert_eq!(notification["state"], "ERROR", "{notification}");
+        assert_eq!(
+            notification["messageDetails"],
+            "the audio is longer than the 8.0 s its header states, so its outputs were cut off"
+        );
+        assert_eq!(files(&bucket.join("transcoded")), Vec::<PathBuf>::new());
+        let _ = std::fs::remove_dir_all(&bucket);
+    }
+
+    #[tokio::test]
+    async fn a_run_past_its_time_is_killed_and_leaves_no_temporary_file() {
+        let bucket = bucket("slow");
+        // Twenty minutes of audio, allowed 2 s in all: ffprobe reads the header in time,
+        // ffmpeg cannot write three outputs of it.
+        make(&[
+            "-f",
+            "lavfi",
+            "-i",
+            "anullsrc=r=22050:cl=mono",
+            "-t",
+            "1200",
+            "-c:a",
+            "libmp3lame",
+            "-b:a",
+            "32k",
+            bucket.join("media/alice/long.mp3").to_str().unwrap(),
+        ])
+        .await;
+        let limits = Limits {
+            max_duration: Duration::from_secs(4 * 3600),
+            base_time: Duration::from_secs(2),
+            time_per_audio_second: Duration::ZERO,
+        };
+        let notification = transcode(&bucket, limits, &job("media/alice/long.mp3", "alice")).await;
+        assert_eq!(notification["state"], "ERROR", "{notification}");
+        assert_eq!(
+            notification["messageDetails"],
+            "transcoding took longer than 2.0 s, the most allowed for 20 min 0 s of audio"
+        );
+        assert_eq!(files(&bucket.join("transcoded")), Vec::<PathBuf>::new());
+        let _ = std::fs::remove_dir_all(&bucket);
+    }
+
+    #[test]
+    fn outputs_are_bounded_by_their_bitrate_and_the_duration() {
+        let limits = Limits::new(Duration::from_secs(100));
+        // 10 s of WAV is 1,764,000 bytes; the bound leaves a quarter and 1 MiB above it.
+        assert_eq!(
+            limits.output_bytes(OutputFormat::Wav, 10.0),
+            2_205_000 + 1_048_576
+        );
+        // A duration above the limit counts as the limit.
+        assert_eq!(
+            limits.output_bytes(OutputFormat::Mp3, 1000.0),
+            limits.output_bytes(OutputFormat::Mp3, 100.0)
+        );
+        assert_eq!(limits.time_for(30.0), Duration::from_secs(90));
+        assert_eq!(limits.time_for(f64::INFINITY), Duration::from_secs(160));
+    }
+
+    #[test]
+    fn spans_read_as_a_person_would_say_them() {
+        assert_eq!(span(2.46), "2.5 s");
+        assert_eq!(span(725.0), "12 min 5 s");
+        assert_eq!(span(14_400.0), "4 h 0 min");
+    }
+}

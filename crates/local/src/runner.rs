@@ -227,3 +227,32 @@ async fn shutdown() {
     #[cfg(not(unix))]
     ctrl_c.await.unwrap_or_default();
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn max_duration_defaults_to_four_hours_and_refuses_what_cannot_be_meant() {
+        let config = LocalConfig::from_env(&[("SETTLE_MS", "400")]).unwrap();
+        assert_eq!(config.max_duration, Duration::from_secs(14_400));
+        let config = LocalConfig::from_env(&[("MAX_DURATION_SECONDS", "600")]).unwrap();
+        assert_eq!(config.max_duration, Duration::from_secs(600));
+        for (value, reason) in [
+            ("0", "must be between 1 and 86400 seconds"),
+            ("86401", "must be between 1 and 86400 seconds"),
+            ("4h", "invalid digit"),
+            ("-5", "invalid digit"),
+        ] {
+            let err = LocalConfig::from_env(&[("MAX_DURATION_SECONDS", value)])
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.starts_with(&format!(
+                    "MAX_DURATION_SECONDS='{value}' is invalid: {reason}"
+                )),
+                "{err}"
+            );
+        }
+    }
+}
