@@ -264,6 +264,7 @@ impl FfmpegTranscoder {
         job: &TranscodeJob,
         input: &Path,
     ) -> Result<(Option<String>, f64), String> {
+        let upload = Upload::of(input).await?;
         let format = identify(input).await?;
         let duration = probe_duration(input, format, self.limits.base_time).await?;
         let limit = self.limits.max_duration.as_secs_f64();
@@ -374,11 +375,40 @@ impl FfmpegTranscoder {
             return Err(readable(&stderr));
         }
         parts.check(duration).await?;
+        // A newer upload of the key has its own job: these outputs would overwrite its outputs
+        // with the older audio if that job finished first.
+        if Upload::of(input).await? != upload {
+            return Err(
+                "a newer upload of the file replaced it while it was transcoded; that upload is \
+                 transcoded on its own"
+                    .to_owned(),
+            );
+        }
         parts.commit().await?;
         Ok((
             (!stderr.trim().is_empty()).then(|| readable(&stderr)),
             duration,
         ))
+    }
+}
+
+/// Which upload of a key a file is: a replacement changes its size or its modification time,
+/// as it changes the watcher's sequencer.
+#[derive(Debug, PartialEq, Eq)]
+struct Upload {
+    size: u64,
+    modified: Option<std::time::SystemTime>,
+}
+
+impl Upload {
+    async fn of(path: &Path) -> Result<Self, String> {
+        let meta = tokio::fs::metadata(path)
+            .await
+            .map_err(|e| format!("the file cannot be read: {e}"))?;
+        Ok(Self {
+            size: meta.len(),
+            modified: meta.modified().ok(),
+        })
     }
 }
 
