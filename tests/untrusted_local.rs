@@ -4,47 +4,12 @@
 //! audio longer than `MAX_DURATION_SECONDS` is refused.
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::Value;
-use system_tests::local::{Runner, ffmpeg, probe, scratch};
-
-/// A sine of `seconds` at `path`, mono 22.05 kHz, in the container its extension names.
-async fn tone(path: &Path, seconds: f64) {
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    ffmpeg(&[
-        "-f",
-        "lavfi",
-        "-i",
-        &format!("sine=frequency=440:duration={seconds}"),
-        "-ar",
-        "22050",
-        path.to_str().unwrap(),
-    ])
-    .await;
-}
-
-/// An HLS playlist that plays `segment` `times` times; ffmpeg recognises it by its content.
-fn playlist(segment: &str, times: usize) -> String {
-    let entries = format!("#EXTINF:2.0,\n{segment}\n").repeat(times);
-    format!("#EXTM3U\n#EXT-X-TARGETDURATION:2\n{entries}#EXT-X-ENDLIST\n")
-}
-
-/// Every file under `dir`, hidden ones included.
-fn files(dir: &Path) -> Vec<PathBuf> {
-    let mut found = Vec::new();
-    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            found.extend(files(&path));
-        } else {
-            found.push(path);
-        }
-    }
-    found
-}
+use system_tests::local::{Runner, files_under, hls_playlist, probe, scratch, tone};
 
 fn by_file<'m>(messages: &'m [Value], file: &str) -> &'m Value {
     messages
@@ -63,9 +28,9 @@ async fn playlists_uploaded_as_mp3_fail_and_read_nobody_elses_audio() {
     std::fs::create_dir_all(&bob).unwrap();
     let absolute = std::path::absolute(&song).unwrap();
     let playlists = [
-        ("absolute.mp3", playlist(absolute.to_str().unwrap(), 1)),
-        ("relative.mp3", playlist("../alice/song.mp3", 1)),
-        ("repeated.mp3", playlist("../alice/song.mp3", 500)),
+        ("absolute.mp3", hls_playlist(absolute.to_str().unwrap(), 1)),
+        ("relative.mp3", hls_playlist("../alice/song.mp3", 1)),
+        ("repeated.mp3", hls_playlist("../alice/song.mp3", 500)),
     ];
     for (name, text) in &playlists {
         std::fs::write(bob.join(name), text).unwrap();
@@ -85,7 +50,10 @@ async fn playlists_uploaded_as_mp3_fail_and_read_nobody_elses_audio() {
         assert!(text.contains("not an audio file"), "{text}");
         assert_eq!(message["outputs"], serde_json::json!([]), "{message}");
     }
-    assert_eq!(files(&bucket.join("transcoded/bob")), Vec::<PathBuf>::new());
+    assert_eq!(
+        files_under(&bucket.join("transcoded/bob")),
+        Vec::<PathBuf>::new()
+    );
     runner.stop().await;
     std::fs::remove_dir_all(&dir).unwrap();
 }
@@ -147,7 +115,7 @@ async fn two_jobs_for_one_key_at_once_write_files_of_their_own() {
         let (seen, outputs) = (seen.clone(), outputs.clone());
         tokio::spawn(async move {
             loop {
-                let parts: BTreeSet<String> = files(&outputs)
+                let parts: BTreeSet<String> = files_under(&outputs)
                     .iter()
                     .filter_map(|p| p.file_name()?.to_str().map(str::to_owned))
                     .filter(|n| n.starts_with('.'))
@@ -212,7 +180,7 @@ async fn two_jobs_for_one_key_at_once_write_files_of_their_own() {
             "{key}: {seconds} s, the newer upload {second_seconds} s"
         );
     }
-    let left: Vec<PathBuf> = files(&outputs)
+    let left: Vec<PathBuf> = files_under(&outputs)
         .into_iter()
         .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with('.'))
         .collect();

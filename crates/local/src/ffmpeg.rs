@@ -631,51 +631,15 @@ fn complaint(stderr: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use system_tests::local::{ffmpeg, files_under, hls_playlist, scratch, tone};
     use transcoder_core::{ObjectKey, Owner};
 
-    /// A new empty bucket folder for one test.
-    fn bucket(name: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!(
-            "ffmpeg-{name}-{}-{}",
-            std::process::id(),
-            chrono::Utc::now().timestamp_micros()
-        ));
+    /// A new bucket folder with an input folder for alice and one for bob.
+    fn bucket() -> PathBuf {
+        let dir = scratch();
         std::fs::create_dir_all(dir.join("media/alice")).unwrap();
         std::fs::create_dir_all(dir.join("media/bob")).unwrap();
         dir
-    }
-
-    /// Runs ffmpeg with `args` and asserts that it succeeded.
-    async fn make(args: &[&str]) {
-        let status = Command::new("ffmpeg")
-            .args(["-hide_banner", "-loglevel", "error", "-y"])
-            .args(args)
-            .status()
-            .await
-            .unwrap();
-        assert!(status.success(), "ffmpeg {args:?}");
-    }
-
-    /// A stereo sine of `seconds` at `path`, in the container its extension names.
-    async fn tone(path: &Path, seconds: f64) {
-        make(&[
-            "-f",
-            "lavfi",
-            "-i",
-            &format!("sine=frequency=440:duration={seconds}"),
-            "-ac",
-            "2",
-            "-ar",
-            "44100",
-            path.to_str().unwrap(),
-        ])
-        .await;
-    }
-
-    /// An HLS playlist that plays `segment` `times` times: ffmpeg detects it by its content.
-    fn playlist(segment: &str, times: usize) -> String {
-        let entries = format!("#EXTINF:2.0,\n{segment}\n").repeat(times);
-        format!("#EXTM3U\n#EXT-X-TARGETDURATION:2\n{entries}#EXT-X-ENDLIST\n")
     }
 
     fn job(source: &str, owner: &str) -> TranscodeJob {
@@ -699,20 +663,6 @@ mod tests {
             .await
             .unwrap();
         serde_json::from_str(&rx.recv().await.unwrap()).unwrap()
-    }
-
-    /// Every file under `dir`, hidden ones included.
-    fn files(dir: &Path) -> Vec<PathBuf> {
-        let mut found = Vec::new();
-        for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-            let path = entry.path();
-            if path.is_dir() {
-                found.extend(files(&path));
-            } else {
-                found.push(path);
-            }
-        }
-        found
     }
 
     /// What plain ffprobe, with none of our flags, makes of `path`: format name and duration.
@@ -740,7 +690,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_flags_refuse_playlists_and_concat_lists_that_plain_ffprobe_follows() {
-        let bucket = bucket("flags");
+        let bucket = bucket();
         let song = bucket.join("media/alice/song.mp3");
         tone(&song, 2.0).await;
         std::fs::copy(&song, bucket.join("media/bob/mine.mp3")).unwrap();
@@ -748,11 +698,15 @@ mod tests {
         let cases = [
             (
                 "absolute.mp3",
-                playlist(absolute.to_str().unwrap(), 1),
+                hls_playlist(absolute.to_str().unwrap(), 1),
                 "hls",
             ),
-            ("relative.mp3", playlist("../alice/song.mp3", 1), "hls"),
-            ("repeated.mp3", playlist("../alice/song.mp3", 500), "hls"),
+            ("relative.mp3", hls_playlist("../alice/song.mp3", 1), "hls"),
+            (
+                "repeated.mp3",
+                hls_playlist("../alice/song.mp3", 500),
+                "hls",
+            ),
             // The concat demuxer's own `safe` mode allows a plain name beside the list.
             (
                 "list.mp3",
@@ -794,14 +748,14 @@ mod tests {
 
     #[tokio::test]
     async fn playlists_lists_and_pages_named_mp3_fail_with_no_outputs() {
-        let bucket = bucket("untrusted");
+        let bucket = bucket();
         let song = bucket.join("media/alice/song.mp3");
         tone(&song, 2.0).await;
         let absolute = std::path::absolute(&song).unwrap();
         let cases = [
-            ("absolute.mp3", playlist(absolute.to_str().unwrap(), 1)),
-            ("relative.mp3", playlist("../alice/song.mp3", 1)),
-            ("repeated.mp3", playlist("../alice/song.mp3", 500)),
+            ("absolute.mp3", hls_playlist(absolute.to_str().unwrap(), 1)),
+            ("relative.mp3", hls_playlist("../alice/song.mp3", 1)),
+            ("repeated.mp3", hls_playlist("../alice/song.mp3", 500)),
             (
                 "list.mp3",
                 "ffconcat version 1.0\nfile ../alice/song.mp3\n".into(),
@@ -823,13 +777,16 @@ mod tests {
             );
             assert_eq!(notification["outputs"][0]["status"], "Error", "{name}");
         }
-        assert_eq!(files(&bucket.join("transcoded")), Vec::<PathBuf>::new());
+        assert_eq!(
+            files_under(&bucket.join("transcoded")),
+            Vec::<PathBuf>::new()
+        );
         let _ = std::fs::remove_dir_all(&bucket);
     }
 
     #[tokio::test]
     async fn a_file_named_mp3_is_read_as_what_its_bytes_say() {
-        let bucket = bucket("wav-named-mp3");
+        let bucket = bucket();
         tone(&bucket.join("media/alice/real.wav"), 1.5).await;
         std::fs::rename(
             bucket.join("media/alice/real.wav"),
@@ -852,7 +809,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_file_longer_than_the_limit_fails_saying_so() {
-        let bucket = bucket("too-long");
+        let bucket = bucket();
         tone(&bucket.join("media/alice/long.wav"), 3.0).await;
         let limits = Limits::new(Duration::from_secs(2));
         let notification = transcode(&bucket, limits, &job("media/alice/long.wav", "alice")).await;
@@ -861,18 +818,21 @@ mod tests {
             notification["messageDetails"],
             "the file is too long: 3.0 s of audio; the limit is 2.0 s"
         );
-        assert_eq!(files(&bucket.join("transcoded")), Vec::<PathBuf>::new());
+        assert_eq!(
+            files_under(&bucket.join("transcoded")),
+            Vec::<PathBuf>::new()
+        );
         let _ = std::fs::remove_dir_all(&bucket);
     }
 
     #[tokio::test]
     async fn an_mp3_longer_than_its_header_says_fails_rather_than_being_cut_off() {
-        let bucket = bucket("liar");
+        let bucket = bucket();
         // 2 s at 320 kb/s, then 60 s at 32 kb/s, without a Xing header: ffprobe estimates the
         // duration from the first frame's bitrate, 8 s, and ffmpeg decodes 62 s.
         let (head, rest) = (bucket.join("head.mp3"), bucket.join("rest.mp3"));
         for (path, seconds, bitrate) in [(&head, 2, "320k"), (&rest, 60, "32k")] {
-            make(&[
+            ffmpeg(&[
                 "-f",
                 "lavfi",
                 "-i",
@@ -908,16 +868,19 @@ mod tests {
             notification["messageDetails"],
             "the audio is longer than the 8.0 s its header states, so its outputs were cut off"
         );
-        assert_eq!(files(&bucket.join("transcoded")), Vec::<PathBuf>::new());
+        assert_eq!(
+            files_under(&bucket.join("transcoded")),
+            Vec::<PathBuf>::new()
+        );
         let _ = std::fs::remove_dir_all(&bucket);
     }
 
     #[tokio::test]
     async fn a_run_past_its_time_is_killed_and_leaves_no_temporary_file() {
-        let bucket = bucket("slow");
+        let bucket = bucket();
         // Twenty minutes of audio, allowed 2 s in all: ffprobe reads the header in time,
         // ffmpeg cannot write three outputs of it.
-        make(&[
+        ffmpeg(&[
             "-f",
             "lavfi",
             "-i",
@@ -942,7 +905,10 @@ mod tests {
             notification["messageDetails"],
             "transcoding took longer than 2.0 s, the most allowed for 20 min 0 s of audio"
         );
-        assert_eq!(files(&bucket.join("transcoded")), Vec::<PathBuf>::new());
+        assert_eq!(
+            files_under(&bucket.join("transcoded")),
+            Vec::<PathBuf>::new()
+        );
         let _ = std::fs::remove_dir_all(&bucket);
     }
 
