@@ -11,7 +11,7 @@
 use std::ffi::OsString;
 use std::io::SeekFrom;
 use std::path::{Path, PathBuf};
-use std::process::{ExitStatus, Stdio};
+use std::process::Stdio;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -369,7 +369,7 @@ impl FfmpegTranscoder {
                 span(duration)
             ));
         };
-        let status: ExitStatus = status.map_err(|e| format!("ffmpeg did not finish: {e}"))?;
+        let status = status.map_err(|e| format!("ffmpeg did not finish: {e}"))?;
         let _ = progress.await;
         if !status.success() {
             return Err(readable(&stderr));
@@ -781,6 +781,29 @@ mod tests {
             files_under(&bucket.join("transcoded")),
             Vec::<PathBuf>::new()
         );
+        let _ = std::fs::remove_dir_all(&bucket);
+    }
+
+    #[tokio::test]
+    async fn every_accepted_container_is_identified_and_read_with_the_flags() {
+        let bucket = bucket();
+        let cases = [
+            ("a.mp3", AudioFormat::Mp3),
+            ("a.aac", AudioFormat::Aac),
+            ("a.wav", AudioFormat::Wav),
+            ("a.flac", AudioFormat::Flac),
+            ("a.ogg", AudioFormat::Ogg),
+            ("a.m4a", AudioFormat::Mp4),
+        ];
+        for (name, format) in cases {
+            let path = bucket.join("media/alice").join(name);
+            tone(&path, 1.5).await;
+            assert_eq!(identify(&path).await, Ok(format), "{name}");
+            let seconds = probe_duration(&path, format, Duration::from_secs(60))
+                .await
+                .unwrap();
+            assert!((seconds - 1.5).abs() < 0.1, "{name}: {seconds}");
+        }
         let _ = std::fs::remove_dir_all(&bucket);
     }
 
