@@ -213,3 +213,19 @@ async fn audio_longer_than_max_duration_seconds_fails_saying_so() {
     runner.stop().await;
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[tokio::test]
+async fn temporary_outputs_of_a_killed_run_are_removed_at_start_up() {
+    let dir = scratch();
+    let outputs = dir.join("bucket/transcoded/alice");
+    std::fs::create_dir_all(&outputs).unwrap();
+    let left = outputs.join(".song.mp3.wav.local-1700000000000-0.part");
+    std::fs::write(&left, b"half a file").unwrap();
+    std::fs::write(outputs.join("song.mp3.wav"), b"a finished file").unwrap();
+    let runner = Runner::start(&dir).await;
+    assert!(!left.exists());
+    assert!(outputs.join("song.mp3.wav").exists());
+    assert_eq!(runner.count(&["removed temporary outputs", "files=1"]), 1);
+    runner.stop().await;
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -466,6 +466,29 @@ impl Drop for Parts {
     }
 }
 
+/// Removes the temporary outputs that jobs of an earlier run left below `dir` (the output
+/// prefix's folder) when that run was killed before it could remove them. Returns how many.
+pub fn remove_leftover_parts(dir: &Path) -> usize {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    let mut removed = 0;
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if entry.file_type().is_ok_and(|t| t.is_dir()) {
+            removed += remove_leftover_parts(&path);
+        } else if name.starts_with('.')
+            && name.ends_with(".part")
+            && std::fs::remove_file(&path).is_ok()
+        {
+            removed += 1;
+        }
+    }
+    removed
+}
+
 /// The container of the file at `path`, from its bytes: what ffmpeg is told to read it as.
 async fn identify(path: &Path) -> Result<AudioFormat, String> {
     let mut file = tokio::fs::File::open(path)
@@ -933,6 +956,27 @@ mod tests {
             Vec::<PathBuf>::new()
         );
         let _ = std::fs::remove_dir_all(&bucket);
+    }
+
+    #[test]
+    fn parts_left_by_a_killed_run_are_removed_and_nothing_else() {
+        let dir = scratch().join("transcoded");
+        std::fs::create_dir_all(dir.join("alice/live")).unwrap();
+        let left = [
+            ".song.mp3.wav.local-1-0.part",
+            "live/.set.flac.flac.local-1-1.part",
+        ];
+        let kept = ["song.mp3.wav", "live/set.flac.flac", "part.mp3.wav"];
+        for name in left.iter().chain(&kept) {
+            std::fs::write(dir.join("alice").join(name), b"x").unwrap();
+        }
+        assert_eq!(remove_leftover_parts(&dir), 2);
+        let mut found: Vec<PathBuf> = files_under(&dir);
+        found.sort();
+        let mut expected: Vec<PathBuf> = kept.iter().map(|k| dir.join("alice").join(k)).collect();
+        expected.sort();
+        assert_eq!(found, expected);
+        assert_eq!(remove_leftover_parts(&dir.join("missing")), 0);
     }
 
     #[test]

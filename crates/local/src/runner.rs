@@ -18,7 +18,7 @@ use transcoder_core::{
 use transcoder_sqlite::SqliteStore;
 
 use crate::bucket::Watcher;
-use crate::ffmpeg::{FfmpegTranscoder, Limits};
+use crate::ffmpeg::{FfmpegTranscoder, Limits, remove_leftover_parts};
 use crate::server::{LocalLinks, ServerState, router};
 
 /// The topic the local transcoder "publishes" to; `record_completion` accepts only this one.
@@ -88,6 +88,13 @@ impl LocalConfig {
 /// Runs until interrupted (Ctrl-C or SIGTERM).
 pub async fn run(config: LocalConfig) -> Result<(), Error> {
     std::fs::create_dir_all(config.bucket.join(config.start.prefixes.input()))?;
+    let leftovers = remove_leftover_parts(&config.bucket.join(config.start.prefixes.output()));
+    if leftovers > 0 {
+        info!(
+            files = leftovers,
+            "removed temporary outputs of jobs an earlier run did not finish"
+        );
+    }
     if let Some(dir) = config.store.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir)?;
     }
