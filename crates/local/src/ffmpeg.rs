@@ -26,14 +26,17 @@ use transcoder_core::{
     TranscoderError, metadata, sniff,
 };
 /// The encoder arguments of each output: the settings of Elastic Transcoder's system presets.
+/// Every output is stereo, as in the cloud, which also keeps its size within its bound.
 pub fn encoder_args(format: OutputFormat) -> &'static [&'static str] {
     match format {
-        OutputFormat::Wav => &["-c:a", "pcm_s16le", "-ar", "44100", "-f", "wav"],
+        OutputFormat::Wav => &["-c:a", "pcm_s16le", "-ar", "44100", "-ac", "2", "-f", "wav"],
         OutputFormat::Flac => &[
             "-c:a",
             "flac",
             "-ar",
             "44100",
+            "-ac",
+            "2",
             "-sample_fmt",
             "s16",
             "-f",
@@ -46,6 +49,8 @@ pub fn encoder_args(format: OutputFormat) -> &'static [&'static str] {
             "256k",
             "-ar",
             "44100",
+            "-ac",
+            "2",
             "-movflags",
             "+faststart",
             "-f",
@@ -58,6 +63,8 @@ pub fn encoder_args(format: OutputFormat) -> &'static [&'static str] {
             "192k",
             "-ar",
             "44100",
+            "-ac",
+            "2",
             "-f",
             "mp3",
         ],
@@ -68,7 +75,7 @@ pub fn encoder_args(format: OutputFormat) -> &'static [&'static str] {
 /// output's size (`ffmpeg -fs`).
 fn bytes_per_second(format: OutputFormat) -> u64 {
     match format {
-        // 44.1 kHz, 16 bits, two channels.
+        // 44.1 kHz, 16 bits, two channels (`encoder_args` mixes more down).
         OutputFormat::Wav => 176_400,
         // FLAC falls back to verbatim frames, so it never needs much more than PCM.
         OutputFormat::Flac => 176_400,
@@ -654,7 +661,7 @@ fn complaint(stderr: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use system_tests::local::{ffmpeg, files_under, hls_playlist, scratch, tone};
+    use system_tests::local::{ffmpeg, files_under, hls_playlist, probe, scratch, tone};
     use transcoder_core::{ObjectKey, Owner};
 
     /// A new bucket folder with an input folder for alice and one for bob.
@@ -849,6 +856,32 @@ mod tests {
         for output in notification["outputs"].as_array().unwrap() {
             let seconds = output["duration"].as_f64().unwrap();
             assert!((seconds - 1.5).abs() < 0.1, "{output}");
+        }
+        let _ = std::fs::remove_dir_all(&bucket);
+    }
+
+    #[tokio::test]
+    async fn surround_audio_is_mixed_down_to_stereo_within_the_size_bound() {
+        let bucket = bucket();
+        let source = bucket.join("media/alice/surround.wav");
+        // Six channels of PCM: three times the bytes a second that the WAV bound allows.
+        ffmpeg(&[
+            "-f",
+            "lavfi",
+            "-i",
+            "sine=frequency=440:duration=5",
+            "-ac",
+            "6",
+            source.to_str().unwrap(),
+        ])
+        .await;
+        let job = job("media/alice/surround.wav", "alice");
+        let notification = transcode(&bucket, four_hours(), &job).await;
+        assert_eq!(notification["state"], "COMPLETED", "{notification}");
+        for output in &job.outputs {
+            let (_, _, channels, seconds) = probe(&bucket.join(output.key.as_str())).await;
+            assert_eq!(channels, 2, "{}", output.key);
+            assert!((seconds - 5.0).abs() < 0.1, "{}: {seconds}", output.key);
         }
         let _ = std::fs::remove_dir_all(&bucket);
     }
