@@ -190,3 +190,43 @@ pub fn scratch() -> PathBuf {
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }
+
+/// A 440 Hz sine of `seconds`, stereo 44.1 kHz, at `path` in the container its extension names.
+pub async fn tone(path: &Path, seconds: f64) {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).unwrap();
+    }
+    ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        &format!("sine=frequency=440:duration={seconds}"),
+        "-ac",
+        "2",
+        "-ar",
+        "44100",
+        path.to_str().unwrap(),
+    ])
+    .await;
+}
+
+/// An HLS playlist that plays `segment` `times` times. Its `#EXT-X-TARGETDURATION` line is what
+/// makes plain ffmpeg recognise it by content, whatever the file is named.
+pub fn hls_playlist(segment: &str, times: usize) -> String {
+    let entries = format!("#EXTINF:2.0,\n{segment}\n").repeat(times);
+    format!("#EXTM3U\n#EXT-X-TARGETDURATION:2\n{entries}#EXT-X-ENDLIST\n")
+}
+
+/// Every file below `dir`, hidden ones (temporary files) included; none if it does not exist.
+pub fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            found.extend(files_under(&path));
+        } else {
+            found.push(path);
+        }
+    }
+    found
+}

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use tokio::process::Command;
 use tokio::sync::mpsc;
 use transcoder_core::{ObjectKey, OutputFormat, Owner, TranscodeJob, Transcoder};
-use transcoder_local::ffmpeg::{FfmpegTranscoder, encoder_args};
+use transcoder_local::ffmpeg::{FfmpegTranscoder, Limits, encoder_args};
 
 use crate::{median, ms};
 
@@ -70,7 +70,7 @@ pub async fn local_transcode() {
     }
 
     let (tx, mut rx) = mpsc::unbounded_channel();
-    let backend = FfmpegTranscoder::new(&bucket, 1, tx);
+    let backend = FfmpegTranscoder::new(&bucket, 1, Limits::new(Duration::from_secs(4 * 3600)), tx);
     let mut runs = Vec::new();
     for run in 0..3 {
         let job = TranscodeJob::plan(

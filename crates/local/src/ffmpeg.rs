@@ -2,29 +2,41 @@
 //! run per job decodes the input once and encodes every output from it. When a job ends, the
 //! backend reports it in Elastic Transcoder's notification shape, so the completion goes through
 //! the same parser and the same `record_completion` handler as in the cloud.
+//!
+//! Uploads are untrusted: an input is identified by its bytes before ffmpeg sees it, and ffmpeg
+//! and ffprobe are told its exact demuxer, may open only local files and only the accepted
+//! containers, so no playlist, concat list or network URL is ever followed. Every run is bounded
+//! in time and every output in size, and a job's temporary files are its own.
 
+use std::ffi::OsString;
+use std::io::SeekFrom;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncSeekExt, BufReader};
 use tokio::process::Command;
 use tokio::sync::{Semaphore, mpsc};
 use tracing::{error, info, warn};
-use transcoder_core::{JobId, OutputFormat, TranscodeJob, Transcoder, TranscoderError, metadata};
-
+use transcoder_core::{
+    AudioFormat, Escaped, JobId, OutputFormat, SNIFF_BYTES, Sniffed, TranscodeJob, Transcoder,
+    TranscoderError, metadata, sniff,
+};
 /// The encoder arguments of each output: the settings of Elastic Transcoder's system presets.
+/// Every output is stereo, as in the cloud, which also keeps its size within its bound.
 pub fn encoder_args(format: OutputFormat) -> &'static [&'static str] {
     match format {
-        OutputFormat::Wav => &["-c:a", "pcm_s16le", "-ar", "44100", "-f", "wav"],
+        OutputFormat::Wav => &["-c:a", "pcm_s16le", "-ar", "44100", "-ac", "2", "-f", "wav"],
         OutputFormat::Flac => &[
             "-c:a",
             "flac",
             "-ar",
             "44100",
+            "-ac",
+            "2",
             "-sample_fmt",
             "s16",
             "-f",
@@ -37,6 +49,8 @@ pub fn encoder_args(format: OutputFormat) -> &'static [&'static str] {
             "256k",
             "-ar",
             "44100",
+            "-ac",
+            "2",
             "-movflags",
             "+faststart",
             "-f",
@@ -49,9 +63,71 @@ pub fn encoder_args(format: OutputFormat) -> &'static [&'static str] {
             "192k",
             "-ar",
             "44100",
+            "-ac",
+            "2",
             "-f",
             "mp3",
         ],
+    }
+}
+
+/// The most bytes a second of audio takes in each output, before headroom: what bounds an
+/// output's size (`ffmpeg -fs`).
+fn bytes_per_second(format: OutputFormat) -> u64 {
+    match format {
+        // 44.1 kHz, 16 bits, two channels (`encoder_args` mixes more down).
+        OutputFormat::Wav => 176_400,
+        // FLAC falls back to verbatim frames, so it never needs much more than PCM.
+        OutputFormat::Flac => 176_400,
+        OutputFormat::Aac => 256_000 / 8,
+        OutputFormat::Mp3 => 192_000 / 8,
+    }
+}
+
+/// The container an output is written in, to read it back with the same guarded flags.
+fn container_of(format: OutputFormat) -> AudioFormat {
+    match format {
+        OutputFormat::Wav => AudioFormat::Wav,
+        OutputFormat::Flac => AudioFormat::Flac,
+        OutputFormat::Aac => AudioFormat::Mp4,
+        OutputFormat::Mp3 => AudioFormat::Mp3,
+    }
+}
+
+/// What one job may cost: how long its audio may be, and how long each ffmpeg or ffprobe run
+/// for it may take before it is killed.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Limits {
+    /// The longest audio transcoded (`MAX_DURATION_SECONDS`); a longer input fails.
+    pub max_duration: Duration,
+    /// Time any run may take, whatever the audio: process start-up, a busy disk.
+    pub base_time: Duration,
+    /// Time added per second of audio, for a run that reads or writes all of it.
+    pub time_per_audio_second: Duration,
+}
+
+impl Limits {
+    /// 60 s per run and 1 s more per second of audio: ffmpeg writes the outputs many times
+    /// faster than real time even on a busy core, so only a stuck or cheated run gets there.
+    pub fn new(max_duration: Duration) -> Self {
+        Self {
+            max_duration,
+            base_time: Duration::from_secs(60),
+            time_per_audio_second: Duration::from_secs(1),
+        }
+    }
+
+    /// How long a run over `seconds` of audio may take.
+    fn time_for(&self, seconds: f64) -> Duration {
+        let seconds = seconds.clamp(0.0, self.max_duration.as_secs_f64());
+        self.base_time + self.time_per_audio_second.mul_f64(seconds)
+    }
+
+    /// The largest an output of `seconds` of audio may grow: a quarter more and 1 MiB for
+    /// container overhead, encoder overshoot and a duration the probe slightly underestimated.
+    fn output_bytes(&self, format: OutputFormat, seconds: f64) -> u64 {
+        let seconds = seconds.clamp(0.0, self.max_duration.as_secs_f64());
+        (seconds * bytes_per_second(format) as f64 * 1.25) as u64 + (1 << 20)
     }
 }
 
@@ -61,6 +137,7 @@ pub fn encoder_args(format: OutputFormat) -> &'static [&'static str] {
 pub struct FfmpegTranscoder {
     bucket: PathBuf,
     slots: Arc<Semaphore>,
+    limits: Limits,
     notifications: mpsc::UnboundedSender<String>,
     next_job: Arc<AtomicU64>,
 }
@@ -69,11 +146,13 @@ impl FfmpegTranscoder {
     pub fn new(
         bucket: impl Into<PathBuf>,
         slots: usize,
+        limits: Limits,
         notifications: mpsc::UnboundedSender<String>,
     ) -> Self {
         Self {
             bucket: bucket.into(),
             slots: Arc::new(Semaphore::new(slots.max(1))),
+            limits,
             notifications,
             next_job: Arc::new(AtomicU64::new(0)),
         }
@@ -86,7 +165,7 @@ impl Transcoder for FfmpegTranscoder {
         if !input.is_file() {
             return Err(TranscoderError::new(format!(
                 "{} is not a file",
-                input.display()
+                Escaped(&input.to_string_lossy())
             )));
         }
         let n = self.next_job.fetch_add(1, Ordering::SeqCst);
@@ -116,26 +195,25 @@ impl FfmpegTranscoder {
     async fn run(&self, job_id: &str, job: &TranscodeJob) -> Value {
         let started = Instant::now();
         let input = self.bucket.join(job.source.as_str());
-        let result = match probe_duration(&input).await {
-            Ok(duration) => self.transcode(job_id, job, &input, duration).await,
-            Err(reason) => Err(reason),
-        };
+        let result = self.transcode(job_id, job, &input).await;
         let mut outputs = Vec::new();
         let state = match &result {
-            Ok(warning) => {
+            Ok((warning, seconds)) => {
+                let allowed = self.limits.time_for(*seconds);
                 // The outputs are probed at once: one ffprobe start-up each is most of the cost.
                 let probes = job.outputs.iter().map(|output| {
                     let path = self.bucket.join(output.key.as_str());
                     async move {
                         let size = tokio::fs::metadata(&path).await.map_or(0, |m| m.len());
-                        (size, probe_duration(&path).await.ok())
+                        let duration = probe_duration(&path, container_of(output.format), allowed);
+                        (size, duration.await.ok())
                     }
                 });
                 let probed = futures::future::join_all(probes).await;
                 for (i, (output, (size, duration))) in job.outputs.iter().zip(probed).enumerate() {
                     info!(
                         job_id,
-                        key = %output.key,
+                        key = %output.key.escaped(),
                         format = %output.format,
                         bytes = size,
                         seconds = duration.map(|d| format!("{d:.2}")),
@@ -155,14 +233,14 @@ impl FfmpegTranscoder {
                 }
             }
             Err(reason) => {
-                warn!(job_id, key = %job.source, reason, "job failed");
+                warn!(job_id, key = %job.source.escaped(), reason = %Escaped(reason), "job failed");
                 for (i, output) in job.outputs.iter().enumerate() {
                     outputs.push(json!({"id": (i + 1).to_string(), "key": output.key.as_str(), "status": "Error", "statusDetail": reason}));
                 }
                 "ERROR"
             }
         };
-        info!(job_id, key = %job.source, state, seconds = format!("{:.2}", started.elapsed().as_secs_f64()), "job finished");
+        info!(job_id, key = %job.source.escaped(), state, seconds = format!("{:.2}", started.elapsed().as_secs_f64()), "job finished");
         let user_metadata: serde_json::Map<String, Value> = metadata::for_job(job)
             .into_iter()
             .map(|(k, v)| (k.to_owned(), Value::String(v)))
@@ -179,23 +257,34 @@ impl FfmpegTranscoder {
             "userMetadata": user_metadata,
         });
         match result {
-            Err(reason) | Ok(Some(reason)) => notification["messageDetails"] = reason.into(),
-            Ok(None) => {}
+            Err(reason) | Ok((Some(reason), _)) => notification["messageDetails"] = reason.into(),
+            Ok((None, _)) => {}
         }
         notification
     }
 
-    /// Returns what ffmpeg complained of while it still succeeded (a damaged frame, say), if anything.
+    /// Identifies, probes and transcodes the input. Returns what ffmpeg complained of while it
+    /// still succeeded (a damaged frame, say), if anything, and the input's duration in seconds.
     async fn transcode(
         &self,
         job_id: &str,
         job: &TranscodeJob,
         input: &Path,
-        duration: f64,
-    ) -> Result<Option<String>, String> {
-        // Outputs are written under temporary names and renamed when complete, so nobody ever
-        // downloads half a file.
-        let mut parts = Vec::new();
+    ) -> Result<(Option<String>, f64), String> {
+        let upload = Upload::of(input).await?;
+        let format = identify(input).await?;
+        let duration = probe_duration(input, format, self.limits.base_time).await?;
+        let limit = self.limits.max_duration.as_secs_f64();
+        if duration > limit {
+            return Err(format!(
+                "the file is too long: {} of audio; the limit is {}",
+                span(duration),
+                span(limit)
+            ));
+        }
+        // Outputs are written under names of this job's own and renamed when complete, so nobody
+        // downloads half a file and two jobs for one key never write into the same file.
+        let mut parts = Parts::default();
         let mut command = Command::new("ffmpeg");
         command
             .args([
@@ -206,27 +295,35 @@ impl FfmpegTranscoder {
                 "-progress",
                 "pipe:1",
                 "-y",
-                "-i",
+                "-t",
             ])
-            .arg(input);
+            .arg(limit.to_string());
+        read_as(&mut command, format, input)?;
         for output in &job.outputs {
             let path = self.bucket.join(output.key.as_str());
             if let Some(dir) = path.parent() {
-                tokio::fs::create_dir_all(dir)
-                    .await
-                    .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+                tokio::fs::create_dir_all(dir).await.map_err(|e| {
+                    format!("cannot create {}: {e}", Escaped(&dir.to_string_lossy()))
+                })?;
             }
-            let part = path.with_file_name(format!(
-                ".{}.part",
+            let temporary = path.with_file_name(format!(
+                ".{}.{job_id}.part",
                 path.file_name()
                     .map(|n| n.to_string_lossy())
                     .unwrap_or_default()
             ));
+            let most_bytes = self.limits.output_bytes(output.format, duration);
             command
                 .args(["-map", "0:a:0", "-map_metadata", "-1", "-vn"])
                 .args(encoder_args(output.format))
-                .arg(&part);
-            parts.push((part, path));
+                .arg("-fs")
+                .arg(most_bytes.to_string())
+                .arg(file_url(&temporary)?);
+            parts.0.push(Part {
+                temporary,
+                path,
+                most_bytes,
+            });
         }
         let mut child = command
             .stdin(Stdio::null())
@@ -238,7 +335,7 @@ impl FfmpegTranscoder {
 
         // Progress, for long files: a line at every further tenth of the input.
         let stdout = child.stdout.take();
-        let key = job.source.to_string();
+        let key = job.source.escaped().to_string();
         let job_id_owned = job_id.to_owned();
         let progress = tokio::spawn(async move {
             let Some(stdout) = stdout else { return };
@@ -263,55 +360,278 @@ impl FfmpegTranscoder {
                 }
             }
         });
-        let mut stderr = String::new();
-        if let Some(mut pipe) = child.stderr.take() {
-            let _ = pipe.read_to_string(&mut stderr).await;
-        }
-        let status = child
-            .wait()
-            .await
-            .map_err(|e| format!("ffmpeg did not finish: {e}"))?;
+        let allowed = self.limits.time_for(duration);
+        let stderr = child.stderr.take();
+        let finished = tokio::time::timeout(allowed, async {
+            let stderr = tail(stderr).await;
+            (child.wait().await, stderr)
+        })
+        .await;
+        let Ok((status, stderr)) = finished else {
+            let _ = child.kill().await;
+            progress.abort();
+            return Err(format!(
+                "transcoding took longer than {}, the most allowed for {} of audio",
+                span(allowed.as_secs_f64()),
+                span(duration)
+            ));
+        };
+        let status = status.map_err(|e| format!("ffmpeg did not finish: {e}"))?;
         let _ = progress.await;
         if !status.success() {
-            for (part, _) in &parts {
-                let _ = tokio::fs::remove_file(part).await;
-            }
             return Err(readable(&stderr));
         }
-        for (part, path) in parts {
-            tokio::fs::rename(&part, &path)
-                .await
-                .map_err(|e| format!("cannot move {} into place: {e}", path.display()))?;
+        parts.check(duration).await?;
+        // A newer upload of the key has its own job: these outputs would overwrite its outputs
+        // with the older audio if that job finished first.
+        if Upload::of(input).await? != upload {
+            return Err(
+                "a newer upload of the file replaced it while it was transcoded; that upload is \
+                 transcoded on its own"
+                    .to_owned(),
+            );
         }
-        Ok((!stderr.trim().is_empty()).then(|| readable(&stderr)))
+        parts.commit().await?;
+        Ok((
+            (!stderr.trim().is_empty()).then(|| readable(&stderr)),
+            duration,
+        ))
     }
 }
 
-/// The duration of a media file in seconds, or why it cannot be read as audio.
-pub async fn probe_duration(path: &Path) -> Result<f64, String> {
-    let output = Command::new("ffprobe")
-        .args([
-            "-v",
-            "error",
-            "-select_streams",
-            "a:0",
-            "-show_entries",
-            "format=duration",
-            "-of",
-            "csv=p=0",
-        ])
-        .arg(path)
-        .stdin(Stdio::null())
-        .output()
+/// Which upload of a key a file is: a replacement changes its size or its modification time,
+/// as it changes the watcher's sequencer.
+#[derive(Debug, PartialEq, Eq)]
+struct Upload {
+    size: u64,
+    modified: Option<std::time::SystemTime>,
+}
+
+impl Upload {
+    async fn of(path: &Path) -> Result<Self, String> {
+        let meta = tokio::fs::metadata(path)
+            .await
+            .map_err(|e| format!("the file cannot be read: {e}"))?;
+        Ok(Self {
+            size: meta.len(),
+            modified: meta.modified().ok(),
+        })
+    }
+}
+
+/// One output of a running job: the file ffmpeg writes, and where it goes when complete.
+struct Part {
+    temporary: PathBuf,
+    path: PathBuf,
+    /// The size ffmpeg stops writing at (`-fs`); an output that reaches it was cut off.
+    most_bytes: u64,
+}
+
+/// A job's temporary outputs. Whatever has not been moved into place is removed when they are
+/// dropped, so no way out of a job (a refusal, a timeout, a stopped runner) leaves one behind.
+#[derive(Default)]
+struct Parts(Vec<Part>);
+
+impl Parts {
+    /// Refuses outputs that ffmpeg cut off at their size limit: the audio decoded to more than
+    /// its header said, so each would be silently shorter than the source.
+    async fn check(&self, seconds: f64) -> Result<(), String> {
+        for part in &self.0 {
+            let size = tokio::fs::metadata(&part.temporary)
+                .await
+                .map_or(0, |m| m.len());
+            if size >= part.most_bytes {
+                return Err(format!(
+                    "the audio is longer than the {} its header states, so its outputs were cut off",
+                    span(seconds)
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Moves every output into place.
+    async fn commit(mut self) -> Result<(), String> {
+        while let Some(part) = self.0.pop() {
+            if let Err(e) = tokio::fs::rename(&part.temporary, &part.path).await {
+                let _ = tokio::fs::remove_file(&part.temporary).await;
+                return Err(format!(
+                    "cannot move {} into place: {e}",
+                    Escaped(&part.path.to_string_lossy())
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Parts {
+    fn drop(&mut self) {
+        for part in &self.0 {
+            let _ = std::fs::remove_file(&part.temporary);
+        }
+    }
+}
+
+/// Removes the temporary outputs that jobs of an earlier run left below `dir` (the output
+/// prefix's folder) when that run was killed before it could remove them. Returns how many.
+pub fn remove_leftover_parts(dir: &Path) -> usize {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    let mut removed = 0;
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if entry.file_type().is_ok_and(|t| t.is_dir()) {
+            removed += remove_leftover_parts(&path);
+        } else if name.starts_with('.')
+            && name.ends_with(".part")
+            && std::fs::remove_file(&path).is_ok()
+        {
+            removed += 1;
+        }
+    }
+    removed
+}
+
+/// The container of the file at `path`, from its bytes: what ffmpeg is told to read it as.
+async fn identify(path: &Path) -> Result<AudioFormat, String> {
+    let mut file = tokio::fs::File::open(path)
         .await
+        .map_err(|e| format!("the file cannot be read: {e}"))?;
+    let mut offset = 0u64;
+    // Taggers write one ID3 tag, now and then two; more is a file made to keep us reading.
+    for _ in 0..4 {
+        let mut head = Vec::with_capacity(SNIFF_BYTES);
+        file.seek(SeekFrom::Start(offset))
+            .await
+            .map_err(|e| format!("the file cannot be read: {e}"))?;
+        (&mut file)
+            .take(SNIFF_BYTES as u64)
+            .read_to_end(&mut head)
+            .await
+            .map_err(|e| format!("the file cannot be read: {e}"))?;
+        match sniff(&head) {
+            Sniffed::Audio(format) => return Ok(format),
+            Sniffed::NotAudio(why) => return Err(why.to_string()),
+            Sniffed::SkipTo { offset: next } => offset = offset.saturating_add(next),
+        }
+    }
+    Err("not an audio file: it starts with more ID3 tags than audio files have".to_owned())
+}
+
+/// The demuxers ffmpeg may use at all: those of the accepted containers.
+fn accepted_demuxers() -> String {
+    AudioFormat::ALL.map(AudioFormat::demuxer).join(",")
+}
+
+/// Adds the input `path` to `command` (ffmpeg or ffprobe), to be read as `format` and nothing
+/// else: its exact demuxer rather than a guess from the content, only the `file` protocol, and
+/// only the accepted demuxers, so neither the input nor anything inside it can open a playlist
+/// (HLS), a concat list, an image sequence or a URL.
+fn read_as(command: &mut Command, format: AudioFormat, path: &Path) -> Result<(), String> {
+    command
+        .args(["-f", format.demuxer(), "-protocol_whitelist", "file"])
+        .arg("-format_whitelist")
+        .arg(accepted_demuxers())
+        .arg("-i")
+        .arg(file_url(path)?);
+    Ok(())
+}
+
+/// `file:` and the absolute path, so that no name (`http:x.mp3`, `concat:a|b`) is taken for a
+/// protocol.
+fn file_url(path: &Path) -> Result<OsString, String> {
+    let absolute = std::path::absolute(path)
+        .map_err(|e| format!("cannot resolve {}: {e}", Escaped(&path.to_string_lossy())))?;
+    let mut url = OsString::from("file:");
+    url.push(absolute);
+    Ok(url)
+}
+
+/// The duration of a media file read as `format`, in seconds, or why it cannot be read as audio.
+/// ffprobe is killed if it takes longer than `allowed`.
+pub async fn probe_duration(
+    path: &Path,
+    format: AudioFormat,
+    allowed: Duration,
+) -> Result<f64, String> {
+    let mut command = Command::new("ffprobe");
+    command.args([
+        "-v",
+        "error",
+        "-select_streams",
+        "a:0",
+        "-show_entries",
+        "format=duration",
+        "-of",
+        "csv=p=0",
+    ]);
+    read_as(&mut command, format, path)?;
+    let run = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .output();
+    let output = tokio::time::timeout(allowed, run)
+        .await
+        .map_err(|_| {
+            format!(
+                "reading the file took longer than {}",
+                span(allowed.as_secs_f64())
+            )
+        })?
         .map_err(|e| format!("cannot run ffprobe: {e}"))?;
     let text = String::from_utf8_lossy(&output.stdout);
     match text.trim().parse::<f64>() {
-        Ok(duration) if output.status.success() && duration > 0.0 => Ok(duration),
+        Ok(duration) if output.status.success() && duration > 0.0 && duration.is_finite() => {
+            Ok(duration)
+        }
         _ => Err(format!(
             "it is not audio that could be read ({})",
             complaint(&String::from_utf8_lossy(&output.stderr))
         )),
+    }
+}
+
+/// The last lines of ffmpeg's complaints. The pipe is read to its end so that ffmpeg never
+/// blocks on it, but only a few lines are kept however much a damaged file makes it complain.
+async fn tail(pipe: Option<tokio::process::ChildStderr>) -> String {
+    const KEPT: usize = 20;
+    let Some(pipe) = pipe else {
+        return String::new();
+    };
+    let mut reader = BufReader::new(pipe);
+    let mut lines = std::collections::VecDeque::with_capacity(KEPT);
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        match reader.read_until(b'\n', &mut line).await {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {
+                if lines.len() == KEPT {
+                    lines.pop_front();
+                }
+                lines.push_back(String::from_utf8_lossy(&line).trim_end().to_owned());
+            }
+        }
+    }
+    Vec::from(lines).join("\n")
+}
+
+/// A length of time as a person reads it: "2.5 s", "12 min 5 s", "4 h 0 min".
+fn span(seconds: f64) -> String {
+    if seconds < 60.0 {
+        return format!("{seconds:.1} s");
+    }
+    let whole = seconds.round() as u64;
+    if whole < 3600 {
+        format!("{} min {} s", whole / 60, whole % 60)
+    } else {
+        format!("{} h {} min", whole / 3600, whole % 3600 / 60)
     }
 }
 
@@ -335,5 +655,384 @@ fn complaint(stderr: &str) -> String {
         "no details".to_owned()
     } else {
         reason.to_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use system_tests::local::{ffmpeg, files_under, hls_playlist, probe, scratch, tone};
+    use transcoder_core::{ObjectKey, Owner};
+
+    /// A new bucket folder with an input folder for alice and one for bob.
+    fn bucket() -> PathBuf {
+        let dir = scratch();
+        std::fs::create_dir_all(dir.join("media/alice")).unwrap();
+        std::fs::create_dir_all(dir.join("media/bob")).unwrap();
+        dir
+    }
+
+    fn job(source: &str, owner: &str) -> TranscodeJob {
+        let path = source.rsplit('/').next().unwrap();
+        TranscodeJob::plan(
+            "local-bucket",
+            ObjectKey::new(source).unwrap(),
+            "1",
+            Owner::new(owner).unwrap(),
+            path,
+            "transcoded/",
+            &OutputFormat::DEFAULT,
+        )
+    }
+
+    /// Runs one job to its end and returns its notification.
+    async fn transcode(bucket: &Path, limits: Limits, job: &TranscodeJob) -> Value {
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        FfmpegTranscoder::new(bucket, 1, limits, tx)
+            .start_job(job)
+            .await
+            .unwrap();
+        serde_json::from_str(&rx.recv().await.unwrap()).unwrap()
+    }
+
+    /// What plain ffprobe, with none of our flags, makes of `path`: format name and duration.
+    async fn plain_probe(path: &Path) -> Option<(String, f64)> {
+        let output = Command::new("ffprobe")
+            .args([
+                "-v",
+                "error",
+                "-show_entries",
+                "format=format_name,duration",
+            ])
+            .args(["-of", "csv=p=0"])
+            .arg(path)
+            .output()
+            .await
+            .unwrap();
+        let text = String::from_utf8_lossy(&output.stdout);
+        let (name, duration) = text.trim().split_once(',')?;
+        Some((name.to_owned(), duration.parse().unwrap_or(0.0)))
+    }
+
+    fn four_hours() -> Limits {
+        Limits::new(Duration::from_secs(4 * 3600))
+    }
+
+    #[tokio::test]
+    async fn the_flags_refuse_playlists_and_concat_lists_that_plain_ffprobe_follows() {
+        let bucket = bucket();
+        let song = bucket.join("media/alice/song.mp3");
+        tone(&song, 2.0).await;
+        std::fs::copy(&song, bucket.join("media/bob/mine.mp3")).unwrap();
+        let absolute = std::path::absolute(&song).unwrap();
+        let cases = [
+            (
+                "absolute.mp3",
+                hls_playlist(absolute.to_str().unwrap(), 1),
+                "hls",
+            ),
+            ("relative.mp3", hls_playlist("../alice/song.mp3", 1), "hls"),
+            (
+                "repeated.mp3",
+                hls_playlist("../alice/song.mp3", 500),
+                "hls",
+            ),
+            // The concat demuxer's own `safe` mode allows a plain name beside the list.
+            (
+                "list.mp3",
+                "ffconcat version 1.0\nfile mine.mp3\n".into(),
+                "concat",
+            ),
+        ];
+        for (name, text, demuxer) in cases {
+            let path = bucket.join("media/bob").join(name);
+            std::fs::write(&path, text).unwrap();
+            // Without the flags, ffprobe follows the list into the audio it names...
+            let (found, seconds) = plain_probe(&path).await.unwrap_or_default();
+            assert_eq!(found, demuxer, "{name}");
+            assert!(seconds > 0.0 || demuxer == "concat", "{name}: {seconds}");
+            // ...with them, read as the MP3 its name claims, it finds nothing to play.
+            let refused = probe_duration(&path, AudioFormat::Mp3, Duration::from_secs(60)).await;
+            assert!(refused.is_err(), "{name}: {refused:?}");
+            // The whitelist alone refuses the demuxer, even when it is asked for by name.
+            let forced = Command::new("ffprobe")
+                .args(["-v", "error", "-f", demuxer, "-protocol_whitelist", "file"])
+                .arg("-format_whitelist")
+                .arg(accepted_demuxers())
+                .arg("-i")
+                .arg(file_url(&path).unwrap())
+                .output()
+                .await
+                .unwrap();
+            assert!(!forced.status.success(), "{name}");
+            assert!(
+                String::from_utf8_lossy(&forced.stderr).contains("not on whitelist"),
+                "{name}: {}",
+                String::from_utf8_lossy(&forced.stderr)
+            );
+        }
+        let repeated = plain_probe(&bucket.join("media/bob/repeated.mp3")).await;
+        assert_eq!(repeated.map(|(_, s)| s.round()), Some(1000.0));
+        let _ = std::fs::remove_dir_all(&bucket);
+    }
+
+    #[tokio::test]
+    async fn playlists_lists_and_pages_named_mp3_fail_with_no_outputs() {
+        let bucket = bucket();
+        let song = bucket.join("media/alice/song.mp3");
+        tone(&song, 2.0).await;
+        let absolute = std::path::absolute(&song).unwrap();
+        let cases = [
+            ("absolute.mp3", hls_playlist(absolute.to_str().unwrap(), 1)),
+            ("relative.mp3", hls_playlist("../alice/song.mp3", 1)),
+            ("repeated.mp3", hls_playlist("../alice/song.mp3", 500)),
+            (
+                "list.mp3",
+                "ffconcat version 1.0\nfile ../alice/song.mp3\n".into(),
+            ),
+            (
+                "page.mp3",
+                "<!DOCTYPE html><html><body>song</body></html>\n".into(),
+            ),
+        ];
+        for (name, text) in cases {
+            std::fs::write(bucket.join("media/bob").join(name), text).unwrap();
+            let job = job(&format!("media/bob/{name}"), "bob");
+            let notification = transcode(&bucket, four_hours(), &job).await;
+            assert_eq!(notification["state"], "ERROR", "{name}: {notification}");
+            assert_eq!(
+                notification["messageDetails"],
+                "not an audio file: it is text (a playlist, a web page or a document)",
+                "{name}"
+            );
+            assert_eq!(notification["outputs"][0]["status"], "Error", "{name}");
+        }
+        assert_eq!(
+            files_under(&bucket.join("transcoded")),
+            Vec::<PathBuf>::new()
+        );
+        let _ = std::fs::remove_dir_all(&bucket);
+    }
+
+    #[tokio::test]
+    async fn every_accepted_container_is_identified_and_read_with_the_flags() {
+        let bucket = bucket();
+        let cases = [
+            ("a.mp3", AudioFormat::Mp3),
+            ("a.aac", AudioFormat::Aac),
+            ("a.wav", AudioFormat::Wav),
+            ("a.flac", AudioFormat::Flac),
+            ("a.ogg", AudioFormat::Ogg),
+            ("a.m4a", AudioFormat::Mp4),
+        ];
+        for (name, format) in cases {
+            let path = bucket.join("media/alice").join(name);
+            tone(&path, 1.5).await;
+            assert_eq!(identify(&path).await, Ok(format), "{name}");
+            let seconds = probe_duration(&path, format, Duration::from_secs(60))
+                .await
+                .unwrap();
+            assert!((seconds - 1.5).abs() < 0.1, "{name}: {seconds}");
+        }
+        let _ = std::fs::remove_dir_all(&bucket);
+    }
+
+    #[tokio::test]
+    async fn a_file_named_mp3_is_read_as_what_its_bytes_say() {
+        let bucket = bucket();
+        tone(&bucket.join("media/alice/real.wav"), 1.5).await;
+        std::fs::rename(
+            bucket.join("media/alice/real.wav"),
+            bucket.join("media/alice/named.mp3"),
+        )
+        .unwrap();
+        let notification = transcode(
+            &bucket,
+            four_hours(),
+            &job("media/alice/named.mp3", "alice"),
+        )
+        .await;
+        assert_eq!(notification["state"], "COMPLETED", "{notification}");
+        for output in notification["outputs"].as_array().unwrap() {
+            let seconds = output["duration"].as_f64().unwrap();
+            assert!((seconds - 1.5).abs() < 0.1, "{output}");
+        }
+        let _ = std::fs::remove_dir_all(&bucket);
+    }
+
+    #[tokio::test]
+    async fn surround_audio_is_mixed_down_to_stereo_within_the_size_bound() {
+        let bucket = bucket();
+        let source = bucket.join("media/alice/surround.wav");
+        // Six channels of PCM: three times the bytes a second that the WAV bound allows.
+        ffmpeg(&[
+            "-f",
+            "lavfi",
+            "-i",
+            "sine=frequency=440:duration=5",
+            "-ac",
+            "6",
+            source.to_str().unwrap(),
+        ])
+        .await;
+        let job = job("media/alice/surround.wav", "alice");
+        let notification = transcode(&bucket, four_hours(), &job).await;
+        assert_eq!(notification["state"], "COMPLETED", "{notification}");
+        for output in &job.outputs {
+            let (_, _, channels, seconds) = probe(&bucket.join(output.key.as_str())).await;
+            assert_eq!(channels, 2, "{}", output.key);
+            assert!((seconds - 5.0).abs() < 0.1, "{}: {seconds}", output.key);
+        }
+        let _ = std::fs::remove_dir_all(&bucket);
+    }
+
+    #[tokio::test]
+    async fn a_file_longer_than_the_limit_fails_saying_so() {
+        let bucket = bucket();
+        tone(&bucket.join("media/alice/long.wav"), 3.0).await;
+        let limits = Limits::new(Duration::from_secs(2));
+        let notification = transcode(&bucket, limits, &job("media/alice/long.wav", "alice")).await;
+        assert_eq!(notification["state"], "ERROR");
+        assert_eq!(
+            notification["messageDetails"],
+            "the file is too long: 3.0 s of audio; the limit is 2.0 s"
+        );
+        assert_eq!(
+            files_under(&bucket.join("transcoded")),
+            Vec::<PathBuf>::new()
+        );
+        let _ = std::fs::remove_dir_all(&bucket);
+    }
+
+    #[tokio::test]
+    async fn an_mp3_longer_than_its_header_says_fails_rather_than_being_cut_off() {
+        let bucket = bucket();
+        // 2 s at 320 kb/s, then 60 s at 32 kb/s, without a Xing header: ffprobe estimates the
+        // duration from the first frame's bitrate, 8 s, and ffmpeg decodes 62 s.
+        let (head, rest) = (bucket.join("head.mp3"), bucket.join("rest.mp3"));
+        for (path, seconds, bitrate) in [(&head, 2, "320k"), (&rest, 60, "32k")] {
+            ffmpeg(&[
+                "-f",
+                "lavfi",
+                "-i",
+                &format!("sine=frequency=440:duration={seconds}"),
+                "-ac",
+                "2",
+                "-ar",
+                "44100",
+                "-c:a",
+                "libmp3lame",
+                "-b:a",
+                bitrate,
+                "-write_xing",
+                "0",
+                "-id3v2_version",
+                "0",
+                path.to_str().unwrap(),
+            ])
+            .await;
+        }
+        let liar = [std::fs::read(&head).unwrap(), std::fs::read(&rest).unwrap()].concat();
+        let source = bucket.join("media/alice/liar.mp3");
+        std::fs::write(&source, liar).unwrap();
+        let probed = probe_duration(&source, AudioFormat::Mp3, Duration::from_secs(60))
+            .await
+            .unwrap();
+        assert!(probed < 10.0, "{probed}");
+
+        let notification =
+            transcode(&bucket, four_hours(), &job("media/alice/liar.mp3", "alice")).await;
+        assert_eq!(notification["state"], "ERROR", "{notification}");
+        assert_eq!(
+            notification["messageDetails"],
+            "the audio is longer than the 8.0 s its header states, so its outputs were cut off"
+        );
+        assert_eq!(
+            files_under(&bucket.join("transcoded")),
+            Vec::<PathBuf>::new()
+        );
+        let _ = std::fs::remove_dir_all(&bucket);
+    }
+
+    #[tokio::test]
+    async fn a_run_past_its_time_is_killed_and_leaves_no_temporary_file() {
+        let bucket = bucket();
+        // Twenty minutes of audio, allowed 2 s in all: ffprobe reads the header in time,
+        // ffmpeg cannot write three outputs of it.
+        ffmpeg(&[
+            "-f",
+            "lavfi",
+            "-i",
+            "anullsrc=r=22050:cl=mono",
+            "-t",
+            "1200",
+            "-c:a",
+            "libmp3lame",
+            "-b:a",
+            "32k",
+            bucket.join("media/alice/long.mp3").to_str().unwrap(),
+        ])
+        .await;
+        let limits = Limits {
+            max_duration: Duration::from_secs(4 * 3600),
+            base_time: Duration::from_secs(2),
+            time_per_audio_second: Duration::ZERO,
+        };
+        let notification = transcode(&bucket, limits, &job("media/alice/long.mp3", "alice")).await;
+        assert_eq!(notification["state"], "ERROR", "{notification}");
+        assert_eq!(
+            notification["messageDetails"],
+            "transcoding took longer than 2.0 s, the most allowed for 20 min 0 s of audio"
+        );
+        assert_eq!(
+            files_under(&bucket.join("transcoded")),
+            Vec::<PathBuf>::new()
+        );
+        let _ = std::fs::remove_dir_all(&bucket);
+    }
+
+    #[test]
+    fn parts_left_by_a_killed_run_are_removed_and_nothing_else() {
+        let dir = scratch().join("transcoded");
+        std::fs::create_dir_all(dir.join("alice/live")).unwrap();
+        let left = [
+            ".song.mp3.wav.local-1-0.part",
+            "live/.set.flac.flac.local-1-1.part",
+        ];
+        let kept = ["song.mp3.wav", "live/set.flac.flac", "part.mp3.wav"];
+        for name in left.iter().chain(&kept) {
+            std::fs::write(dir.join("alice").join(name), b"x").unwrap();
+        }
+        assert_eq!(remove_leftover_parts(&dir), 2);
+        let mut found: Vec<PathBuf> = files_under(&dir);
+        found.sort();
+        let mut expected: Vec<PathBuf> = kept.iter().map(|k| dir.join("alice").join(k)).collect();
+        expected.sort();
+        assert_eq!(found, expected);
+        assert_eq!(remove_leftover_parts(&dir.join("missing")), 0);
+    }
+
+    #[test]
+    fn outputs_are_bounded_by_their_bitrate_and_the_duration() {
+        let limits = Limits::new(Duration::from_secs(100));
+        // 10 s of WAV is 1,764,000 bytes; the bound leaves a quarter and 1 MiB above it.
+        assert_eq!(
+            limits.output_bytes(OutputFormat::Wav, 10.0),
+            2_205_000 + 1_048_576
+        );
+        // A duration above the limit counts as the limit.
+        assert_eq!(
+            limits.output_bytes(OutputFormat::Mp3, 1000.0),
+            limits.output_bytes(OutputFormat::Mp3, 100.0)
+        );
+        assert_eq!(limits.time_for(30.0), Duration::from_secs(90));
+        assert_eq!(limits.time_for(f64::INFINITY), Duration::from_secs(160));
+    }
+
+    #[test]
+    fn spans_read_as_a_person_would_say_them() {
+        assert_eq!(span(2.46), "2.5 s");
+        assert_eq!(span(725.0), "12 min 5 s");
+        assert_eq!(span(14_400.0), "4 h 0 min");
     }
 }

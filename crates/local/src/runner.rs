@@ -19,13 +19,18 @@ use transcoder_core::{
 use transcoder_sqlite::SqliteStore;
 
 use crate::bucket::Watcher;
-use crate::ffmpeg::FfmpegTranscoder;
+use crate::ffmpeg::{FfmpegTranscoder, Limits, remove_leftover_parts};
 use crate::server::{LocalLinks, ServerState, remove_partial_uploads, router};
 
 /// The topic the local transcoder "publishes" to; `record_completion` accepts only this one.
 const LOCAL_TOPIC: &str = "arn:aws:sns:local:000000000000:transcoder-completions";
 /// The bucket's name in the events the watcher makes.
 const LOCAL_BUCKET: &str = "local-bucket";
+
+/// `MAX_DURATION_SECONDS` by default: 4 hours.
+const DEFAULT_MAX_DURATION: u64 = 4 * 3600;
+/// The largest `MAX_DURATION_SECONDS` accepted: a day.
+const MOST_MAX_DURATION: u64 = 24 * 3600;
 
 pub type Error = Box<dyn std::error::Error + Send + Sync>;
 
@@ -43,6 +48,10 @@ pub struct LocalConfig {
     pub settle: Duration,
     /// The largest upload `/files/` accepts (`MAX_UPLOAD_BYTES`, as the API reads it).
     pub max_upload_bytes: u64,
+    /// The longest audio transcoded (`MAX_DURATION_SECONDS`, default 14400: 4 hours). Albums,
+    /// DJ sets, long podcasts and recorded talks fit; a longer file fails with a message that
+    /// says so. It also bounds each job's output size and time (see [`Limits`]).
+    pub max_duration: Duration,
     pub start: StartConfig,
 }
 
@@ -57,6 +66,16 @@ impl LocalConfig {
                 "must be at least 1",
             ));
         }
+        let max_duration = env.parse("MAX_DURATION_SECONDS", DEFAULT_MAX_DURATION)?;
+        if !(1..=MOST_MAX_DURATION).contains(&max_duration) {
+            return Err(ConfigError::invalid(
+                "MAX_DURATION_SECONDS",
+                &max_duration.to_string(),
+                format!(
+                    "must be between 1 and {MOST_MAX_DURATION} seconds (24 hours; a day of WAV is 15 GB)"
+                ),
+            ));
+        }
         Ok(Self {
             bucket: env.get_or("BUCKET_DIR", "data/bucket").into(),
             store: env.get_or("STORE_PATH", "data/messages.sqlite3").into(),
@@ -64,6 +83,7 @@ impl LocalConfig {
             concurrency,
             settle: Duration::from_millis(env.parse("SETTLE_MS", 1000)?),
             max_upload_bytes: max_upload_bytes(env)?,
+            max_duration: Duration::from_secs(max_duration),
             start: StartConfig::from_env(env)?,
         })
     }
@@ -72,15 +92,28 @@ impl LocalConfig {
 /// Runs until interrupted (Ctrl-C or SIGTERM).
 pub async fn run(config: LocalConfig) -> Result<(), Error> {
     std::fs::create_dir_all(config.bucket.join(config.start.prefixes.input()))?;
-    // A previous run stopped mid-upload leaves hidden partial files that nothing else removes.
+    // A previous run stopped mid-upload or mid-job leaves hidden partial files that nothing
+    // else removes.
     let removed = remove_partial_uploads(&config.bucket)?;
     info!(removed, "partial uploads from an earlier run removed");
+    let leftovers = remove_leftover_parts(&config.bucket.join(config.start.prefixes.output()));
+    if leftovers > 0 {
+        info!(
+            files = leftovers,
+            "removed temporary outputs of jobs an earlier run did not finish"
+        );
+    }
     if let Some(dir) = config.store.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir)?;
     }
     let store = Arc::new(SqliteStore::open(&config.store)?);
     let (notify, notifications) = mpsc::unbounded_channel();
-    let transcoder = FfmpegTranscoder::new(&config.bucket, config.concurrency, notify);
+    let transcoder = FfmpegTranscoder::new(
+        &config.bucket,
+        config.concurrency,
+        Limits::new(config.max_duration),
+        notify,
+    );
 
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
     let base_url = format!("http://{}", listener.local_addr()?);
@@ -101,6 +134,7 @@ pub async fn run(config: LocalConfig) -> Result<(), Error> {
         bucket = %config.bucket.display(),
         store = %config.store.display(),
         concurrency = config.concurrency,
+        max_duration_seconds = config.max_duration.as_secs(),
         "local pipeline running: drop audio files into {}/{}{{user}}/",
         config.bucket.display(),
         config.start.prefixes.input()
@@ -215,4 +249,33 @@ async fn shutdown() {
     }
     #[cfg(not(unix))]
     ctrl_c.await.unwrap_or_default();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn max_duration_defaults_to_four_hours_and_refuses_what_cannot_be_meant() {
+        let config = LocalConfig::from_env(&[("SETTLE_MS", "400")]).unwrap();
+        assert_eq!(config.max_duration, Duration::from_secs(14_400));
+        let config = LocalConfig::from_env(&[("MAX_DURATION_SECONDS", "600")]).unwrap();
+        assert_eq!(config.max_duration, Duration::from_secs(600));
+        for (value, reason) in [
+            ("0", "must be between 1 and 86400 seconds"),
+            ("86401", "must be between 1 and 86400 seconds"),
+            ("4h", "invalid digit"),
+            ("-5", "invalid digit"),
+        ] {
+            let err = LocalConfig::from_env(&[("MAX_DURATION_SECONDS", value)])
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.starts_with(&format!(
+                    "MAX_DURATION_SECONDS='{value}' is invalid: {reason}"
+                )),
+                "{err}"
+            );
+        }
+    }
 }

@@ -1,0 +1,231 @@
+//! Untrusted uploads through `make run`'s pipeline: the built `transcoder-local` binary with a
+//! folder as the bucket and real ffmpeg. Playlists named like audio read nobody's files, files of
+//! one name keep outputs of their own, concurrent jobs keep their temporary files apart, and
+//! audio longer than `MAX_DURATION_SECONDS` is refused.
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::Value;
+use system_tests::local::{Runner, files_under, hls_playlist, probe, scratch, tone};
+
+fn by_file<'m>(messages: &'m [Value], file: &str) -> &'m Value {
+    messages
+        .iter()
+        .find(|m| m["file"] == file)
+        .unwrap_or_else(|| panic!("no message for {file}: {messages:?}"))
+}
+
+#[tokio::test]
+async fn playlists_uploaded_as_mp3_fail_and_read_nobody_elses_audio() {
+    let dir = scratch();
+    let bucket = dir.join("bucket");
+    let song = bucket.join("media/alice/song.mp3");
+    tone(&song, 2.0).await;
+    let bob = bucket.join("media/bob");
+    std::fs::create_dir_all(&bob).unwrap();
+    let absolute = std::path::absolute(&song).unwrap();
+    let playlists = [
+        ("absolute.mp3", hls_playlist(absolute.to_str().unwrap(), 1)),
+        ("relative.mp3", hls_playlist("../alice/song.mp3", 1)),
+        ("repeated.mp3", hls_playlist("../alice/song.mp3", 500)),
+    ];
+    for (name, text) in &playlists {
+        std::fs::write(bob.join(name), text).unwrap();
+    }
+    let runner = Runner::start(&dir).await;
+    runner
+        .wait_for(|r| r.count(&["message written"]) == 4, "four messages")
+        .await;
+
+    assert_eq!(runner.messages("alice").await[0]["state"], "completed");
+    let messages = runner.messages("bob").await;
+    assert_eq!(messages.len(), 3, "{messages:?}");
+    for (name, _) in &playlists {
+        let message = by_file(&messages, name);
+        assert_eq!(message["state"], "failed", "{message}");
+        let text = message["text"].as_str().unwrap();
+        assert!(text.contains("not an audio file"), "{text}");
+        assert_eq!(message["outputs"], serde_json::json!([]), "{message}");
+    }
+    assert_eq!(
+        files_under(&bucket.join("transcoded/bob")),
+        Vec::<PathBuf>::new()
+    );
+    runner.stop().await;
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[tokio::test]
+async fn an_mp3_and_a_wav_of_one_name_get_outputs_of_their_own() {
+    let dir = scratch();
+    let bucket = dir.join("bucket");
+    let (mp3, wav) = (
+        bucket.join("media/alice/x.mp3"),
+        bucket.join("media/alice/x.wav"),
+    );
+    tone(&mp3, 2.0).await;
+    tone(&wav, 3.5).await;
+    let runner = Runner::start(&dir).await;
+    runner
+        .wait_for(|r| r.count(&["message written"]) == 2, "two messages")
+        .await;
+
+    let messages = runner.messages("alice").await;
+    let mut keys = BTreeSet::new();
+    for (source, file) in [(&mp3, "x.mp3"), (&wav, "x.wav")] {
+        let message = by_file(&messages, file);
+        assert_eq!(message["state"], "completed", "{message}");
+        let (_, _, _, expected) = probe(source).await;
+        for output in message["outputs"].as_array().unwrap() {
+            let key = output["key"].as_str().unwrap();
+            assert!(keys.insert(key.to_owned()), "{key} is shared");
+            let (_, _, _, seconds) = probe(&bucket.join(key)).await;
+            assert!(
+                (seconds - expected).abs() <= 0.1,
+                "{key}: {seconds} s, its source {expected} s"
+            );
+        }
+    }
+    assert_eq!(keys.len(), 6, "{keys:?}");
+    runner.stop().await;
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[tokio::test]
+async fn two_jobs_for_one_key_at_once_write_files_of_their_own() {
+    let dir = scratch();
+    let bucket = dir.join("bucket");
+    let (first, second) = (dir.join("first.mp3"), dir.join("second.mp3"));
+    // The later upload is the shorter: it finishes first, and the earlier job must not then
+    // overwrite its outputs.
+    tone(&first, 300.0).await;
+    tone(&second, 240.0).await;
+    let (_, _, _, second_seconds) = probe(&second).await;
+    let runner = Runner::start_with(&dir, &[("TRANSCODE_CONCURRENCY", "2")]).await;
+    let alice = bucket.join("media/alice");
+    std::fs::create_dir_all(&alice).unwrap();
+    let outputs = bucket.join("transcoded/alice");
+
+    // Every set of temporary files seen in the output folder while the jobs run.
+    let seen: Arc<Mutex<Vec<BTreeSet<String>>>> = Arc::default();
+    let watching = {
+        let (seen, outputs) = (seen.clone(), outputs.clone());
+        tokio::spawn(async move {
+            loop {
+                let parts: BTreeSet<String> = files_under(&outputs)
+                    .iter()
+                    .filter_map(|p| p.file_name()?.to_str().map(str::to_owned))
+                    .filter(|n| n.starts_with('.'))
+                    .collect();
+                if !parts.is_empty() {
+                    seen.lock().unwrap().push(parts);
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+    };
+    // An upload, then a new upload of the same key (written beside it and renamed over it, as
+    // the upload route does) once the first job is writing.
+    std::fs::copy(&first, alice.join("talk.mp3")).unwrap();
+    runner
+        .wait_for(
+            |_| !seen.lock().unwrap().is_empty(),
+            "the first job to write",
+        )
+        .await;
+    std::fs::copy(&second, alice.join(".talk.mp3.upload")).unwrap();
+    std::fs::rename(alice.join(".talk.mp3.upload"), alice.join("talk.mp3")).unwrap();
+    runner
+        .wait_for(|r| r.count(&["message written"]) == 2, "two messages")
+        .await;
+    watching.abort();
+
+    let messages = runner.messages("alice").await;
+    let ids: Vec<&str> = messages.iter().map(|m| m["id"].as_str().unwrap()).collect();
+    let seen = seen.lock().unwrap().clone();
+    // Every temporary file names its job, and at some moment both jobs were writing.
+    for name in seen.iter().flatten() {
+        assert!(
+            ids.iter().any(|id| name.contains(id)),
+            "{name} names no job"
+        );
+    }
+    assert!(
+        seen.iter()
+            .any(|parts| ids.iter().all(|id| parts.iter().any(|n| n.contains(id)))),
+        "the two jobs never ran at once: {seen:?}"
+    );
+    // The newer upload's outputs stand; the older job says why it kept none.
+    let states: BTreeSet<&str> = messages
+        .iter()
+        .map(|m| m["state"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        states,
+        BTreeSet::from(["completed", "failed"]),
+        "{messages:?}"
+    );
+    let failed = messages.iter().find(|m| m["state"] == "failed").unwrap();
+    assert!(
+        failed["text"].as_str().unwrap().contains("a newer upload"),
+        "{failed}"
+    );
+    for key in ["talk.mp3.wav", "talk.mp3.flac", "talk.mp3.m4a"] {
+        let (_, _, _, seconds) = probe(&outputs.join(key)).await;
+        assert!(
+            (seconds - second_seconds).abs() <= 0.1,
+            "{key}: {seconds} s, the newer upload {second_seconds} s"
+        );
+    }
+    let left: Vec<PathBuf> = files_under(&outputs)
+        .into_iter()
+        .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with('.'))
+        .collect();
+    assert_eq!(left, Vec::<PathBuf>::new());
+    runner.stop().await;
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[tokio::test]
+async fn audio_longer_than_max_duration_seconds_fails_saying_so() {
+    let dir = scratch();
+    let bucket = dir.join("bucket");
+    tone(&bucket.join("media/alice/long.wav"), 3.0).await;
+    tone(&bucket.join("media/alice/short.wav"), 1.5).await;
+    let runner = Runner::start_with(&dir, &[("MAX_DURATION_SECONDS", "2")]).await;
+    runner
+        .wait_for(|r| r.count(&["message written"]) == 2, "two messages")
+        .await;
+
+    let messages = runner.messages("alice").await;
+    assert_eq!(by_file(&messages, "short.wav")["state"], "completed");
+    let long = by_file(&messages, "long.wav");
+    assert_eq!(long["state"], "failed");
+    assert_eq!(
+        long["text"],
+        "Your file long.wav could not be processed: the file is too long: 3.0 s of audio; the \
+         limit is 2.0 s."
+    );
+    assert!(!bucket.join("transcoded/alice/long.wav.wav").exists());
+    runner.stop().await;
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[tokio::test]
+async fn temporary_outputs_of_a_killed_run_are_removed_at_start_up() {
+    let dir = scratch();
+    let outputs = dir.join("bucket/transcoded/alice");
+    std::fs::create_dir_all(&outputs).unwrap();
+    let left = outputs.join(".song.mp3.wav.local-1700000000000-0.part");
+    std::fs::write(&left, b"half a file").unwrap();
+    std::fs::write(outputs.join("song.mp3.wav"), b"a finished file").unwrap();
+    let runner = Runner::start(&dir).await;
+    assert!(!left.exists());
+    assert!(outputs.join("song.mp3.wav").exists());
+    assert_eq!(runner.count(&["removed temporary outputs", "files=1"]), 1);
+    runner.stop().await;
+    std::fs::remove_dir_all(&dir).unwrap();
+}
