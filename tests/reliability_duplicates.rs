@@ -15,8 +15,8 @@ use serde_json::{Value, json};
 use system_tests::dynamodb_local::DynamoDbLocal;
 use system_tests::{Function, Recorded, Stub, sample_event};
 use transcoder_aws::DynamoStore;
-use transcoder_core::start::NotStarted;
 use transcoder_core::source::MemorySource;
+use transcoder_core::start::NotStarted;
 use transcoder_core::{
     JobId, MessageStore, Owner, RawS3Event, RawSnsEvent, RecordConfig, StartConfig, StartReport,
     TranscodeJob, Transcoder, TranscoderError, record_completion, start_transcode,

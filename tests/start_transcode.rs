@@ -457,10 +457,7 @@ async fn an_unreadable_upload_fails_the_invocation_so_that_it_is_retried() {
     let table = table(&db).await;
     let mut function = start_on(&stub, &bucket, &db, &table, &[("PIPELINE_ID", PIPELINE)]).await;
 
-    let (error_type, message) = function
-        .invoke(&sample_event("s3-put.json"))
-        .await
-        .error();
+    let (error_type, message) = function.invoke(&sample_event("s3-put.json")).await.error();
     assert_eq!(error_type, "JobsNotStarted");
     assert!(
         message.contains("the upload cannot be read right now"),
@@ -470,8 +467,7 @@ async fn an_unreadable_upload_fails_the_invocation_so_that_it_is_retried() {
 
     // The claim was given back: once the bucket answers, the retry starts the job.
     let recovered = s3::bucket(Vec::new()).await;
-    let mut function =
-        start_on(&stub, &recovered, &db, &table, &[("PIPELINE_ID", PIPELINE)]).await;
+    let mut function = start_on(&stub, &recovered, &db, &table, &[("PIPELINE_ID", PIPELINE)]).await;
     let retry = function
         .invoke(&sample_event("s3-put.json"))
         .await

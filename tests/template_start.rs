@@ -30,7 +30,12 @@ fn policies_of<'a>(t: &'a Value, role: &str) -> Vec<&'a Value> {
 fn grants<'a>(policies: &[&'a Value], service: &str) -> Vec<(Vec<&'a str>, &'a Value)> {
     policies
         .iter()
-        .flat_map(|p| p["PolicyDocument"]["Statement"].as_array().into_iter().flatten())
+        .flat_map(|p| {
+            p["PolicyDocument"]["Statement"]
+                .as_array()
+                .into_iter()
+                .flatten()
+        })
         .filter_map(|s| {
             let actions: Vec<&str> = match &s["Action"] {
                 Value::String(a) => vec![a.as_str()],
@@ -60,7 +65,12 @@ fn start_transcode_may_read_uploads_and_nothing_else_in_the_bucket() {
     );
     let statement = policies
         .iter()
-        .flat_map(|p| p["PolicyDocument"]["Statement"].as_array().into_iter().flatten())
+        .flat_map(|p| {
+            p["PolicyDocument"]["Statement"]
+                .as_array()
+                .into_iter()
+                .flatten()
+        })
         .find(|s| s["Action"] == "s3:GetObject")
         .cloned()
         .unwrap_or_default();
@@ -76,7 +86,10 @@ fn the_read_is_granted_outside_the_role_so_the_bucket_can_name_the_function() {
     let role = t["Resources"]["StartTranscodeRole"].to_string();
     assert!(!role.contains("MediaBucket"), "{role}");
     let function = t["Resources"]["StartTranscodeFunction"].to_string();
-    assert!(!function.contains("StartTranscodeReadsUploads"), "{function}");
+    assert!(
+        !function.contains("StartTranscodeReadsUploads"),
+        "{function}"
+    );
     let reads = &t["Resources"]["StartTranscodeReadsUploads"];
     assert_eq!(reads["Type"], "AWS::IAM::RolePolicy");
     assert_eq!(
@@ -97,6 +110,7 @@ fn start_transcode_may_write_the_failed_message_of_a_refused_upload() {
         **resource,
         json!({ "Fn::GetAtt": ["MessagesTable", "Arn"] })
     );
-    let variables = &t["Resources"]["StartTranscodeFunction"]["Properties"]["Environment"]["Variables"];
+    let variables =
+        &t["Resources"]["StartTranscodeFunction"]["Properties"]["Environment"]["Variables"];
     assert_eq!(variables["TABLE_NAME"], json!({ "Ref": "MessagesTable" }));
 }

@@ -64,10 +64,17 @@ pub async fn bucket_delayed(delay: Duration, objects: Vec<(&str, Object)>) -> St
             None => (0, len),
         };
         Reply {
-            status: if header(req, "range").is_some() { 206 } else { 200 },
+            status: if header(req, "range").is_some() {
+                206
+            } else {
+                200
+            },
             headers: vec![
                 ("content-type", "application/octet-stream".into()),
-                ("content-range", format!("bytes {start}-{}/{len}", end.max(1) - 1)),
+                (
+                    "content-range",
+                    format!("bytes {start}-{}/{len}", end.max(1) - 1),
+                ),
             ],
             body: object.bytes[start..end].to_vec(),
         }
