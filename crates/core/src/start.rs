@@ -13,7 +13,7 @@ use crate::config::{Location, StartConfig};
 use crate::job::{AUDIO_EXTENSIONS, Owner, OwnerError, TranscodeJob, is_audio};
 use crate::key::{Escaped, KeyError, ObjectKey};
 use crate::message::{Message, MessageId};
-use crate::sniff::NotAudio;
+use crate::sniff::{AudioFormat, NotAudio};
 use crate::source::{SourceError, SourceReader, Upload, identify};
 use crate::store::{Claim, ClaimOutcome, ClaimStore, MessageStore, StoreError};
 use crate::transcoder::{JobId, Transcoder, TranscoderError};
@@ -181,7 +181,7 @@ fn describe(failed: &[(usize, ObjectKey, NotStarted)]) -> String {
 
 /// What became of one planned job.
 enum Attempt {
-    New(JobId),
+    New(JobId, AudioFormat),
     /// A job was started, or the upload refused, by an earlier delivery (the id says which).
     Duplicate(JobId),
     Rejected(Message, NotAudio),
@@ -214,8 +214,8 @@ async fn start_once(
         key: job.source.clone(),
         etag,
     };
-    match identify(source, &upload).await {
-        Ok(Ok(_format)) => {}
+    let format = match identify(source, &upload).await {
+        Ok(Ok(format)) => format,
         Ok(Err(reason)) => return reject(job, &claim, reason, store).await,
         Err(gone @ SourceError::Gone(_)) => {
             release(store, &claim, job).await;
@@ -225,14 +225,14 @@ async fn start_once(
             release(store, &claim, job).await;
             return Err(NotStarted::Unreadable(unavailable));
         }
-    }
+    };
     match transcoder.start_job(job).await {
         Ok(job_id) => {
             if let Err(err) = store.record_job(&claim, &job_id.0).await {
                 // The job runs; only a redelivery after the claim's lease could start it again.
                 error!(key = %job.source.escaped(), %job_id, error = %err, "job started but not recorded in its claim");
             }
-            Ok(Attempt::New(job_id))
+            Ok(Attempt::New(job_id, format))
         }
         Err(refused) => {
             release(store, &claim, job).await;
@@ -327,8 +327,8 @@ pub async fn start_transcode(
     let mut failed = Vec::new();
     for (index, job, result) in results {
         match result {
-            Ok(Attempt::New(job_id)) => {
-                info!(record = index, key = %job.source.escaped(), owner = %job.owner, %job_id, "job started");
+            Ok(Attempt::New(job_id, format)) => {
+                info!(record = index, key = %job.source.escaped(), owner = %job.owner, %format, %job_id, "job started");
                 report.started.push(Started {
                     record: index,
                     key: job.source.to_string(),
