@@ -124,7 +124,8 @@ async fn files_dropped_in_the_folder_are_transcoded_listed_and_dismissed() {
     assert_eq!(status, 200);
 
     assert!(runner.messages("bob").await.is_empty());
-    assert_eq!(runner.count(&["job started"]), 2);
+    assert_eq!(runner.count(&["job started"]), 1);
+    assert_eq!(runner.count(&["upload refused", "broken.mp3"]), 1);
     assert_eq!(runner.count(&["record skipped", "notes.txt"]), 1);
     assert!(!bucket.join("transcoded/alice/stray.wav").exists());
 
