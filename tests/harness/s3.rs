@@ -52,10 +52,10 @@ pub async fn bucket_delayed(delay: Duration, objects: Vec<(&str, Object)>) -> St
             return error(400, "InvalidRequest");
         };
         let object = objects.get(&key).unwrap_or(&audio);
-        if let (Some(wanted), Some(etag)) = (header(req, "if-match"), &object.etag) {
-            if wanted.trim_matches('"') != etag {
-                return error(412, "PreconditionFailed");
-            }
+        if let (Some(wanted), Some(etag)) = (header(req, "if-match"), &object.etag)
+            && wanted.trim_matches('"') != etag
+        {
+            return error(412, "PreconditionFailed");
         }
         let len = object.bytes.len();
         let (start, end) = match header(req, "range").and_then(|r| range(&r)) {
