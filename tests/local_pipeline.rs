@@ -53,7 +53,11 @@ async fn files_dropped_in_the_folder_are_transcoded_listed_and_dismissed() {
     std::fs::write(bucket.join("transcoded/alice/stray.mp3"), &bytes).unwrap();
 
     runner
-        .wait_for(|r| r.count(&["message written"]) == 2, "two messages")
+        .wait_for(
+            // The broken file is refused by its bytes before any job: the starter tells its owner.
+            |r| r.count(&["message written"]) + r.count(&["upload refused"]) == 2,
+            "two messages",
+        )
         .await;
     let messages = runner.messages("alice").await;
     let by_file = |file: &str| {
@@ -71,7 +75,9 @@ async fn files_dropped_in_the_folder_are_transcoded_listed_and_dismissed() {
         broken["text"]
             .as_str()
             .unwrap()
-            .starts_with("Your file broken.mp3 could not be processed: ")
+            .starts_with("Your file broken.mp3 could not be processed: not an audio file: "),
+        "{}",
+        broken["text"]
     );
 
     // Three outputs, each checked with ffprobe.
@@ -118,7 +124,8 @@ async fn files_dropped_in_the_folder_are_transcoded_listed_and_dismissed() {
     assert_eq!(status, 200);
 
     assert!(runner.messages("bob").await.is_empty());
-    assert_eq!(runner.count(&["job started"]), 2);
+    assert_eq!(runner.count(&["job started"]), 1);
+    assert_eq!(runner.count(&["upload refused", "broken.mp3"]), 1);
     assert_eq!(runner.count(&["record skipped", "notes.txt"]), 1);
     assert!(!bucket.join("transcoded/alice/stray.wav").exists());
 

@@ -15,6 +15,7 @@ use serde_json::{Value, json};
 use system_tests::dynamodb_local::DynamoDbLocal;
 use system_tests::{Function, Recorded, Stub, sample_event};
 use transcoder_aws::DynamoStore;
+use transcoder_core::source::MemorySource;
 use transcoder_core::start::NotStarted;
 use transcoder_core::{
     JobId, MessageStore, Owner, RawS3Event, RawSnsEvent, RecordConfig, StartConfig, StartReport,
@@ -102,7 +103,7 @@ async fn deliver_upload(
 ) -> (StartReport, usize) {
     for attempt in 1..=MAX_ATTEMPTS {
         let raw: RawS3Event = serde_json::from_value(event.clone()).unwrap();
-        match start_transcode(raw, config, transcoder, claims).await {
+        match start_transcode(raw, config, &MemorySource::audio(), transcoder, claims).await {
             Ok(report) => return (report, attempt),
             Err(err)
                 if err
@@ -198,9 +199,11 @@ async fn a_thousand_deliveries_of_ten_uploads_start_ten_jobs() {
     // Through the built binary: four processes at once on one table, like Lambda scaled out.
     db.create_table("claims-binaries").await;
     let stub = elastic_transcoder().await;
-    let (url, endpoint) = (stub.url(), db.endpoint());
+    let bucket = system_tests::s3::bucket(Vec::new()).await;
+    let (url, endpoint, s3) = (stub.url(), db.endpoint(), bucket.url());
     let env = [
         ("AWS_ENDPOINT_URL_ELASTIC_TRANSCODER", url.as_str()),
+        ("AWS_ENDPOINT_URL_S3", s3.as_str()),
         ("AWS_ENDPOINT_URL_DYNAMODB", endpoint.as_str()),
         ("TABLE_NAME", "claims-binaries"),
         ("PIPELINE_ID", PIPELINE),

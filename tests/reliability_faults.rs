@@ -105,10 +105,13 @@ async fn start_transcode(
     table: &str,
 ) -> Function {
     let (url, endpoint) = (transcoder.stub.url(), db.endpoint());
+    // Every upload is audio: the faults under test are the transcoder's and the store's.
+    let s3 = system_tests::s3::bucket(Vec::new()).await.url();
     Function::start(
         "start-transcode",
         &[
             ("AWS_ENDPOINT_URL_ELASTIC_TRANSCODER", &url),
+            ("AWS_ENDPOINT_URL_S3", &s3),
             ("AWS_ENDPOINT_URL_DYNAMODB", &endpoint),
             ("TABLE_NAME", table),
             ("PIPELINE_ID", PIPELINE),

@@ -1,5 +1,6 @@
 //! `start-transcode` as Lambda runs it: the built binary, fed the sample events through the
-//! Runtime API, with Elastic Transcoder replaced by a recording stub on loopback.
+//! Runtime API, with Elastic Transcoder and S3 replaced by recording stubs on loopback and its
+//! claims and messages in DynamoDB Local.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -7,7 +8,9 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use system_tests::dynamodb_local::DynamoDbLocal;
-use system_tests::{Function, Recorded, SAMPLE_UPLOADS, Stub, sample_event};
+use system_tests::{Function, Recorded, SAMPLE_UPLOADS, Stub, s3, sample_event};
+use transcoder_aws::DynamoStore;
+use transcoder_core::{Message, MessageState, MessageStore, Owner};
 
 const PIPELINE: &str = "1111111111111-abcde1";
 
@@ -52,18 +55,37 @@ fn sources(requests: &[Recorded]) -> Vec<String> {
     keys
 }
 
-/// Starts the function against the stub, with its claims in a fresh table of DynamoDB Local.
-/// Elastic Transcoder and DynamoDB get their own endpoints, as the SDK allows per service.
+/// Starts the function against the stub, with its claims in a fresh table of DynamoDB Local and
+/// a bucket stub in which every upload is audio.
 async fn start(stub: &Stub, db: &DynamoDbLocal, env: &[(&str, &str)]) -> Function {
+    let bucket = s3::bucket(Vec::new()).await;
+    start_on(stub, &bucket, db, &table(db).await, env).await
+}
+
+/// A fresh table of DynamoDB Local, for claims and messages.
+async fn table(db: &DynamoDbLocal) -> String {
     static TABLES: AtomicUsize = AtomicUsize::new(0);
     let table = format!("messages-{}", TABLES.fetch_add(1, Ordering::SeqCst));
     db.create_table(&table).await;
-    let (url, endpoint) = (stub.url(), db.endpoint());
+    table
+}
+
+/// Starts the function against the stubs and `table`. Elastic Transcoder, S3 and DynamoDB get
+/// their own endpoints, as the SDK allows per service.
+async fn start_on(
+    stub: &Stub,
+    bucket: &Stub,
+    db: &DynamoDbLocal,
+    table: &str,
+    env: &[(&str, &str)],
+) -> Function {
+    let (url, endpoint, s3) = (stub.url(), db.endpoint(), bucket.url());
     let mut all = vec![
         ("AWS_ENDPOINT_URL_ELASTIC_TRANSCODER", url.as_str()),
+        ("AWS_ENDPOINT_URL_S3", s3.as_str()),
         ("AWS_ENDPOINT_URL_DYNAMODB", endpoint.as_str()),
         ("TRANSCODER", "elastictranscoder"),
-        ("TABLE_NAME", table.as_str()),
+        ("TABLE_NAME", table),
     ];
     all.extend_from_slice(env);
     Function::start("start-transcode", &all).await
@@ -293,4 +315,163 @@ async fn duplicate_deliveries_start_exactly_one_job() {
         put_twice["started"][0]["job_id"],
         put_again["duplicates"][0]["job_id"]
     );
+}
+
+/// Playlists named like audio: one pointing at a file on the machine, one at another user's
+/// upload, one repeating a segment to make hours of output from a few bytes.
+const PLAYLISTS: [(&str, &[u8]); 3] = [
+    (
+        "media/alice/absolute.mp3",
+        b"#EXTM3U\n#EXTINF:5.0,\n/etc/passwd\n",
+    ),
+    (
+        "media/alice/relative.mp3",
+        b"#EXTM3U\n#EXTINF:5.0,\n../bob/song.mp3\n",
+    ),
+    (
+        "media/alice/repeated.mp3",
+        b"#EXTM3U\n#EXTINF:5.0,\nsong.mp3\n#EXTINF:5.0,\nsong.mp3\n#EXTINF:5.0,\nsong.mp3\n",
+    ),
+];
+
+const ETAG: &str = "d41d8cd98f00b204e9800998ecf8427e";
+
+/// One event with a record per key, each shaped like the sample upload.
+fn uploads(keys: &[&str]) -> Value {
+    let mut event = sample_event("s3-put.json");
+    let record = event["Records"][0].clone();
+    event["Records"] = keys
+        .iter()
+        .map(|key| {
+            let mut r = record.clone();
+            r["s3"]["object"]["key"] = (*key).into();
+            r
+        })
+        .collect();
+    event
+}
+
+async fn messages_of(db: &DynamoDbLocal, table: &str, owner: &str) -> Vec<Message> {
+    DynamoStore::new(db.client(), table, 30)
+        .list_unread(&Owner::new(owner).unwrap(), 100, None)
+        .await
+        .unwrap()
+        .messages
+}
+
+#[tokio::test]
+async fn playlists_named_mp3_start_no_job_and_their_owner_is_told_once() {
+    let stub = elastic_transcoder().await;
+    let objects = PLAYLISTS
+        .iter()
+        .map(|(key, bytes)| (*key, s3::Object::from(*bytes)))
+        .collect();
+    let bucket = s3::bucket(objects).await;
+    let db = DynamoDbLocal::start().await;
+    let table = table(&db).await;
+    let mut function = start_on(&stub, &bucket, &db, &table, &[("PIPELINE_ID", PIPELINE)]).await;
+    let keys = [
+        PLAYLISTS[0].0,
+        PLAYLISTS[1].0,
+        PLAYLISTS[2].0,
+        "media/alice/song.mp3",
+    ];
+
+    let response = function.invoke(&uploads(&keys)).await.response();
+    assert_eq!(sources(&create_jobs(&stub)), ["media/alice/song.mp3"]);
+    let rejected: Vec<_> = response["rejected"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["key"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(rejected, &keys[..3]);
+    // One ranged read of the first bytes per upload, of exactly the version the event named.
+    let mut gets = s3::gets(&bucket);
+    gets.sort();
+    let mut expected: Vec<_> = keys
+        .iter()
+        .map(|k| (k.to_string(), "bytes=0-8191".to_owned()))
+        .collect();
+    expected.sort();
+    assert_eq!(gets, expected);
+    let pinned = bucket
+        .requests()
+        .iter()
+        .all(|r| r.headers["if-match"] == format!("\"{ETAG}\"").as_str());
+    assert!(pinned, "every GET names the event's ETag");
+
+    let told = messages_of(&db, &table, "alice").await;
+    let mut files: Vec<_> = told.iter().map(|m| m.file.as_str()).collect();
+    files.sort();
+    assert_eq!(files, ["absolute.mp3", "relative.mp3", "repeated.mp3"]);
+    for message in &told {
+        assert_eq!(message.state, MessageState::Failed);
+        assert!(message.outputs.is_empty());
+        assert!(
+            message.text.starts_with(&format!(
+                "Your file {} could not be processed: not an audio file: it is text",
+                message.file
+            )),
+            "{}",
+            message.text
+        );
+    }
+
+    // Redelivered: nothing read, started or told again.
+    let again = function.invoke(&uploads(&keys)).await.response();
+    assert_eq!(again["duplicates"].as_array().unwrap().len(), 4);
+    assert!(again["rejected"].as_array().unwrap().is_empty());
+    assert_eq!(create_jobs(&stub).len(), 1);
+    assert_eq!(s3::gets(&bucket).len(), 4);
+    assert_eq!(messages_of(&db, &table, "alice").await.len(), 3);
+}
+
+#[tokio::test]
+async fn an_upload_replaced_before_it_is_read_starts_nothing_and_is_not_retried() {
+    let stub = elastic_transcoder().await;
+    let newer = s3::Object {
+        bytes: transcoder_core::source::mp3_frames(8),
+        etag: Some("a-newer-upload".into()),
+    };
+    let bucket = s3::bucket(vec![("media/alice/song.mp3", newer)]).await;
+    let db = DynamoDbLocal::start().await;
+    let table = table(&db).await;
+    let mut function = start_on(&stub, &bucket, &db, &table, &[("PIPELINE_ID", PIPELINE)]).await;
+
+    let response = function
+        .invoke(&sample_event("s3-put.json"))
+        .await
+        .response();
+    assert!(create_jobs(&stub).is_empty());
+    let reason = response["skipped"][0]["reason"].as_str().unwrap();
+    assert!(reason.contains("replaced by a newer one"), "{reason}");
+    assert!(messages_of(&db, &table, "alice").await.is_empty());
+}
+
+#[tokio::test]
+async fn an_unreadable_upload_fails_the_invocation_so_that_it_is_retried() {
+    let stub = elastic_transcoder().await;
+    let bucket = s3::unavailable().await;
+    let db = DynamoDbLocal::start().await;
+    let table = table(&db).await;
+    let mut function = start_on(&stub, &bucket, &db, &table, &[("PIPELINE_ID", PIPELINE)]).await;
+
+    let (error_type, message) = function.invoke(&sample_event("s3-put.json")).await.error();
+    assert_eq!(error_type, "JobsNotStarted");
+    assert!(
+        message.contains("the upload cannot be read right now"),
+        "{message}"
+    );
+    assert!(create_jobs(&stub).is_empty());
+
+    // The claim was given back: once the bucket answers, the retry starts the job.
+    let recovered = s3::bucket(Vec::new()).await;
+    let mut function = start_on(&stub, &recovered, &db, &table, &[("PIPELINE_ID", PIPELINE)]).await;
+    let retry = function
+        .invoke(&sample_event("s3-put.json"))
+        .await
+        .response();
+    assert_eq!(retry["started"].as_array().unwrap().len(), 1);
+    assert_eq!(sources(&create_jobs(&stub)), ["media/alice/song.mp3"]);
 }

@@ -66,14 +66,17 @@ fn sources(requests: &[Recorded]) -> Vec<String> {
     keys
 }
 
-/// Starts the function against the stub, with its claims in a fresh table of DynamoDB Local.
+/// Starts the function against the stub, with its claims in a fresh table of DynamoDB Local and
+/// a bucket stub in which every upload is audio.
 async fn start(stub: &Stub, db: &DynamoDbLocal, env: &[(&str, &str)]) -> Function {
     static TABLES: AtomicUsize = AtomicUsize::new(0);
     let table = format!("messages-{}", TABLES.fetch_add(1, Ordering::SeqCst));
     db.create_table(&table).await;
-    let (url, endpoint) = (stub.url(), db.endpoint());
+    let bucket = system_tests::s3::bucket(Vec::new()).await;
+    let (url, endpoint, s3) = (stub.url(), db.endpoint(), bucket.url());
     let mut all = vec![
         ("AWS_ENDPOINT_URL_MEDIACONVERT", url.as_str()),
+        ("AWS_ENDPOINT_URL_S3", s3.as_str()),
         ("AWS_ENDPOINT_URL_DYNAMODB", endpoint.as_str()),
         ("TRANSCODER", "mediaconvert"),
         ("TABLE_NAME", table.as_str()),

@@ -7,6 +7,7 @@ use std::sync::Mutex;
 
 use libfuzzer_sys::fuzz_target;
 use transcoder_core::memory::MemoryStore;
+use transcoder_core::source::MemorySource;
 use transcoder_core::{
     JobId, RawS3Event, StartConfig, TranscodeJob, Transcoder, TranscoderError, start_transcode,
 };
@@ -38,16 +39,18 @@ fuzz_target!(|data: &[u8]| {
         .block_on(start_transcode(
             event,
             &config,
+            &MemorySource::audio(),
             &transcoder,
             &MemoryStore::default(),
         ))
-        .expect("an accepting transcoder and in-memory claims never fail");
+        .expect("an accepting transcoder, audio uploads and in-memory claims never fail");
     let mut seen: Vec<usize> = report
         .started
         .iter()
         .chain(&report.duplicates)
         .map(|s| s.record)
         .chain(report.skipped.iter().map(|s| s.record))
+        .chain(report.rejected.iter().map(|s| s.record))
         .collect();
     seen.sort_unstable();
     assert_eq!(seen, (0..count).collect::<Vec<_>>());

@@ -6,9 +6,11 @@
 //! `AWS_ENDPOINT_URL`, and the tests assert the requests that reached the wire.
 //! [`dynamodb_local::DynamoDbLocal`] is a real DynamoDB, in memory, for the stores' tests.
 //! [`local::Runner`] runs the local pipeline (`make run`'s binary) for its process-level tests.
+//! [`s3::bucket`] is a [`Stub`] that answers S3's ranged GetObject with bytes.
 
 pub mod dynamodb_local;
 pub mod local;
+pub mod s3;
 pub mod template;
 
 use std::collections::HashMap;
@@ -330,7 +332,15 @@ pub struct Recorded {
     pub body: Value,
 }
 
-type Responder = dyn Fn(&Recorded) -> (u16, Value) + Send + Sync;
+/// A stub's answer of raw bytes, for services whose answers are not JSON (S3's GetObject).
+#[derive(Debug, Clone)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: Vec<(&'static str, String)>,
+    pub body: Vec<u8>,
+}
+
+type Responder = dyn Fn(&Recorded) -> Reply + Send + Sync;
 type StubState = (Arc<Mutex<Vec<Recorded>>>, Arc<Responder>, Duration);
 
 /// A recording stand-in for an AWS service, on loopback.
@@ -352,6 +362,22 @@ impl Stub {
     pub async fn start_delayed(
         delay: Duration,
         respond: impl Fn(&Recorded) -> (u16, Value) + Send + Sync + 'static,
+    ) -> Self {
+        Self::start_replying(delay, move |req| {
+            let (status, body) = respond(req);
+            Reply {
+                status,
+                headers: vec![("content-type", "application/json".into())],
+                body: body.to_string().into_bytes(),
+            }
+        })
+        .await
+    }
+
+    /// Starts a stub that answers each request with `respond`'s bytes, after `delay`.
+    pub async fn start_replying(
+        delay: Duration,
+        respond: impl Fn(&Recorded) -> Reply + Send + Sync + 'static,
     ) -> Self {
         let requests = Arc::new(Mutex::new(Vec::new()));
         let state: StubState = (requests.clone(), Arc::new(respond), delay);
@@ -386,18 +412,19 @@ async fn record(
         headers,
         body: serde_json::from_slice(&body).unwrap_or(Value::Null),
     };
-    let (status, reply) = respond(&recorded);
+    let reply = respond(&recorded);
     requests.lock().unwrap().push(recorded);
     if !delay.is_zero() {
         tokio::time::sleep(delay).await;
     }
-    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    (
-        status,
-        [("content-type", "application/json")],
-        reply.to_string(),
-    )
-        .into_response()
+    let status = StatusCode::from_u16(reply.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let mut response = (status, reply.body).into_response();
+    for (name, value) in reply.headers {
+        if let Ok(value) = value.parse() {
+            response.headers_mut().insert(name, value);
+        }
+    }
+    response
 }
 
 /// Each sample S3 event in `events/` and the source keys, decoded, whose jobs it must start, in

@@ -153,12 +153,14 @@ fn arn(
 #[cfg(test)]
 pub(crate) async fn refused_start(transcoder: &impl Transcoder, service: &str) {
     use transcoder_core::memory::MemoryStore;
+    use transcoder_core::source::MemorySource;
     use transcoder_core::{StartConfig, start_transcode};
 
     let event = serde_json::from_str(include_str!("../../../events/s3-put.json")).unwrap();
     let err = start_transcode(
         event,
         &StartConfig::from_env(&[]).unwrap(),
+        &MemorySource::audio(),
         transcoder,
         &MemoryStore::default(),
     )

@@ -102,6 +102,7 @@ mod tests {
     use aws_smithy_mocks::{RuleMode, mock, mock_client};
     use transcoder_core::config::Env;
     use transcoder_core::memory::MemoryStore;
+    use transcoder_core::source::MemorySource;
     use transcoder_core::{RawS3Event, StartConfig, start_transcode};
 
     use super::*;
@@ -154,6 +155,7 @@ mod tests {
         let result = start_transcode(
             event,
             &StartConfig::from_env(env).unwrap(),
+            &MemorySource::audio(),
             &transcoder,
             &MemoryStore::default(),
         )

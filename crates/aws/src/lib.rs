@@ -6,9 +6,11 @@ pub mod dynamodb;
 pub mod elastic_transcoder;
 pub mod mediaconvert;
 pub mod s3;
+pub mod source;
 
 pub use backend::{CloudTranscoder, SetupError};
 pub use dynamodb::DynamoStore;
 pub use elastic_transcoder::ElasticTranscoder;
 pub use mediaconvert::MediaConvert;
 pub use s3::S3Links;
+pub use source::S3Source;

@@ -264,6 +264,7 @@ mod tests {
     use aws_smithy_mocks::{RuleMode, mock, mock_client};
     use transcoder_core::config::Env;
     use transcoder_core::memory::MemoryStore;
+    use transcoder_core::source::MemorySource;
     use transcoder_core::{Claim, ObjectKey, RawS3Event, StartConfig, start_transcode};
 
     use super::*;
@@ -304,6 +305,7 @@ mod tests {
         let result = start_transcode(
             event,
             &StartConfig::from_env(env).unwrap(),
+            &MemorySource::audio(),
             &transcoder,
             &MemoryStore::default(),
         )
@@ -614,6 +616,7 @@ mod tests {
         let err = start_transcode(
             serde_json::from_value(raw).unwrap(),
             &StartConfig::from_env(&[]).unwrap(),
+            &MemorySource::audio(),
             &transcoder,
             &MemoryStore::default(),
         )

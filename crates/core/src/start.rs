@@ -1,5 +1,6 @@
 //! What happens when a file lands: every record of an S3 event becomes one transcode job, or is
-//! skipped with a reason in the log. Jobs are submitted concurrently, up to a bound.
+//! skipped with a reason in the log, or (when its bytes are not audio) is refused with a `failed`
+//! message to its owner. Jobs are submitted concurrently, up to a bound.
 
 use aws_lambda_events::s3::S3EventRecord;
 use chrono::Utc;
@@ -7,10 +8,14 @@ use futures::{StreamExt, stream};
 use serde::{Deserialize, Serialize};
 use tracing::{error, info, warn};
 
+use crate::completion::{Completion, Outcome};
 use crate::config::{Location, StartConfig};
 use crate::job::{AUDIO_EXTENSIONS, Owner, OwnerError, TranscodeJob, is_audio};
-use crate::key::{KeyError, ObjectKey};
-use crate::store::{ClaimOutcome, ClaimStore, StoreError};
+use crate::key::{Escaped, KeyError, ObjectKey};
+use crate::message::{Message, MessageId};
+use crate::sniff::{AudioFormat, NotAudio};
+use crate::source::{SourceError, SourceObject, SourceReader, identify};
+use crate::store::{Claim, ClaimOutcome, ClaimStore, MessageStore, StoreError};
 use crate::transcoder::{JobId, Transcoder, TranscoderError};
 
 /// An S3 event with its records still raw, so that one malformed record cannot make the whole
@@ -114,6 +119,8 @@ pub struct StartReport {
     /// Redeliveries of uploads whose job was already started.
     pub duplicates: Vec<Started>,
     pub skipped: Vec<Skipped>,
+    /// Uploads whose bytes are not audio: no job, and a `failed` message to the owner.
+    pub rejected: Vec<Rejected>,
 }
 
 #[derive(Debug, Serialize)]
@@ -131,6 +138,15 @@ pub struct Skipped {
     pub reason: String,
 }
 
+#[derive(Debug, Serialize)]
+pub struct Rejected {
+    pub record: usize,
+    pub key: String,
+    /// The owner's message that says why.
+    pub message_id: MessageId,
+    pub reason: String,
+}
+
 /// Why a job was not started. Each is worth a retry of the event.
 #[derive(Debug, thiserror::Error)]
 pub enum NotStarted {
@@ -140,6 +156,10 @@ pub enum NotStarted {
     Claims(#[from] StoreError),
     #[error("another invocation is starting the job for this upload right now")]
     Held,
+    #[error(transparent)]
+    Unreadable(SourceError),
+    #[error("the file is not audio, but its owner could not be told: {0}")]
+    Untold(StoreError),
 }
 
 /// Some jobs were not started. Every other record was handled first; the invocation fails so
@@ -161,46 +181,110 @@ fn describe(failed: &[(usize, ObjectKey, NotStarted)]) -> String {
 
 /// What became of one planned job.
 enum Attempt {
-    New(JobId),
+    New(JobId, AudioFormat),
+    /// A job was started, or the upload refused, by an earlier delivery (the id says which).
     Duplicate(JobId),
+    Rejected(Message, NotAudio),
+    /// Deleted or replaced before it was read: nothing to do, the newer upload has its own event.
+    Gone(SourceError),
 }
 
+/// A refused upload's message id, and what its claim records in place of a job id, so that a
+/// redelivery finds it: the same upload always gets the same id, and its owner one message.
+const REJECTED: &str = "rejected-";
+
 /// Starts one job under its claim: a redelivered upload finds the claim taken and starts nothing;
-/// a job the transcoder refused gives its claim back so that the retry can start it.
+/// a job the transcoder refused gives its claim back so that the retry can start it. The bytes
+/// are read only under the claim, so a redelivery costs no read.
 async fn start_once(
     job: &TranscodeJob,
+    etag: Option<String>,
+    source: &impl SourceReader,
     transcoder: &impl Transcoder,
-    claims: &impl ClaimStore,
+    store: &(impl ClaimStore + MessageStore),
 ) -> Result<Attempt, NotStarted> {
     let claim = job.claim();
-    match claims.claim(&claim, Utc::now()).await? {
+    match store.claim(&claim, Utc::now()).await? {
         ClaimOutcome::Claimed => {}
         ClaimOutcome::AlreadyStarted { job_id } => return Ok(Attempt::Duplicate(JobId(job_id))),
         ClaimOutcome::Held => return Err(NotStarted::Held),
     }
+    let upload = SourceObject {
+        bucket: job.bucket.clone(),
+        key: job.source.clone(),
+        etag,
+    };
+    let format = match identify(source, &upload).await {
+        Ok(Ok(format)) => format,
+        Ok(Err(reason)) => return reject(job, &claim, reason, store).await,
+        Err(gone @ SourceError::Gone(_)) => {
+            release(store, &claim, job).await;
+            return Ok(Attempt::Gone(gone));
+        }
+        Err(unavailable) => {
+            release(store, &claim, job).await;
+            return Err(NotStarted::Unreadable(unavailable));
+        }
+    };
     match transcoder.start_job(job).await {
         Ok(job_id) => {
-            if let Err(err) = claims.record_job(&claim, &job_id.0).await {
+            if let Err(err) = store.record_job(&claim, &job_id.0).await {
                 // The job runs; only a redelivery after the claim's lease could start it again.
-                error!(key = %job.source, %job_id, error = %err, "job started but not recorded in its claim");
+                error!(key = %job.source.escaped(), %job_id, error = %err, "job started but not recorded in its claim");
             }
-            Ok(Attempt::New(job_id))
+            Ok(Attempt::New(job_id, format))
         }
         Err(refused) => {
-            if let Err(err) = claims.release(&claim).await {
-                warn!(key = %job.source, error = %err, "claim not released; the retry waits for its lease");
-            }
+            release(store, &claim, job).await;
             Err(refused.into())
         }
     }
 }
 
-/// Handles one S3 event: every record, not just the first.
+/// Tells the owner their file is not audio, and closes the claim so that no delivery of this
+/// upload looks at it again. If the message cannot be written, the claim is given back and the
+/// event retried: a refusal nobody hears of is a lost upload.
+async fn reject(
+    job: &TranscodeJob,
+    claim: &Claim,
+    reason: NotAudio,
+    store: &(impl ClaimStore + MessageStore),
+) -> Result<Attempt, NotStarted> {
+    let completion = Completion {
+        job_id: format!("{REJECTED}{}", claim.token()),
+        owner: job.owner.clone(),
+        source: job.source.clone(),
+        outcome: Outcome::Failed,
+        outputs: Vec::new(),
+        detail: Some(reason.to_string()),
+    };
+    let message = Message::for_completion(&completion, Utc::now());
+    if let Err(err) = store.insert(&message).await {
+        release(store, claim, job).await;
+        return Err(NotStarted::Untold(err));
+    }
+    if let Err(err) = store.record_job(claim, &message.id.0).await {
+        // The owner was told; a redelivery after the lease writes the same message id, once.
+        warn!(key = %job.source.escaped(), error = %err, "refusal not recorded in its claim");
+    }
+    Ok(Attempt::Rejected(message, reason))
+}
+
+/// Gives back a claim whose upload started nothing, so that a retry can take it.
+async fn release(store: &impl ClaimStore, claim: &Claim, job: &TranscodeJob) {
+    if let Err(err) = store.release(claim).await {
+        warn!(key = %job.source.escaped(), error = %err, "claim not released; the retry waits for its lease");
+    }
+}
+
+/// Handles one S3 event: every record, not just the first. `source` reads the uploads' first
+/// bytes; `store` holds the claims and the messages of refused uploads.
 pub async fn start_transcode(
     event: RawS3Event,
     config: &StartConfig,
+    source: &impl SourceReader,
     transcoder: &impl Transcoder,
-    claims: &impl ClaimStore,
+    store: &(impl ClaimStore + MessageStore),
 ) -> Result<StartReport, StartError> {
     let mut report = StartReport::default();
     let mut jobs = Vec::new();
@@ -211,15 +295,15 @@ pub async fn start_transcode(
             .map(str::to_owned);
         let planned = serde_json::from_value::<S3EventRecord>(raw)
             .map_err(|e| Skip::Malformed(e.to_string()))
-            .and_then(|record| plan(&record, config));
+            .and_then(|record| Ok((plan(&record, config)?, record.s3.object.e_tag)));
         match planned {
-            Ok(job) => jobs.push((index, job)),
+            Ok((job, etag)) => jobs.push((index, job, etag)),
             Err(skip) => {
-                let key = raw_key.as_deref().unwrap_or("<none>");
+                let key = Escaped(raw_key.as_deref().unwrap_or("<none>"));
                 if skip.is_malformed() {
-                    warn!(record = index, key, reason = %skip, "record skipped");
+                    warn!(record = index, key = %key, reason = %skip, "record skipped");
                 } else {
-                    info!(record = index, key, reason = %skip, "record skipped");
+                    info!(record = index, key = %key, reason = %skip, "record skipped");
                 }
                 report.skipped.push(Skipped {
                     record: index,
@@ -232,8 +316,8 @@ pub async fn start_transcode(
 
     let attempted = jobs.len();
     let results: Vec<_> = stream::iter(jobs)
-        .map(|(index, job)| async move {
-            let result = start_once(&job, transcoder, claims).await;
+        .map(|(index, job, etag)| async move {
+            let result = start_once(&job, etag, source, transcoder, store).await;
             (index, job, result)
         })
         .buffered(config.max_concurrent_jobs)
@@ -243,8 +327,8 @@ pub async fn start_transcode(
     let mut failed = Vec::new();
     for (index, job, result) in results {
         match result {
-            Ok(Attempt::New(job_id)) => {
-                info!(record = index, key = %job.source, owner = %job.owner, %job_id, "job started");
+            Ok(Attempt::New(job_id, format)) => {
+                info!(record = index, key = %job.source.escaped(), owner = %job.owner, %format, %job_id, "job started");
                 report.started.push(Started {
                     record: index,
                     key: job.source.to_string(),
@@ -252,15 +336,37 @@ pub async fn start_transcode(
                 });
             }
             Ok(Attempt::Duplicate(job_id)) => {
-                info!(record = index, key = %job.source, %job_id, "duplicate delivery: job already started");
+                let done = if job_id.0.starts_with(REJECTED) {
+                    "upload already refused"
+                } else {
+                    "job already started"
+                };
+                info!(record = index, key = %job.source.escaped(), %job_id, "duplicate delivery: {done}");
                 report.duplicates.push(Started {
                     record: index,
                     key: job.source.to_string(),
                     job_id,
                 });
             }
+            Ok(Attempt::Rejected(message, reason)) => {
+                info!(record = index, key = %job.source.escaped(), owner = %job.owner, message_id = %message.id, %reason, "upload refused: owner told");
+                report.rejected.push(Rejected {
+                    record: index,
+                    key: job.source.to_string(),
+                    message_id: message.id,
+                    reason: reason.to_string(),
+                });
+            }
+            Ok(Attempt::Gone(gone)) => {
+                info!(record = index, key = %job.source.escaped(), reason = %gone, "record skipped");
+                report.skipped.push(Skipped {
+                    record: index,
+                    key: Some(job.source.to_string()),
+                    reason: gone.to_string(),
+                });
+            }
             Err(err) => {
-                error!(record = index, key = %job.source, error = %err, "job not started");
+                error!(record = index, key = %job.source.escaped(), error = %err, "job not started");
                 failed.push((index, job.source, err));
             }
         }
@@ -282,6 +388,7 @@ mod tests {
     use crate::config::Env;
     use crate::job::OutputFormat;
     use crate::memory::MemoryStore;
+    use crate::source::MemorySource;
 
     /// Records the jobs it is given; refuses those whose key contains `fail_on`.
     #[derive(Default)]
@@ -336,6 +443,7 @@ mod tests {
         let report = start_transcode(
             event(include_str!("../../../events/s3-put.json")),
             &config(&[]),
+            &MemorySource::audio(),
             &t,
             &MemoryStore::default(),
         )
@@ -368,9 +476,15 @@ mod tests {
     async fn encoded_keys_are_decoded_before_use() {
         let t = FakeTranscoder::default();
         let json = include_str!("../../../events/s3-put-encoded-key.json");
-        start_transcode(event(json), &config(&[]), &t, &MemoryStore::default())
-            .await
-            .unwrap();
+        start_transcode(
+            event(json),
+            &config(&[]),
+            &MemorySource::audio(),
+            &t,
+            &MemoryStore::default(),
+        )
+        .await
+        .unwrap();
         let jobs = t.jobs.lock().unwrap();
         assert_eq!(
             jobs[0].source.as_str(),
@@ -386,9 +500,15 @@ mod tests {
     async fn multipart_uploads_and_upper_case_extensions_start_jobs() {
         let t = FakeTranscoder::default();
         let json = include_str!("../../../events/s3-multipart-upload.json");
-        start_transcode(event(json), &config(&[]), &t, &MemoryStore::default())
-            .await
-            .unwrap();
+        start_transcode(
+            event(json),
+            &config(&[]),
+            &MemorySource::audio(),
+            &t,
+            &MemoryStore::default(),
+        )
+        .await
+        .unwrap();
         assert_eq!(sources(&t), ["media/bob/Long Set.MP3"]);
         assert_eq!(
             t.jobs.lock().unwrap()[0].outputs[2].key.as_str(),
@@ -400,9 +520,15 @@ mod tests {
     async fn every_record_is_handled_and_files_outside_a_folder_get_the_default_owner() {
         let t = FakeTranscoder::default();
         let json = include_str!("../../../events/s3-several-records.json");
-        let report = start_transcode(event(json), &config(&[]), &t, &MemoryStore::default())
-            .await
-            .unwrap();
+        let report = start_transcode(
+            event(json),
+            &config(&[]),
+            &MemorySource::audio(),
+            &t,
+            &MemoryStore::default(),
+        )
+        .await
+        .unwrap();
         assert_eq!(
             sources(&t),
             [
@@ -454,9 +580,15 @@ mod tests {
             ),
         ] {
             let t = FakeTranscoder::default();
-            let report = start_transcode(event(file), &config(&[]), &t, &MemoryStore::default())
-                .await
-                .unwrap();
+            let report = start_transcode(
+                event(file),
+                &config(&[]),
+                &MemorySource::audio(),
+                &t,
+                &MemoryStore::default(),
+            )
+            .await
+            .unwrap();
             assert!(t.jobs.lock().unwrap().is_empty());
             assert_eq!(report.skipped.len(), 1);
             assert!(
@@ -475,6 +607,7 @@ mod tests {
         let report = start_transcode(
             event(include_str!("../../../events/s3-put.json")),
             &config,
+            &MemorySource::audio(),
             &t,
             &MemoryStore::default(),
         )
@@ -501,6 +634,7 @@ mod tests {
         let report = start_transcode(
             serde_json::from_value(raw).unwrap(),
             &config(&[]),
+            &MemorySource::audio(),
             &t,
             &MemoryStore::default(),
         )
@@ -538,9 +672,15 @@ mod tests {
             ..Default::default()
         };
         let json = include_str!("../../../events/s3-several-records.json");
-        let err = start_transcode(event(json), &config(&[]), &t, &MemoryStore::default())
-            .await
-            .unwrap_err();
+        let err = start_transcode(
+            event(json),
+            &config(&[]),
+            &MemorySource::audio(),
+            &t,
+            &MemoryStore::default(),
+        )
+        .await
+        .unwrap_err();
         assert_eq!(sources(&t), ["media/alice/one.mp3", "media/loose file.mp3"]);
         assert_eq!(err.attempted, 3);
         assert_eq!(err.failed.len(), 1);
@@ -565,9 +705,15 @@ mod tests {
             .collect();
         let t = FakeTranscoder::default();
         let config = config(&[("MAX_CONCURRENT_JOBS", "2")]);
-        let report = start_transcode(RawS3Event { records }, &config, &t, &MemoryStore::default())
-            .await
-            .unwrap();
+        let report = start_transcode(
+            RawS3Event { records },
+            &config,
+            &MemorySource::audio(),
+            &t,
+            &MemoryStore::default(),
+        )
+        .await
+        .unwrap();
         assert_eq!(report.started.len(), 6);
         assert_eq!(t.most_in_flight.load(Ordering::SeqCst), 2);
     }
@@ -577,12 +723,24 @@ mod tests {
         let t = FakeTranscoder::default();
         let claims = MemoryStore::default();
         let json = include_str!("../../../events/s3-several-records.json");
-        let first = start_transcode(event(json), &config(&[]), &t, &claims)
-            .await
-            .unwrap();
-        let second = start_transcode(event(json), &config(&[]), &t, &claims)
-            .await
-            .unwrap();
+        let first = start_transcode(
+            event(json),
+            &config(&[]),
+            &MemorySource::audio(),
+            &t,
+            &claims,
+        )
+        .await
+        .unwrap();
+        let second = start_transcode(
+            event(json),
+            &config(&[]),
+            &MemorySource::audio(),
+            &t,
+            &claims,
+        )
+        .await
+        .unwrap();
         assert_eq!(t.jobs.lock().unwrap().len(), 3);
         assert!(second.started.is_empty());
         let ids = |r: &StartReport, dup: bool| -> Vec<String> {
@@ -601,6 +759,7 @@ mod tests {
         start_transcode(
             serde_json::from_value(raw.clone()).unwrap(),
             &config(&[]),
+            &MemorySource::audio(),
             &t,
             &claims,
         )
@@ -610,6 +769,7 @@ mod tests {
         start_transcode(
             serde_json::from_value(raw).unwrap(),
             &config(&[]),
+            &MemorySource::audio(),
             &t,
             &claims,
         )
@@ -626,15 +786,27 @@ mod tests {
             fail_on: Some("two.flac"),
             ..Default::default()
         };
-        start_transcode(event(json), &config(&[]), &refusing, &claims)
-            .await
-            .unwrap_err();
+        start_transcode(
+            event(json),
+            &config(&[]),
+            &MemorySource::audio(),
+            &refusing,
+            &claims,
+        )
+        .await
+        .unwrap_err();
         assert_eq!(refusing.jobs.lock().unwrap().len(), 2);
 
         let recovered = FakeTranscoder::default();
-        let retry = start_transcode(event(json), &config(&[]), &recovered, &claims)
-            .await
-            .unwrap();
+        let retry = start_transcode(
+            event(json),
+            &config(&[]),
+            &MemorySource::audio(),
+            &recovered,
+            &claims,
+        )
+        .await
+        .unwrap();
         assert_eq!(sources(&recovered), ["media/bob/two.flac"]);
         assert_eq!(retry.duplicates.len(), 2);
     }
@@ -653,10 +825,169 @@ mod tests {
             claims.claim(&job.claim(), Utc::now()).await.unwrap(),
             ClaimOutcome::Claimed
         );
-        let err = start_transcode(event(json), &config(&[]), &t, &claims)
-            .await
-            .unwrap_err();
+        let err = start_transcode(
+            event(json),
+            &config(&[]),
+            &MemorySource::audio(),
+            &t,
+            &claims,
+        )
+        .await
+        .unwrap_err();
         assert!(matches!(err.failed[0].2, NotStarted::Held));
         assert!(t.jobs.lock().unwrap().is_empty());
+    }
+
+    const PLAYLIST: &[u8] = b"#EXTM3U\n#EXTINF:5.0,\n../bob/song.mp3\n";
+
+    /// A source that cannot be read: the bucket is not answering.
+    struct Unavailable;
+
+    impl SourceReader for Unavailable {
+        async fn read_range(
+            &self,
+            _: &SourceObject,
+            _: u64,
+            _: usize,
+        ) -> Result<Vec<u8>, SourceError> {
+            Err(SourceError::Unavailable("503 Slow Down".into()))
+        }
+    }
+
+    #[tokio::test]
+    async fn a_playlist_named_mp3_starts_no_job_and_its_owner_is_told_why() {
+        let t = FakeTranscoder::default();
+        let store = MemoryStore::default();
+        let source = MemorySource::audio().with("media/alice/song.mp3", PLAYLIST);
+        let json = include_str!("../../../events/s3-put.json");
+        let report = start_transcode(event(json), &config(&[]), &source, &t, &store)
+            .await
+            .unwrap();
+        assert!(t.jobs.lock().unwrap().is_empty());
+        assert!(report.started.is_empty());
+        assert_eq!(report.rejected.len(), 1);
+        assert_eq!(report.rejected[0].key, "media/alice/song.mp3");
+
+        let owner = Owner::new("alice").unwrap();
+        let page = store.list_unread(&owner, 10, None).await.unwrap();
+        assert_eq!(page.messages.len(), 1);
+        let message = &page.messages[0];
+        assert_eq!(message.id, report.rejected[0].message_id);
+        assert_eq!(message.state, crate::MessageState::Failed);
+        assert_eq!(
+            message.text,
+            "Your file song.mp3 could not be processed: not an audio file: it is text \
+             (a playlist, a web page or a document)."
+        );
+        assert!(message.outputs.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_redelivered_refusal_reads_nothing_and_tells_the_owner_once() {
+        let t = FakeTranscoder::default();
+        let store = MemoryStore::default();
+        let source = MemorySource::audio().with("media/alice/song.mp3", PLAYLIST);
+        let json = include_str!("../../../events/s3-put.json");
+        let first = start_transcode(event(json), &config(&[]), &source, &t, &store)
+            .await
+            .unwrap();
+        // The bucket now fails every read: a redelivery that read again would fail.
+        let again = start_transcode(event(json), &config(&[]), &Unavailable, &t, &store)
+            .await
+            .unwrap();
+        assert!(again.rejected.is_empty());
+        assert_eq!(again.duplicates[0].job_id.0, first.rejected[0].message_id.0);
+        assert!(t.jobs.lock().unwrap().is_empty());
+        let owner = Owner::new("alice").unwrap();
+        assert_eq!(
+            store
+                .list_unread(&owner, 10, None)
+                .await
+                .unwrap()
+                .messages
+                .len(),
+            1
+        );
+    }
+
+    #[tokio::test]
+    async fn an_unreadable_upload_is_retried_and_the_retry_starts_it() {
+        let t = FakeTranscoder::default();
+        let store = MemoryStore::default();
+        let json = include_str!("../../../events/s3-put.json");
+        let err = start_transcode(event(json), &config(&[]), &Unavailable, &t, &store)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err.failed[0].2, NotStarted::Unreadable(_)),
+            "{err}"
+        );
+        assert!(t.jobs.lock().unwrap().is_empty());
+        let retry = start_transcode(
+            event(json),
+            &config(&[]),
+            &MemorySource::audio(),
+            &t,
+            &store,
+        )
+        .await
+        .unwrap();
+        assert_eq!(retry.started.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn an_upload_gone_before_it_is_read_is_skipped_without_a_retry() {
+        let t = FakeTranscoder::default();
+        let json = include_str!("../../../events/s3-put.json");
+        let report = start_transcode(
+            event(json),
+            &config(&[]),
+            &MemorySource::default(),
+            &t,
+            &MemoryStore::default(),
+        )
+        .await
+        .unwrap();
+        assert!(t.jobs.lock().unwrap().is_empty());
+        assert!(
+            report.skipped[0].reason.contains("gone or was replaced"),
+            "{}",
+            report.skipped[0].reason
+        );
+    }
+
+    #[tokio::test]
+    async fn the_event_etag_is_handed_to_the_reader() {
+        /// Keeps the uploads it was asked to read.
+        #[derive(Default)]
+        struct Asked(Mutex<Vec<SourceObject>>);
+        impl SourceReader for Asked {
+            async fn read_range(
+                &self,
+                upload: &SourceObject,
+                offset: u64,
+                len: usize,
+            ) -> Result<Vec<u8>, SourceError> {
+                self.0.lock().unwrap().push(upload.clone());
+                MemorySource::audio().read_range(upload, offset, len).await
+            }
+        }
+        let asked = Asked::default();
+        let json = include_str!("../../../events/s3-put.json");
+        let t = FakeTranscoder::default();
+        start_transcode(
+            event(json),
+            &config(&[]),
+            &asked,
+            &t,
+            &MemoryStore::default(),
+        )
+        .await
+        .unwrap();
+        let asked = asked.0.lock().unwrap();
+        assert_eq!(asked.len(), 1);
+        assert_eq!(asked[0].bucket, "audio-transcoder-media");
+        assert_eq!(asked[0].key.as_str(), "media/alice/song.mp3");
+        assert!(asked[0].etag.as_deref().is_some_and(|e| !e.is_empty()));
     }
 }

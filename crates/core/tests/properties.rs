@@ -15,6 +15,7 @@ use serde_json::{Value, json};
 use transcoder_core::completion::Outcome;
 use transcoder_core::job::is_audio;
 use transcoder_core::memory::MemoryStore;
+use transcoder_core::source::MemorySource;
 use transcoder_core::{
     JobId, KeyError, MessageStore, Notification, ObjectKey, Owner, RawS3Event, RawSnsEvent,
     RecordConfig, StartConfig, TranscodeJob, Transcoder, TranscoderError, metadata,
@@ -255,13 +256,14 @@ proptest! {
         let config = StartConfig::from_env(&[]).unwrap();
         let event = RawS3Event { records: records.clone() };
         let report = runtime()
-            .block_on(start_transcode(event, &config, &transcoder, &MemoryStore::default()));
+            .block_on(start_transcode(event, &config, &MemorySource::audio(), &transcoder, &MemoryStore::default()));
         // The transcoder accepts everything and in-memory claims never wait: nothing fails.
         let report = report.unwrap();
 
         let mut seen: Vec<usize> = report.started.iter().map(|s| s.record)
             .chain(report.duplicates.iter().map(|s| s.record))
             .chain(report.skipped.iter().map(|s| s.record))
+            .chain(report.rejected.iter().map(|s| s.record))
             .collect();
         seen.sort_unstable();
         prop_assert_eq!(seen, (0..count).collect::<Vec<_>>());
@@ -413,6 +415,7 @@ fn the_record_generator_reaches_every_outcome() {
             .block_on(start_transcode(
                 RawS3Event { records },
                 &config,
+                &MemorySource::audio(),
                 &KeepingTranscoder::default(),
                 &MemoryStore::default(),
             ))

@@ -2,13 +2,17 @@
 //! `ObjectCreated` events, with their keys form-URL-encoded as S3 encodes them, so the starter
 //! decodes them exactly as in the cloud. A file is announced once it has stopped changing, so a
 //! slow copy is picked up only when complete; a restart announces every file again, and the
-//! starter's claims keep finished ones from being transcoded twice.
+//! starter's claims keep finished ones from being transcoded twice. [`BucketFolder`] reads an
+//! upload's bytes back for the starter, as S3 answers a ranged GET.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::io::SeekFrom;
+use std::path::{Component, Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
+use transcoder_core::{SourceError, SourceObject, SourceReader};
 
 /// What a file looked like at the last scan.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -117,6 +121,62 @@ impl Watcher {
     }
 }
 
+/// The bucket folder as the starter reads it: a key is a file's path below the folder.
+#[derive(Debug, Clone)]
+pub struct BucketFolder {
+    root: PathBuf,
+}
+
+impl BucketFolder {
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Self { root: root.into() }
+    }
+
+    /// The file that holds `key`, if the key names one below the folder: no `..`, no absolute
+    /// path, no empty segment, so that a key can never reach outside the bucket.
+    fn path_of(&self, key: &str) -> Option<PathBuf> {
+        let relative = Path::new(key);
+        let plain = key.split('/').all(|s| !s.is_empty())
+            && relative
+                .components()
+                .all(|c| matches!(c, Component::Normal(_)));
+        plain.then(|| self.root.join(relative))
+    }
+}
+
+impl SourceReader for BucketFolder {
+    async fn read_range(
+        &self,
+        upload: &SourceObject,
+        offset: u64,
+        len: usize,
+    ) -> Result<Vec<u8>, SourceError> {
+        let key = upload.key.escaped();
+        let gone = |why: &str| SourceError::Gone(format!("'{key}': {why}"));
+        let path = self
+            .path_of(upload.key.as_str())
+            .ok_or_else(|| gone("not a file name in the bucket"))?;
+        // Not followed: a link in the bucket folder could point at any file on the machine.
+        match tokio::fs::symlink_metadata(&path).await {
+            Ok(meta) if meta.is_file() => {}
+            Ok(_) => return Err(gone("not a regular file")),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(gone("no such file")),
+            Err(e) => return Err(SourceError::Unavailable(format!("'{key}': {e}"))),
+        }
+        let unavailable = |e: std::io::Error| SourceError::Unavailable(format!("'{key}': {e}"));
+        let mut file = tokio::fs::File::open(&path).await.map_err(unavailable)?;
+        file.seek(SeekFrom::Start(offset))
+            .await
+            .map_err(unavailable)?;
+        let mut bytes = Vec::with_capacity(len);
+        file.take(len as u64)
+            .read_to_end(&mut bytes)
+            .await
+            .map_err(unavailable)?;
+        Ok(bytes)
+    }
+}
+
 /// Files below `dir`, skipping hidden names (temporary files of uploads and of copies in flight).
 fn walk(dir: &Path, files: &mut Vec<PathBuf>) {
     let Ok(entries) = std::fs::read_dir(dir) else {
@@ -187,6 +247,46 @@ mod tests {
             s3_event_key("media/alice/red flower+.mp3"),
             "media/alice/red+flower%2B.mp3"
         );
+    }
+
+    #[tokio::test]
+    async fn the_folder_reads_a_range_and_nothing_outside_the_bucket() {
+        let dir = std::env::temp_dir().join(format!("bucket-folder-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("media/alice")).unwrap();
+        std::fs::write(dir.join("media/alice/song.mp3"), b"0123456789").unwrap();
+        std::fs::write(dir.join("secret"), b"not yours").unwrap();
+        let folder = BucketFolder::new(&dir);
+        let upload = |key: &str| SourceObject {
+            bucket: "local".into(),
+            key: ObjectKey::new(key).unwrap(),
+            etag: None,
+        };
+        let read = |key: &'static str, offset, len| {
+            let folder = folder.clone();
+            async move { folder.read_range(&upload(key), offset, len).await }
+        };
+        assert_eq!(
+            read("media/alice/song.mp3", 2, 4).await,
+            Ok(b"2345".to_vec())
+        );
+        assert_eq!(
+            read("media/alice/song.mp3", 8, 100).await,
+            Ok(b"89".to_vec())
+        );
+        assert_eq!(read("media/alice/song.mp3", 50, 4).await, Ok(Vec::new()));
+        for key in [
+            "media/alice/missing.mp3",
+            "media/alice/../../secret",
+            "/etc/passwd",
+            "media//alice/song.mp3",
+            "media/alice",
+        ] {
+            assert!(
+                matches!(read(key, 0, 4).await, Err(SourceError::Gone(_))),
+                "{key}"
+            );
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

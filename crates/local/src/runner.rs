@@ -18,7 +18,7 @@ use transcoder_core::{
 };
 use transcoder_sqlite::SqliteStore;
 
-use crate::bucket::Watcher;
+use crate::bucket::{BucketFolder, Watcher};
 use crate::ffmpeg::{FfmpegTranscoder, Limits, remove_leftover_parts};
 use crate::server::{LocalLinks, ServerState, remove_partial_uploads, router};
 
@@ -153,8 +153,10 @@ pub async fn run(config: LocalConfig) -> Result<(), Error> {
     Ok(())
 }
 
-/// Scans the bucket folder and hands what settled to the starter, as S3 would.
-async fn watch(config: LocalConfig, transcoder: FfmpegTranscoder, claims: Arc<SqliteStore>) {
+/// Scans the bucket folder and hands what settled to the starter, as S3 would; the starter reads
+/// each file's first bytes back from the folder.
+async fn watch(config: LocalConfig, transcoder: FfmpegTranscoder, store: Arc<SqliteStore>) {
+    let source = BucketFolder::new(&config.bucket);
     let mut watcher = Watcher::new(
         &config.bucket,
         LOCAL_BUCKET,
@@ -174,8 +176,8 @@ async fn watch(config: LocalConfig, transcoder: FfmpegTranscoder, claims: Arc<Sq
                 "event: object created"
             );
         }
-        if let Err(err) =
-            start_transcode(RawS3Event { records }, &config.start, &transcoder, &claims).await
+        let event = RawS3Event { records };
+        if let Err(err) = start_transcode(event, &config.start, &source, &transcoder, &store).await
         {
             // As Lambda would retry the event: announce the files again once they settle anew.
             warn!(error = %err, "some jobs did not start; retrying");

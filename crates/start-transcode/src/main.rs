@@ -2,7 +2,7 @@
 //! prefix. Configuration and clients are built once per cold start.
 
 use lambda_runtime::{Diagnostic, Error, LambdaEvent, run, service_fn, tracing};
-use transcoder_aws::{CloudTranscoder, DynamoStore};
+use transcoder_aws::{CloudTranscoder, DynamoStore, S3Source};
 use transcoder_core::config::ProcessEnv;
 use transcoder_core::{RawS3Event, StartConfig, start_transcode};
 
@@ -11,11 +11,11 @@ use transcoder_core::{RawS3Event, StartConfig, start_transcode};
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
     tracing::init_default_subscriber();
-    let (config, transcoder, claims) = setup()
+    let (config, source, transcoder, store) = setup()
         .await
         .inspect_err(|e| tracing::error!("start-up refused: {e}"))?;
     run(service_fn(|event: LambdaEvent<RawS3Event>| async {
-        start_transcode(event.payload, &config, &transcoder, &claims)
+        start_transcode(event.payload, &config, &source, &transcoder, &store)
             .await
             .map_err(|e| Diagnostic {
                 error_type: "JobsNotStarted".into(),
@@ -25,11 +25,14 @@ async fn main() -> Result<(), Error> {
     .await
 }
 
-async fn setup() -> Result<(StartConfig, CloudTranscoder, DynamoStore), Error> {
+async fn setup() -> Result<(StartConfig, S3Source, CloudTranscoder, DynamoStore), Error> {
     let config = StartConfig::from_env(&ProcessEnv)?;
     let sdk = aws_config::load_from_env().await;
+    // Reads the first bytes of each upload, to know it is audio before a job is created.
+    let source = S3Source::from_sdk(&sdk);
     let transcoder = CloudTranscoder::from_env(&sdk, &ProcessEnv).await?;
-    // The claims that keep a redelivered upload from starting a second job.
-    let claims = DynamoStore::from_env(&sdk, &ProcessEnv)?;
-    Ok((config, transcoder, claims))
+    // The claims that keep a redelivered upload from starting a second job, and the messages
+    // that tell an owner their file was refused.
+    let store = DynamoStore::from_env(&sdk, &ProcessEnv)?;
+    Ok((config, source, transcoder, store))
 }

@@ -1,0 +1,179 @@
+//! Uploads' first bytes from S3: one ranged GetObject per read, pinned to the event's ETag, for
+//! the starter to sniff before it creates a job. Reads only; what the bytes mean is decided in
+//! `transcoder_core::sniff`.
+
+use aws_sdk_s3::Client;
+use aws_sdk_s3::error::SdkError;
+use aws_smithy_types::error::display::DisplayErrorContext;
+use transcoder_core::{SourceError, SourceObject, SourceReader};
+
+#[derive(Debug, Clone)]
+pub struct S3Source {
+    client: Client,
+}
+
+impl S3Source {
+    pub fn new(client: Client) -> Self {
+        Self { client }
+    }
+
+    /// A reader built from the shared SDK configuration, once per cold start.
+    pub fn from_sdk(sdk: &aws_config::SdkConfig) -> Self {
+        Self::new(Client::new(sdk))
+    }
+}
+
+/// An ETag as `If-Match` wants it: quoted. Events carry it bare.
+fn entity_tag(etag: &str) -> String {
+    if etag.starts_with('"') {
+        etag.to_owned()
+    } else {
+        format!("\"{etag}\"")
+    }
+}
+
+impl SourceReader for S3Source {
+    async fn read_range(
+        &self,
+        upload: &SourceObject,
+        offset: u64,
+        len: usize,
+    ) -> Result<Vec<u8>, SourceError> {
+        if len == 0 {
+            return Ok(Vec::new());
+        }
+        let last = offset.saturating_add(len as u64 - 1);
+        let mut request = self
+            .client
+            .get_object()
+            .bucket(&upload.bucket)
+            .key(upload.key.as_str())
+            .range(format!("bytes={offset}-{last}"));
+        if let Some(etag) = &upload.etag {
+            request = request.if_match(entity_tag(etag));
+        }
+        let key = upload.key.escaped();
+        let output = match request.send().await {
+            Ok(output) => output,
+            Err(SdkError::ServiceError(err)) => {
+                let status = err.raw().status().as_u16();
+                let detail = format!("'{key}': {}", DisplayErrorContext(err.err()));
+                return match status {
+                    // 412: If-Match failed, a newer upload replaced this one.
+                    404 | 412 => Err(SourceError::Gone(detail)),
+                    // 416: the range starts at or past the end of the object.
+                    416 => Ok(Vec::new()),
+                    // 403 too: without s3:ListBucket a deleted key reads as denied, and a denial
+                    // of ours is for an operator to see in the failure queue after the retries.
+                    _ => Err(SourceError::Unavailable(format!(
+                        "{detail} (HTTP {status})"
+                    ))),
+                };
+            }
+            Err(err) => {
+                return Err(SourceError::Unavailable(format!(
+                    "'{key}': {}",
+                    DisplayErrorContext(err)
+                )));
+            }
+        };
+        // Never more than asked for, whatever the response holds.
+        let mut body = output.body;
+        let mut bytes = Vec::with_capacity(len);
+        while bytes.len() < len {
+            match body.try_next().await {
+                Ok(Some(chunk)) => {
+                    let room = len - bytes.len();
+                    bytes.extend_from_slice(&chunk[..chunk.len().min(room)]);
+                }
+                Ok(None) => break,
+                Err(err) => {
+                    return Err(SourceError::Unavailable(format!(
+                        "'{key}': the response broke off: {}",
+                        DisplayErrorContext(err)
+                    )));
+                }
+            }
+        }
+        Ok(bytes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use aws_sdk_s3::operation::get_object::GetObjectOutput;
+    use aws_sdk_s3::primitives::ByteStream;
+    use aws_smithy_mocks::{RuleMode, mock, mock_client};
+    use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
+    use aws_smithy_runtime_api::http::StatusCode;
+    use aws_smithy_types::body::SdkBody;
+    use transcoder_core::ObjectKey;
+
+    use super::*;
+
+    fn upload(etag: Option<&str>) -> SourceObject {
+        SourceObject {
+            bucket: "audio-transcoder-media".into(),
+            key: ObjectKey::new("media/alice/song.mp3").unwrap(),
+            etag: etag.map(str::to_owned),
+        }
+    }
+
+    fn answering(status: u16) -> S3Source {
+        let rule = mock!(Client::get_object).then_http_response(move || {
+            HttpResponse::new(
+                StatusCode::try_from(status).unwrap(),
+                SdkBody::from("<Error><Code>Whatever</Code></Error>"),
+            )
+        });
+        S3Source::new(mock_client!(aws_sdk_s3, RuleMode::MatchAny, [&rule]))
+    }
+
+    #[tokio::test]
+    async fn one_ranged_get_pinned_to_the_etag_and_never_more_bytes_than_asked() {
+        let rule = mock!(Client::get_object)
+            .match_requests(|r| {
+                r.bucket() == Some("audio-transcoder-media")
+                    && r.key() == Some("media/alice/song.mp3")
+                    && r.range() == Some("bytes=100-107")
+                    && r.if_match() == Some("\"d41d8cd98f00b204e9800998ecf8427e\"")
+            })
+            .then_output(|| {
+                GetObjectOutput::builder()
+                    .body(ByteStream::from_static(b"0123456789abcdef"))
+                    .build()
+            });
+        let source = S3Source::new(mock_client!(aws_sdk_s3, RuleMode::MatchAny, [&rule]));
+        let bytes = source
+            .read_range(&upload(Some("d41d8cd98f00b204e9800998ecf8427e")), 100, 8)
+            .await
+            .unwrap();
+        assert_eq!(bytes, b"01234567");
+        assert_eq!(rule.num_calls(), 1);
+    }
+
+    #[tokio::test]
+    async fn each_answer_is_gone_empty_or_worth_a_retry() {
+        for (status, expected) in [
+            (404, "gone"),
+            (412, "gone"),
+            (416, "empty"),
+            (403, "retry"),
+            (500, "retry"),
+        ] {
+            let got = match answering(status).read_range(&upload(None), 0, 8).await {
+                Err(SourceError::Gone(_)) => "gone",
+                Ok(bytes) if bytes.is_empty() => "empty",
+                Err(SourceError::Unavailable(_)) => "retry",
+                Ok(_) => "bytes",
+            };
+            assert_eq!(got, expected, "HTTP {status}");
+        }
+    }
+
+    #[test]
+    fn a_bare_etag_is_quoted_and_a_quoted_one_kept() {
+        assert_eq!(entity_tag("abc-2"), "\"abc-2\"");
+        assert_eq!(entity_tag("\"abc\""), "\"abc\"");
+    }
+}

@@ -1,0 +1,222 @@
+//! Reading an upload's first bytes, so that what a file is comes from its content before any job
+//! is created. The trait is all the starter needs from the bucket: S3 (a ranged GET) in the cloud,
+//! the bucket folder on one machine, a map in tests. It reads; it never decides what the bytes mean
+//! (that is [`crate::sniff`]).
+
+use std::collections::HashMap;
+use std::future::Future;
+
+use crate::key::ObjectKey;
+use crate::sniff::{AudioFormat, NotAudio, SNIFF_BYTES, Sniffed, sniff};
+
+/// An uploaded object, as its event names it: which bucket, which key, which version (ETag).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceObject {
+    pub bucket: String,
+    pub key: ObjectKey,
+    /// The ETag the event reported: a reader that can should read only that version, so that a
+    /// newer upload of the key (which has its own event) is never judged on this one's behalf.
+    pub etag: Option<String>,
+}
+
+/// Why an upload's bytes could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SourceError {
+    /// Deleted, or replaced by a newer upload: a retry would find the same, so none is made.
+    #[error("the upload is gone or was replaced by a newer one: {0}")]
+    Gone(String),
+    /// The store did not answer (or refused us): worth a retry of the event.
+    #[error("the upload cannot be read right now: {0}")]
+    Unavailable(String),
+}
+
+/// Where uploads are read from.
+pub trait SourceReader: Send + Sync {
+    /// Up to `len` bytes of `upload` from byte `offset`; fewer when the object ends first, none
+    /// when `offset` is at or past its end.
+    fn read_range(
+        &self,
+        upload: &SourceObject,
+        offset: u64,
+        len: usize,
+    ) -> impl Future<Output = Result<Vec<u8>, SourceError>> + Send;
+}
+
+/// How many reads [`identify`] makes at most: the first, and one after each ID3 tag too large for
+/// the bytes read. Taggers write one tag, rarely two; more is not a file worth a longer look.
+pub const MAX_READS: usize = 3;
+
+/// What an upload's bytes say it is, reading as few of them as the sniffer needs.
+pub async fn identify(
+    reader: &impl SourceReader,
+    upload: &SourceObject,
+) -> Result<Result<AudioFormat, NotAudio>, SourceError> {
+    let mut offset = 0;
+    for _ in 0..MAX_READS {
+        let head = reader.read_range(upload, offset, SNIFF_BYTES).await?;
+        match sniff(&head) {
+            Sniffed::Audio(format) => return Ok(Ok(format)),
+            Sniffed::NotAudio(reason) => return Ok(Err(reason)),
+            Sniffed::SkipTo { offset: after } => offset += after,
+        }
+    }
+    Ok(Err(NotAudio::BadId3))
+}
+
+/// Uploads held in memory: the reader of handler tests, benchmarks and fuzz targets.
+#[derive(Debug, Clone, Default)]
+pub struct MemorySource {
+    objects: HashMap<String, Vec<u8>>,
+    /// The bytes of every key not in `objects`; without them such a key is gone.
+    others: Option<Vec<u8>>,
+}
+
+impl MemorySource {
+    /// A bucket in which every key holds a short MP3.
+    pub fn audio() -> Self {
+        Self {
+            objects: HashMap::new(),
+            others: Some(mp3_frames(4)),
+        }
+    }
+
+    /// The same bucket with `key` holding `bytes`.
+    pub fn with(mut self, key: &str, bytes: impl Into<Vec<u8>>) -> Self {
+        self.objects.insert(key.to_owned(), bytes.into());
+        self
+    }
+}
+
+impl SourceReader for MemorySource {
+    async fn read_range(
+        &self,
+        upload: &SourceObject,
+        offset: u64,
+        len: usize,
+    ) -> Result<Vec<u8>, SourceError> {
+        let bytes = self
+            .objects
+            .get(upload.key.as_str())
+            .or(self.others.as_ref())
+            .ok_or_else(|| SourceError::Gone(format!("no object '{}'", upload.key.escaped())))?;
+        let start = usize::try_from(offset)
+            .unwrap_or(usize::MAX)
+            .min(bytes.len());
+        let end = start.saturating_add(len).min(bytes.len());
+        Ok(bytes[start..end].to_vec())
+    }
+}
+
+/// `count` frames of silent MPEG-1 layer III at 128 kb/s and 44.1 kHz (417 bytes each): the
+/// smallest bytes the sniffer accepts as MP3, for tests and benchmarks.
+pub fn mp3_frames(count: usize) -> Vec<u8> {
+    let mut frame = vec![0u8; 417];
+    frame[..4].copy_from_slice(&[0xFF, 0xFB, 0x90, 0x64]);
+    frame.repeat(count)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+
+    /// Records the ranges asked for.
+    struct Counting<R> {
+        inner: R,
+        reads: Mutex<Vec<(u64, usize)>>,
+    }
+
+    impl<R: SourceReader> SourceReader for Counting<R> {
+        async fn read_range(
+            &self,
+            upload: &SourceObject,
+            offset: u64,
+            len: usize,
+        ) -> Result<Vec<u8>, SourceError> {
+            self.reads.lock().unwrap().push((offset, len));
+            self.inner.read_range(upload, offset, len).await
+        }
+    }
+
+    fn counting(key: &str, bytes: Vec<u8>) -> Counting<MemorySource> {
+        Counting {
+            inner: MemorySource::default().with(key, bytes),
+            reads: Mutex::default(),
+        }
+    }
+
+    fn upload(key: &str) -> SourceObject {
+        SourceObject {
+            bucket: "bucket".into(),
+            key: ObjectKey::new(key).unwrap(),
+            etag: None,
+        }
+    }
+
+    fn id3(body: usize) -> Vec<u8> {
+        let mut tag = b"ID3\x04\x00\x00".to_vec();
+        tag.extend([21, 14, 7, 0].map(|shift| ((body >> shift) & 0x7F) as u8));
+        tag.resize(10 + body, 0);
+        tag
+    }
+
+    #[tokio::test]
+    async fn one_read_identifies_a_file_and_a_playlist_is_not_audio() {
+        let mp3 = counting("a.mp3", mp3_frames(40));
+        assert_eq!(
+            identify(&mp3, &upload("a.mp3")).await,
+            Ok(Ok(AudioFormat::Mp3))
+        );
+        assert_eq!(*mp3.reads.lock().unwrap(), [(0, SNIFF_BYTES)]);
+
+        let playlist = counting(
+            "b.mp3",
+            b"#EXTM3U\n#EXTINF:5.0,\n../alice/song.mp3\n".to_vec(),
+        );
+        assert_eq!(
+            identify(&playlist, &upload("b.mp3")).await,
+            Ok(Err(NotAudio::Text))
+        );
+    }
+
+    #[tokio::test]
+    async fn a_large_tag_is_skipped_with_a_second_read_where_it_ends() {
+        let tag = id3(SNIFF_BYTES * 3);
+        let source = counting("c.mp3", [tag.clone(), mp3_frames(2)].concat());
+        assert_eq!(
+            identify(&source, &upload("c.mp3")).await,
+            Ok(Ok(AudioFormat::Mp3))
+        );
+        assert_eq!(
+            *source.reads.lock().unwrap(),
+            [(0, SNIFF_BYTES), (tag.len() as u64, SNIFF_BYTES)]
+        );
+    }
+
+    #[tokio::test]
+    async fn tags_behind_tags_are_followed_a_bounded_number_of_times() {
+        let tags: Vec<u8> = (0..MAX_READS + 1)
+            .flat_map(|_| id3(SNIFF_BYTES * 2))
+            .collect();
+        let source = counting("d.mp3", [tags, mp3_frames(2)].concat());
+        assert_eq!(
+            identify(&source, &upload("d.mp3")).await,
+            Ok(Err(NotAudio::BadId3))
+        );
+        assert_eq!(source.reads.lock().unwrap().len(), MAX_READS);
+    }
+
+    #[tokio::test]
+    async fn a_tag_with_nothing_after_it_is_an_empty_file_and_a_missing_one_is_gone() {
+        let source = counting("e.mp3", id3(SNIFF_BYTES * 2));
+        assert_eq!(
+            identify(&source, &upload("e.mp3")).await,
+            Ok(Err(NotAudio::Empty))
+        );
+        assert!(matches!(
+            identify(&source, &upload("missing.mp3")).await,
+            Err(SourceError::Gone(_))
+        ));
+    }
+}

@@ -1,0 +1,116 @@
+//! `template.yaml` against what `start-transcode` does since it reads uploads' first bytes: its
+//! role may read uploads, and nothing else in the bucket, without a circular dependency between
+//! the bucket's notification and the function.
+
+use serde_json::{Value, json};
+use system_tests::template::template;
+
+/// Every policy that attaches to `role`: its inline policies, and policy resources naming it.
+fn policies_of<'a>(t: &'a Value, role: &str) -> Vec<&'a Value> {
+    let resources = t["Resources"].as_object().into_iter().flatten();
+    let attached = resources
+        .filter(|(_, r)| {
+            let kind = r["Type"].as_str().unwrap_or_default();
+            let target = json!({ "Ref": role });
+            (kind == "AWS::IAM::RolePolicy" && r["Properties"]["RoleName"] == target)
+                || (kind == "AWS::IAM::Policy"
+                    && r["Properties"]["Roles"]
+                        .as_array()
+                        .is_some_and(|roles| roles.contains(&target)))
+        })
+        .map(|(_, r)| &r["Properties"]);
+    let inline = t["Resources"][role]["Properties"]["Policies"]
+        .as_array()
+        .into_iter()
+        .flatten();
+    inline.chain(attached).collect()
+}
+
+/// Each statement of `policies` whose actions include one of `service:`, with its resources.
+fn grants<'a>(policies: &[&'a Value], service: &str) -> Vec<(Vec<&'a str>, &'a Value)> {
+    policies
+        .iter()
+        .flat_map(|p| {
+            p["PolicyDocument"]["Statement"]
+                .as_array()
+                .into_iter()
+                .flatten()
+        })
+        .filter_map(|s| {
+            let actions: Vec<&str> = match &s["Action"] {
+                Value::String(a) => vec![a.as_str()],
+                Value::Array(a) => a.iter().filter_map(Value::as_str).collect(),
+                _ => Vec::new(),
+            };
+            actions
+                .iter()
+                .any(|a| a.starts_with(service))
+                .then_some((actions, &s["Resource"]))
+        })
+        .collect()
+}
+
+#[test]
+fn start_transcode_may_read_uploads_and_nothing_else_in_the_bucket() {
+    let t = template();
+    let policies = policies_of(&t, "StartTranscodeRole");
+    let s3 = grants(&policies, "s3:");
+    assert_eq!(
+        s3,
+        [(
+            vec!["s3:GetObject"],
+            &json!({ "Fn::Sub": "${MediaBucket.Arn}/${InputPrefix}*" })
+        )],
+        "one read of uploads, exactly"
+    );
+    let statement = policies
+        .iter()
+        .flat_map(|p| {
+            p["PolicyDocument"]["Statement"]
+                .as_array()
+                .into_iter()
+                .flatten()
+        })
+        .find(|s| s["Action"] == "s3:GetObject")
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(statement["Effect"], "Allow");
+    assert!(statement.get("NotResource").is_none() && statement.get("NotAction").is_none());
+}
+
+#[test]
+fn the_read_is_granted_outside_the_role_so_the_bucket_can_name_the_function() {
+    let t = template();
+    // The bucket's notification needs the function, the function its role: the role itself must
+    // not name the bucket, or CloudFormation finds a cycle.
+    let role = t["Resources"]["StartTranscodeRole"].to_string();
+    assert!(!role.contains("MediaBucket"), "{role}");
+    let function = t["Resources"]["StartTranscodeFunction"].to_string();
+    assert!(
+        !function.contains("StartTranscodeReadsUploads"),
+        "{function}"
+    );
+    let reads = &t["Resources"]["StartTranscodeReadsUploads"];
+    assert_eq!(reads["Type"], "AWS::IAM::RolePolicy");
+    assert_eq!(
+        reads["Properties"]["RoleName"],
+        json!({ "Ref": "StartTranscodeRole" })
+    );
+}
+
+#[test]
+fn start_transcode_may_write_the_failed_message_of_a_refused_upload() {
+    let t = template();
+    let policies = policies_of(&t, "StartTranscodeRole");
+    let dynamodb = grants(&policies, "dynamodb:");
+    assert_eq!(dynamodb.len(), 1, "{dynamodb:?}");
+    let (actions, resource) = &dynamodb[0];
+    assert!(actions.contains(&"dynamodb:PutItem"), "{actions:?}");
+    assert_eq!(
+        **resource,
+        json!({ "Fn::GetAtt": ["MessagesTable", "Arn"] })
+    );
+    let variables =
+        &t["Resources"]["StartTranscodeFunction"]["Properties"]["Environment"]["Variables"];
+    assert_eq!(variables["TABLE_NAME"], json!({ "Ref": "MessagesTable" }));
+}
