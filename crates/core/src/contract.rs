@@ -147,7 +147,7 @@ pub async fn a_newer_upload_of_a_key_supersedes_the_older_jobs<Q: JobQueue>(queu
         .enqueue(&job("q-newer", "song.mp3", "2"))
         .await
         .unwrap();
-    assert_eq!(second.superseded, [queued.id.clone()]);
+    assert_eq!(second.superseded, std::slice::from_ref(&queued.id));
     assert!(!queue.is_current(&queued.id).await.unwrap());
     assert!(queue.is_current(&second.id).await.unwrap());
     let running = queue.take().await.unwrap().unwrap();
@@ -159,7 +159,7 @@ pub async fn a_newer_upload_of_a_key_supersedes_the_older_jobs<Q: JobQueue>(queu
         .enqueue(&job("q-newer", "song.mp3", "3"))
         .await
         .unwrap();
-    assert_eq!(third.superseded, [second.id.clone()]);
+    assert_eq!(third.superseded, std::slice::from_ref(&second.id));
     assert!(!queue.finish(&second.id, "{}").await.unwrap());
     // A finished job not yet told is superseded too: the user hears of the file in the bucket.
     assert!(queue.finish(&other.id, "{}").await.unwrap());
@@ -167,7 +167,7 @@ pub async fn a_newer_upload_of_a_key_supersedes_the_older_jobs<Q: JobQueue>(queu
         .enqueue(&job("q-newer", "other.mp3", "2"))
         .await
         .unwrap();
-    assert_eq!(other_again.superseded, [other.id.clone()]);
+    assert_eq!(other_again.superseded, std::slice::from_ref(&other.id));
     assert!(queue.undelivered().await.unwrap().is_empty());
     // An old version enqueued again (a late redelivery) stays superseded and is not run.
     assert!(
