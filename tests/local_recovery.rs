@@ -5,37 +5,12 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use system_tests::local::{Runner, ffmpeg, probe, scratch};
+use system_tests::local::{Runner, files_under, probe, scratch, tone};
 
-/// A mono mp3 of `seconds` of a tone, made quickly (a long one takes seconds to transcode).
-async fn tone(path: &Path, seconds: u32, frequency: u32) {
-    let source = format!("sine=frequency={frequency}:duration={seconds}");
-    ffmpeg(&[
-        "-f",
-        "lavfi",
-        "-i",
-        &source,
-        "-ac",
-        "1",
-        "-ar",
-        "22050",
-        "-c:a",
-        "libmp3lame",
-        "-b:a",
-        "32k",
-        path.to_str().unwrap(),
-    ])
-    .await;
-}
-
-/// Hidden temporary files in `dir`, as ffmpeg writes them while a job runs.
+/// Hidden temporary files below `dir`, as ffmpeg writes them while a job runs.
 fn partial_files(dir: &Path) -> Vec<PathBuf> {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return Vec::new();
-    };
-    entries
-        .flatten()
-        .map(|e| e.path())
+    files_under(dir)
+        .into_iter()
         .filter(|p| {
             p.file_name()
                 .and_then(|n| n.to_str())
@@ -98,7 +73,7 @@ async fn stopped_mid_transcode_then_restarted(signal: &str) {
     let (media, out) = (bucket.join("media/alice"), bucket.join("transcoded/alice"));
     std::fs::create_dir_all(&media).unwrap();
     let long = dir.join("long.mp3");
-    tone(&long, 900, 440).await;
+    tone(&long, 900.0).await;
     let runner = Runner::start(&dir).await;
     std::fs::copy(&long, media.join("long.mp3")).unwrap();
     transcoding(&out, &runner).await;
@@ -146,8 +121,8 @@ async fn a_kill_after_a_file_is_announced_and_before_it_transcodes_loses_nothing
     let (media, out) = (bucket.join("media/alice"), bucket.join("transcoded/alice"));
     std::fs::create_dir_all(&media).unwrap();
     let (long, short) = (dir.join("long.mp3"), dir.join("short.mp3"));
-    tone(&long, 900, 440).await;
-    tone(&short, 4, 660).await;
+    tone(&long, 900.0).await;
+    tone(&short, 4.0).await;
     // One job at a time: the short file is announced and queued while the long one transcodes.
     let env = [("TRANSCODE_CONCURRENCY", "1")];
     let runner = Runner::start_with(&dir, &env).await;
@@ -179,8 +154,8 @@ async fn a_file_rewritten_while_it_transcodes_is_transcoded_as_it_is_now() {
     let (media, out) = (bucket.join("media/alice"), bucket.join("transcoded/alice"));
     std::fs::create_dir_all(&media).unwrap();
     let (first, second) = (dir.join("first.mp3"), dir.join("second.mp3"));
-    tone(&first, 900, 440).await;
-    tone(&second, 7, 880).await;
+    tone(&first, 900.0).await;
+    tone(&second, 7.0).await;
     let runner = Runner::start(&dir).await;
     std::fs::copy(&first, media.join("song.mp3")).unwrap();
     transcoding(&out, &runner).await;
@@ -204,7 +179,7 @@ async fn a_message_that_cannot_be_written_for_a_while_is_written_when_the_store_
     let (media, out) = (bucket.join("media/alice"), bucket.join("transcoded/alice"));
     std::fs::create_dir_all(&media).unwrap();
     let song = dir.join("song.mp3");
-    tone(&song, 300, 440).await;
+    tone(&song, 300.0).await;
     let runner = Runner::start(&dir).await;
     std::fs::copy(&song, media.join("song.mp3")).unwrap();
     transcoding(&out, &runner).await;
