@@ -218,11 +218,14 @@ impl JobQueue for MemoryStore {
         }
     }
 
-    async fn is_current(&self, id: &JobId) -> Result<bool, StoreError> {
-        let jobs = self.jobs.lock().unwrap();
-        Ok(jobs
-            .iter()
-            .any(|row| &row.queued.id == id && row.state != JobState::Superseded))
+    async fn replaced(&self, id: &JobId) -> Result<(), StoreError> {
+        let mut jobs = self.jobs.lock().unwrap();
+        if let Some(row) = jobs.iter_mut().find(|row| {
+            &row.queued.id == id && matches!(row.state, JobState::Queued | JobState::Running)
+        }) {
+            row.state = JobState::Superseded;
+        }
+        Ok(())
     }
 
     async fn undelivered(&self) -> Result<Vec<(JobId, String)>, StoreError> {

@@ -59,8 +59,9 @@ pub trait JobQueue: Send + Sync {
         notification: &str,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
-    /// Whether the job may still write its outputs: it exists and was not superseded.
-    fn is_current(&self, id: &JobId) -> impl Future<Output = Result<bool, StoreError>> + Send;
+    /// A job whose input a newer upload replaced before it finished: done, with nothing to tell.
+    /// The newer upload has, or will have, a job of its own.
+    fn replaced(&self, id: &JobId) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// Finished jobs whose notification has not been delivered yet, oldest first.
     fn undelivered(&self) -> impl Future<Output = Result<Vec<(JobId, String)>, StoreError>> + Send;
@@ -96,8 +97,8 @@ impl<T: JobQueue> JobQueue for std::sync::Arc<T> {
         (**self).finish(id, notification)
     }
 
-    fn is_current(&self, id: &JobId) -> impl Future<Output = Result<bool, StoreError>> + Send {
-        (**self).is_current(id)
+    fn replaced(&self, id: &JobId) -> impl Future<Output = Result<(), StoreError>> + Send {
+        (**self).replaced(id)
     }
 
     fn undelivered(&self) -> impl Future<Output = Result<Vec<(JobId, String)>, StoreError>> + Send {

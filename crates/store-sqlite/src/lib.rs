@@ -164,6 +164,15 @@ impl SqliteStore {
         })
     }
 
+    /// Gives back every claim whose job was never queued. Only for a runner's start-up, when no
+    /// other process uses the file: such a claim was taken by a runner that stopped before it
+    /// queued the job, and would otherwise hold the upload off for the whole claim lease.
+    pub fn release_unstarted_claims(&self) -> Result<usize, StoreError> {
+        self.connection()
+            .execute("DELETE FROM claims WHERE job_id IS NULL", [])
+            .map_err(failed)
+    }
+
     fn connection(&self) -> MutexGuard<'_, Connection> {
         // A panic under the lock leaves nothing half-written: SQLite rolls back an unfinished
         // statement or transaction.
@@ -489,13 +498,16 @@ impl JobQueue for SqliteStore {
         Ok(changed == 1)
     }
 
-    async fn is_current(&self, id: &JobId) -> Result<bool, StoreError> {
+    async fn replaced(&self, id: &JobId) -> Result<(), StoreError> {
         let connection = self.connection();
-        let state: Option<String> = connection
-            .prepare_cached("SELECT state FROM jobs WHERE id = ?1")
-            .and_then(|mut find| find.query_row([&id.0], |row| row.get(0)).optional())
+        connection
+            .prepare_cached(
+                "UPDATE jobs SET state = 'superseded'
+                 WHERE id = ?1 AND state IN ('queued', 'running')",
+            )
+            .and_then(|mut replace| replace.execute([&id.0]))
             .map_err(failed)?;
-        Ok(state.is_some_and(|s| s != "superseded"))
+        Ok(())
     }
 
     async fn undelivered(&self) -> Result<Vec<(JobId, String)>, StoreError> {

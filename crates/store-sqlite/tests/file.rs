@@ -136,6 +136,38 @@ async fn two_connections_on_one_file_see_each_others_writes() {
     );
 }
 
+#[tokio::test]
+async fn claims_a_stopped_runner_never_started_are_given_back_at_start_up() {
+    let scratch = Scratch::new("unstarted");
+    let (started, unstarted) = (
+        claim("media/alice/started.mp3"),
+        claim("media/alice/cut.mp3"),
+    );
+    {
+        let store = SqliteStore::open(&scratch.file()).unwrap();
+        for c in [&started, &unstarted] {
+            assert_eq!(
+                store.claim(c, base_time()).await.unwrap(),
+                ClaimOutcome::Claimed
+            );
+        }
+        store.record_job(&started, "local-started").await.unwrap();
+    }
+    let store = SqliteStore::open(&scratch.file()).unwrap();
+    assert_eq!(store.release_unstarted_claims().unwrap(), 1);
+    // Within the lease, and still the next start takes it at once; the started one stays.
+    assert_eq!(
+        store.claim(&unstarted, base_time()).await.unwrap(),
+        ClaimOutcome::Claimed
+    );
+    assert_eq!(
+        store.claim(&started, base_time()).await.unwrap(),
+        ClaimOutcome::AlreadyStarted {
+            job_id: "local-started".into()
+        }
+    );
+}
+
 #[test]
 fn a_file_written_by_a_newer_build_is_refused() {
     let scratch = Scratch::new("newer");
