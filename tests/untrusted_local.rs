@@ -36,9 +36,14 @@ async fn playlists_uploaded_as_mp3_fail_and_read_nobody_elses_audio() {
         std::fs::write(bob.join(name), text).unwrap();
     }
     let runner = Runner::start(&dir).await;
+    // The starter refuses each playlist by its bytes and tells bob; alice's song is transcoded.
     runner
-        .wait_for(|r| r.count(&["message written"]) == 4, "four messages")
+        .wait_for(
+            |r| r.count(&["upload refused"]) == 3 && r.count(&["message written"]) == 1,
+            "three refusals and alice's message",
+        )
         .await;
+    assert_eq!(runner.count(&["job started"]), 1);
 
     assert_eq!(runner.messages("alice").await[0]["state"], "completed");
     let messages = runner.messages("bob").await;
