@@ -2,7 +2,7 @@
 //! ffmpeg and ffprobe helpers its tests share.
 
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
+use std::process::{ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -122,19 +122,34 @@ impl Runner {
     }
 
     /// Stops the runner as a service manager would, and waits for it to exit.
-    pub async fn stop(mut self) -> Vec<String> {
+    pub async fn stop(self) -> Vec<String> {
+        let (status, logs) = self.signal("TERM").await;
+        assert!(status.success(), "{status}; logs:\n{}", logs.join("\n"));
+        logs
+    }
+
+    /// Sends `signal` (`INT` for Ctrl-C, `KILL` for a crash) and waits for the runner to exit; a
+    /// runner still there after 20 seconds fails the test.
+    pub async fn signal(mut self, signal: &str) -> (ExitStatus, Vec<String>) {
         let pid = self.child.id().unwrap().to_string();
         Command::new("kill")
-            .args(["-TERM", &pid])
+            .args([format!("-{signal}"), pid])
             .status()
             .await
             .unwrap();
         let status = tokio::time::timeout(Duration::from_secs(20), self.child.wait())
             .await
-            .unwrap()
+            .unwrap_or_else(|_| {
+                panic!(
+                    "the runner did not exit within 20 s of SIG{signal}; logs:\n{}",
+                    self.logs.lock().unwrap().join("\n")
+                )
+            })
             .unwrap();
-        assert!(status.success(), "{status}");
-        self.logs.lock().unwrap().clone()
+        // The last log lines may still be in the pipe.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let logs = self.logs.lock().unwrap().clone();
+        (status, logs)
     }
 }
 

@@ -4,9 +4,8 @@
 use std::time::{Duration, Instant};
 
 use tokio::process::Command;
-use tokio::sync::mpsc;
-use transcoder_core::{ObjectKey, OutputFormat, Owner, TranscodeJob, Transcoder};
-use transcoder_local::ffmpeg::{FfmpegTranscoder, Limits, encoder_args};
+use transcoder_core::{JobId, ObjectKey, OutputFormat, Owner, TranscodeJob};
+use transcoder_local::ffmpeg::{Ended, Ffmpeg, Limits, encoder_args};
 
 use crate::{median, ms};
 
@@ -69,8 +68,7 @@ pub async fn local_transcode() {
         bare.push(started.elapsed());
     }
 
-    let (tx, mut rx) = mpsc::unbounded_channel();
-    let backend = FfmpegTranscoder::new(&bucket, 1, Limits::new(Duration::from_secs(4 * 3600)), tx);
+    let backend = Ffmpeg::new(&bucket, Limits::new(Duration::from_secs(4 * 3600)));
     let mut runs = Vec::new();
     for run in 0..3 {
         let job = TranscodeJob::plan(
@@ -83,10 +81,14 @@ pub async fn local_transcode() {
             &OutputFormat::DEFAULT,
         );
         let started = Instant::now();
-        backend.start_job(&job).await.unwrap();
-        let notification = rx.recv().await.unwrap();
+        let ended = backend
+            .run(&JobId(format!("local-bench-{run}")), &job)
+            .await;
         runs.push(started.elapsed());
-        assert!(notification.contains("\"COMPLETED\""), "{notification}");
+        let Ended::Notification(notification) = ended else {
+            panic!("nothing replaced the bench's input");
+        };
+        assert_eq!(notification["state"], "COMPLETED", "{notification}");
     }
     let (bare, backend): (Duration, Duration) = (median(&mut bare), median(&mut runs));
     println!("## Local transcode\n");
@@ -94,7 +96,7 @@ pub async fn local_transcode() {
         "A {seconds}-second stereo mp3 (192 kb/s) to WAV, FLAC and AAC 256k: the runner's ffmpeg backend, from"
     );
     println!(
-        "job start to completion notification, against the bare ffmpeg command that makes the same outputs"
+        "job start to its final notification, against the bare ffmpeg command that makes the same outputs"
     );
     println!("from one decode. Median of 3.\n");
     println!("| | time | ratio |");

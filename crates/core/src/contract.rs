@@ -8,11 +8,13 @@
 
 use chrono::{DateTime, TimeDelta, TimeZone, Utc};
 
-use crate::job::Owner;
+use crate::job::{OutputFormat, Owner, TranscodeJob};
 use crate::key::ObjectKey;
 use crate::links::{LINK_LIFETIME, Link, LinkError, Links, UPLOAD_LINK_LIFETIME, Upload};
 use crate::message::{Message, MessageId, MessageOutput, MessageState};
+use crate::queue::{JobQueue, local_job_id};
 use crate::store::{CLAIM_LEASE, Claim, ClaimOutcome, ClaimStore, MessageStore, StoreError};
+use crate::transcoder::JobId;
 
 /// Runs every check, one after the other, on one store.
 pub async fn all<S: MessageStore + ClaimStore>(store: &S) {
@@ -28,6 +30,192 @@ pub async fn all<S: MessageStore + ClaimStore>(store: &S) {
     a_released_claim_can_be_taken_again(store).await;
     a_stale_claim_without_a_job_is_taken_over(store).await;
     versions_of_one_key_are_claimed_independently(store).await;
+}
+
+/// Runs every check of the local job queue, one after the other, on one queue.
+pub async fn queue<Q: JobQueue>(queue: &Q) {
+    enqueueing_an_upload_twice_adds_one_job(queue).await;
+    jobs_are_taken_oldest_first_and_each_once(queue).await;
+    a_finished_job_waits_for_delivery_and_is_then_done(queue).await;
+    a_newer_upload_of_a_key_supersedes_the_older_jobs(queue).await;
+    a_job_whose_input_was_replaced_ends_untold(queue).await;
+    running_jobs_are_queued_again_after_a_stop(queue).await;
+    assert_eq!(
+        queue.waiting().await.unwrap(),
+        0,
+        "every check left its jobs done"
+    );
+    assert!(queue.undelivered().await.unwrap().is_empty());
+}
+
+/// The job for `media/{owner}/{name}`, upload `version`.
+pub fn job(owner: &str, name: &str, version: &str) -> TranscodeJob {
+    TranscodeJob::plan(
+        "bucket",
+        ObjectKey::new(format!("media/{owner}/{name}")).unwrap(),
+        version,
+        self::owner(owner),
+        name,
+        "transcoded/",
+        &OutputFormat::DEFAULT,
+    )
+}
+
+/// Takes and finishes whatever is queued, delivering it, so that a check leaves nothing behind.
+async fn drain<Q: JobQueue>(queue: &Q) {
+    while let Some(taken) = queue.take().await.unwrap() {
+        assert!(queue.finish(&taken.id, "{}").await.unwrap());
+    }
+    for (id, _) in queue.undelivered().await.unwrap() {
+        queue.delivered(&id).await.unwrap();
+    }
+}
+
+pub async fn enqueueing_an_upload_twice_adds_one_job<Q: JobQueue>(queue: &Q) {
+    let job = job("q-twice", "song.mp3", "1");
+    let first = queue.enqueue(&job).await.unwrap();
+    let again = queue.enqueue(&job).await.unwrap();
+    assert!(first.new && !again.new);
+    assert_eq!(first.id, again.id);
+    assert_eq!(first.id, local_job_id(&job));
+    assert_eq!(queue.waiting().await.unwrap(), 1);
+    let taken = queue.take().await.unwrap().unwrap();
+    assert_eq!(
+        (taken.id.clone(), taken.job, taken.runs),
+        (first.id, job.clone(), 1)
+    );
+    assert!(queue.take().await.unwrap().is_none());
+    // Enqueued again while it runs, or once it is done: still the one job, not run twice.
+    assert!(!queue.enqueue(&job).await.unwrap().new);
+    assert!(queue.finish(&taken.id, "{}").await.unwrap());
+    queue.delivered(&taken.id).await.unwrap();
+    assert!(!queue.enqueue(&job).await.unwrap().new);
+    assert!(queue.take().await.unwrap().is_none());
+}
+
+pub async fn jobs_are_taken_oldest_first_and_each_once<Q: JobQueue>(queue: &Q) {
+    let names = ["c.mp3", "a.mp3", "b.mp3"];
+    for name in names {
+        queue.enqueue(&job("q-order", name, "1")).await.unwrap();
+    }
+    let mut taken = Vec::new();
+    while let Some(next) = queue.take().await.unwrap() {
+        taken.push(next.job.source.file_name().to_owned());
+        assert!(queue.finish(&next.id, "{}").await.unwrap());
+    }
+    assert_eq!(taken, names);
+    drain(queue).await;
+}
+
+pub async fn a_finished_job_waits_for_delivery_and_is_then_done<Q: JobQueue>(queue: &Q) {
+    let job = job("q-finish", "song.mp3", "1");
+    let id = queue.enqueue(&job).await.unwrap().id;
+    // Only a running job finishes.
+    assert!(!queue.finish(&id, "early").await.unwrap());
+    assert!(
+        !queue
+            .finish(&JobId("local-unknown".into()), "{}")
+            .await
+            .unwrap()
+    );
+    queue.take().await.unwrap().unwrap();
+    assert!(queue.finish(&id, r#"{"state":"COMPLETED"}"#).await.unwrap());
+    assert!(!queue.finish(&id, "twice").await.unwrap());
+    assert_eq!(queue.waiting().await.unwrap(), 0);
+    assert_eq!(
+        queue.undelivered().await.unwrap(),
+        [(id.clone(), r#"{"state":"COMPLETED"}"#.to_owned())]
+    );
+    // Kept until delivered, also across a restart.
+    assert!(queue.recover().await.unwrap().is_empty());
+    assert_eq!(queue.undelivered().await.unwrap().len(), 1);
+    queue.delivered(&id).await.unwrap();
+    assert!(queue.undelivered().await.unwrap().is_empty());
+}
+
+pub async fn a_job_whose_input_was_replaced_ends_untold<Q: JobQueue>(queue: &Q) {
+    let job = job("q-replaced", "song.mp3", "1");
+    let id = queue.enqueue(&job).await.unwrap().id;
+    queue.take().await.unwrap().unwrap();
+    queue.replaced(&id).await.unwrap();
+    assert!(!queue.finish(&id, "{}").await.unwrap());
+    assert_eq!(queue.waiting().await.unwrap(), 0);
+    assert!(queue.undelivered().await.unwrap().is_empty());
+    assert!(queue.recover().await.unwrap().is_empty());
+    // Done: neither a redelivery of the upload nor a restart runs it again.
+    assert!(!queue.enqueue(&job).await.unwrap().new);
+    assert!(queue.take().await.unwrap().is_none());
+}
+
+pub async fn a_newer_upload_of_a_key_supersedes_the_older_jobs<Q: JobQueue>(queue: &Q) {
+    let other = queue
+        .enqueue(&job("q-newer", "other.mp3", "1"))
+        .await
+        .unwrap();
+    let queued = queue
+        .enqueue(&job("q-newer", "song.mp3", "1"))
+        .await
+        .unwrap();
+    // The second version arrives while the first still waits: the first will never run.
+    let second = queue
+        .enqueue(&job("q-newer", "song.mp3", "2"))
+        .await
+        .unwrap();
+    assert_eq!(second.superseded, std::slice::from_ref(&queued.id));
+    let running = queue.take().await.unwrap().unwrap();
+    assert_eq!(running.id, other.id, "the other key's job is untouched");
+    let running = queue.take().await.unwrap().unwrap();
+    assert_eq!(running.id, second.id, "the superseded job is never taken");
+    // A third version arrives while the second runs: the second's result is discarded.
+    let third = queue
+        .enqueue(&job("q-newer", "song.mp3", "3"))
+        .await
+        .unwrap();
+    assert_eq!(third.superseded, std::slice::from_ref(&second.id));
+    assert!(!queue.finish(&second.id, "{}").await.unwrap());
+    // A finished job not yet told is superseded too: the user hears of the file in the bucket.
+    assert!(queue.finish(&other.id, "{}").await.unwrap());
+    let other_again = queue
+        .enqueue(&job("q-newer", "other.mp3", "2"))
+        .await
+        .unwrap();
+    assert_eq!(other_again.superseded, std::slice::from_ref(&other.id));
+    assert!(queue.undelivered().await.unwrap().is_empty());
+    // An old version enqueued again (a late redelivery) stays superseded and is not run.
+    assert!(
+        !queue
+            .enqueue(&job("q-newer", "song.mp3", "1"))
+            .await
+            .unwrap()
+            .new
+    );
+    let mut rest = Vec::new();
+    while let Some(next) = queue.take().await.unwrap() {
+        rest.push(next.id.clone());
+        assert!(queue.finish(&next.id, "{}").await.unwrap());
+    }
+    assert_eq!(rest, [third.id, other_again.id]);
+    drain(queue).await;
+}
+
+pub async fn running_jobs_are_queued_again_after_a_stop<Q: JobQueue>(queue: &Q) {
+    let job = job("q-recover", "long.mp3", "1");
+    let id = queue.enqueue(&job).await.unwrap().id;
+    queue.take().await.unwrap().unwrap();
+    // The process stops here; the next one recovers the job and runs it again, once.
+    let recovered = queue.recover().await.unwrap();
+    assert_eq!(recovered.len(), 1);
+    assert_eq!(
+        (recovered[0].id.clone(), recovered[0].runs),
+        (id.clone(), 1)
+    );
+    assert!(queue.recover().await.unwrap().is_empty());
+    assert_eq!(queue.waiting().await.unwrap(), 1);
+    let again = queue.take().await.unwrap().unwrap();
+    assert_eq!((again.id.clone(), again.runs), (id.clone(), 2));
+    assert!(queue.take().await.unwrap().is_none());
+    assert!(queue.finish(&id, "{}").await.unwrap());
+    drain(queue).await;
 }
 
 /// Links that sign nothing: a readable URL that names the method and the key (and, for an upload,
@@ -370,5 +558,10 @@ mod tests {
     #[tokio::test]
     async fn the_memory_store_honours_the_contract() {
         super::all(&MemoryStore::default()).await;
+    }
+
+    #[tokio::test]
+    async fn the_memory_queue_honours_the_contract() {
+        super::queue(&MemoryStore::default()).await;
     }
 }

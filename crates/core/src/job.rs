@@ -16,7 +16,8 @@ pub fn is_audio(key: &ObjectKey) -> bool {
 }
 
 /// One output of a job. The names are the ones `OUTPUT_FORMATS` accepts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum OutputFormat {
     /// PCM WAV, 44.1 kHz, 16-bit.
     Wav,
@@ -136,14 +137,15 @@ impl fmt::Display for Owner {
 }
 
 /// Where one output of a job is written.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct JobOutput {
     pub format: OutputFormat,
     pub key: ObjectKey,
 }
 
-/// One transcode job: one source file in, one file per configured format out.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// One transcode job: one source file in, one file per configured format out. It serializes, so
+/// that the local runner can keep it in its queue.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct TranscodeJob {
     pub bucket: String,
     pub source: ObjectKey,

@@ -5,8 +5,25 @@ use std::fmt;
 use percent_encoding::percent_decode_str;
 
 /// An S3 object key, decoded: exactly the key the object is stored under.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+#[serde(try_from = "String", into = "String")]
 pub struct ObjectKey(pub(crate) String);
+
+impl TryFrom<String> for ObjectKey {
+    type Error = KeyError;
+
+    fn try_from(key: String) -> Result<Self, KeyError> {
+        Self::new(key)
+    }
+}
+
+impl From<ObjectKey> for String {
+    fn from(key: ObjectKey) -> String {
+        key.0
+    }
+}
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum KeyError {

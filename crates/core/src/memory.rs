@@ -6,14 +6,33 @@ use std::sync::Mutex;
 
 use chrono::{DateTime, Utc};
 
-use crate::job::Owner;
+use crate::job::{Owner, TranscodeJob};
 use crate::message::{Message, MessageId};
+use crate::queue::{Enqueued, JobQueue, QueuedJob, local_job_id};
 use crate::store::{CLAIM_LEASE, Claim, ClaimOutcome, ClaimStore, MessageStore, Page, StoreError};
+use crate::transcoder::JobId;
 
 #[derive(Default)]
 pub struct MemoryStore {
     messages: Mutex<BTreeMap<(Owner, MessageId), (Message, bool)>>,
     claims: Mutex<BTreeMap<(String, String, String), ClaimState>>,
+    /// The local job queue, in the order jobs were enqueued.
+    jobs: Mutex<Vec<QueuedRow>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum JobState {
+    Queued,
+    Running,
+    Finished,
+    Delivered,
+    Superseded,
+}
+
+struct QueuedRow {
+    queued: QueuedJob,
+    state: JobState,
+    notification: Option<String>,
 }
 
 #[derive(Clone)]
@@ -135,5 +154,117 @@ impl ClaimStore for MemoryStore {
             claims.remove(&claim_key(claim));
         }
         Ok(())
+    }
+}
+
+impl JobQueue for MemoryStore {
+    async fn enqueue(&self, job: &TranscodeJob) -> Result<Enqueued, StoreError> {
+        let id = local_job_id(job);
+        let mut jobs = self.jobs.lock().unwrap();
+        if jobs.iter().any(|row| row.queued.id == id) {
+            return Ok(Enqueued {
+                id,
+                new: false,
+                superseded: Vec::new(),
+            });
+        }
+        let mut superseded = Vec::new();
+        for row in jobs.iter_mut() {
+            let same_key =
+                row.queued.job.bucket == job.bucket && row.queued.job.source == job.source;
+            if same_key && !matches!(row.state, JobState::Delivered | JobState::Superseded) {
+                row.state = JobState::Superseded;
+                row.notification = None;
+                superseded.push(row.queued.id.clone());
+            }
+        }
+        jobs.push(QueuedRow {
+            queued: QueuedJob {
+                id: id.clone(),
+                job: job.clone(),
+                runs: 0,
+            },
+            state: JobState::Queued,
+            notification: None,
+        });
+        Ok(Enqueued {
+            id,
+            new: true,
+            superseded,
+        })
+    }
+
+    async fn take(&self) -> Result<Option<QueuedJob>, StoreError> {
+        let mut jobs = self.jobs.lock().unwrap();
+        Ok(jobs
+            .iter_mut()
+            .find(|row| row.state == JobState::Queued)
+            .map(|row| {
+                row.state = JobState::Running;
+                row.queued.runs += 1;
+                row.queued.clone()
+            }))
+    }
+
+    async fn finish(&self, id: &JobId, notification: &str) -> Result<bool, StoreError> {
+        let mut jobs = self.jobs.lock().unwrap();
+        match jobs.iter_mut().find(|row| &row.queued.id == id) {
+            Some(row) if row.state == JobState::Running => {
+                row.state = JobState::Finished;
+                row.notification = Some(notification.to_owned());
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    async fn replaced(&self, id: &JobId) -> Result<(), StoreError> {
+        let mut jobs = self.jobs.lock().unwrap();
+        if let Some(row) = jobs.iter_mut().find(|row| {
+            &row.queued.id == id && matches!(row.state, JobState::Queued | JobState::Running)
+        }) {
+            row.state = JobState::Superseded;
+        }
+        Ok(())
+    }
+
+    async fn undelivered(&self) -> Result<Vec<(JobId, String)>, StoreError> {
+        let jobs = self.jobs.lock().unwrap();
+        Ok(jobs
+            .iter()
+            .filter(|row| row.state == JobState::Finished)
+            .filter_map(|row| Some((row.queued.id.clone(), row.notification.clone()?)))
+            .collect())
+    }
+
+    async fn delivered(&self, id: &JobId) -> Result<(), StoreError> {
+        let mut jobs = self.jobs.lock().unwrap();
+        if let Some(row) = jobs
+            .iter_mut()
+            .find(|row| &row.queued.id == id && row.state == JobState::Finished)
+        {
+            row.state = JobState::Delivered;
+        }
+        Ok(())
+    }
+
+    async fn recover(&self) -> Result<Vec<QueuedJob>, StoreError> {
+        let mut jobs = self.jobs.lock().unwrap();
+        Ok(jobs
+            .iter_mut()
+            .filter(|row| row.state == JobState::Running)
+            .map(|row| {
+                row.state = JobState::Queued;
+                row.queued.clone()
+            })
+            .collect())
+    }
+
+    async fn waiting(&self) -> Result<usize, StoreError> {
+        let jobs = self.jobs.lock().unwrap();
+        Ok(jobs
+            .iter()
+            .filter(|row| matches!(row.state, JobState::Queued | JobState::Running))
+            .count())
     }
 }

@@ -6,7 +6,7 @@ use std::future::Future;
 use crate::job::TranscodeJob;
 
 /// The backend's identifier of an accepted job.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize)]
 pub struct JobId(pub String);
 
 impl fmt::Display for JobId {

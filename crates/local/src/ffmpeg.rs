@@ -12,18 +12,14 @@ use std::ffi::OsString;
 use std::io::SeekFrom;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncSeekExt, BufReader};
 use tokio::process::Command;
-use tokio::sync::{Semaphore, mpsc};
-use tracing::{error, info, warn};
+use tracing::{info, warn};
 use transcoder_core::{
-    AudioFormat, Escaped, JobId, OutputFormat, SNIFF_BYTES, Sniffed, TranscodeJob, Transcoder,
-    TranscoderError, metadata, sniff,
+    AudioFormat, Escaped, JobId, OutputFormat, SNIFF_BYTES, Sniffed, TranscodeJob, metadata, sniff,
 };
 /// The encoder arguments of each output: the settings of Elastic Transcoder's system presets.
 /// Every output is stereo, as in the cloud, which also keeps its size within its bound.
@@ -131,71 +127,44 @@ impl Limits {
     }
 }
 
-/// Runs jobs with ffmpeg, at most `slots` at once, and sends each job's final notification (a
-/// JSON string in Elastic Transcoder's shape) to `notifications`.
-#[derive(Clone)]
-pub struct FfmpegTranscoder {
+/// Runs one job with ffmpeg; the queue in [`crate::jobs`] decides which and when.
+#[derive(Debug, Clone)]
+pub struct Ffmpeg {
     bucket: PathBuf,
-    slots: Arc<Semaphore>,
     limits: Limits,
-    notifications: mpsc::UnboundedSender<String>,
-    next_job: Arc<AtomicU64>,
 }
 
-impl FfmpegTranscoder {
-    pub fn new(
-        bucket: impl Into<PathBuf>,
-        slots: usize,
-        limits: Limits,
-        notifications: mpsc::UnboundedSender<String>,
-    ) -> Self {
+/// How a job's run ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Ended {
+    /// The job's final notification, in Elastic Transcoder's shape: completed, with a warning,
+    /// or failed.
+    Notification(Value),
+    /// A newer upload replaced the input while it was transcoded: nothing was written, nobody is
+    /// told; that upload is transcoded on its own and its owner hears of it alone.
+    Replaced,
+}
+
+impl Ffmpeg {
+    pub fn new(bucket: impl Into<PathBuf>, limits: Limits) -> Self {
         Self {
             bucket: bucket.into(),
-            slots: Arc::new(Semaphore::new(slots.max(1))),
             limits,
-            notifications,
-            next_job: Arc::new(AtomicU64::new(0)),
         }
     }
-}
-
-impl Transcoder for FfmpegTranscoder {
-    async fn start_job(&self, job: &TranscodeJob) -> Result<JobId, TranscoderError> {
-        let input = self.bucket.join(job.source.as_str());
-        if !input.is_file() {
-            return Err(TranscoderError::new(format!(
-                "{} is not a file",
-                Escaped(&input.to_string_lossy())
-            )));
-        }
-        let n = self.next_job.fetch_add(1, Ordering::SeqCst);
-        let job_id = JobId(format!(
-            "local-{}-{n}",
-            chrono::Utc::now().timestamp_millis()
-        ));
-        let (this, job, id) = (self.clone(), job.clone(), job_id.0.clone());
-        tokio::spawn(async move {
-            let Ok(_slot) = this.slots.acquire().await else {
-                return;
-            };
-            let notification = this.run(&id, &job).await;
-            if this.notifications.send(notification.to_string()).is_err() {
-                error!(
-                    job_id = id,
-                    "job finished after the runner stopped listening"
-                );
-            }
-        });
-        Ok(job_id)
-    }
-}
-
-impl FfmpegTranscoder {
-    /// Transcodes one job and returns its notification.
-    async fn run(&self, job_id: &str, job: &TranscodeJob) -> Value {
+    /// Transcodes one job and says how it ended.
+    pub async fn run(&self, job_id: &JobId, job: &TranscodeJob) -> Ended {
         let started = Instant::now();
+        let job_id = job_id.0.as_str();
         let input = self.bucket.join(job.source.as_str());
-        let result = self.transcode(job_id, job, &input).await;
+        let result = match self.transcode(job_id, job, &input).await {
+            Err(Failure::Replaced) => {
+                info!(job_id, key = %job.source.escaped(), "a newer upload replaced the file: outputs dropped");
+                return Ended::Replaced;
+            }
+            Err(Failure::Reason(reason)) => Err(reason),
+            Ok(done) => Ok(done),
+        };
         let mut outputs = Vec::new();
         let state = match &result {
             Ok((warning, seconds)) => {
@@ -260,7 +229,7 @@ impl FfmpegTranscoder {
             Err(reason) | Ok((Some(reason), _)) => notification["messageDetails"] = reason.into(),
             Ok((None, _)) => {}
         }
-        notification
+        Ended::Notification(notification)
     }
 
     /// Identifies, probes and transcodes the input. Returns what ffmpeg complained of while it
@@ -270,17 +239,17 @@ impl FfmpegTranscoder {
         job_id: &str,
         job: &TranscodeJob,
         input: &Path,
-    ) -> Result<(Option<String>, f64), String> {
+    ) -> Result<(Option<String>, f64), Failure> {
         let upload = Upload::of(input).await?;
         let format = identify(input).await?;
         let duration = probe_duration(input, format, self.limits.base_time).await?;
         let limit = self.limits.max_duration.as_secs_f64();
         if duration > limit {
-            return Err(format!(
+            return Err(Failure::Reason(format!(
                 "the file is too long: {} of audio; the limit is {}",
                 span(duration),
                 span(limit)
-            ));
+            )));
         }
         // Outputs are written under names of this job's own and renamed when complete, so nobody
         // downloads half a file and two jobs for one key never write into the same file.
@@ -370,32 +339,42 @@ impl FfmpegTranscoder {
         let Ok((status, stderr)) = finished else {
             let _ = child.kill().await;
             progress.abort();
-            return Err(format!(
+            return Err(Failure::Reason(format!(
                 "transcoding took longer than {}, the most allowed for {} of audio",
                 span(allowed.as_secs_f64()),
                 span(duration)
-            ));
+            )));
         };
         let status = status.map_err(|e| format!("ffmpeg did not finish: {e}"))?;
         let _ = progress.await;
         if !status.success() {
-            return Err(readable(&stderr));
+            return Err(Failure::Reason(readable(&stderr)));
         }
         parts.check(duration).await?;
         // A newer upload of the key has its own job: these outputs would overwrite its outputs
         // with the older audio if that job finished first.
         if Upload::of(input).await? != upload {
-            return Err(
-                "a newer upload of the file replaced it while it was transcoded; that upload is \
-                 transcoded on its own"
-                    .to_owned(),
-            );
+            return Err(Failure::Replaced);
         }
         parts.commit().await?;
         Ok((
             (!stderr.trim().is_empty()).then(|| readable(&stderr)),
             duration,
         ))
+    }
+}
+
+/// Why a job wrote no outputs.
+enum Failure {
+    /// Something a user can read: the job fails with it.
+    Reason(String),
+    /// A newer upload of the key replaced the input.
+    Replaced,
+}
+
+impl From<String> for Failure {
+    fn from(reason: String) -> Self {
+        Self::Reason(reason)
     }
 }
 
@@ -687,12 +666,11 @@ mod tests {
 
     /// Runs one job to its end and returns its notification.
     async fn transcode(bucket: &Path, limits: Limits, job: &TranscodeJob) -> Value {
-        let (tx, mut rx) = mpsc::unbounded_channel();
-        FfmpegTranscoder::new(bucket, 1, limits, tx)
-            .start_job(job)
-            .await
-            .unwrap();
-        serde_json::from_str(&rx.recv().await.unwrap()).unwrap()
+        let id = JobId("local-test".into());
+        match Ffmpeg::new(bucket, limits).run(&id, job).await {
+            Ended::Notification(notification) => notification,
+            Ended::Replaced => panic!("nothing replaced the input"),
+        }
     }
 
     /// What plain ffprobe, with none of our flags, makes of `path`: format name and duration.

@@ -5,6 +5,7 @@
 
 pub mod bucket;
 pub mod ffmpeg;
+pub mod jobs;
 pub mod runner;
 pub mod server;
 

@@ -7,23 +7,18 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use serde_json::json;
-use tokio::sync::mpsc;
-use tracing::{error, info, warn};
+use tracing::{info, warn};
 use transcoder_api::config::max_upload_bytes;
 use transcoder_api::{Api, ApiConfig};
 use transcoder_core::config::{ConfigError, Env};
-use transcoder_core::{
-    RawS3Event, RawSnsEvent, RecordConfig, StartConfig, record_completion, start_transcode,
-};
+use transcoder_core::{RawS3Event, RecordConfig, StartConfig, start_transcode};
 use transcoder_sqlite::SqliteStore;
 
 use crate::bucket::{BucketFolder, Watcher};
-use crate::ffmpeg::{FfmpegTranscoder, Limits, remove_leftover_parts};
+use crate::ffmpeg::{Ffmpeg, Limits, remove_leftover_parts};
+use crate::jobs::{LOCAL_TOPIC, LocalJobs};
 use crate::server::{LocalLinks, ServerState, remove_partial_uploads, router};
 
-/// The topic the local transcoder "publishes" to; `record_completion` accepts only this one.
-const LOCAL_TOPIC: &str = "arn:aws:sns:local:000000000000:transcoder-completions";
 /// The bucket's name in the events the watcher makes.
 const LOCAL_BUCKET: &str = "local-bucket";
 
@@ -96,23 +91,30 @@ pub async fn run(config: LocalConfig) -> Result<(), Error> {
     // else removes.
     let removed = remove_partial_uploads(&config.bucket)?;
     info!(removed, "partial uploads from an earlier run removed");
-    let leftovers = remove_leftover_parts(&config.bucket.join(config.start.prefixes.output()));
-    if leftovers > 0 {
-        info!(
-            files = leftovers,
-            "removed temporary outputs of jobs an earlier run did not finish"
-        );
-    }
     if let Some(dir) = config.store.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir)?;
     }
     let store = Arc::new(SqliteStore::open(&config.store)?);
-    let (notify, notifications) = mpsc::unbounded_channel();
-    let transcoder = FfmpegTranscoder::new(
+    // Nothing else uses the store now: a claim without a job is one a stopped run never queued.
+    let released = store.release_unstarted_claims()?;
+    let jobs = LocalJobs::new(
         &config.bucket,
-        config.concurrency,
-        Limits::new(config.max_duration),
-        notify,
+        store.clone(),
+        Ffmpeg::new(&config.bucket, Limits::new(config.max_duration)),
+        RecordConfig {
+            topic_arn: LOCAL_TOPIC.into(),
+            output_prefix: config.start.prefixes.output().to_owned(),
+        },
+    );
+    let resumed = jobs.recover().await?;
+    let removed = remove_leftover_parts(&config.bucket.join(config.start.prefixes.output()));
+    info!(
+        resumed,
+        removed,
+        released,
+        "{} resumed, {} removed",
+        count(resumed, "unfinished job", "unfinished jobs"),
+        count(removed, "partial file", "partial files")
     );
 
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
@@ -140,22 +142,33 @@ pub async fn run(config: LocalConfig) -> Result<(), Error> {
         config.start.prefixes.input()
     );
 
-    tokio::spawn(record_completions(
-        notifications,
-        config.start.prefixes.output().to_owned(),
-        store.clone(),
-    ));
-    tokio::spawn(watch(config.clone(), transcoder, store));
+    let workers = jobs.spawn(config.concurrency);
+    let watcher = tokio::spawn(watch(config.clone(), jobs.clone(), store));
     axum::serve(listener, router(state))
         .with_graceful_shutdown(shutdown())
         .await?;
-    info!("stopped");
+    watcher.abort();
+    let waiting = jobs.stop(workers).await?;
+    info!(
+        waiting,
+        "stopped; {} for the next start",
+        count(waiting, "job waiting", "jobs waiting")
+    );
     Ok(())
+}
+
+/// `1 job waiting`, `2 jobs waiting`.
+fn count(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
 }
 
 /// Scans the bucket folder and hands what settled to the starter, as S3 would; the starter reads
 /// each file's first bytes back from the folder.
-async fn watch(config: LocalConfig, transcoder: FfmpegTranscoder, store: Arc<SqliteStore>) {
+async fn watch(
+    config: LocalConfig,
+    transcoder: LocalJobs<Arc<SqliteStore>>,
+    store: Arc<SqliteStore>,
+) {
     let source = BucketFolder::new(&config.bucket);
     let mut watcher = Watcher::new(
         &config.bucket,
@@ -183,53 +196,6 @@ async fn watch(config: LocalConfig, transcoder: FfmpegTranscoder, store: Arc<Sql
             warn!(error = %err, "some jobs did not start; retrying");
             for (_, key, _) in &err.failed {
                 watcher.forget(key.as_str());
-            }
-        }
-    }
-}
-
-/// Delivers each notification to the recorder as an SNS event, retrying while the store fails.
-async fn record_completions(
-    mut notifications: mpsc::UnboundedReceiver<String>,
-    output_prefix: String,
-    store: Arc<SqliteStore>,
-) {
-    let config = RecordConfig {
-        topic_arn: LOCAL_TOPIC.into(),
-        output_prefix,
-    };
-    let mut delivered = 0u64;
-    while let Some(message) = notifications.recv().await {
-        delivered += 1;
-        let record = json!({
-            "EventSource": "aws:sns",
-            "EventVersion": "1.0",
-            "EventSubscriptionArn": format!("{LOCAL_TOPIC}:local"),
-            "Sns": {
-                "Type": "Notification",
-                "MessageId": format!("local-{delivered}"),
-                "TopicArn": LOCAL_TOPIC,
-                "Subject": null,
-                "Message": message,
-                "Timestamp": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-                "SignatureVersion": "1",
-                "Signature": "local",
-                "SigningCertUrl": "",
-                "UnsubscribeUrl": "",
-                "MessageAttributes": {}
-            }
-        });
-        for attempt in 1..=5u32 {
-            let event = RawSnsEvent {
-                records: vec![record.clone()],
-            };
-            match record_completion(event, &config, &store).await {
-                Ok(_) => break,
-                Err(err) if attempt < 5 => {
-                    warn!(error = %err, attempt, "message not written; retrying");
-                    tokio::time::sleep(Duration::from_millis(200 * u64::from(attempt))).await;
-                }
-                Err(err) => error!(error = %err, "message not written after 5 attempts"),
             }
         }
     }

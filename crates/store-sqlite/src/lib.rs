@@ -10,6 +10,10 @@
 //! - `claims` has one row per `(bucket, key, version)`, with `claimed_at` (epoch ms) and, once its
 //!   job started, `job_id`. Taking a claim is one immediate transaction, so two connections on one
 //!   file cannot both take it.
+//! - `jobs` is the local runner's job queue (`transcoder_core::queue`): one row per upload
+//!   `(bucket, key, version)` with its state, how often it was taken, the job as JSON and, once it
+//!   finished, the notification still to deliver. `seq` keeps the order jobs arrived in. Each state
+//!   change is one statement, so a crash leaves every job in one state or the next, never between.
 //! - A page cursor is the last listed message's owner, `created_at` and id, as URL-safe base64; it
 //!   is refused for any owner but its own.
 //! - `PRAGMA user_version` is the schema's version, so that a later build can migrate a file.
@@ -24,14 +28,17 @@ use std::time::Duration;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Utc};
-use rusqlite::{Connection, TransactionBehavior, params};
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+use transcoder_core::queue::local_job_id;
 use transcoder_core::store::CLAIM_LEASE;
 use transcoder_core::{
-    Claim, ClaimOutcome, ClaimStore, Message, MessageId, MessageStore, Owner, Page, StoreError,
+    Claim, ClaimOutcome, ClaimStore, Enqueued, JobId, JobQueue, Message, MessageId, MessageStore,
+    Owner, Page, QueuedJob, StoreError, TranscodeJob,
 };
 
-/// The schema this build writes and reads; `PRAGMA user_version` of a file it created.
-const SCHEMA_VERSION: i32 = 1;
+/// The schema this build writes and reads; `PRAGMA user_version` of a file it created. Version 1
+/// had no job queue; [`JOBS`] brings a file from 1 to 2.
+const SCHEMA_VERSION: i32 = 2;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS messages (
@@ -52,6 +59,26 @@ CREATE TABLE IF NOT EXISTS claims (
     job_id TEXT,
     PRIMARY KEY (bucket, key, version)
 ) STRICT;
+";
+
+const JOBS: &str = "
+CREATE TABLE IF NOT EXISTS jobs (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL UNIQUE,
+    bucket TEXT NOT NULL,
+    key TEXT NOT NULL,
+    version TEXT NOT NULL,
+    state TEXT NOT NULL
+        CHECK (state IN ('queued', 'running', 'finished', 'delivered', 'superseded')),
+    runs INTEGER NOT NULL DEFAULT 0,
+    job TEXT NOT NULL,
+    notification TEXT,
+    UNIQUE (bucket, key, version)
+) STRICT;
+CREATE INDEX IF NOT EXISTS jobs_by_key ON jobs (bucket, key)
+    WHERE state IN ('queued', 'running', 'finished');
+CREATE INDEX IF NOT EXISTS jobs_pending ON jobs (state, seq)
+    WHERE state IN ('queued', 'running', 'finished');
 ";
 
 /// How long a statement waits for another connection's write to finish before giving up.
@@ -115,8 +142,11 @@ impl SqliteStore {
             .pragma_query_value(None, "user_version", |row| row.get(0))
             .map_err(at)?;
         match version {
-            0 => {
-                tx.execute_batch(SCHEMA).map_err(at)?;
+            0 | 1 => {
+                if version == 0 {
+                    tx.execute_batch(SCHEMA).map_err(at)?;
+                }
+                tx.execute_batch(JOBS).map_err(at)?;
                 tx.pragma_update(None, "user_version", SCHEMA_VERSION)
                     .map_err(at)?;
             }
@@ -132,6 +162,15 @@ impl SqliteStore {
         Ok(Self {
             connection: Mutex::new(connection),
         })
+    }
+
+    /// Gives back every claim whose job was never queued. Only for a runner's start-up, when no
+    /// other process uses the file: such a claim was taken by a runner that stopped before it
+    /// queued the job, and would otherwise hold the upload off for the whole claim lease.
+    pub fn release_unstarted_claims(&self) -> Result<usize, StoreError> {
+        self.connection()
+            .execute("DELETE FROM claims WHERE job_id IS NULL", [])
+            .map_err(failed)
     }
 
     fn connection(&self) -> MutexGuard<'_, Connection> {
@@ -373,11 +412,162 @@ impl ClaimStore for SqliteStore {
     }
 }
 
+/// A row of `jobs` as [`JobQueue::take`] and [`JobQueue::recover`] hand it out.
+fn queued_job(row: &rusqlite::Row<'_>) -> rusqlite::Result<(String, String, u32)> {
+    Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+}
+
+fn parse_job((id, job, runs): (String, String, u32)) -> Result<QueuedJob, StoreError> {
+    let job: TranscodeJob = serde_json::from_str(&job)
+        .map_err(|e| StoreError::Corrupt(format!("job {id} cannot be read: {e}")))?;
+    Ok(QueuedJob {
+        id: JobId(id),
+        job,
+        runs,
+    })
+}
+
+impl JobQueue for SqliteStore {
+    async fn enqueue(&self, job: &TranscodeJob) -> Result<Enqueued, StoreError> {
+        let id = local_job_id(job);
+        let body = serde_json::to_string(job)
+            .map_err(|e| StoreError::Corrupt(format!("job {id} cannot be written: {e}")))?;
+        let key = job.source.as_str();
+        let mut connection = self.connection();
+        let tx = connection
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(failed)?;
+        let new = tx
+            .prepare_cached(
+                "INSERT INTO jobs (id, bucket, key, version, state, job)
+                 VALUES (?1, ?2, ?3, ?4, 'queued', ?5) ON CONFLICT DO NOTHING",
+            )
+            .and_then(|mut insert| {
+                insert.execute(params![id.0, job.bucket, key, job.version, body])
+            })
+            .map_err(failed)?
+            == 1;
+        let mut superseded = Vec::new();
+        if new {
+            superseded = tx
+                .prepare_cached(
+                    "UPDATE jobs SET state = 'superseded', notification = NULL
+                     WHERE bucket = ?1 AND key = ?2 AND id <> ?3
+                       AND state IN ('queued', 'running', 'finished')
+                     RETURNING id",
+                )
+                .and_then(|mut supersede| {
+                    supersede
+                        .query_map(params![job.bucket, key, id.0], |row| row.get(0))?
+                        .map(|id| id.map(JobId))
+                        .collect::<rusqlite::Result<Vec<_>>>()
+                })
+                .map_err(failed)?;
+        }
+        tx.commit().map_err(failed)?;
+        Ok(Enqueued {
+            id,
+            new,
+            superseded,
+        })
+    }
+
+    async fn take(&self) -> Result<Option<QueuedJob>, StoreError> {
+        let connection = self.connection();
+        // One statement: the job is running from the moment anyone can see it taken.
+        let row = connection
+            .prepare_cached(
+                "UPDATE jobs SET state = 'running', runs = runs + 1
+                 WHERE seq = (SELECT seq FROM jobs WHERE state = 'queued' ORDER BY seq LIMIT 1)
+                 RETURNING id, job, runs",
+            )
+            .and_then(|mut take| take.query_row([], queued_job).optional())
+            .map_err(failed)?;
+        row.map(parse_job).transpose()
+    }
+
+    async fn finish(&self, id: &JobId, notification: &str) -> Result<bool, StoreError> {
+        let connection = self.connection();
+        let changed = connection
+            .prepare_cached(
+                "UPDATE jobs SET state = 'finished', notification = ?2
+                 WHERE id = ?1 AND state = 'running'",
+            )
+            .and_then(|mut finish| finish.execute(params![id.0, notification]))
+            .map_err(failed)?;
+        Ok(changed == 1)
+    }
+
+    async fn replaced(&self, id: &JobId) -> Result<(), StoreError> {
+        let connection = self.connection();
+        connection
+            .prepare_cached(
+                "UPDATE jobs SET state = 'superseded'
+                 WHERE id = ?1 AND state IN ('queued', 'running')",
+            )
+            .and_then(|mut replace| replace.execute([&id.0]))
+            .map_err(failed)?;
+        Ok(())
+    }
+
+    async fn undelivered(&self) -> Result<Vec<(JobId, String)>, StoreError> {
+        let connection = self.connection();
+        connection
+            .prepare_cached(
+                "SELECT id, notification FROM jobs
+                 WHERE state = 'finished' AND notification IS NOT NULL ORDER BY seq",
+            )
+            .and_then(|mut list| {
+                list.query_map([], |row| Ok((JobId(row.get(0)?), row.get(1)?)))?
+                    .collect()
+            })
+            .map_err(failed)
+    }
+
+    async fn delivered(&self, id: &JobId) -> Result<(), StoreError> {
+        let connection = self.connection();
+        // The notification is kept: it says how the job ended, should anyone look.
+        connection
+            .prepare_cached(
+                "UPDATE jobs SET state = 'delivered' WHERE id = ?1 AND state = 'finished'",
+            )
+            .and_then(|mut deliver| deliver.execute([&id.0]))
+            .map_err(failed)?;
+        Ok(())
+    }
+
+    async fn recover(&self) -> Result<Vec<QueuedJob>, StoreError> {
+        let connection = self.connection();
+        let rows: Vec<_> = connection
+            .prepare_cached(
+                "UPDATE jobs SET state = 'queued' WHERE state = 'running'
+                 RETURNING id, job, runs",
+            )
+            .and_then(|mut requeue| requeue.query_map([], queued_job)?.collect())
+            .map_err(failed)?;
+        rows.into_iter().map(parse_job).collect()
+    }
+
+    async fn waiting(&self) -> Result<usize, StoreError> {
+        let connection = self.connection();
+        let count: i64 = connection
+            .prepare_cached("SELECT count(*) FROM jobs WHERE state IN ('queued', 'running')")
+            .and_then(|mut count| count.query_row([], |row| row.get(0)))
+            .map_err(failed)?;
+        usize::try_from(count).map_err(|e| StoreError::Corrupt(e.to_string()))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use transcoder_core::contract;
 
     use super::*;
+
+    #[tokio::test]
+    async fn the_sqlite_queue_honours_the_contract() {
+        contract::queue(&SqliteStore::in_memory().unwrap()).await;
+    }
 
     #[tokio::test]
     async fn the_sqlite_store_honours_the_contract() {

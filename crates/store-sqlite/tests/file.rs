@@ -3,9 +3,9 @@
 
 use std::path::{Path, PathBuf};
 
-use transcoder_core::contract::{base_time, message, owner};
+use transcoder_core::contract::{base_time, job, message, owner};
 use transcoder_core::{
-    Claim, ClaimOutcome, ClaimStore, MessageId, MessageStore, ObjectKey, StoreError,
+    Claim, ClaimOutcome, ClaimStore, JobQueue, MessageId, MessageStore, ObjectKey, StoreError,
 };
 use transcoder_sqlite::SqliteStore;
 
@@ -136,18 +136,105 @@ async fn two_connections_on_one_file_see_each_others_writes() {
     );
 }
 
+#[tokio::test]
+async fn claims_a_stopped_runner_never_started_are_given_back_at_start_up() {
+    let scratch = Scratch::new("unstarted");
+    let (started, unstarted) = (
+        claim("media/alice/started.mp3"),
+        claim("media/alice/cut.mp3"),
+    );
+    {
+        let store = SqliteStore::open(&scratch.file()).unwrap();
+        for c in [&started, &unstarted] {
+            assert_eq!(
+                store.claim(c, base_time()).await.unwrap(),
+                ClaimOutcome::Claimed
+            );
+        }
+        store.record_job(&started, "local-started").await.unwrap();
+    }
+    let store = SqliteStore::open(&scratch.file()).unwrap();
+    assert_eq!(store.release_unstarted_claims().unwrap(), 1);
+    // Within the lease, and still the next start takes it at once; the started one stays.
+    assert_eq!(
+        store.claim(&unstarted, base_time()).await.unwrap(),
+        ClaimOutcome::Claimed
+    );
+    assert_eq!(
+        store.claim(&started, base_time()).await.unwrap(),
+        ClaimOutcome::AlreadyStarted {
+            job_id: "local-started".into()
+        }
+    );
+}
+
 #[test]
 fn a_file_written_by_a_newer_build_is_refused() {
     let scratch = Scratch::new("newer");
     drop(SqliteStore::open(&scratch.file()).unwrap());
-    set_user_version(&scratch.file(), 2);
+    set_user_version(&scratch.file(), 3);
     let opened = SqliteStore::open(&scratch.file());
     match opened {
         Err(StoreError::Corrupt(reason)) => {
-            assert!(reason.contains("schema version 2"), "{reason}")
+            assert!(reason.contains("schema version 3"), "{reason}")
         }
-        other => panic!("a file of schema version 2 opened as {other:?}"),
+        other => panic!("a file of schema version 3 opened as {other:?}"),
     }
+}
+
+#[tokio::test]
+async fn a_file_of_the_first_schema_keeps_its_messages_and_gains_the_queue() {
+    let scratch = Scratch::new("migrate");
+    {
+        // What the first build wrote: messages and claims, schema version 1, no jobs table.
+        let store = SqliteStore::open(&scratch.file()).unwrap();
+        store.insert(&message("alice", "kept", 1)).await.unwrap();
+    }
+    let connection = rusqlite::Connection::open(scratch.file()).unwrap();
+    connection.execute_batch("DROP TABLE jobs").unwrap();
+    drop(connection);
+    set_user_version(&scratch.file(), 1);
+
+    let store = SqliteStore::open(&scratch.file()).unwrap();
+    assert_eq!(unread_ids(&store, "alice").await, ["kept"]);
+    let queued = store.enqueue(&job("alice", "song.mp3", "1")).await.unwrap();
+    assert!(queued.new);
+    assert_eq!(user_version(&scratch.file()), 2);
+}
+
+#[tokio::test]
+async fn the_queue_survives_a_stop_at_any_state() {
+    let scratch = Scratch::new("queue");
+    let (waiting, running, finished) = (
+        job("alice", "waiting.mp3", "1"),
+        job("alice", "running.mp3", "1"),
+        job("alice", "finished.mp3", "1"),
+    );
+    {
+        let store = SqliteStore::open(&scratch.file()).unwrap();
+        for job in [&finished, &running, &waiting] {
+            store.enqueue(job).await.unwrap();
+        }
+        let done = store.take().await.unwrap().unwrap();
+        assert!(store.finish(&done.id, "told?").await.unwrap());
+        store.take().await.unwrap().unwrap();
+        // Dropped without a word, as a killed process leaves its file.
+    }
+    let store = SqliteStore::open(&scratch.file()).unwrap();
+    let recovered = store.recover().await.unwrap();
+    assert_eq!(recovered.len(), 1);
+    assert_eq!(recovered[0].job, running);
+    let undelivered = store.undelivered().await.unwrap();
+    assert_eq!(undelivered.len(), 1);
+    assert_eq!(undelivered[0].1, "told?");
+    let mut next = Vec::new();
+    while let Some(taken) = store.take().await.unwrap() {
+        next.push((taken.job.source.file_name().to_owned(), taken.runs));
+    }
+    assert_eq!(
+        next,
+        [("running.mp3".to_owned(), 2), ("waiting.mp3".to_owned(), 1)]
+    );
 }
 
 #[test]
@@ -160,6 +247,13 @@ fn a_missing_directory_is_reported_with_the_path() {
         }
         other => panic!("opening {} gave {other:?}", path.display()),
     }
+}
+
+fn user_version(path: &Path) -> i32 {
+    let connection = rusqlite::Connection::open(path).unwrap();
+    connection
+        .pragma_query_value(None, "user_version", |row| row.get(0))
+        .unwrap()
 }
 
 fn set_user_version(path: &Path, version: i32) {
