@@ -44,7 +44,7 @@ binaries:
 # (cold, size, fanout, scale, transcode). Package sizes need `make build` first (about 7 minutes).
 bench: check-rust test-tools
 	$(CARGO) build --release --locked --workspace --bins
-	$(CARGO) run --release --locked --package transcoder-bench -- $(SECTION) | tee target/bench.md
+	"$${CARGO_TARGET_DIR:-target}/release/transcoder-bench" $(SECTION) | tee target/bench.md
 
 test: check-rust test-tools check-template
 	$(CARGO) fmt --all -- --check

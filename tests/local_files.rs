@@ -7,7 +7,7 @@
 use std::path::Path;
 
 use serde_json::{Value, json};
-use system_tests::local::{Runner, ffmpeg, scratch};
+use system_tests::local::{Runner, scratch, tone};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -229,22 +229,7 @@ async fn an_upload_link_admits_only_its_own_size_and_type() {
 async fn an_upload_through_its_link_is_transcoded_and_its_outputs_downloaded_whole() {
     let dir = scratch();
     let song = dir.join("song.mp3");
-    ffmpeg(&[
-        "-f",
-        "lavfi",
-        "-i",
-        "sine=frequency=440:duration=1.5",
-        "-ac",
-        "2",
-        "-ar",
-        "44100",
-        "-c:a",
-        "libmp3lame",
-        "-b:a",
-        "128k",
-        song.to_str().unwrap(),
-    ])
-    .await;
+    tone(&song, 1.5).await;
     let bytes = std::fs::read(&song).unwrap();
     let runner = Runner::start(&dir).await;
     let bucket = dir.join("bucket");

@@ -3,28 +3,13 @@
 
 use std::time::Duration;
 
-use system_tests::local::{Runner, ffmpeg, probe, scratch};
+use system_tests::local::{Runner, probe, scratch, tone};
 
 #[tokio::test]
 async fn files_dropped_in_the_folder_are_transcoded_listed_and_dismissed() {
     let dir = scratch();
     let song = dir.join("song.mp3");
-    ffmpeg(&[
-        "-f",
-        "lavfi",
-        "-i",
-        "sine=frequency=440:duration=2.5",
-        "-ac",
-        "2",
-        "-ar",
-        "44100",
-        "-c:a",
-        "libmp3lame",
-        "-b:a",
-        "128k",
-        song.to_str().unwrap(),
-    ])
-    .await;
+    tone(&song, 2.5).await;
     let (_, _, _, input_duration) = probe(&song).await;
     let runner = Runner::start(&dir).await;
     let bucket = dir.join("bucket");
