@@ -1,7 +1,7 @@
-//! ffmpeg on this machine as the transcoder: the third implementation of `Transcoder`. One ffmpeg
-//! run per job decodes the input once and encodes every output from it. When a job ends, the
-//! backend reports it in Elastic Transcoder's notification shape, so the completion goes through
-//! the same parser and the same `record_completion` handler as in the cloud.
+//! ffmpeg on this machine as the transcoder: what runs a job of the third `Transcoder`, the local
+//! queue (`crate::jobs`). One ffmpeg run per job decodes the input once and encodes every output
+//! from it. When a job ends, it is reported in Elastic Transcoder's notification shape, so the
+//! completion goes through the same parser and the same `record_completion` handler as in the cloud.
 //!
 //! Uploads are untrusted: an input is identified by its bytes before ffmpeg sees it, and ffmpeg
 //! and ffprobe are told its exact demuxer, may open only local files and only the accepted

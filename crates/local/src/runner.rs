@@ -1,6 +1,6 @@
-//! Wires the local pipeline: the bucket watcher feeds `start_transcode`, ffmpeg's notifications
-//! feed `record_completion`, and the server answers the API. Everything that a Lambda host reads
-//! from the environment is read here the same way.
+//! Wires the local pipeline: the bucket watcher feeds `start_transcode`, whose jobs go to the
+//! durable local queue (`jobs`), whose endings feed `record_completion`; the server answers the API.
+//! Everything that a Lambda host reads from the environment is read here the same way.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
