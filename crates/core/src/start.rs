@@ -421,6 +421,21 @@ mod tests {
         StartConfig::from_env(env).unwrap()
     }
 
+    /// The starter with the default configuration, every upload audio, and a fresh store.
+    async fn start_with_defaults(
+        event: RawS3Event,
+        t: &FakeTranscoder,
+    ) -> Result<StartReport, StartError> {
+        start_transcode(
+            event,
+            &config(&[]),
+            &MemorySource::audio(),
+            t,
+            &MemoryStore::default(),
+        )
+        .await
+    }
+
     fn event(json: &str) -> RawS3Event {
         serde_json::from_str(json).unwrap()
     }
@@ -440,15 +455,9 @@ mod tests {
     #[tokio::test]
     async fn a_put_starts_one_job_for_the_owner() {
         let t = FakeTranscoder::default();
-        let report = start_transcode(
-            event(include_str!("../../../events/s3-put.json")),
-            &config(&[]),
-            &MemorySource::audio(),
-            &t,
-            &MemoryStore::default(),
-        )
-        .await
-        .unwrap();
+        let report = start_with_defaults(event(include_str!("../../../events/s3-put.json")), &t)
+            .await
+            .unwrap();
         let jobs = t.jobs.lock().unwrap();
         assert_eq!(jobs.len(), 1);
         assert_eq!(jobs[0].bucket, "audio-transcoder-media");
@@ -476,15 +485,7 @@ mod tests {
     async fn encoded_keys_are_decoded_before_use() {
         let t = FakeTranscoder::default();
         let json = include_str!("../../../events/s3-put-encoded-key.json");
-        start_transcode(
-            event(json),
-            &config(&[]),
-            &MemorySource::audio(),
-            &t,
-            &MemoryStore::default(),
-        )
-        .await
-        .unwrap();
+        start_with_defaults(event(json), &t).await.unwrap();
         let jobs = t.jobs.lock().unwrap();
         assert_eq!(
             jobs[0].source.as_str(),
@@ -500,15 +501,7 @@ mod tests {
     async fn multipart_uploads_and_upper_case_extensions_start_jobs() {
         let t = FakeTranscoder::default();
         let json = include_str!("../../../events/s3-multipart-upload.json");
-        start_transcode(
-            event(json),
-            &config(&[]),
-            &MemorySource::audio(),
-            &t,
-            &MemoryStore::default(),
-        )
-        .await
-        .unwrap();
+        start_with_defaults(event(json), &t).await.unwrap();
         assert_eq!(sources(&t), ["media/bob/Long Set.MP3"]);
         assert_eq!(
             t.jobs.lock().unwrap()[0].outputs[2].key.as_str(),
@@ -520,15 +513,7 @@ mod tests {
     async fn every_record_is_handled_and_files_outside_a_folder_get_the_default_owner() {
         let t = FakeTranscoder::default();
         let json = include_str!("../../../events/s3-several-records.json");
-        let report = start_transcode(
-            event(json),
-            &config(&[]),
-            &MemorySource::audio(),
-            &t,
-            &MemoryStore::default(),
-        )
-        .await
-        .unwrap();
+        let report = start_with_defaults(event(json), &t).await.unwrap();
         assert_eq!(
             sources(&t),
             [
@@ -580,15 +565,7 @@ mod tests {
             ),
         ] {
             let t = FakeTranscoder::default();
-            let report = start_transcode(
-                event(file),
-                &config(&[]),
-                &MemorySource::audio(),
-                &t,
-                &MemoryStore::default(),
-            )
-            .await
-            .unwrap();
+            let report = start_with_defaults(event(file), &t).await.unwrap();
             assert!(t.jobs.lock().unwrap().is_empty());
             assert_eq!(report.skipped.len(), 1);
             assert!(
@@ -672,15 +649,7 @@ mod tests {
             ..Default::default()
         };
         let json = include_str!("../../../events/s3-several-records.json");
-        let err = start_transcode(
-            event(json),
-            &config(&[]),
-            &MemorySource::audio(),
-            &t,
-            &MemoryStore::default(),
-        )
-        .await
-        .unwrap_err();
+        let err = start_with_defaults(event(json), &t).await.unwrap_err();
         assert_eq!(sources(&t), ["media/alice/one.mp3", "media/loose file.mp3"]);
         assert_eq!(err.attempted, 3);
         assert_eq!(err.failed.len(), 1);
