@@ -14,6 +14,11 @@ use transcoder_core::contract::{self, message, owner};
 use transcoder_core::store::CLAIM_LEASE;
 use transcoder_core::{Claim, ClaimOutcome, ClaimStore, MessageId, MessageStore, StoreError};
 
+/// One test at a time. Run side by side, one of these tests sometimes finds a message it has just
+/// written gone (about one run in three under load; cause not found yet): each test still starts a
+/// DynamoDB Local of its own, but never while another runs.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 async fn table(local: &DynamoDbLocal, name: &str) -> DynamoStore {
     local.create_table(name).await;
     DynamoStore::from_env(&local.sdk_config(), &[("TABLE_NAME", name)]).unwrap()
@@ -91,6 +96,7 @@ fn the_table_comes_from_the_template() {
 
 #[tokio::test]
 async fn the_dynamodb_store_honours_the_store_contract() {
+    let _alone = ONE_AT_A_TIME.lock().await;
     let local = DynamoDbLocal::start().await;
     let store = table(&local, "contract").await;
     contract::all(&store).await;
@@ -98,6 +104,7 @@ async fn the_dynamodb_store_honours_the_store_contract() {
 
 #[tokio::test]
 async fn items_have_the_documented_keys_expiry_and_index_entries() {
+    let _alone = ONE_AT_A_TIME.lock().await;
     let local = DynamoDbLocal::start().await;
     local.create_table("items").await;
     let store = DynamoStore::new(local.client(), "items", 7);
@@ -182,6 +189,7 @@ async fn items_have_the_documented_keys_expiry_and_index_entries() {
 
 #[tokio::test]
 async fn cursors_and_items_that_do_not_belong_are_refused() {
+    let _alone = ONE_AT_A_TIME.lock().await;
     let local = DynamoDbLocal::start().await;
     let store = table(&local, "refusals").await;
     for i in 0..3 {
@@ -228,6 +236,7 @@ async fn cursors_and_items_that_do_not_belong_are_refused() {
 
 #[tokio::test]
 async fn a_stopped_database_is_unavailable_and_worth_a_retry() {
+    let _alone = ONE_AT_A_TIME.lock().await;
     let mut local = DynamoDbLocal::start().await;
     local.create_table("stopped").await;
     // Fail at once rather than after the SDK's retries.
