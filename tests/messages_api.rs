@@ -7,13 +7,13 @@ use system_tests::dynamodb_local::DynamoDbLocal;
 use system_tests::{Function, sample_event};
 use transcoder_aws::DynamoStore;
 use transcoder_core::message::MessageOutput;
-use transcoder_core::{Message, MessageId, MessageState, MessageStore, Owner};
+use transcoder_core::{Message, MessageId, MessageStore, Outcome, Owner};
 
 fn message(owner: &str, id: &str, minute: i64) -> Message {
     Message {
         id: MessageId(id.into()),
         owner: Owner::new(owner).unwrap(),
-        state: MessageState::Completed,
+        state: Outcome::Completed,
         text: format!("Your file {id}.mp3 has been processed"),
         file: format!("{id}.mp3"),
         source_key: format!("media/{owner}/{id}.mp3"),

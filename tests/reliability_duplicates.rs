@@ -206,6 +206,7 @@ async fn a_thousand_deliveries_of_ten_uploads_start_ten_jobs() {
         ("AWS_ENDPOINT_URL_S3", s3.as_str()),
         ("AWS_ENDPOINT_URL_DYNAMODB", endpoint.as_str()),
         ("TABLE_NAME", "claims-binaries"),
+        ("TRANSCODER", "elastictranscoder"),
         ("PIPELINE_ID", PIPELINE),
     ];
     let mut functions = Vec::new();

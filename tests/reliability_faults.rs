@@ -114,6 +114,7 @@ async fn start_transcode(
             ("AWS_ENDPOINT_URL_S3", &s3),
             ("AWS_ENDPOINT_URL_DYNAMODB", &endpoint),
             ("TABLE_NAME", table),
+            ("TRANSCODER", "elastictranscoder"),
             ("PIPELINE_ID", PIPELINE),
         ],
     )

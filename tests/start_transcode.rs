@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use system_tests::dynamodb_local::DynamoDbLocal;
 use system_tests::{Function, Recorded, SAMPLE_UPLOADS, Stub, s3, sample_event};
 use transcoder_aws::DynamoStore;
-use transcoder_core::{Message, MessageState, MessageStore, Owner};
+use transcoder_core::{Message, MessageStore, Outcome, Owner};
 
 const PIPELINE: &str = "1111111111111-abcde1";
 
@@ -406,7 +406,7 @@ async fn playlists_named_mp3_start_no_job_and_their_owner_is_told_once() {
     files.sort();
     assert_eq!(files, ["absolute.mp3", "relative.mp3", "repeated.mp3"]);
     for message in &told {
-        assert_eq!(message.state, MessageState::Failed);
+        assert_eq!(message.state, Outcome::Failed);
         assert!(message.outputs.is_empty());
         assert!(
             message.text.starts_with(&format!(

@@ -1,8 +1,10 @@
 //! Errors as the API answers them: `{"error": {"code": "...", "message": "..."}}` with the status
 //! that fits. Client mistakes are 4xx and never a 500.
 
-use http::{Response, StatusCode, header};
-use serde_json::json;
+use axum::Json;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiError {
@@ -137,17 +139,37 @@ impl ApiError {
             "something went wrong on our side",
         )
     }
+}
 
-    pub fn into_response(self) -> Response<String> {
-        let body = json!({"error": {"code": self.code, "message": self.message}}).to_string();
-        let mut response = Response::builder()
-            .status(self.status)
-            .header(header::CONTENT_TYPE, "application/json");
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut response = (
+            self.status,
+            Json(ErrorBody {
+                error: ErrorDetail {
+                    code: self.code,
+                    message: self.message,
+                },
+            }),
+        )
+            .into_response();
         if let Some(allow) = self.allow {
-            response = response.header(header::ALLOW, allow);
+            response
+                .headers_mut()
+                .insert(header::ALLOW, HeaderValue::from_static(allow));
         }
         response
-            .body(body)
-            .unwrap_or_else(|_| Response::new(String::new()))
     }
+}
+
+/// `{"error": {"code": "...", "message": "..."}}`, as `openapi.yaml`'s `Error` schema.
+#[derive(Serialize)]
+struct ErrorBody {
+    error: ErrorDetail,
+}
+
+#[derive(Serialize)]
+struct ErrorDetail {
+    code: &'static str,
+    message: String,
 }

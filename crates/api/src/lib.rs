@@ -1,7 +1,7 @@
 //! The messages API: list a caller's unread messages with download links, dismiss them, and hand
-//! out upload links. One router, written against the core store and link signer, so that API
+//! out upload links. One axum router, written against the core store and link signer, so that API
 //! Gateway (through Lambda) and the local runner serve the very same routes. It never decides who
-//! the caller is: its host tells it, from a verified JWT or, locally, from a header.
+//! the caller is: its host tells it ([`Identity`]), from a verified JWT or, locally, from a header.
 
 pub mod config;
 pub mod error;
@@ -11,4 +11,4 @@ pub mod upload;
 
 pub use config::ApiConfig;
 pub use error::ApiError;
-pub use router::{Api, MAX_BODY_BYTES, ROUTES};
+pub use router::{Api, Identity, MAX_BODY_BYTES, ROUTES, router};

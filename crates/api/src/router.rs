@@ -1,205 +1,352 @@
-//! The routes. Every one acts for the caller its host names, and only on the caller's own data:
-//! messages are looked up under the caller's id, so another user's message does not exist here.
+//! The routes, as one axum [`Router`] that every host serves: `lambda_http::run` in Lambda, the
+//! local runner on localhost. Every route acts for the [`Caller`] its host verified, and only on
+//! the caller's own data: messages are looked up under the caller's id, so another user's message
+//! does not exist here.
 
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::rejection::{BytesRejection, PathRejection};
+use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, Path, Request, State};
+use axum::http::request::Parts;
+use axum::http::{self as http, Method, StatusCode, Uri};
+use axum::routing::{MethodRouter, get, post};
+use axum::{Json, Router};
 use bytes::Bytes;
-use chrono::{SecondsFormat, Utc};
-use http::{Method, Request, Response, StatusCode, header};
-use percent_encoding::percent_decode_str;
-use serde_json::{Value, json};
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::Serialize;
+use tower::ServiceExt;
 use tracing::{error, warn};
 use transcoder_core::{Links, Message, MessageId, MessageStore, ObjectKey, Owner, StoreError};
 
 use crate::config::ApiConfig;
 use crate::error::ApiError;
-use crate::upload::requested_upload;
+use crate::upload::UploadRequest;
 
 /// The largest request body accepted, in bytes. An upload request describes the file; it is not the file.
 pub const MAX_BODY_BYTES: usize = 4096;
 pub const DEFAULT_LIMIT: usize = 20;
 pub const MAX_LIMIT: usize = 100;
 
-/// Every route, as the OpenAPI document names it.
+/// Every route, as the OpenAPI document names it. [`router`] serves exactly these.
 pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/messages"),
     ("POST", "/messages/{id}/dismiss"),
     ("POST", "/uploads"),
 ];
 
-enum Endpoint {
-    List,
-    Dismiss(String),
-    Upload,
-}
+/// What the routes share: the configuration, the message store and the link signer. Cloning
+/// it is cheap; every clone is the same API.
+pub struct Api<S, L>(Arc<Shared<S, L>>);
 
-fn resolve(method: &Method, path: &str) -> Result<Endpoint, ApiError> {
-    let segments: Vec<&str> = path.strip_prefix('/').unwrap_or(path).split('/').collect();
-    let (endpoint, allow) = match segments.as_slice() {
-        ["messages"] => (Endpoint::List, "GET"),
-        ["messages", id, "dismiss"] if !id.is_empty() => {
-            let id = percent_decode_str(id)
-                .decode_utf8()
-                .map_err(|_| ApiError::route_not_found(method.as_str(), path))?;
-            (Endpoint::Dismiss(id.into_owned()), "POST")
-        }
-        ["uploads"] => (Endpoint::Upload, "POST"),
-        _ => return Err(ApiError::route_not_found(method.as_str(), path)),
-    };
-    if method.as_str() == allow {
-        Ok(endpoint)
-    } else {
-        Err(ApiError::method_not_allowed(method.as_str(), path, allow))
-    }
-}
-
-pub struct Api<S, L> {
+struct Shared<S, L> {
     config: ApiConfig,
     store: S,
     links: L,
 }
 
-impl<S: MessageStore, L: Links> Api<S, L> {
-    pub fn new(config: ApiConfig, store: S, links: L) -> Self {
-        Self {
-            config,
-            store,
-            links,
-        }
-    }
-
-    pub fn store(&self) -> &S {
-        &self.store
-    }
-
-    /// Answers one request for `caller`, the identity the host verified (`None`: nobody).
-    pub async fn handle(&self, caller: Option<&str>, request: &Request<Bytes>) -> Response<String> {
-        match self.route(caller, request).await {
-            Ok(response) => response,
-            Err(err) => err.into_response(),
-        }
-    }
-
-    async fn route(
-        &self,
-        caller: Option<&str>,
-        request: &Request<Bytes>,
-    ) -> Result<Response<String>, ApiError> {
-        let endpoint = resolve(request.method(), request.uri().path())?;
-        let caller = caller
-            .and_then(|c| Owner::new(c).ok())
-            .ok_or_else(ApiError::unauthorized)?;
-        if request.body().len() > MAX_BODY_BYTES {
-            return Err(ApiError::too_large(MAX_BODY_BYTES));
-        }
-        match endpoint {
-            Endpoint::List => self.list(&caller, request.uri().query()).await,
-            Endpoint::Dismiss(id) => self.dismiss(&caller, &id).await,
-            Endpoint::Upload => self.upload(&caller, request.body()).await,
-        }
-    }
-
-    async fn list(
-        &self,
-        caller: &Owner,
-        query: Option<&str>,
-    ) -> Result<Response<String>, ApiError> {
-        let (limit, cursor) = page_query(query)?;
-        let page = self
-            .store
-            .list_unread(caller, limit, cursor.as_deref())
-            .await
-            .map_err(store_error)?;
-        let mut messages = Vec::with_capacity(page.messages.len());
-        for message in &page.messages {
-            messages.push(self.message_json(message).await?);
-        }
-        Ok(json_response(
-            StatusCode::OK,
-            json!({"messages": messages, "next_cursor": page.next_cursor}),
-        ))
-    }
-
-    async fn message_json(&self, message: &Message) -> Result<Value, ApiError> {
-        let now = Utc::now();
-        let mut outputs = Vec::with_capacity(message.outputs.len());
-        for output in &message.outputs {
-            let key = ObjectKey::new(output.key.as_str()).map_err(|_| ApiError::internal())?;
-            let link = self.links.download(&key, now).await.map_err(|e| {
-                error!(error = %e, "download link not signed");
-                ApiError::internal()
-            })?;
-            outputs.push(json!({"format": output.format, "key": output.key, "url": link.url}));
-        }
-        Ok(json!({
-            "id": message.id,
-            "text": message.text,
-            "file": message.file,
-            "state": message.state,
-            "created_at": message.created_at.to_rfc3339_opts(SecondsFormat::Millis, true),
-            "outputs": outputs,
-        }))
-    }
-
-    async fn dismiss(&self, caller: &Owner, id: &str) -> Result<Response<String>, ApiError> {
-        let found = self
-            .store
-            .dismiss(caller, &MessageId(id.to_owned()))
-            .await
-            .map_err(store_error)?;
-        if !found {
-            return Err(ApiError::message_not_found(id));
-        }
-        Ok(Response::builder()
-            .status(StatusCode::NO_CONTENT)
-            .body(String::new())
-            .unwrap_or_default())
-    }
-
-    async fn upload(&self, caller: &Owner, body: &Bytes) -> Result<Response<String>, ApiError> {
-        let upload = requested_upload(body, caller, &self.config)?;
-        let link = self.links.upload(&upload, Utc::now()).await.map_err(|e| {
-            error!(error = %e, "upload link not signed");
-            ApiError::internal()
-        })?;
-        Ok(json_response(
-            StatusCode::CREATED,
-            json!({
-                "key": upload.key.as_str(),
-                "url": link.url,
-                "method": "PUT",
-                // The link is signed for these; the bucket refuses a request without them.
-                "headers": {
-                    "Content-Type": upload.content_type,
-                    "Content-Length": upload.size.to_string(),
-                },
-                "expires_at": link.expires_at.to_rfc3339_opts(SecondsFormat::Secs, true),
-            }),
-        ))
+impl<S, L> Clone for Api<S, L> {
+    fn clone(&self) -> Self {
+        Self(self.0.clone())
     }
 }
 
-/// `limit` (1–100, default 20) and `cursor` from the query string; other parameters are ignored.
-fn page_query(query: Option<&str>) -> Result<(usize, Option<String>), ApiError> {
-    let mut limit = DEFAULT_LIMIT;
-    let mut cursor = None;
-    for (name, value) in form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
-        match name.as_ref() {
-            "limit" => {
-                limit = value
-                    .parse()
-                    .ok()
-                    .filter(|l| (1..=MAX_LIMIT).contains(l))
-                    .ok_or_else(|| {
-                        ApiError::bad_request(
-                            "bad_limit",
-                            format!("limit must be a whole number from 1 to {MAX_LIMIT}"),
-                        )
-                    })?;
-            }
-            "cursor" => cursor = Some(value.into_owned()),
-            _ => {}
-        }
+impl<S: MessageStore + 'static, L: Links + 'static> Api<S, L> {
+    pub fn new(config: ApiConfig, store: S, links: L) -> Self {
+        Self(Arc::new(Shared {
+            config,
+            store,
+            links,
+        }))
     }
-    Ok((limit, cursor))
+
+    pub fn store(&self) -> &S {
+        &self.0.store
+    }
+
+    /// Answers one request for `identity` (`None`: nobody) in this process, through the router
+    /// the hosts serve: for tests, benchmarks and fuzzing, with no host and no socket.
+    pub async fn handle(
+        &self,
+        identity: Option<&str>,
+        request: &http::Request<Bytes>,
+    ) -> http::Response<String> {
+        let mut call = http::Request::builder()
+            .method(request.method())
+            .uri(request.uri())
+            .body(Body::from(request.body().clone()))
+            .unwrap_or_default();
+        *call.headers_mut() = request.headers().clone();
+        if let Some(identity) = identity {
+            call.extensions_mut().insert(Identity(identity.to_owned()));
+        }
+        let response = match router(self.clone()).oneshot(call).await {
+            Ok(response) => response,
+            Err(never) => match never {},
+        };
+        let (parts, body) = response.into_parts();
+        let body = axum::body::to_bytes(body, usize::MAX)
+            .await
+            .unwrap_or_default();
+        http::Response::from_parts(parts, String::from_utf8_lossy(&body).into_owned())
+    }
+}
+
+/// Who is calling, as the host verified it: the `sub` claim of the JWT that API Gateway checked,
+/// or, locally, the `X-User` header. Hosts put it in the request's extensions before the router
+/// sees the request; nothing a client sends can put it there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity(pub String);
+
+/// The caller the routes act for: the request's [`Identity`], if it names a user; else 401.
+struct Caller(Owner);
+
+impl<S: Send + Sync> FromRequestParts<S> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        parts
+            .extensions
+            .get::<Identity>()
+            .and_then(|Identity(id)| Owner::new(id).ok())
+            .map(Self)
+            .ok_or_else(ApiError::unauthorized)
+    }
+}
+
+/// The routes of [`ROUTES`], with the API's own answers for an unknown path (404), a method a
+/// route does not take (405 with `Allow`) and a body over [`MAX_BODY_BYTES`] (413).
+pub fn router<S: MessageStore + 'static, L: Links + 'static>(api: Api<S, L>) -> Router {
+    Router::new()
+        .route("/messages", only("GET", get(list::<S, L>)))
+        .route(
+            "/messages/{id}/dismiss",
+            only("POST", post(dismiss::<S, L>)),
+        )
+        .route("/uploads", only("POST", post(upload::<S, L>)))
+        .fallback(|method: Method, uri: Uri| async move {
+            ApiError::route_not_found(method.as_str(), uri.path())
+        })
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(api)
+}
+
+/// `route`, answering any other method with 405 and the one it takes. HEAD too: API Gateway has
+/// no HEAD route, so the local server has none either.
+fn only<S: Clone + Send + Sync + 'static>(
+    allow: &'static str,
+    route: MethodRouter<S>,
+) -> MethodRouter<S> {
+    let refuse = move |method: Method, uri: Uri| async move {
+        if names_a_route(&uri) {
+            ApiError::method_not_allowed(method.as_str(), uri.path(), allow)
+        } else {
+            ApiError::route_not_found(method.as_str(), uri.path())
+        }
+    };
+    route.head(refuse).fallback(refuse)
+}
+
+/// Whether every segment of the path is there: a route's `{id}` matches an empty segment, but
+/// `/messages//dismiss` names no message.
+fn names_a_route(uri: &Uri) -> bool {
+    !uri.path().split('/').skip(1).any(str::is_empty)
+}
+
+/// `GET /messages` answers with this.
+#[derive(Debug, Serialize)]
+pub struct MessageList {
+    pub messages: Vec<MessageView>,
+    pub next_cursor: Option<String>,
+}
+
+/// One unread message, with a signed download link for each output.
+#[derive(Debug, Serialize)]
+pub struct MessageView {
+    pub id: MessageId,
+    pub text: String,
+    pub file: String,
+    pub state: transcoder_core::Outcome,
+    pub created_at: String,
+    pub outputs: Vec<OutputView>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct OutputView {
+    pub format: String,
+    pub key: String,
+    pub url: String,
+}
+
+/// `POST /uploads` answers with this: where and how to PUT the file.
+#[derive(Debug, Serialize)]
+pub struct UploadLink {
+    pub key: String,
+    pub url: String,
+    pub method: &'static str,
+    /// The link is signed for these; the bucket refuses a request without them.
+    pub headers: UploadHeaders,
+    pub expires_at: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct UploadHeaders {
+    #[serde(rename = "Content-Type")]
+    pub content_type: String,
+    #[serde(rename = "Content-Length")]
+    pub content_length: String,
+}
+
+/// `limit` (1–100, default 20) and `cursor`, from the query string; other parameters are ignored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PageQuery {
+    pub limit: usize,
+    pub cursor: Option<String>,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for PageQuery {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        let mut page = Self {
+            limit: DEFAULT_LIMIT,
+            cursor: None,
+        };
+        let query = parts.uri.query().unwrap_or_default();
+        for (name, value) in form_urlencoded::parse(query.as_bytes()) {
+            match name.as_ref() {
+                "limit" => {
+                    page.limit = value
+                        .parse()
+                        .ok()
+                        .filter(|l| (1..=MAX_LIMIT).contains(l))
+                        .ok_or_else(|| {
+                            ApiError::bad_request(
+                                "bad_limit",
+                                format!("limit must be a whole number from 1 to {MAX_LIMIT}"),
+                            )
+                        })?;
+                }
+                "cursor" => page.cursor = Some(value.into_owned()),
+                _ => {}
+            }
+        }
+        Ok(page)
+    }
+}
+
+impl<S: Send + Sync> FromRequest<S> for UploadRequest {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
+        let body =
+            Bytes::from_request(request, state)
+                .await
+                .map_err(|rejection: BytesRejection| match rejection.status() {
+                    StatusCode::PAYLOAD_TOO_LARGE => ApiError::too_large(MAX_BODY_BYTES),
+                    _ => ApiError::bad_request("bad_body", rejection.body_text()),
+                })?;
+        UploadRequest::from_json(&body)
+    }
+}
+
+async fn list<S: MessageStore, L: Links>(
+    State(Api(api)): State<Api<S, L>>,
+    Caller(caller): Caller,
+    page: PageQuery,
+) -> Result<Json<MessageList>, ApiError> {
+    let found = api
+        .store
+        .list_unread(&caller, page.limit, page.cursor.as_deref())
+        .await
+        .map_err(store_error)?;
+    let now = Utc::now();
+    let mut messages = Vec::with_capacity(found.messages.len());
+    for message in found.messages {
+        messages.push(view(&api.links, message, now).await?);
+    }
+    Ok(Json(MessageList {
+        messages,
+        next_cursor: found.next_cursor,
+    }))
+}
+
+async fn view(
+    links: &impl Links,
+    message: Message,
+    now: DateTime<Utc>,
+) -> Result<MessageView, ApiError> {
+    let mut outputs = Vec::with_capacity(message.outputs.len());
+    for output in message.outputs {
+        let key = ObjectKey::new(output.key.as_str()).map_err(|_| ApiError::internal())?;
+        let link = links.download(&key, now).await.map_err(|e| {
+            error!(error = %e, "download link not signed");
+            ApiError::internal()
+        })?;
+        outputs.push(OutputView {
+            format: output.format,
+            key: output.key,
+            url: link.url,
+        });
+    }
+    Ok(MessageView {
+        id: message.id,
+        text: message.text,
+        file: message.file,
+        state: message.state,
+        created_at: message
+            .created_at
+            .to_rfc3339_opts(SecondsFormat::Millis, true),
+        outputs,
+    })
+}
+
+async fn dismiss<S: MessageStore, L: Links>(
+    State(Api(api)): State<Api<S, L>>,
+    Caller(caller): Caller,
+    id: Result<Path<String>, PathRejection>,
+    method: Method,
+    uri: Uri,
+) -> Result<StatusCode, ApiError> {
+    // An id that is not UTF-8 once decoded names no message, nor a route.
+    let id = match id {
+        Ok(Path(id)) if names_a_route(&uri) => id,
+        _ => return Err(ApiError::route_not_found(method.as_str(), uri.path())),
+    };
+    let found = api
+        .store
+        .dismiss(&caller, &MessageId(id.clone()))
+        .await
+        .map_err(store_error)?;
+    if !found {
+        return Err(ApiError::message_not_found(&id));
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn upload<S: MessageStore, L: Links>(
+    State(Api(api)): State<Api<S, L>>,
+    Caller(caller): Caller,
+    request: UploadRequest,
+) -> Result<(StatusCode, Json<UploadLink>), ApiError> {
+    let upload = request.upload(&caller, &api.config)?;
+    let link = api.links.upload(&upload, Utc::now()).await.map_err(|e| {
+        error!(error = %e, "upload link not signed");
+        ApiError::internal()
+    })?;
+    Ok((
+        StatusCode::CREATED,
+        Json(UploadLink {
+            key: upload.key.as_str().to_owned(),
+            url: link.url,
+            method: "PUT",
+            headers: UploadHeaders {
+                content_type: upload.content_type,
+                content_length: upload.size.to_string(),
+            },
+            expires_at: link.expires_at.to_rfc3339_opts(SecondsFormat::Secs, true),
+        }),
+    ))
 }
 
 fn store_error(err: StoreError) -> ApiError {
@@ -216,12 +363,4 @@ fn store_error(err: StoreError) -> ApiError {
             ApiError::internal()
         }
     }
-}
-
-fn json_response(status: StatusCode, body: Value) -> Response<String> {
-    Response::builder()
-        .status(status)
-        .header(header::CONTENT_TYPE, "application/json")
-        .body(body.to_string())
-        .unwrap_or_default()
 }

@@ -24,46 +24,47 @@ pub const CONTENT_TYPES: &[(&str, &[&str])] = &[
     ("oga", &["audio/ogg"]),
 ];
 
-#[derive(Deserialize)]
-struct UploadRequest {
-    filename: String,
-    size: u64,
-    content_type: String,
+/// The body of `POST /uploads`, as `openapi.yaml`'s `UploadRequest` schema.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct UploadRequest {
+    pub filename: String,
+    pub size: u64,
+    pub content_type: String,
 }
 
 const EXPECTED: &str =
     r#"expected {"filename": "song.mp3", "size": <bytes>, "content_type": "audio/mpeg"}"#;
 
-/// The upload `body` asks for, in the caller's own folder, or the reason it is refused.
-pub fn requested_upload(
-    body: &[u8],
-    caller: &Owner,
-    config: &ApiConfig,
-) -> Result<Upload, ApiError> {
-    let request: UploadRequest = serde_json::from_slice(body)
-        .map_err(|e| ApiError::bad_request("bad_json", format!("{EXPECTED}: {e}")))?;
-    let name = safe_filename(&request.filename)
-        .map_err(|e| ApiError::bad_request("bad_filename", e.to_string()))?;
-    if request.size == 0 {
-        return Err(ApiError::bad_request(
-            "bad_size",
-            "size is the file's length in bytes, and an empty file is not audio",
-        ));
+impl UploadRequest {
+    /// The request in `body`, or a 400 that shows what was expected. Any `Content-Type` is
+    /// taken: the body says whether it is JSON.
+    pub fn from_json(body: &[u8]) -> Result<Self, ApiError> {
+        serde_json::from_slice(body)
+            .map_err(|e| ApiError::bad_request("bad_json", format!("{EXPECTED}: {e}")))
     }
-    if request.size > config.max_upload_bytes {
-        return Err(ApiError::file_too_large(
-            request.size,
-            config.max_upload_bytes,
-        ));
+
+    /// The upload this asks for, in the caller's own folder, or the reason it is refused.
+    pub fn upload(&self, caller: &Owner, config: &ApiConfig) -> Result<Upload, ApiError> {
+        let name = safe_filename(&self.filename)
+            .map_err(|e| ApiError::bad_request("bad_filename", e.to_string()))?;
+        if self.size == 0 {
+            return Err(ApiError::bad_request(
+                "bad_size",
+                "size is the file's length in bytes, and an empty file is not audio",
+            ));
+        }
+        if self.size > config.max_upload_bytes {
+            return Err(ApiError::file_too_large(self.size, config.max_upload_bytes));
+        }
+        let key = ObjectKey::new(format!("{}{caller}/{name}", config.input_prefix))
+            .map_err(|_| ApiError::internal())?;
+        let content_type = content_type_for(&key, &self.content_type)?;
+        Ok(Upload {
+            key,
+            size: self.size,
+            content_type: content_type.to_owned(),
+        })
     }
-    let key = ObjectKey::new(format!("{}{caller}/{name}", config.input_prefix))
-        .map_err(|_| ApiError::internal())?;
-    let content_type = content_type_for(&key, &request.content_type)?;
-    Ok(Upload {
-        key,
-        size: request.size,
-        content_type: content_type.to_owned(),
-    })
 }
 
 /// The accepted spelling of `asked` if it fits the key's extension.
@@ -102,11 +103,8 @@ mod tests {
     fn ask(filename: &str, size: u64, content_type: &str) -> Result<Upload, ApiError> {
         let body =
             serde_json::json!({"filename": filename, "size": size, "content_type": content_type});
-        requested_upload(
-            body.to_string().as_bytes(),
-            &Owner::new("alice").unwrap(),
-            &config(),
-        )
+        UploadRequest::from_json(body.to_string().as_bytes())?
+            .upload(&Owner::new("alice").unwrap(), &config())
     }
 
     #[test]

@@ -9,13 +9,13 @@ use system_tests::dynamodb_local::DynamoDbLocal;
 use transcoder_api::{Api, ApiConfig};
 use transcoder_aws::DynamoStore;
 use transcoder_core::contract::UnsignedLinks;
-use transcoder_core::{Message, MessageId, MessageState, MessageStore, Owner};
+use transcoder_core::{Message, MessageId, MessageStore, Outcome, Owner};
 
 fn message(owner: &str, n: i64) -> Message {
     Message {
         id: MessageId(format!("{owner}-{n:03}")),
         owner: Owner::new(owner).unwrap(),
-        state: MessageState::Completed,
+        state: Outcome::Completed,
         text: format!("message {n}"),
         file: format!("{n}.mp3"),
         source_key: format!("media/{owner}/{n}.mp3"),

@@ -9,7 +9,7 @@ use transcoder_api::{Api, ApiConfig};
 use transcoder_core::contract::UnsignedLinks;
 use transcoder_core::memory::MemoryStore;
 use transcoder_core::message::MessageOutput;
-use transcoder_core::{Message, MessageId, MessageState, MessageStore, Owner};
+use transcoder_core::{Message, MessageId, MessageStore, Outcome, Owner};
 
 fn message(owner: &str, id: &str, minute: i64) -> Message {
     let created_at =
@@ -17,7 +17,7 @@ fn message(owner: &str, id: &str, minute: i64) -> Message {
     Message {
         id: MessageId(id.into()),
         owner: Owner::new(owner).unwrap(),
-        state: MessageState::Completed,
+        state: Outcome::Completed,
         text: format!("Your file {id}.mp3 has been processed"),
         file: format!("{id}.mp3"),
         source_key: format!("media/{owner}/{id}.mp3"),
@@ -368,6 +368,11 @@ async fn unknown_routes_are_404_and_wrong_methods_405_with_allow() {
         );
         assert_eq!(response.headers()["allow"], allow);
     }
+    // API Gateway routes no HEAD, so neither does the router; the answer has no body (RFC 9110).
+    let (status, _, response) = call(&api, Some("alice"), "HEAD", "/messages", "").await;
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(response.headers()["allow"], "GET");
+    assert_eq!(response.body(), "");
 }
 
 #[tokio::test]

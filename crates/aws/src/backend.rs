@@ -47,9 +47,10 @@ impl CloudTranscoder {
         "JOB_TAG",
     ];
 
-    /// Builds the backend named by `TRANSCODER` (default `elastictranscoder`).
+    /// Builds the backend named by `TRANSCODER` (default `mediaconvert`, as in template.yaml: Elastic
+    /// Transcoder was discontinued on 13 Nov 2025).
     pub async fn from_env(sdk: &SdkConfig, env: &impl Env) -> Result<Self, SetupError> {
-        let backend = env.get_or("TRANSCODER", "elastictranscoder");
+        let backend = env.get_or("TRANSCODER", "mediaconvert");
         match backend.trim().to_ascii_lowercase().as_str() {
             "elastictranscoder" => {
                 let client = aws_sdk_elastictranscoder::Client::new(sdk);
@@ -250,6 +251,14 @@ mod tests {
             let err = backend(&env).await.unwrap_err();
             assert!(err.to_string().starts_with(name), "{name}={value}: {err}");
         }
+    }
+
+    #[tokio::test]
+    async fn mediaconvert_is_the_default_as_in_the_template() {
+        let chosen = backend(&[("MEDIACONVERT_ROLE_ARN", ROLE), ("PIPELINE_ID", "1-abc")]).await;
+        assert!(matches!(chosen, Ok(CloudTranscoder::MediaConvert(_))));
+        let err = backend(&[("PIPELINE_ID", "1-abc")]).await.unwrap_err();
+        assert!(matches!(err, SetupError::NoMediaConvertRole), "{err}");
     }
 
     #[tokio::test]

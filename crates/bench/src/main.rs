@@ -168,6 +168,7 @@ async fn cold_starts() {
                 ("AWS_ENDPOINT_URL_ELASTIC_TRANSCODER", &et_url),
                 ("AWS_ENDPOINT_URL_S3", &s3_url),
                 ("TABLE_NAME", "messages"),
+                ("TRANSCODER", "elastictranscoder"),
                 ("PIPELINE_ID", "1111111111111-abcde1"),
                 ("AWS_LAMBDA_LOG_LEVEL", "warn"),
             ],

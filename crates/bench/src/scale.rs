@@ -11,7 +11,7 @@ use system_tests::dynamodb_local::DynamoDbLocal;
 use transcoder_api::{Api, ApiConfig};
 use transcoder_aws::{DynamoStore, S3Links};
 use transcoder_core::message::MessageOutput;
-use transcoder_core::{Message, MessageId, MessageState, MessageStore, Owner};
+use transcoder_core::{Message, MessageId, MessageStore, Outcome, Owner};
 
 use crate::{ms, percentile};
 
@@ -19,7 +19,7 @@ fn message(owner: &str, n: usize) -> Message {
     Message {
         id: MessageId(format!("{owner}-{n:06}")),
         owner: Owner::new(owner).unwrap(),
-        state: MessageState::Completed,
+        state: Outcome::Completed,
         text: format!("Your file {n}.mp3 has been processed"),
         file: format!("{n}.mp3"),
         source_key: format!("media/{owner}/{n}.mp3"),

@@ -2,15 +2,16 @@
 //! into one domain type. Elastic Transcoder publishes its own JSON to SNS; MediaConvert emits an
 //! EventBridge "MediaConvert Job State Change" event that a rule forwards to the same topic.
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 
 use crate::job::Owner;
 use crate::key::ObjectKey;
 use crate::metadata;
 
-/// How a job ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// How a job ended: what its message says, in the API as `state`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Outcome {
     Completed,
     CompletedWithWarnings,
@@ -124,7 +125,7 @@ fn identify(
     Ok((owner, source))
 }
 
-/// Elastic Transcoder's notification; see ../shared/reference/aws-shapes.md.
+/// Elastic Transcoder's notification; its shape and traps are in docs/aws-shapes.md.
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct ElasticTranscoderNotification {

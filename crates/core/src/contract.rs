@@ -8,12 +8,14 @@
 
 use chrono::{DateTime, TimeDelta, TimeZone, Utc};
 
+use crate::completion::Outcome;
+use crate::job::Claim;
 use crate::job::{OutputFormat, Owner, TranscodeJob};
 use crate::key::ObjectKey;
 use crate::links::{LINK_LIFETIME, Link, LinkError, Links, UPLOAD_LINK_LIFETIME, Upload};
-use crate::message::{Message, MessageId, MessageOutput, MessageState};
+use crate::message::{Message, MessageId, MessageOutput};
 use crate::queue::{JobQueue, local_job_id};
-use crate::store::{CLAIM_LEASE, Claim, ClaimOutcome, ClaimStore, MessageStore, StoreError};
+use crate::store::{CLAIM_LEASE, ClaimOutcome, ClaimStore, MessageStore, StoreError};
 use crate::transcoder::JobId;
 
 /// Runs every check, one after the other, on one store.
@@ -255,7 +257,7 @@ pub fn message(owner: &str, id: &str, minute: i64) -> Message {
     Message {
         id: MessageId(id.to_owned()),
         owner: self::owner(owner),
-        state: MessageState::CompletedWithWarnings,
+        state: Outcome::CompletedWithWarnings,
         text: format!("Your file {id}.mp3 has been processed, with a warning: upsampled."),
         file: format!("{id}.mp3"),
         source_key: format!("media/{owner}/{id}.mp3"),

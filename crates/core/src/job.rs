@@ -4,7 +4,6 @@ use std::fmt;
 use std::str::FromStr;
 
 use crate::key::ObjectKey;
-use crate::store::Claim;
 
 /// The input formats a backend can decode, matched case-insensitively on the extension.
 pub const AUDIO_EXTENSIONS: &[&str] = &["mp3", "m4a", "aac", "wav", "flac", "ogg", "oga"];
@@ -200,6 +199,35 @@ impl TranscodeJob {
             key: self.source.clone(),
             version: self.version.clone(),
         }
+    }
+}
+
+/// One version of one uploaded object: the unit of "start exactly one job".
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claim {
+    pub bucket: String,
+    pub key: ObjectKey,
+    /// The event's sequencer (or the object's ETag when there is none): the same upload
+    /// delivered twice has the same one; a new upload of the same key has a new one.
+    pub version: String,
+}
+
+impl Claim {
+    /// A stable token for this claim, usable as an idempotency token with the transcoder
+    /// (at most 64 characters of `[0-9a-f]`).
+    pub fn token(&self) -> String {
+        // FNV-1a, twice with different offsets, for 128 stable bits without a hashing dependency.
+        let text = format!("{}\n{}\n{}", self.bucket, self.key, self.version);
+        let fnv = |offset: u64| {
+            text.bytes().fold(offset, |h, b| {
+                (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+            })
+        };
+        format!(
+            "{:016x}{:016x}",
+            fnv(0xcbf2_9ce4_8422_2325),
+            fnv(0x6c62_272e_07bb_0142)
+        )
     }
 }
 

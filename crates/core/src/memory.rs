@@ -6,10 +6,11 @@ use std::sync::Mutex;
 
 use chrono::{DateTime, Utc};
 
+use crate::job::Claim;
 use crate::job::{Owner, TranscodeJob};
 use crate::message::{Message, MessageId};
 use crate::queue::{Enqueued, JobQueue, QueuedJob, local_job_id};
-use crate::store::{CLAIM_LEASE, Claim, ClaimOutcome, ClaimStore, MessageStore, Page, StoreError};
+use crate::store::{CLAIM_LEASE, ClaimOutcome, ClaimStore, MessageStore, Page, StoreError};
 use crate::transcoder::JobId;
 
 #[derive(Default)]

@@ -20,24 +20,6 @@ impl fmt::Display for MessageId {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum MessageState {
-    Completed,
-    CompletedWithWarnings,
-    Failed,
-}
-
-impl From<Outcome> for MessageState {
-    fn from(outcome: Outcome) -> Self {
-        match outcome {
-            Outcome::Completed => Self::Completed,
-            Outcome::CompletedWithWarnings => Self::CompletedWithWarnings,
-            Outcome::Failed => Self::Failed,
-        }
-    }
-}
-
 /// One file the message offers for download.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MessageOutput {
@@ -52,7 +34,7 @@ pub struct MessageOutput {
 pub struct Message {
     pub id: MessageId,
     pub owner: Owner,
-    pub state: MessageState,
+    pub state: Outcome,
     pub text: String,
     /// The source file's name, as the user named it.
     pub file: String,
@@ -98,7 +80,7 @@ impl Message {
         Self {
             id: MessageId(completion.job_id.clone()),
             owner: completion.owner.clone(),
-            state: completion.outcome.into(),
+            state: completion.outcome,
             text,
             file,
             source_key: completion.source.to_string(),
@@ -150,7 +132,7 @@ mod tests {
         let at = Utc.with_ymd_and_hms(2026, 11, 23, 8, 5, 0).unwrap();
         let m = Message::for_completion(&completion(Outcome::Completed, None), at);
         assert_eq!(m.id, MessageId("1700000000000-abc001".into()));
-        assert_eq!(m.state, MessageState::Completed);
+        assert_eq!(m.state, Outcome::Completed);
         assert_eq!(m.file, "red flower.mp3");
         assert_eq!(
             m.text,
@@ -168,7 +150,7 @@ mod tests {
             &completion(Outcome::CompletedWithWarnings, Some("upsampled")),
             at,
         );
-        assert_eq!(warned.state, MessageState::CompletedWithWarnings);
+        assert_eq!(warned.state, Outcome::CompletedWithWarnings);
         assert!(warned.text.starts_with(
             "Your file red flower.mp3 has been processed, with a warning: upsampled."
         ));
@@ -176,7 +158,7 @@ mod tests {
             &completion(Outcome::Failed, Some("the file is truncated (code 1040)")),
             at,
         );
-        assert_eq!(failed.state, MessageState::Failed);
+        assert_eq!(failed.state, Outcome::Failed);
         assert_eq!(
             failed.text,
             "Your file red flower.mp3 could not be processed: the file is truncated (code 1040)."
@@ -186,9 +168,9 @@ mod tests {
     #[test]
     fn states_serialize_as_the_api_names_them() {
         let names: Vec<_> = [
-            MessageState::Completed,
-            MessageState::CompletedWithWarnings,
-            MessageState::Failed,
+            Outcome::Completed,
+            Outcome::CompletedWithWarnings,
+            Outcome::Failed,
         ]
         .iter()
         .map(|s| serde_json::to_string(s).unwrap())

@@ -224,7 +224,7 @@ mod tests {
     use super::*;
     use crate::job::Owner;
     use crate::memory::MemoryStore;
-    use crate::message::{MessageId, MessageState};
+    use crate::message::MessageId;
     use crate::store::Page;
 
     const TOPIC: &str = "arn:aws:sns:eu-west-1:123456789012:audio-transcoder-completions";
@@ -263,19 +263,15 @@ mod tests {
     async fn final_states_become_one_message_each_for_the_owner() {
         let store = MemoryStore::default();
         for (file, owner, state) in [
-            ("sns-et-completed.json", "alice", MessageState::Completed),
+            ("sns-et-completed.json", "alice", Outcome::Completed),
             (
                 "sns-et-warning.json",
                 "alice",
-                MessageState::CompletedWithWarnings,
+                Outcome::CompletedWithWarnings,
             ),
-            ("sns-et-error.json", "alice", MessageState::Failed),
-            (
-                "sns-mediaconvert-complete.json",
-                "bob",
-                MessageState::Completed,
-            ),
-            ("sns-mediaconvert-error.json", "bob", MessageState::Failed),
+            ("sns-et-error.json", "alice", Outcome::Failed),
+            ("sns-mediaconvert-complete.json", "bob", Outcome::Completed),
+            ("sns-mediaconvert-error.json", "bob", Outcome::Failed),
         ] {
             let report = record_completion(event(file), &config(), &store)
                 .await
@@ -458,7 +454,7 @@ mod tests {
         let report = record_completion(event, &config(), &store).await.unwrap();
         assert_eq!(report.recorded, ["1700000000000-abc001"]);
         let message = &unread(&store, "alice").await[0];
-        assert_eq!(message.state, MessageState::Completed);
+        assert_eq!(message.state, Outcome::Completed);
         let keys: Vec<_> = message.outputs.iter().map(|o| o.key.as_str()).collect();
         assert_eq!(keys, ["transcoded/alice/song.mp3.wav"]);
         assert!(!message.text.contains("bob"), "{}", message.text);
@@ -472,7 +468,7 @@ mod tests {
                 .await
                 .unwrap();
             let message = &unread(&store, "alice").await[0];
-            assert_eq!(message.state, MessageState::Failed, "{outputs:?}");
+            assert_eq!(message.state, Outcome::Failed, "{outputs:?}");
             assert!(message.outputs.is_empty());
             assert_eq!(
                 message.text,

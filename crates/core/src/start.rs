@@ -10,12 +10,13 @@ use tracing::{error, info, warn};
 
 use crate::completion::{Completion, Outcome};
 use crate::config::{Location, StartConfig};
+use crate::job::Claim;
 use crate::job::{AUDIO_EXTENSIONS, Owner, OwnerError, TranscodeJob, is_audio};
 use crate::key::{Escaped, KeyError, ObjectKey};
 use crate::message::{Message, MessageId};
 use crate::sniff::{AudioFormat, NotAudio};
 use crate::source::{SourceError, SourceObject, SourceReader, identify};
-use crate::store::{Claim, ClaimOutcome, ClaimStore, MessageStore, StoreError};
+use crate::store::{ClaimOutcome, ClaimStore, MessageStore, StoreError};
 use crate::transcoder::{JobId, Transcoder, TranscoderError};
 
 /// An S3 event with its records still raw, so that one malformed record cannot make the whole
@@ -842,7 +843,7 @@ mod tests {
         assert_eq!(page.messages.len(), 1);
         let message = &page.messages[0];
         assert_eq!(message.id, report.rejected[0].message_id);
-        assert_eq!(message.state, crate::MessageState::Failed);
+        assert_eq!(message.state, crate::Outcome::Failed);
         assert_eq!(
             message.text,
             "Your file song.mp3 could not be processed: not an audio file: it is text \

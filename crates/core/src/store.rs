@@ -6,8 +6,7 @@ use std::future::Future;
 
 use chrono::{DateTime, Utc};
 
-use crate::job::Owner;
-use crate::key::ObjectKey;
+use crate::job::{Claim, Owner};
 use crate::message::{Message, MessageId};
 
 /// The database failed us. `Unavailable` is worth a retry; the others are not.
@@ -49,35 +48,6 @@ pub trait MessageStore: Send + Sync {
         owner: &Owner,
         id: &MessageId,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
-}
-
-/// One version of one uploaded object: the unit of "start exactly one job".
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Claim {
-    pub bucket: String,
-    pub key: ObjectKey,
-    /// The event's sequencer (or the object's ETag when there is none): the same upload
-    /// delivered twice has the same one; a new upload of the same key has a new one.
-    pub version: String,
-}
-
-impl Claim {
-    /// A stable token for this claim, usable as an idempotency token with the transcoder
-    /// (at most 64 characters of `[0-9a-f]`).
-    pub fn token(&self) -> String {
-        // FNV-1a, twice with different offsets, for 128 stable bits without a hashing dependency.
-        let text = format!("{}\n{}\n{}", self.bucket, self.key, self.version);
-        let fnv = |offset: u64| {
-            text.bytes().fold(offset, |h, b| {
-                (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
-            })
-        };
-        format!(
-            "{:016x}{:016x}",
-            fnv(0xcbf2_9ce4_8422_2325),
-            fnv(0x6c62_272e_07bb_0142)
-        )
-    }
 }
 
 /// What taking a claim found.

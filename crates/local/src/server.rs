@@ -12,21 +12,25 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use axum::Router;
-use axum::body::{Body, Bytes};
-use axum::extract::{Request, State};
-use axum::http::{HeaderMap, Method, StatusCode, header};
+use axum::body::Body;
+use axum::extract::rejection::{PathRejection, QueryRejection};
+use axum::extract::{Path as UrlPath, Query, Request, State};
+use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
+use axum::middleware::{Next, from_fn, map_request};
 use axum::response::{IntoResponse, Response};
+use axum::routing::get;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use hmac::{Hmac, KeyInit, Mac};
-use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+use serde::Deserialize;
 use sha2::Sha256;
 use tokio::io::AsyncWriteExt;
 use tokio_util::io::ReaderStream;
 use tracing::{info, warn};
-use transcoder_api::{Api, ApiError, MAX_BODY_BYTES};
+use transcoder_api::{Api, ApiError, Identity};
 use transcoder_core::links::{LINK_LIFETIME, UPLOAD_LINK_LIFETIME};
 use transcoder_core::{
     ClaimStore, Escaped, Link, LinkError, Links, MessageStore, ObjectKey, Upload,
@@ -121,23 +125,18 @@ impl LocalLinks {
         }
     }
 
-    /// The terms of `query`'s link if it carries a valid, unexpired token for `method` on `key`.
-    fn verify(&self, method: &str, key: &str, query: &str) -> Option<Terms> {
-        let (mut expires, mut token) = (None, None);
-        let mut terms = Terms::default();
-        for (name, value) in form_urlencoded::parse(query.as_bytes()) {
-            match name.as_ref() {
-                "expires" => expires = Some(value.parse::<i64>().ok()?),
-                "size" => terms.size = Some(value.parse().ok()?),
-                "type" => terms.content_type = Some(value.into_owned()),
-                "token" => token = Some(URL_SAFE_NO_PAD.decode(value.as_bytes()).ok()?),
-                _ => {}
-            }
-        }
-        let (expires, token) = (expires?, token?);
-        let mac = self.mac(method, key, expires, &terms);
+    /// The terms of the link `query` carries if its token is valid and unexpired for `method` on
+    /// `key`.
+    fn verify(&self, method: &str, key: &str, query: &LinkQuery) -> Option<Terms> {
+        let token = URL_SAFE_NO_PAD.decode(query.token.as_bytes()).ok()?;
+        let terms = Terms {
+            size: query.size,
+            content_type: query.content_type.clone(),
+        };
+        let mac = self.mac(method, key, query.expires, &terms);
         // verify_slice compares in constant time.
-        (expires >= Utc::now().timestamp() && mac.verify_slice(&token).is_ok()).then_some(terms)
+        (query.expires >= Utc::now().timestamp() && mac.verify_slice(&token).is_ok())
+            .then_some(terms)
     }
 }
 
@@ -163,41 +162,59 @@ pub struct ServerState<S> {
     pub max_upload_bytes: u64,
 }
 
-/// The local server's routes.
+/// The local server's routes: the API's router, with the caller named by `X-User`, and `/files/`;
+/// every request logged, and refused unless it is addressed to a loopback name.
 pub fn router<S: MessageStore + ClaimStore + 'static>(state: Arc<ServerState<S>>) -> Router {
-    Router::new().fallback(handle::<S>).with_state(state)
+    let files = Router::new()
+        .route(
+            "/files/{*key}",
+            get(download::<S>)
+                .put(upload::<S>)
+                .fallback(|method: Method, uri: Uri| async move {
+                    ApiError::method_not_allowed(method.as_str(), uri.path(), "GET, HEAD, PUT")
+                }),
+        )
+        .with_state(state.clone());
+    transcoder_api::router(state.api.clone())
+        .layer(map_request(named_by_header))
+        .merge(files)
+        .layer(map_request(loopback_only))
+        .layer(from_fn(log))
 }
 
-async fn handle<S: MessageStore + ClaimStore + 'static>(
-    State(state): State<Arc<ServerState<S>>>,
-    request: Request,
-) -> Response {
-    if let Err(host) = loopback_host(&request) {
-        warn!(host = %Escaped(&host), path = request.uri().path(), "refused: not a loopback host");
-        return error(ApiError::misdirected(&host));
-    }
-    if let Some(encoded) = request.uri().path().strip_prefix("/files/") {
-        return files(&state, encoded.to_owned(), request).await;
-    }
-    let caller = request
+/// The caller named by the `X-User` header: there is no authorizer on one machine.
+async fn named_by_header(mut request: Request) -> Request {
+    let named = request
         .headers()
         .get("x-user")
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
-    let (parts, body) = request.into_parts();
-    // One byte over the limit is enough for the router to answer 413.
-    let body = match axum::body::to_bytes(body, MAX_BODY_BYTES + 1).await {
-        Ok(bytes) => bytes,
-        Err(_) => Bytes::from(vec![0; MAX_BODY_BYTES + 1]),
-    };
-    let request = axum::http::Request::from_parts(parts, body);
-    let response = state.api.handle(caller.as_deref(), &request).await;
-    info!(method = %request.method(), path = request.uri().path(), status = response.status().as_u16(), caller, "api");
-    response.map(Body::from).into_response()
+    if let Some(user) = named {
+        request.extensions_mut().insert(Identity(user));
+    }
+    request
 }
 
-fn error(err: ApiError) -> Response {
-    err.into_response().map(Body::from).into_response()
+async fn loopback_only(request: Request) -> Result<Request, ApiError> {
+    match loopback_host(&request) {
+        Ok(()) => Ok(request),
+        Err(host) => {
+            warn!(host = %Escaped(&host), path = request.uri().path(), "refused: not a loopback host");
+            Err(ApiError::misdirected(&host))
+        }
+    }
+}
+
+async fn log(request: Request, next: Next) -> Response {
+    let (method, path) = (request.method().clone(), request.uri().path().to_owned());
+    let caller = request
+        .headers()
+        .get("x-user")
+        .and_then(|v| v.to_str().ok())
+        .map(|c| Escaped(c).to_string());
+    let response = next.run(request).await;
+    info!(%method, path = %Escaped(&path), status = response.status().as_u16(), caller, "api");
+    response
 }
 
 /// Whether the request is addressed to a loopback name (`localhost`, `127.x.y.z`, `[::1]`, any
@@ -250,70 +267,99 @@ fn is_loopback(authority: &str) -> bool {
     host_ok && port_ok
 }
 
-async fn files<S>(state: &ServerState<S>, encoded: String, request: Request) -> Response {
-    let Ok(key) = percent_decode_str(&encoded).decode_utf8() else {
-        return error(ApiError::file_not_found());
+/// What a `/files/` link carries in its query string.
+#[derive(Debug, Deserialize)]
+struct LinkQuery {
+    expires: i64,
+    size: Option<u64>,
+    #[serde(rename = "type")]
+    content_type: Option<String>,
+    token: String,
+}
+
+/// The key a `/files/` path names, once decoded, if it is one the bucket could hold: no empty,
+/// `.` or `..` segment, and no hidden name.
+fn file_key(key: Result<UrlPath<String>, PathRejection>) -> Result<String, ApiError> {
+    let Ok(UrlPath(key)) = key else {
+        return Err(ApiError::file_not_found());
     };
-    let key = key.into_owned();
     if key
         .split('/')
         .any(|s| s.is_empty() || s == "." || s == ".." || s.starts_with('.'))
     {
-        return error(ApiError::file_not_found());
+        return Err(ApiError::file_not_found());
     }
-    let method = request.method().clone();
-    let query = request.uri().query().unwrap_or_default().to_owned();
-    let Some(terms) = state.links.verify(method.as_str(), &key, &query) else {
-        return error(ApiError::link_refused("the link is invalid or has expired"));
-    };
-    let path = state.bucket.join(&key);
-    match method {
-        Method::GET => download(&path).await,
-        Method::PUT => {
-            let (Some(size), Some(content_type)) = (terms.size, terms.content_type) else {
-                return error(ApiError::link_refused("the link is not an upload link"));
-            };
-            let (parts, body) = request.into_parts();
-            if let Err(err) =
-                check_upload(&parts.headers, size, &content_type, state.max_upload_bytes)
-            {
-                return error(err);
-            }
-            match receive(&path, body, size).await {
-                Ok(()) => {
-                    info!(key = %Escaped(&key), bytes = size, "upload received");
-                    StatusCode::OK.into_response()
-                }
-                Err(err) => {
-                    warn!(key = %Escaped(&key), error = %err, "upload refused");
-                    error(err.into())
-                }
-            }
-        }
-        _ => (
-            StatusCode::METHOD_NOT_ALLOWED,
-            [(header::ALLOW, "GET, PUT")],
-        )
-            .into_response(),
-    }
+    Ok(key)
 }
 
-/// The file at `path`, streamed from disk with its length.
-async fn download(path: &Path) -> Response {
-    let file = match tokio::fs::File::open(path).await {
-        Ok(file) => file,
-        Err(_) => return error(ApiError::file_not_found()),
+/// The terms of the link the request carries, if it is valid for `method` on `key`.
+fn verified<S>(
+    state: &ServerState<S>,
+    method: &Method,
+    key: &str,
+    query: Result<Query<LinkQuery>, QueryRejection>,
+) -> Result<Terms, ApiError> {
+    query
+        .ok()
+        .and_then(|Query(query)| state.links.verify(method.as_str(), key, &query))
+        .ok_or_else(|| ApiError::link_refused("the link is invalid or has expired"))
+}
+
+/// `GET /files/{key}`: the file, streamed from disk with its length.
+async fn download<S: Send + Sync>(
+    State(state): State<Arc<ServerState<S>>>,
+    method: Method,
+    key: Result<UrlPath<String>, PathRejection>,
+    query: Result<Query<LinkQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let key = file_key(key)?;
+    // HEAD is signed as the GET it stands for.
+    let signed = if method == Method::HEAD {
+        Method::GET
+    } else {
+        method
     };
+    verified(&state, &signed, &key, query)?;
+    let file = tokio::fs::File::open(state.bucket.join(&key))
+        .await
+        .map_err(|_| ApiError::file_not_found())?;
     match file.metadata().await {
-        Ok(meta) if meta.is_file() => (
+        Ok(meta) if meta.is_file() => Ok((
             [
                 (header::CONTENT_TYPE, "application/octet-stream".to_owned()),
                 (header::CONTENT_LENGTH, meta.len().to_string()),
             ],
             Body::from_stream(ReaderStream::new(file)),
         )
-            .into_response(),
-        _ => error(ApiError::file_not_found()),
+            .into_response()),
+        _ => Err(ApiError::file_not_found()),
+    }
+}
+
+/// `PUT /files/{key}`: exactly the bytes the upload link is signed for, or nothing.
+async fn upload<S: Send + Sync>(
+    State(state): State<Arc<ServerState<S>>>,
+    method: Method,
+    key: Result<UrlPath<String>, PathRejection>,
+    query: Result<Query<LinkQuery>, QueryRejection>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<StatusCode, ApiError> {
+    let key = file_key(key)?;
+    let terms = verified(&state, &method, &key, query)?;
+    let (Some(size), Some(content_type)) = (terms.size, terms.content_type) else {
+        return Err(ApiError::link_refused("the link is not an upload link"));
+    };
+    check_upload(&headers, size, &content_type, state.max_upload_bytes)?;
+    match receive(&state.bucket.join(&key), body, size).await {
+        Ok(()) => {
+            info!(key = %Escaped(&key), bytes = size, "upload received");
+            Ok(StatusCode::OK)
+        }
+        Err(err) => {
+            warn!(key = %Escaped(&key), error = %err, "upload refused");
+            Err(err.into())
+        }
     }
 }
 
@@ -501,6 +547,12 @@ mod tests {
         }
     }
 
+    /// The query string as the route's extractor reads it.
+    fn parsed(query: impl AsRef<str>) -> LinkQuery {
+        let uri: Uri = format!("/?{}", query.as_ref()).parse().unwrap();
+        Query::try_from_uri(&uri).unwrap().0
+    }
+
     #[tokio::test]
     async fn a_link_is_valid_only_for_its_method_key_and_terms() {
         let links = LocalLinks::new("http://127.0.0.1:3000").unwrap();
@@ -516,19 +568,32 @@ mod tests {
             content_type: Some("audio/mpeg".into()),
         };
         assert_eq!(
-            links.verify("PUT", "media/alice/song.mp3", query),
+            links.verify("PUT", "media/alice/song.mp3", &parsed(query)),
             Some(terms)
         );
-        assert_eq!(links.verify("GET", "media/alice/song.mp3", query), None);
-        assert_eq!(links.verify("PUT", "media/bob/song.mp3", query), None);
+        assert_eq!(
+            links.verify("GET", "media/alice/song.mp3", &parsed(query)),
+            None
+        );
+        assert_eq!(
+            links.verify("PUT", "media/bob/song.mp3", &parsed(query)),
+            None
+        );
         for (from, to) in [("size=10", "size=11"), ("audio%2Fmpeg", "audio%2Fwav")] {
             assert_eq!(
-                links.verify("PUT", "media/alice/song.mp3", &query.replace(from, to)),
+                links.verify(
+                    "PUT",
+                    "media/alice/song.mp3",
+                    &parsed(query.replace(from, to))
+                ),
                 None,
                 "{to}"
             );
         }
         let other = LocalLinks::new("http://127.0.0.1:3000").unwrap();
-        assert_eq!(other.verify("PUT", "media/alice/song.mp3", query), None);
+        assert_eq!(
+            other.verify("PUT", "media/alice/song.mp3", &parsed(query)),
+            None
+        );
     }
 }

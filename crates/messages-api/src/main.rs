@@ -1,10 +1,12 @@
-//! `messages-api`: the Lambda function behind the API Gateway HTTP API. The caller is the `sub`
-//! claim of the JWT that API Gateway's authorizer verified; no header can claim an identity.
+//! `messages-api`: the Lambda function behind the API Gateway HTTP API, serving the API's router.
+//! The caller is the `sub` claim of the JWT that API Gateway's authorizer verified; no header can
+//! claim an identity.
 
-use bytes::Bytes;
+use axum::extract::Request;
+use axum::middleware::map_request;
 use lambda_http::request::RequestContext;
-use lambda_http::{Body, Error, Request, RequestExt, run, service_fn, tracing};
-use transcoder_api::{Api, ApiConfig};
+use lambda_http::{Error, RequestExt, run, tracing};
+use transcoder_api::{Api, ApiConfig, Identity, router};
 use transcoder_aws::{DynamoStore, S3Links};
 use transcoder_core::config::ProcessEnv;
 
@@ -16,15 +18,7 @@ async fn main() -> Result<(), Error> {
     let api = setup()
         .await
         .inspect_err(|e| tracing::error!("start-up refused: {e}"))?;
-    run(service_fn(|request: Request| async {
-        let caller = caller(&request);
-        let (parts, body) = request.into_parts();
-        let request =
-            lambda_http::http::Request::from_parts(parts, Bytes::copy_from_slice(body.as_ref()));
-        let response = api.handle(caller.as_deref(), &request).await;
-        Ok::<_, Error>(response.map(Body::from))
-    }))
-    .await
+    run(router(api).layer(map_request(verified_identity))).await
 }
 
 async fn setup() -> Result<Api<DynamoStore, S3Links>, Error> {
@@ -35,17 +29,19 @@ async fn setup() -> Result<Api<DynamoStore, S3Links>, Error> {
     Ok(Api::new(config, store, links))
 }
 
-/// The `sub` claim verified by the HTTP API's JWT authorizer, if there is one.
-fn caller(request: &Request) -> Option<String> {
-    match request.request_context_ref()? {
-        RequestContext::ApiGatewayV2(context) => context
+/// Names the caller by the `sub` claim the HTTP API's JWT authorizer verified, if there is one.
+async fn verified_identity(mut request: Request) -> Request {
+    let sub = match request.extensions().request_context_ref() {
+        Some(RequestContext::ApiGatewayV2(context)) => context
             .authorizer
-            .as_ref()?
-            .jwt
-            .as_ref()?
-            .claims
-            .get("sub")
+            .as_ref()
+            .and_then(|a| a.jwt.as_ref())
+            .and_then(|jwt| jwt.claims.get("sub"))
             .cloned(),
         _ => None,
+    };
+    if let Some(sub) = sub {
+        request.extensions_mut().insert(Identity(sub));
     }
+    request
 }
