@@ -80,7 +80,7 @@ fuzz: check-rust
 build: $(VENV)/.tools
 	sam build
 
-# What tests/template.rs cannot know: the template is valid SAM and CloudFormation, and passes
+# What tests/template_*.rs cannot know: the template is valid SAM and CloudFormation, and passes
 # checkov's checks (those that cannot apply are skipped in the template, with the reason). checkov
 # reads conditions with the parameters' defaults, so it also runs on a copy whose TranscoderBackend
 # defaults to ElasticTranscoder: both backends' stacks pass.

@@ -1,14 +1,24 @@
-//! `template.yaml`: a MediaConvert job's final state is never lost on its way to the owner, and
-//! the services that carry it act for this stack only.
+//! `template.yaml`: no event is lost on its way, and the services that carry one act for this
+//! stack only.
 //!
-//! EventBridge delivers each job state once: the rule's target retries, then keeps what it could
-//! not deliver in a dead-letter queue that only this rule may write to; the topic's key serves
+//! A failed upload or completion event is retried twice, then kept in an encrypted queue, and
+//! start-transcode ends before another invocation may take over its claims. EventBridge delivers
+//! each MediaConvert job state once: the rule's target retries, then keeps what it could not
+//! deliver in a dead-letter queue that only this rule may write to; the topic's key serves
 //! EventBridge for this topic alone; record-completion is told the output prefix, so that its
 //! messages link only to files in the owner's folder. Every check runs on the real template
 //! (nothing wrong) and on copies broken the ways that matter (the check objects).
 
 use serde_json::{Value, json};
-use system_tests::template::{assert_objects, broken, remove, set, template};
+use system_tests::template::{
+    Case, arn_of, assert_passes_deployed, assert_refuses, r#ref, remove, resource, set, statements,
+    strings, template,
+};
+use transcoder_core::store::CLAIM_LEASE;
+
+/// The functions invoked asynchronously (by S3 and by SNS): Lambda retries them, then keeps the
+/// event in their failure queue.
+const ASYNCHRONOUS: &[&str] = &["StartTranscodeFunction", "RecordCompletionFunction"];
 
 const RULE: &str = "MediaConvertJobStates";
 const TARGET: &str = "/Resources/MediaConvertJobStates/Properties/Targets/0";
@@ -19,27 +29,6 @@ const MAXIMUM_RETRY_ATTEMPTS: u64 = 185;
 /// SQS's maximum retention, as the other failure queues keep their events.
 const FOURTEEN_DAYS_SECONDS: u64 = 1_209_600;
 const EVENTS: &str = "events.amazonaws.com";
-
-fn r#ref(name: &str) -> Value {
-    json!({ "Ref": name })
-}
-
-fn arn_of(id: &str) -> Value {
-    json!({ "Fn::GetAtt": [id, "Arn"] })
-}
-
-fn resource<'a>(t: &'a Value, id: &str) -> &'a Value {
-    &t["Resources"][id]
-}
-
-/// A string, or the strings of a list.
-fn strings(value: &Value) -> Vec<&str> {
-    match value {
-        Value::String(s) => vec![s.as_str()],
-        Value::Array(items) => items.iter().flat_map(strings).collect(),
-        _ => Vec::new(),
-    }
-}
 
 /// The allowing statements of a policy document, for one service principal.
 fn allowed_for<'a>(document: &'a Value, service: &str) -> Vec<&'a Value> {
@@ -52,6 +41,61 @@ fn allowed_for<'a>(document: &'a Value, service: &str) -> Vec<&'a Value> {
 }
 
 // ------------------------------------------------------------------------------------------ checks
+
+/// Failed asynchronous events are retried twice, then kept in an encrypted queue the function may
+/// write to; start-transcode ends before another invocation may take over its claims.
+fn failure_problems(t: &Value) -> Vec<String> {
+    let mut problems = Vec::new();
+    for id in ASYNCHRONOUS {
+        let properties = &resource(t, id)["Properties"];
+        let config = &properties["EventInvokeConfig"];
+        if config["MaximumRetryAttempts"] != 2 {
+            problems.push(format!(
+                "{id} retries {} times, not 2",
+                config["MaximumRetryAttempts"]
+            ));
+        }
+        if !config["MaximumEventAgeInSeconds"].is_u64() {
+            problems.push(format!("{id} leaves the event age to Lambda's default"));
+        }
+        let on_failure = &config["DestinationConfig"]["OnFailure"];
+        let queue = on_failure["Destination"]["Fn::GetAtt"][0]
+            .as_str()
+            .unwrap_or_default();
+        let queue_properties = &resource(t, queue)["Properties"];
+        if on_failure["Type"] != "SQS" || resource(t, queue)["Type"] != "AWS::SQS::Queue" {
+            problems.push(format!("{id} has no SQS on-failure destination"));
+        } else if queue_properties["KmsMasterKeyId"].is_null()
+            && queue_properties["SqsManagedSseEnabled"] != true
+        {
+            problems.push(format!("{id}'s failure queue {queue} is not encrypted"));
+        }
+        let role = properties["Role"]["Fn::GetAtt"][0]
+            .as_str()
+            .unwrap_or_default();
+        let may_send = statements(resource(t, role)).into_iter().any(|(_, s)| {
+            s["Effect"] == "Allow"
+                && strings(&s["Action"]).contains(&"sqs:SendMessage")
+                && s["Resource"] == json!({"Fn::GetAtt": [queue, "Arn"]})
+        });
+        if !may_send {
+            problems.push(format!(
+                "{id}'s role {role:?} may not send to its failure queue {queue:?}"
+            ));
+        }
+    }
+    let timeout = &resource(t, "StartTranscodeFunction")["Properties"]["Timeout"];
+    if timeout
+        .as_i64()
+        .is_none_or(|s| s >= CLAIM_LEASE.num_seconds())
+    {
+        problems.push(format!(
+            "start-transcode's timeout {timeout} is not shorter than the claim lease ({}s)",
+            CLAIM_LEASE.num_seconds()
+        ));
+    }
+    problems
+}
 
 /// Every target of the rule retries for a day and then keeps the event in a 14-day, encrypted
 /// queue of the stack's, which exists exactly when the rule does and whose URL is an output.
@@ -215,184 +259,265 @@ fn output_prefix_problems(t: &Value) -> Vec<String> {
 
 // ------------------------------------------------------------------------------------------- tests
 
+const RECORD_CONFIG: &str = "/Resources/RecordCompletionFunction/Properties/EventInvokeConfig";
+const QUEUE: &str = "/Resources/MediaConvertJobStatesFailures";
+const DEAD_LETTER_POLICY: &str = "/Resources/MediaConvertJobStatesFailuresPolicy";
+const DEAD_LETTER_STATEMENT: &str =
+    "/Resources/MediaConvertJobStatesFailuresPolicy/Properties/PolicyDocument/Statement/1";
+const KEY_STATEMENT: &str = "/Resources/CompletionTopicKey/Properties/KeyPolicy/Statement/1";
+const RECORD_ENV: &str = "/Resources/RecordCompletionFunction/Properties/Environment/Variables";
+
+#[test]
+fn failed_events_are_retried_twice_then_kept() {
+    let t = template();
+    assert_eq!(failure_problems(&t), Vec::<String>::new());
+    assert_passes_deployed(failure_problems, &t);
+
+    let cases: &[Case] = &[
+        (
+            "record-completion is not retried",
+            |t| {
+                set(
+                    t,
+                    &format!("{RECORD_CONFIG}/MaximumRetryAttempts"),
+                    json!(0),
+                )
+            },
+            "retries 0 times",
+        ),
+        (
+            "record-completion's event age is Lambda's default",
+            |t| remove(t, &format!("{RECORD_CONFIG}/MaximumEventAgeInSeconds")),
+            "event age",
+        ),
+        (
+            "record-completion keeps no failed event",
+            |t| remove(t, &format!("{RECORD_CONFIG}/DestinationConfig")),
+            "no SQS on-failure destination",
+        ),
+        (
+            "start-transcode's failure queue is not encrypted",
+            |t| {
+                remove(
+                    t,
+                    "/Resources/StartTranscodeFailures/Properties/KmsMasterKeyId",
+                )
+            },
+            "not encrypted",
+        ),
+        (
+            "record-completion may send to another function's failure queue only",
+            |t| {
+                let policy = "/Resources/RecordCompletionRole/Properties/Policies/0/PolicyDocument";
+                let send = format!("{policy}/Statement/2/Resource");
+                set(
+                    t,
+                    &send,
+                    json!({"Fn::GetAtt": ["StartTranscodeFailures", "Arn"]}),
+                )
+            },
+            "may not send",
+        ),
+        (
+            "start-transcode outlives its claims",
+            |t| {
+                set(
+                    t,
+                    "/Resources/StartTranscodeFunction/Properties/Timeout",
+                    json!(90),
+                )
+            },
+            "claim lease",
+        ),
+    ];
+    assert_refuses(failure_problems, &t, cases);
+}
+
 #[test]
 fn undelivered_job_states_are_retried_for_a_day_then_kept() {
     let t = template();
     assert_eq!(retry_problems(&t), Vec::<String>::new());
-    let check = retry_problems;
-    assert_objects(
-        check,
-        &broken(&t, |t| remove(t, &format!("{TARGET}/RetryPolicy"))),
-        "retries with null",
-    );
-    assert_objects(
-        check,
-        &broken(&t, |t| {
-            set(
-                t,
-                &format!("{TARGET}/RetryPolicy/MaximumRetryAttempts"),
-                json!(3),
-            )
-        }),
-        "up to 185 times",
-    );
-    assert_objects(
-        check,
-        &broken(&t, |t| remove(t, &format!("{TARGET}/DeadLetterConfig"))),
-        "no dead-letter queue",
-    );
-    assert_objects(
-        check,
-        &broken(&t, |t| {
-            set(
-                t,
-                &format!("{TARGET}/DeadLetterConfig/Arn"),
-                json!("arn:aws:sqs:eu-west-1:123456789012:elsewhere"),
-            )
-        }),
-        "no dead-letter queue",
-    );
-    let queue = "/Resources/MediaConvertJobStatesFailures";
-    assert_objects(
-        check,
-        &broken(&t, |t| {
-            set(
-                t,
-                &format!("{queue}/Properties/MessageRetentionPeriod"),
-                json!(345_600),
-            )
-        }),
-        "not 14 days",
-    );
-    assert_objects(
-        check,
-        &broken(&t, |t| {
-            remove(t, &format!("{queue}/Properties/SqsManagedSseEnabled"))
-        }),
-        "is not encrypted",
-    );
-    assert_objects(
-        check,
-        &broken(&t, |t| remove(t, &format!("{queue}/Condition"))),
-        "exists under null",
-    );
-    assert_objects(
-        check,
-        &broken(&t, |t| {
-            remove(t, "/Outputs/MediaConvertJobStatesFailuresQueueUrl")
-        }),
-        "no output gives",
-    );
+    let cases: &[Case] = &[
+        (
+            "the target has no retry policy",
+            |t| remove(t, &format!("{TARGET}/RetryPolicy")),
+            "retries with null",
+        ),
+        (
+            "the target gives up after three retries",
+            |t| {
+                set(
+                    t,
+                    &format!("{TARGET}/RetryPolicy/MaximumRetryAttempts"),
+                    json!(3),
+                )
+            },
+            "up to 185 times",
+        ),
+        (
+            "the target has no dead-letter queue",
+            |t| remove(t, &format!("{TARGET}/DeadLetterConfig")),
+            "no dead-letter queue",
+        ),
+        (
+            "the dead-letter queue is not the stack's",
+            |t| {
+                set(
+                    t,
+                    &format!("{TARGET}/DeadLetterConfig/Arn"),
+                    json!("arn:aws:sqs:eu-west-1:123456789012:elsewhere"),
+                )
+            },
+            "no dead-letter queue",
+        ),
+        (
+            "the dead-letter queue keeps events four days",
+            |t| {
+                set(
+                    t,
+                    &format!("{QUEUE}/Properties/MessageRetentionPeriod"),
+                    json!(345_600),
+                )
+            },
+            "not 14 days",
+        ),
+        (
+            "the dead-letter queue is not encrypted",
+            |t| remove(t, &format!("{QUEUE}/Properties/SqsManagedSseEnabled")),
+            "is not encrypted",
+        ),
+        (
+            "the dead-letter queue exists without the rule",
+            |t| remove(t, &format!("{QUEUE}/Condition")),
+            "exists under null",
+        ),
+        (
+            "no output gives the dead-letter queue",
+            |t| remove(t, "/Outputs/MediaConvertJobStatesFailuresQueueUrl"),
+            "no output gives",
+        ),
+    ];
+    assert_refuses(retry_problems, &t, cases);
 }
 
 #[test]
 fn only_the_rule_may_send_to_its_dead_letter_queue() {
     let t = template();
     assert_eq!(dead_letter_policy_problems(&t), Vec::<String>::new());
-    let check = dead_letter_policy_problems;
-    let policy = "/Resources/MediaConvertJobStatesFailuresPolicy";
-    let statement = format!("{policy}/Properties/PolicyDocument/Statement/1");
-    assert_objects(
-        check,
-        &broken(&t, |t| remove(t, policy)),
-        "0 queue policies",
-    );
-    assert_objects(
-        check,
-        &broken(&t, |t| remove(t, &format!("{statement}/Condition"))),
-        "(aws:SourceArn)",
-    );
-    assert_objects(
-        check,
-        &broken(&t, |t| {
-            set(
-                t,
-                &format!("{statement}/Condition"),
-                json!({"StringEquals": {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}}),
-            )
-        }),
-        "(aws:SourceArn)",
-    );
-    assert_objects(
-        check,
-        &broken(&t, |t| {
-            set(
-                t,
-                &format!("{statement}/Principal"),
-                json!({"Service": "sns.amazonaws.com"}),
-            )
-        }),
-        "allow nothing else",
-    );
-    assert_objects(
-        check,
-        &broken(&t, |t| {
-            set(t, &format!("{statement}/Action"), json!("sqs:*"))
-        }),
-        "allow nothing else",
-    );
+    let cases: &[Case] = &[
+        (
+            "the queue has no policy",
+            |t| remove(t, DEAD_LETTER_POLICY),
+            "0 queue policies",
+        ),
+        (
+            "EventBridge may send for any rule",
+            |t| remove(t, &format!("{DEAD_LETTER_STATEMENT}/Condition")),
+            "(aws:SourceArn)",
+        ),
+        (
+            "EventBridge may send for any rule of the account",
+            |t| {
+                set(
+                    t,
+                    &format!("{DEAD_LETTER_STATEMENT}/Condition"),
+                    json!({"StringEquals": {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}}),
+                )
+            },
+            "(aws:SourceArn)",
+        ),
+        (
+            "SNS may send",
+            |t| {
+                set(
+                    t,
+                    &format!("{DEAD_LETTER_STATEMENT}/Principal"),
+                    json!({"Service": "sns.amazonaws.com"}),
+                )
+            },
+            "allow nothing else",
+        ),
+        (
+            "EventBridge may do anything to the queue",
+            |t| {
+                set(
+                    t,
+                    &format!("{DEAD_LETTER_STATEMENT}/Action"),
+                    json!("sqs:*"),
+                )
+            },
+            "allow nothing else",
+        ),
+    ];
+    assert_refuses(dead_letter_policy_problems, &t, cases);
 }
 
 #[test]
 fn the_topic_key_serves_eventbridge_for_this_topic_only() {
     let t = template();
     assert_eq!(key_problems(&t), Vec::<String>::new());
-    let check = key_problems;
-    let statement = "/Resources/CompletionTopicKey/Properties/KeyPolicy/Statement/1";
-    assert_objects(
-        check,
-        &broken(&t, |t| remove(t, &format!("{statement}/Condition"))),
-        "for any topic",
-    );
-    assert_objects(
-        check,
-        &broken(&t, |t| {
-            let other = "arn:${AWS::Partition}:sns:${AWS::Region}:${AWS::AccountId}:other";
-            set(
-                t,
-                &format!(
-                    "{statement}/Condition/StringEquals/kms:EncryptionContext:aws:sns:topicArn"
-                ),
-                json!({"Fn::Sub": other}),
-            )
-        }),
-        "for any topic",
-    );
-    assert_objects(
-        check,
-        &broken(&t, |t| {
-            remove(t, "/Resources/CompletionTopic/Properties/TopicName")
-        }),
-        "no TopicName",
-    );
-    assert_objects(
-        check,
-        &broken(&t, |t| {
-            set(
-                t,
-                &format!("{statement}/Principal"),
-                json!({"Service": "sns.amazonaws.com"}),
-            )
-        }),
-        "does not let events.amazonaws.com use it",
-    );
+    let cases: &[Case] = &[
+        (
+            "EventBridge may use the key for any topic",
+            |t| remove(t, &format!("{KEY_STATEMENT}/Condition")),
+            "for any topic",
+        ),
+        (
+            "EventBridge may use the key for another topic",
+            |t| {
+                let other = "arn:${AWS::Partition}:sns:${AWS::Region}:${AWS::AccountId}:other";
+                set(
+                    t,
+                    &format!(
+                        "{KEY_STATEMENT}/Condition/StringEquals/\
+                         kms:EncryptionContext:aws:sns:topicArn"
+                    ),
+                    json!({"Fn::Sub": other}),
+                )
+            },
+            "for any topic",
+        ),
+        (
+            "the topic has no name the key can name",
+            |t| remove(t, "/Resources/CompletionTopic/Properties/TopicName"),
+            "no TopicName",
+        ),
+        (
+            "SNS, not EventBridge, may use the key",
+            |t| {
+                set(
+                    t,
+                    &format!("{KEY_STATEMENT}/Principal"),
+                    json!({"Service": "sns.amazonaws.com"}),
+                )
+            },
+            "does not let events.amazonaws.com use it",
+        ),
+    ];
+    assert_refuses(key_problems, &t, cases);
 }
 
 #[test]
 fn record_completion_is_told_the_output_prefix() {
     let t = template();
     assert_eq!(output_prefix_problems(&t), Vec::<String>::new());
-    let record = "/Resources/RecordCompletionFunction/Properties/Environment/Variables";
-    assert_objects(
-        output_prefix_problems,
-        &broken(&t, |t| remove(t, &format!("{record}/OUTPUT_PREFIX"))),
-        "RecordCompletionFunction's OUTPUT_PREFIX is null",
-    );
-    assert_objects(
-        output_prefix_problems,
-        &broken(&t, |t| {
-            set(t, &format!("{record}/OUTPUT_PREFIX"), json!("transcoded/"))
-        }),
-        "not the parameter OutputPrefix",
-    );
+    let cases: &[Case] = &[
+        (
+            "record-completion gets no OUTPUT_PREFIX",
+            |t| remove(t, &format!("{RECORD_ENV}/OUTPUT_PREFIX")),
+            "RecordCompletionFunction's OUTPUT_PREFIX is null",
+        ),
+        (
+            "record-completion gets a fixed OUTPUT_PREFIX",
+            |t| {
+                set(
+                    t,
+                    &format!("{RECORD_ENV}/OUTPUT_PREFIX"),
+                    json!("transcoded/"),
+                )
+            },
+            "not the parameter OutputPrefix",
+        ),
+    ];
+    assert_refuses(output_prefix_problems, &t, cases);
 }

@@ -3,7 +3,7 @@
 //! the bucket's notification and the function.
 
 use serde_json::{Value, json};
-use system_tests::template::template;
+use system_tests::template::{r#ref, statements, strings, template};
 
 /// Every policy that attaches to `role`: its inline policies, and policy resources naming it.
 fn policies_of<'a>(t: &'a Value, role: &str) -> Vec<&'a Value> {
@@ -11,7 +11,7 @@ fn policies_of<'a>(t: &'a Value, role: &str) -> Vec<&'a Value> {
     let attached = resources
         .filter(|(_, r)| {
             let kind = r["Type"].as_str().unwrap_or_default();
-            let target = json!({ "Ref": role });
+            let target = r#ref(role);
             (kind == "AWS::IAM::RolePolicy" && r["Properties"]["RoleName"] == target)
                 || (kind == "AWS::IAM::Policy"
                     && r["Properties"]["Roles"]
@@ -26,22 +26,21 @@ fn policies_of<'a>(t: &'a Value, role: &str) -> Vec<&'a Value> {
     inline.chain(attached).collect()
 }
 
-/// Each statement of `policies` whose actions include one of `service:`, with its resources.
-fn grants<'a>(policies: &[&'a Value], service: &str) -> Vec<(Vec<&'a str>, &'a Value)> {
+/// The statements of `policies`, both branches of an `Fn::If` included.
+fn statements_of<'a>(policies: &[&'a Value]) -> Vec<&'a Value> {
     policies
         .iter()
-        .flat_map(|p| {
-            p["PolicyDocument"]["Statement"]
-                .as_array()
-                .into_iter()
-                .flatten()
-        })
+        .flat_map(|p| statements(p))
+        .map(|(_, s)| s)
+        .collect()
+}
+
+/// Each statement of `policies` whose actions include one of `service:`, with its resources.
+fn grants<'a>(policies: &[&'a Value], service: &str) -> Vec<(Vec<&'a str>, &'a Value)> {
+    statements_of(policies)
+        .into_iter()
         .filter_map(|s| {
-            let actions: Vec<&str> = match &s["Action"] {
-                Value::String(a) => vec![a.as_str()],
-                Value::Array(a) => a.iter().filter_map(Value::as_str).collect(),
-                _ => Vec::new(),
-            };
+            let actions = strings(&s["Action"]);
             actions
                 .iter()
                 .any(|a| a.starts_with(service))
@@ -63,14 +62,8 @@ fn start_transcode_may_read_uploads_and_nothing_else_in_the_bucket() {
         )],
         "one read of uploads, exactly"
     );
-    let statement = policies
-        .iter()
-        .flat_map(|p| {
-            p["PolicyDocument"]["Statement"]
-                .as_array()
-                .into_iter()
-                .flatten()
-        })
+    let statement = statements_of(&policies)
+        .into_iter()
         .find(|s| s["Action"] == "s3:GetObject")
         .cloned()
         .unwrap_or_default();

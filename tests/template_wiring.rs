@@ -1,0 +1,389 @@
+//! `template.yaml` against the code it deploys: uploads under the input prefix, and only those,
+//! reach start-transcode, and each function is told exactly the variables its code reads.
+//!
+//! Every check runs on the real template and on the stack each backend deploys (nothing wrong),
+//! and on copies broken the ways that matter (the check objects), so no check can pass by looking
+//! at nothing. `make check-template` runs `sam validate --lint`, cfn-lint and checkov; these
+//! checks are what those tools cannot know: the names the code reads.
+
+use std::collections::BTreeSet;
+
+use serde_json::{Value, json};
+use system_tests::template::{
+    Case, assert_passes_deployed, assert_refuses, events, r#ref, remove, resource, set, strings,
+    template,
+};
+use transcoder_api::ApiConfig;
+use transcoder_aws::{CloudTranscoder, DynamoStore};
+use transcoder_core::{RecordConfig, StartConfig};
+
+/// A function of the template and the code it runs.
+struct Function {
+    logical_id: &'static str,
+    binary: &'static str,
+    /// Every variable its code reads (the configurations' `VARIABLES`).
+    reads: Vec<&'static str>,
+    /// Variables it cannot start without, or that the deployment must not leave to a default.
+    requires: &'static [&'static str],
+}
+
+fn functions() -> Vec<Function> {
+    vec![
+        Function {
+            logical_id: "StartTranscodeFunction",
+            binary: "start-transcode",
+            reads: [
+                StartConfig::VARIABLES,
+                CloudTranscoder::VARIABLES,
+                DynamoStore::VARIABLES,
+            ]
+            .concat(),
+            requires: &["TABLE_NAME", "INPUT_PREFIX", "OUTPUT_PREFIX"],
+        },
+        Function {
+            logical_id: "RecordCompletionFunction",
+            binary: "record-completion",
+            reads: [RecordConfig::VARIABLES, DynamoStore::VARIABLES].concat(),
+            requires: &["TABLE_NAME", "TOPIC_ARN"],
+        },
+        Function {
+            logical_id: "MessagesApiFunction",
+            binary: "messages-api",
+            reads: [ApiConfig::VARIABLES, DynamoStore::VARIABLES].concat(),
+            requires: &["TABLE_NAME", "BUCKET_NAME", "INPUT_PREFIX"],
+        },
+    ]
+}
+
+/// The pattern of both prefix parameters: one folder name and '/', with no '*' (a wildcard in the
+/// policies' ARNs) and no other '/'.
+const SINGLE_FOLDER: &str = r"^[0-9A-Za-z][0-9A-Za-z_.-]*/$";
+
+// ------------------------------------------------------------------------------------------ checks
+/// Uploads under the input prefix, and only those, reach start-transcode: the notification
+/// filter is the `InputPrefix` parameter, its default is the code's, the output prefix can never
+/// overlap it, and the functions are told the same prefixes.
+fn notification_problems(t: &Value) -> Vec<String> {
+    let mut problems = Vec::new();
+    let params = &t["Parameters"];
+    for (param, default) in [
+        ("InputPrefix", StartConfig::DEFAULT_INPUT_PREFIX),
+        ("OutputPrefix", StartConfig::DEFAULT_OUTPUT_PREFIX),
+    ] {
+        if params[param]["Default"] != default {
+            problems.push(format!(
+                "parameter {param} defaults to {}, the code to {default:?}",
+                params[param]["Default"]
+            ));
+        }
+        // With both prefixes single folders ("x/"), one contains the other only if they are equal.
+        let pattern = &params[param]["AllowedPattern"];
+        if *pattern != SINGLE_FOLDER {
+            problems.push(format!(
+                "parameter {param} allows more than one folder ({pattern}): its overlap with the \
+                 other prefix could not be ruled out"
+            ));
+        }
+    }
+    let input = params["InputPrefix"]["Default"]
+        .as_str()
+        .unwrap_or_default();
+    let output = params["OutputPrefix"]["Default"]
+        .as_str()
+        .unwrap_or_default();
+    if input.starts_with(output) || output.starts_with(input) {
+        problems.push(format!(
+            "the default output prefix {output:?} overlaps the input prefix {input:?}"
+        ));
+    }
+    let differ =
+        json!({"Fn::Not": [{"Fn::Equals": [r#ref("InputPrefix"), r#ref("OutputPrefix")]}]});
+    let rules = t["Rules"].as_object().into_iter().flatten();
+    if !rules
+        .flat_map(|(_, rule)| rule["Assertions"].as_array().into_iter().flatten())
+        .any(|a| a["Assert"] == differ)
+    {
+        problems.push("no rule asserts that InputPrefix and OutputPrefix differ".into());
+    }
+
+    let start = resource(t, "StartTranscodeFunction");
+    let uploads = events(start, "S3");
+    if uploads.len() != 1 {
+        problems.push(format!(
+            "start-transcode has {} S3 events, not one",
+            uploads.len()
+        ));
+    }
+    for (name, event) in uploads {
+        if event["Bucket"] != r#ref("MediaBucket") {
+            problems.push(format!("S3 event {name} is not on MediaBucket"));
+        }
+        // Multipart uploads arrive as ObjectCreated:CompleteMultipartUpload.
+        if strings(&event["Events"]) != ["s3:ObjectCreated:*"] {
+            problems.push(format!(
+                "S3 event {name} is for {}, not s3:ObjectCreated:*",
+                event["Events"]
+            ));
+        }
+        let rules = &event["Filter"]["S3Key"]["Rules"];
+        if *rules != json!([{"Name": "prefix", "Value": r#ref("InputPrefix")}]) {
+            problems.push(format!(
+                "S3 event {name}'s filter is {rules}, not the prefix InputPrefix alone"
+            ));
+        }
+    }
+    if !resource(t, "MediaBucket")["Properties"]["NotificationConfiguration"].is_null() {
+        problems.push("MediaBucket declares notifications besides start-transcode's event".into());
+    }
+
+    for (function, variable, param) in [
+        ("StartTranscodeFunction", "INPUT_PREFIX", "InputPrefix"),
+        ("StartTranscodeFunction", "OUTPUT_PREFIX", "OutputPrefix"),
+        ("MessagesApiFunction", "INPUT_PREFIX", "InputPrefix"),
+    ] {
+        let value = &resource(t, function)["Properties"]["Environment"]["Variables"][variable];
+        if *value != r#ref(param) {
+            problems.push(format!(
+                "{function}'s {variable} is {value}, not the parameter {param}"
+            ));
+        }
+    }
+    problems
+}
+
+/// Each function is told exactly what its code reads: no name the code ignores (a typo, or a
+/// setting that silently does nothing), and everything it needs.
+fn environment_problems(t: &Value) -> Vec<String> {
+    let mut problems = Vec::new();
+    if !t["Globals"]["Function"]["Environment"].is_null() {
+        problems.push("Globals gives every function the same Environment".into());
+    }
+    for f in functions() {
+        let function = resource(t, f.logical_id);
+        if function["Type"] != "AWS::Serverless::Function" {
+            problems.push(format!("{} is not a function", f.logical_id));
+            continue;
+        }
+        let metadata = &function["Metadata"];
+        if metadata["BuildMethod"] != "rust-cargolambda"
+            || metadata["BuildProperties"]["Binary"] != f.binary
+        {
+            problems.push(format!(
+                "{} does not build the binary {}",
+                f.logical_id, f.binary
+            ));
+        }
+        let variables = &function["Properties"]["Environment"]["Variables"];
+        let names: BTreeSet<&str> = variables
+            .as_object()
+            .into_iter()
+            .flatten()
+            .map(|(name, _)| name.as_str())
+            .collect();
+        for name in &names {
+            if !f.reads.contains(name) {
+                problems.push(format!(
+                    "{} sets {name}, which {} never reads (it reads {:?})",
+                    f.logical_id, f.binary, f.reads
+                ));
+            }
+        }
+        for name in f.requires {
+            if !names.contains(name) {
+                problems.push(format!("{} does not set {name}", f.logical_id));
+            }
+        }
+        if !names.is_empty() && variables["TABLE_NAME"] != r#ref("MessagesTable") {
+            problems.push(format!(
+                "{}'s TABLE_NAME is not MessagesTable",
+                f.logical_id
+            ));
+        }
+    }
+    let record = resource(t, "RecordCompletionFunction");
+    let topic = &record["Properties"]["Environment"]["Variables"]["TOPIC_ARN"];
+    let subscribed: Vec<&Value> = events(record, "SNS")
+        .iter()
+        .map(|(_, e)| &e["Topic"])
+        .collect();
+    if subscribed != [topic] {
+        problems.push(format!(
+            "record-completion accepts TOPIC_ARN {topic} but is subscribed to {subscribed:?}"
+        ));
+    }
+    let api_variables =
+        &resource(t, "MessagesApiFunction")["Properties"]["Environment"]["Variables"];
+    let bucket = &api_variables["BUCKET_NAME"];
+    if *bucket != r#ref("MediaBucket") {
+        problems.push(format!(
+            "messages-api's BUCKET_NAME is {bucket}, not MediaBucket"
+        ));
+    }
+    // TRANSCODER as CloudTranscoder spells the backend.
+    if t["Mappings"]["Transcoders"]["ElasticTranscoder"]["Variable"] != "elastictranscoder" {
+        problems.push(
+            "TranscoderBackend ElasticTranscoder does not map to TRANSCODER=elastictranscoder"
+                .into(),
+        );
+    }
+    problems
+}
+
+// ------------------------------------------------------------------------------------------- tests
+
+const UPLOAD_EVENT: &str = "/Resources/StartTranscodeFunction/Properties/Events/Upload/Properties";
+const START_ENV: &str = "/Resources/StartTranscodeFunction/Properties/Environment/Variables";
+const RECORD_ENV: &str = "/Resources/RecordCompletionFunction/Properties/Environment/Variables";
+const API_ENV: &str = "/Resources/MessagesApiFunction/Properties/Environment/Variables";
+
+#[test]
+fn only_uploads_under_the_input_prefix_reach_start_transcode() {
+    let t = template();
+    assert_eq!(notification_problems(&t), Vec::<String>::new());
+    assert_passes_deployed(notification_problems, &t);
+
+    fn filter(t: &mut Value, value: Value) {
+        set(
+            t,
+            &format!("{UPLOAD_EVENT}/Filter/S3Key/Rules/0/Value"),
+            value,
+        )
+    }
+    let cases: &[Case] = &[
+        (
+            "the filter is another folder",
+            |t| filter(t, json!("media/")),
+            "filter",
+        ),
+        (
+            "the filter is the output prefix",
+            |t| filter(t, r#ref("OutputPrefix")),
+            "filter",
+        ),
+        (
+            "no filter",
+            |t| remove(t, &format!("{UPLOAD_EVENT}/Filter")),
+            "filter",
+        ),
+        (
+            "plain PUTs only, no multipart uploads",
+            |t| {
+                set(
+                    t,
+                    &format!("{UPLOAD_EVENT}/Events"),
+                    json!("s3:ObjectCreated:Put"),
+                )
+            },
+            "s3:ObjectCreated:*",
+        ),
+        (
+            "the input prefix defaults to another folder than the code's",
+            |t| set(t, "/Parameters/InputPrefix/Default", json!("uploads/")),
+            "defaults to",
+        ),
+        (
+            "the output prefix defaults to a folder inside the input prefix",
+            |t| set(t, "/Parameters/OutputPrefix/Default", json!("media/out/")),
+            "overlaps",
+        ),
+        (
+            "the output prefix may be several folders",
+            |t| set(t, "/Parameters/OutputPrefix/AllowedPattern", json!("^.+/$")),
+            "more than one folder",
+        ),
+        (
+            "no rule keeps the prefixes apart",
+            |t| remove(t, "/Rules/PrefixesDiffer"),
+            "differ",
+        ),
+        (
+            "start-transcode's INPUT_PREFIX is not the parameter",
+            |t| set(t, &format!("{START_ENV}/INPUT_PREFIX"), json!("media/")),
+            "INPUT_PREFIX",
+        ),
+        (
+            "messages-api's INPUT_PREFIX is the output prefix",
+            |t| set(t, &format!("{API_ENV}/INPUT_PREFIX"), r#ref("OutputPrefix")),
+            "MessagesApiFunction's INPUT_PREFIX",
+        ),
+    ];
+    assert_refuses(notification_problems, &t, cases);
+}
+
+#[test]
+fn each_function_gets_exactly_the_variables_its_code_reads() {
+    let t = template();
+    assert_eq!(environment_problems(&t), Vec::<String>::new());
+    assert_passes_deployed(environment_problems, &t);
+
+    let cases: &[Case] = &[
+        // A name the code does not read: a typo, or a variable of another function.
+        (
+            "start-transcode gets a variable no code reads",
+            |t| set(t, &format!("{START_ENV}/PIPELINE"), json!("x")),
+            "sets PIPELINE,",
+        ),
+        (
+            "record-completion gets messages-api's BUCKET_NAME",
+            |t| {
+                set(
+                    t,
+                    &format!("{RECORD_ENV}/BUCKET_NAME"),
+                    r#ref("MediaBucket"),
+                )
+            },
+            "sets BUCKET_NAME",
+        ),
+        (
+            "every function gets the same environment from Globals",
+            |t| {
+                t["Globals"]["Function"]["Environment"] =
+                    json!({"Variables": {"TABLE_NAME": r#ref("MessagesTable")}})
+            },
+            "Globals",
+        ),
+        (
+            "start-transcode gets no TABLE_NAME",
+            |t| remove(t, &format!("{START_ENV}/TABLE_NAME")),
+            "StartTranscodeFunction does not set TABLE_NAME",
+        ),
+        (
+            "record-completion gets no TOPIC_ARN",
+            |t| remove(t, &format!("{RECORD_ENV}/TOPIC_ARN")),
+            "RecordCompletionFunction does not set TOPIC_ARN",
+        ),
+        (
+            "messages-api gets no BUCKET_NAME",
+            |t| remove(t, &format!("{API_ENV}/BUCKET_NAME")),
+            "MessagesApiFunction does not set BUCKET_NAME",
+        ),
+        (
+            "record-completion accepts another topic than it is subscribed to",
+            |t| {
+                let other = json!("arn:aws:sns:eu-west-1:123456789012:other");
+                set(t, &format!("{RECORD_ENV}/TOPIC_ARN"), other)
+            },
+            "subscribed to",
+        ),
+        (
+            "messages-api builds another binary",
+            |t| {
+                let path = "/Resources/MessagesApiFunction/Metadata/BuildProperties/Binary";
+                set(t, path, json!("messages"))
+            },
+            "binary messages-api",
+        ),
+        (
+            "ElasticTranscoder maps to a TRANSCODER the code does not know",
+            |t| {
+                set(
+                    t,
+                    "/Mappings/Transcoders/ElasticTranscoder/Variable",
+                    json!("ElasticTranscoder"),
+                )
+            },
+            "TRANSCODER=elastictranscoder",
+        ),
+    ];
+    assert_refuses(environment_problems, &t, cases);
+}
