@@ -297,10 +297,7 @@ fn codes_in_source() -> BTreeMap<String, u16> {
                 .chars()
                 .take_while(|c| c.is_ascii_uppercase() || *c == '_')
                 .collect();
-            let Some(code) = rest[name.len()..]
-                .strip_prefix(',')
-                .and_then(|rest| literal(rest))
-            else {
+            let Some(code) = rest[name.len()..].strip_prefix(',').and_then(literal) else {
                 continue;
             };
             let status = match name.as_str() {
