@@ -2,53 +2,18 @@
 //! sample events through the Runtime API, with MediaConvert's regional REST API replaced by a
 //! recording stub on loopback and its claims in DynamoDB Local.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use serde_json::{Value, json};
 use system_tests::dynamodb_local::DynamoDbLocal;
+use system_tests::mediaconvert::{create_job as mediaconvert, create_jobs};
 use system_tests::{Function, Recorded, SAMPLE_UPLOADS, Stub, sample_event};
 use transcoder_core::{Claim, ObjectKey};
 
 const ROLE: &str = "arn:aws:iam::123456789012:role/audio-transcoder-MediaConvertRole-1A2B3C";
 const QUEUE: &str = "arn:aws:mediaconvert:eu-west-1:123456789012:queues/audio";
 const BUCKET: &str = "audio-transcoder-media";
-
-/// MediaConvert's CreateJob (`POST /2017-08-29/jobs`, the SDK's HTTP binding), answering 201 with
-/// job ids `1763885000000-mc{n}`; a source key containing `refuse` gets a 503 every time.
-async fn mediaconvert() -> Stub {
-    let jobs = Arc::new(AtomicUsize::new(0));
-    Stub::start(move |req: &Recorded| match (req.method.as_str(), req.path.as_str()) {
-        ("POST", "/2017-08-29/jobs") => {
-            let input = req.body["settings"]["inputs"][0]["fileInput"]
-                .as_str()
-                .unwrap_or_default();
-            if input.contains("refuse") {
-                return (503, json!({"message": "Service Unavailable"}));
-            }
-            let n = jobs.fetch_add(1, Ordering::SeqCst) + 1;
-            let job = json!({
-                "id": format!("1763885000000-mc{n:04}"),
-                "arn": format!("arn:aws:mediaconvert:eu-west-1:123456789012:jobs/1763885000000-mc{n:04}"),
-                "role": req.body["role"],
-                "settings": req.body["settings"],
-                "userMetadata": req.body["userMetadata"],
-                "status": "SUBMITTED"
-            });
-            (201, json!({ "job": job }))
-        }
-        _ => (404, json!({"message": "not stubbed"})),
-    })
-    .await
-}
-
-fn create_jobs(stub: &Stub) -> Vec<Recorded> {
-    stub.requests()
-        .into_iter()
-        .filter(|r| r.method == "POST" && r.path == "/2017-08-29/jobs")
-        .collect()
-}
 
 fn sources(requests: &[Recorded]) -> Vec<String> {
     let mut keys: Vec<_> = requests

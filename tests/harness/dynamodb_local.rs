@@ -36,35 +36,53 @@ pub struct DynamoDbLocal {
     child: Option<Child>,
     port: u16,
     output: Arc<Mutex<Vec<String>>>,
-    /// Where the data lives: `None` in memory, else a folder that survives a restart.
-    data_dir: Option<PathBuf>,
+    /// Where the data lives.
+    storage: Storage,
+}
+
+#[derive(Debug, Clone)]
+enum Storage {
+    /// In memory, one database per access key and region.
+    Memory,
+    /// In memory, one database for every client.
+    SharedMemory,
+    /// In a folder that survives a restart, one database for every client.
+    Folder(PathBuf),
 }
 
 impl DynamoDbLocal {
     /// Starts DynamoDB Local and waits until it answers.
     pub async fn start() -> Self {
-        Self::launch(free_port(), None).await
+        Self::launch(free_port(), Storage::Memory).await
+    }
+
+    /// Starts DynamoDB Local, in memory, on `port`, with one database for every client whatever
+    /// its credentials and region (`-sharedDb`), and waits until it answers: for programs other
+    /// than this harness, configured with credentials of their own (`local-aws`).
+    pub async fn start_on(port: u16) -> Self {
+        Self::launch(port, Storage::SharedMemory).await
     }
 
     /// Starts DynamoDB Local with its data in `dir` (one database for every client), so that
     /// [`DynamoDbLocal::restart`] finds the tables and items it had: a database that goes away
     /// and comes back.
     pub async fn start_persistent(dir: &Path) -> Self {
-        Self::launch(free_port(), Some(dir.to_owned())).await
+        Self::launch(free_port(), Storage::Folder(dir.to_owned())).await
     }
 
     /// Starts the process again on the same port (and folder, if it has one), after
     /// [`DynamoDbLocal::stop`], and waits until it answers.
     pub async fn restart(&mut self) {
         self.stop().await;
-        *self = Self::launch(self.port, self.data_dir.clone()).await;
+        *self = Self::launch(self.port, self.storage.clone()).await;
     }
 
-    async fn launch(port: u16, data_dir: Option<PathBuf>) -> Self {
+    async fn launch(port: u16, storage: Storage) -> Self {
         let home = installation();
-        let storage: Vec<String> = match &data_dir {
-            None => vec!["-inMemory".into()],
-            Some(dir) => vec![
+        let options: Vec<String> = match &storage {
+            Storage::Memory => vec!["-inMemory".into()],
+            Storage::SharedMemory => vec!["-inMemory".into(), "-sharedDb".into()],
+            Storage::Folder(dir) => vec![
                 "-sharedDb".into(),
                 "-dbPath".into(),
                 dir.display().to_string(),
@@ -80,7 +98,7 @@ impl DynamoDbLocal {
             ))
             .arg("-jar")
             .arg(home.join("DynamoDBLocal.jar"))
-            .args(&storage)
+            .args(&options)
             .args(["-disableTelemetry", "-port", &port.to_string()])
             .current_dir(&home)
             .stdin(Stdio::null())
@@ -99,7 +117,7 @@ impl DynamoDbLocal {
             child: Some(child),
             port,
             output,
-            data_dir,
+            storage,
         };
         local.wait_until_ready().await;
         local

@@ -6,10 +6,15 @@
 //! `AWS_ENDPOINT_URL`, and the tests assert the requests that reached the wire.
 //! [`dynamodb_local::DynamoDbLocal`] is a real DynamoDB, in memory, for the stores' tests.
 //! [`local::Runner`] runs the local pipeline (`make run`'s binary) for its process-level tests.
-//! [`s3::bucket`] is a [`Stub`] that answers S3's ranged GetObject with bytes.
+//! [`s3::bucket`] is a [`Stub`] that answers S3's ranged GetObject with bytes,
+//! [`mediaconvert::create_job`] one that answers MediaConvert's CreateJob. The `local-aws` binary
+//! (`bin/local_aws.rs`) serves DynamoDB Local and those two stubs where an env file says, for
+//! `cargo lambda watch` (docs/local.md).
 
 pub mod dynamodb_local;
+pub mod env_file;
 pub mod local;
+pub mod mediaconvert;
 pub mod s3;
 pub mod template;
 
@@ -313,9 +318,14 @@ fn collect_lines(
 
 /// Serves `app` on a free loopback port and returns its `host:port`.
 async fn serve(app: Router) -> String {
-    let listener = TcpListener::bind("127.0.0.1:0")
+    serve_at("127.0.0.1:0", app).await
+}
+
+/// Serves `app` on `address` (`host:port`; port 0 for a free one) and returns its `host:port`.
+async fn serve_at(address: &str, app: Router) -> String {
+    let listener = TcpListener::bind(address)
         .await
-        .expect("bind a loopback port");
+        .unwrap_or_else(|e| panic!("cannot listen on {address}: {e}"));
     let address = listener.local_addr().unwrap().to_string();
     tokio::spawn(async move { axum::serve(listener, app).await });
     address
@@ -363,7 +373,16 @@ impl Stub {
         delay: Duration,
         respond: impl Fn(&Recorded) -> (u16, Value) + Send + Sync + 'static,
     ) -> Self {
-        Self::start_replying(delay, move |req| {
+        Self::start_at("127.0.0.1:0", delay, respond).await
+    }
+
+    /// [`Stub::start_delayed`] on `address` (`host:port`).
+    pub async fn start_at(
+        address: &str,
+        delay: Duration,
+        respond: impl Fn(&Recorded) -> (u16, Value) + Send + Sync + 'static,
+    ) -> Self {
+        Self::start_replying_at(address, delay, move |req| {
             let (status, body) = respond(req);
             Reply {
                 status,
@@ -379,11 +398,21 @@ impl Stub {
         delay: Duration,
         respond: impl Fn(&Recorded) -> Reply + Send + Sync + 'static,
     ) -> Self {
+        Self::start_replying_at("127.0.0.1:0", delay, respond).await
+    }
+
+    /// [`Stub::start_replying`] on `address` (`host:port`), for a stub that must be found where a
+    /// configuration file says it is (`local-aws`).
+    pub async fn start_replying_at(
+        address: &str,
+        delay: Duration,
+        respond: impl Fn(&Recorded) -> Reply + Send + Sync + 'static,
+    ) -> Self {
         let requests = Arc::new(Mutex::new(Vec::new()));
         let state: StubState = (requests.clone(), Arc::new(respond), delay);
         let app = Router::new().fallback(record).with_state(state);
         Self {
-            address: serve(app).await,
+            address: serve_at(address, app).await,
             requests,
         }
     }

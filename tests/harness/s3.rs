@@ -36,6 +36,11 @@ pub async fn bucket(objects: Vec<(&str, Object)>) -> Stub {
 
 /// [`bucket`], taking `delay` to answer each request, as S3 would across the network.
 pub async fn bucket_delayed(delay: Duration, objects: Vec<(&str, Object)>) -> Stub {
+    bucket_at("127.0.0.1:0", delay, objects).await
+}
+
+/// [`bucket_delayed`] on `address` (`host:port`).
+pub async fn bucket_at(address: &str, delay: Duration, objects: Vec<(&str, Object)>) -> Stub {
     let objects: HashMap<String, Object> = objects
         .into_iter()
         .map(|(key, object)| (key.to_owned(), object))
@@ -44,7 +49,7 @@ pub async fn bucket_delayed(delay: Duration, objects: Vec<(&str, Object)>) -> St
         bytes: mp3_frames(8),
         etag: None,
     };
-    Stub::start_replying(delay, move |req| {
+    Stub::start_replying_at(address, delay, move |req| {
         if req.method != "GET" {
             return error(405, "MethodNotAllowed");
         }
