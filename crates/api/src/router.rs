@@ -244,7 +244,8 @@ impl<S: Send + Sync> FromRequest<S> for UploadRequest {
                 .await
                 .map_err(|rejection: BytesRejection| match rejection.status() {
                     StatusCode::PAYLOAD_TOO_LARGE => ApiError::too_large(MAX_BODY_BYTES),
-                    _ => ApiError::bad_request("bad_body", rejection.body_text()),
+                    // The body ended early or could not be read: it is no JSON either.
+                    _ => ApiError::bad_request("bad_json", rejection.body_text()),
                 })?;
         UploadRequest::from_json(&body)
     }
