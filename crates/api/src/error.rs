@@ -53,6 +53,14 @@ impl ApiError {
         )
     }
 
+    pub fn upload_not_found(id: &str) -> Self {
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "upload_not_found",
+            format!("you have no upload '{id}'"),
+        )
+    }
+
     pub fn method_not_allowed(method: &str, path: &str, allow: &'static str) -> Self {
         Self {
             allow: Some(allow),

@@ -1,7 +1,7 @@
 //! The routes, as one axum [`Router`] that every host serves: `lambda_http::run` in Lambda, the
 //! local runner on localhost. Every route acts for the [`Caller`] its host verified, and only on
-//! the caller's own data: messages are looked up under the caller's id, so another user's message
-//! does not exist here.
+//! the caller's own data: messages and uploads are looked up under the caller's id, so another
+//! user's message or upload does not exist here.
 
 use std::sync::Arc;
 
@@ -17,7 +17,11 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
 use tower::ServiceExt;
 use tracing::{error, warn};
-use transcoder_core::{Links, Message, MessageId, MessageStore, ObjectKey, Owner, StoreError};
+use transcoder_core::message::MessageOutput;
+use transcoder_core::{
+    Links, Message, MessageId, MessageStore, ObjectKey, Owner, StoreError, UploadId, UploadRecord,
+    UploadState, UploadStore,
+};
 
 use crate::config::ApiConfig;
 use crate::error::ApiError;
@@ -32,7 +36,9 @@ pub const MAX_LIMIT: usize = 100;
 pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/messages"),
     ("POST", "/messages/{id}/dismiss"),
+    ("GET", "/uploads"),
     ("POST", "/uploads"),
+    ("GET", "/uploads/{id}"),
 ];
 
 /// What the routes share: the configuration, the message store and the link signer. Cloning
@@ -51,7 +57,7 @@ impl<S, L> Clone for Api<S, L> {
     }
 }
 
-impl<S: MessageStore + 'static, L: Links + 'static> Api<S, L> {
+impl<S: MessageStore + UploadStore + 'static, L: Links + 'static> Api<S, L> {
     pub fn new(config: ApiConfig, store: S, links: L) -> Self {
         Self(Arc::new(Shared {
             config,
@@ -116,14 +122,20 @@ impl<S: Send + Sync> FromRequestParts<S> for Caller {
 
 /// The routes of [`ROUTES`], with the API's own answers for an unknown path (404), a method a
 /// route does not take (405 with `Allow`) and a body over [`MAX_BODY_BYTES`] (413).
-pub fn router<S: MessageStore + 'static, L: Links + 'static>(api: Api<S, L>) -> Router {
+pub fn router<S: MessageStore + UploadStore + 'static, L: Links + 'static>(
+    api: Api<S, L>,
+) -> Router {
     Router::new()
         .route("/messages", only("GET", get(list::<S, L>)))
         .route(
             "/messages/{id}/dismiss",
             only("POST", post(dismiss::<S, L>)),
         )
-        .route("/uploads", only("POST", post(upload::<S, L>)))
+        .route(
+            "/uploads",
+            only("GET, POST", get(list_uploads::<S, L>).post(upload::<S, L>)),
+        )
+        .route("/uploads/{id}", only("GET", get(one_upload::<S, L>)))
         .fallback(|method: Method, uri: Uri| async move {
             ApiError::route_not_found(method.as_str(), uri.path())
         })
@@ -153,6 +165,19 @@ fn names_a_route(uri: &Uri) -> bool {
     !uri.path().split('/').skip(1).any(str::is_empty)
 }
 
+/// The `{id}` of a route's path. An id that is not UTF-8 once decoded, or an empty one, names
+/// nothing, nor a route.
+fn path_id(
+    id: Result<Path<String>, PathRejection>,
+    method: &Method,
+    uri: &Uri,
+) -> Result<String, ApiError> {
+    match id {
+        Ok(Path(id)) if names_a_route(uri) => Ok(id),
+        _ => Err(ApiError::route_not_found(method.as_str(), uri.path())),
+    }
+}
+
 /// `GET /messages` answers with this.
 #[derive(Debug, Serialize)]
 pub struct MessageList {
@@ -176,6 +201,28 @@ pub struct OutputView {
     pub format: String,
     pub key: String,
     pub url: String,
+}
+
+/// `GET /uploads` answers with this.
+#[derive(Debug, Serialize)]
+pub struct UploadList {
+    pub uploads: Vec<UploadView>,
+    pub next_cursor: Option<String>,
+}
+
+/// One upload as its owner sees it (`GET /uploads/{id}` answers with one).
+#[derive(Debug, Serialize)]
+pub struct UploadView {
+    pub id: UploadId,
+    pub file: String,
+    /// The source object's key, as `POST /uploads` returned it.
+    pub key: String,
+    pub state: UploadState,
+    pub percent: Option<u8>,
+    pub reason: Option<String>,
+    pub outputs: Vec<OutputView>,
+    pub created_at: String,
+    pub updated_at: String,
 }
 
 /// `POST /uploads` answers with this: where and how to PUT the file.
@@ -272,34 +319,101 @@ async fn list<S: MessageStore, L: Links>(
     }))
 }
 
-async fn view(
+/// Each output with a signed download link.
+async fn signed(
     links: &impl Links,
-    message: Message,
+    outputs: Vec<MessageOutput>,
     now: DateTime<Utc>,
-) -> Result<MessageView, ApiError> {
-    let mut outputs = Vec::with_capacity(message.outputs.len());
-    for output in message.outputs {
+) -> Result<Vec<OutputView>, ApiError> {
+    let mut signed = Vec::with_capacity(outputs.len());
+    for output in outputs {
         let key = ObjectKey::new(output.key.as_str()).map_err(|_| ApiError::internal())?;
         let link = links.download(&key, now).await.map_err(|e| {
             error!(error = %e, "download link not signed");
             ApiError::internal()
         })?;
-        outputs.push(OutputView {
+        signed.push(OutputView {
             format: output.format,
             key: output.key,
             url: link.url,
         });
     }
+    Ok(signed)
+}
+
+fn timestamp(at: DateTime<Utc>) -> String {
+    at.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+async fn view(
+    links: &impl Links,
+    message: Message,
+    now: DateTime<Utc>,
+) -> Result<MessageView, ApiError> {
     Ok(MessageView {
         id: message.id,
         text: message.text,
         file: message.file,
         state: message.state,
-        created_at: message
-            .created_at
-            .to_rfc3339_opts(SecondsFormat::Millis, true),
-        outputs,
+        created_at: timestamp(message.created_at),
+        outputs: signed(links, message.outputs, now).await?,
     })
+}
+
+async fn upload_view(
+    links: &impl Links,
+    upload: UploadRecord,
+    now: DateTime<Utc>,
+) -> Result<UploadView, ApiError> {
+    Ok(UploadView {
+        id: upload.id,
+        file: upload.file,
+        key: upload.key,
+        state: upload.state,
+        percent: upload.percent,
+        reason: upload.reason,
+        outputs: signed(links, upload.outputs, now).await?,
+        created_at: timestamp(upload.created_at),
+        updated_at: timestamp(upload.updated_at),
+    })
+}
+
+async fn list_uploads<S: UploadStore, L: Links>(
+    State(Api(api)): State<Api<S, L>>,
+    Caller(caller): Caller,
+    page: PageQuery,
+) -> Result<Json<UploadList>, ApiError> {
+    let found = api
+        .store
+        .list_uploads(&caller, page.limit, page.cursor.as_deref())
+        .await
+        .map_err(store_error)?;
+    let now = Utc::now();
+    let mut uploads = Vec::with_capacity(found.uploads.len());
+    for upload in found.uploads {
+        uploads.push(upload_view(&api.links, upload, now).await?);
+    }
+    Ok(Json(UploadList {
+        uploads,
+        next_cursor: found.next_cursor,
+    }))
+}
+
+async fn one_upload<S: UploadStore, L: Links>(
+    State(Api(api)): State<Api<S, L>>,
+    Caller(caller): Caller,
+    id: Result<Path<String>, PathRejection>,
+    method: Method,
+    uri: Uri,
+) -> Result<Json<UploadView>, ApiError> {
+    let id = path_id(id, &method, &uri)?;
+    let found = api
+        .store
+        .upload(&caller, &UploadId(id.clone()))
+        .await
+        .map_err(store_error)?
+        .ok_or_else(|| ApiError::upload_not_found(&id))?;
+    Ok(Json(upload_view(&api.links, found, Utc::now()).await?))
 }
 
 async fn dismiss<S: MessageStore, L: Links>(
@@ -309,11 +423,7 @@ async fn dismiss<S: MessageStore, L: Links>(
     method: Method,
     uri: Uri,
 ) -> Result<StatusCode, ApiError> {
-    // An id that is not UTF-8 once decoded names no message, nor a route.
-    let id = match id {
-        Ok(Path(id)) if names_a_route(&uri) => id,
-        _ => return Err(ApiError::route_not_found(method.as_str(), uri.path())),
-    };
+    let id = path_id(id, &method, &uri)?;
     let found = api
         .store
         .dismiss(&caller, &MessageId(id.clone()))

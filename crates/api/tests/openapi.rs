@@ -53,11 +53,16 @@ fn every_operation_documents_401_and_405_and_the_body_limit_is_stated() {
         description.contains(&format!("{MAX_BODY_BYTES} bytes")),
         "{description}"
     );
-    let limit = &doc["paths"]["/messages"]["get"]["parameters"][0]["schema"];
-    assert_eq!(limit["minimum"].as_u64(), Some(1));
-    assert_eq!(limit["maximum"].as_u64(), Some(MAX_LIMIT as u64));
-    assert_eq!(limit["default"].as_u64(), Some(DEFAULT_LIMIT as u64));
+    for listing in LISTINGS {
+        let limit = &resolve(&doc, &doc["paths"][listing]["get"]["parameters"][0])["schema"];
+        assert_eq!(limit["minimum"].as_u64(), Some(1), "{listing}");
+        assert_eq!(limit["maximum"].as_u64(), Some(MAX_LIMIT as u64));
+        assert_eq!(limit["default"].as_u64(), Some(DEFAULT_LIMIT as u64));
+    }
 }
+
+/// The routes that list a page at a time, with the same `limit` and `cursor`.
+const LISTINGS: [&str; 2] = ["/messages", "/uploads"];
 
 #[test]
 fn the_upload_request_states_the_size_limit_and_every_accepted_content_type() {
@@ -223,28 +228,83 @@ fn the_content_types_fit_the_extensions_as_the_router_checks_them() {
 #[test]
 fn the_page_parameters_state_the_limits_and_an_opaque_cursor() {
     let doc = document();
-    let list = &doc["paths"]["/messages"]["get"];
-    let parameters = list["parameters"].as_sequence().unwrap();
-    let limit = parameters.iter().find(|p| p["name"] == "limit").unwrap();
-    let description = limit["description"].as_str().unwrap();
-    assert!(
-        description.contains(&format!("from 1 to {MAX_LIMIT} (default {DEFAULT_LIMIT})")),
-        "{description}"
-    );
-    let cursor = parameters.iter().find(|p| p["name"] == "cursor").unwrap();
-    let description = cursor["description"].as_str().unwrap();
-    for stated in ["Opaque", "`next_cursor` this API returned", "bad_cursor"] {
-        assert!(description.contains(stated), "{stated}: {description}");
-    }
-    let codes = response_codes(&doc, &list["responses"]["400"]);
-    assert_eq!(codes, BTreeSet::from(["bad_limit", "bad_cursor"]));
-    let id = &doc["paths"]["/messages/{id}/dismiss"]["post"]["parameters"][0];
-    assert_eq!(id["schema"]["minLength"].as_u64(), Some(1));
-    assert!(
-        id["description"]
-            .as_str()
+    for listing in LISTINGS {
+        let list = &doc["paths"][listing]["get"];
+        let parameters: Vec<_> = list["parameters"]
+            .as_sequence()
             .unwrap()
-            .contains("message_not_found")
+            .iter()
+            .map(|p| resolve(&doc, p))
+            .collect();
+        let limit = parameters.iter().find(|p| p["name"] == "limit").unwrap();
+        let description = limit["description"].as_str().unwrap();
+        assert!(
+            description.contains(&format!("from 1 to {MAX_LIMIT} (default {DEFAULT_LIMIT})")),
+            "{description}"
+        );
+        let cursor = parameters.iter().find(|p| p["name"] == "cursor").unwrap();
+        let description = cursor["description"].as_str().unwrap();
+        for stated in ["Opaque", "`next_cursor` this API returned", "bad_cursor"] {
+            assert!(description.contains(stated), "{stated}: {description}");
+        }
+        let codes = response_codes(&doc, &list["responses"]["400"]);
+        assert_eq!(
+            codes,
+            BTreeSet::from(["bad_limit", "bad_cursor"]),
+            "{listing}"
+        );
+    }
+    for (path, method, code) in [
+        ("/messages/{id}/dismiss", "post", "message_not_found"),
+        ("/uploads/{id}", "get", "upload_not_found"),
+    ] {
+        let id = &doc["paths"][path][method]["parameters"][0];
+        assert_eq!(id["schema"]["minLength"].as_u64(), Some(1));
+        assert!(id["description"].as_str().unwrap().contains(code), "{path}");
+    }
+}
+
+#[test]
+fn an_upload_states_what_the_router_answers_with() {
+    let doc = document();
+    let upload = &doc["components"]["schemas"]["Upload"];
+    let mut required = strings(&upload["required"]);
+    required.sort();
+    let mut fields: Vec<String> = upload["properties"]
+        .as_mapping()
+        .unwrap()
+        .keys()
+        .map(|k| k.as_str().unwrap().to_owned())
+        .collect();
+    fields.sort();
+    assert_eq!(required, fields);
+    // Every field the router sends, and no other.
+    let view = transcoder_api::router::UploadView {
+        id: transcoder_core::UploadId("u1".into()),
+        file: "song.mp3".into(),
+        key: "media/alice/song.mp3".into(),
+        state: transcoder_core::UploadState::Received,
+        percent: None,
+        reason: None,
+        outputs: Vec::new(),
+        created_at: String::new(),
+        updated_at: String::new(),
+    };
+    let view = serde_json::to_value(view).unwrap();
+    let mut keys: Vec<&String> = view.as_object().unwrap().keys().collect();
+    keys.sort();
+    assert_eq!(keys, fields.iter().collect::<Vec<_>>());
+    let sent = serde_json::to_value(transcoder_core::UploadState::ALL).unwrap();
+    let sent: Vec<&str> = sent
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_str().unwrap())
+        .collect();
+    assert_eq!(strings(&upload["properties"]["state"]["enum"]), sent);
+    assert_eq!(
+        upload["properties"]["percent"]["maximum"].as_u64(),
+        Some(100)
     );
 }
 

@@ -6,10 +6,10 @@ use chrono::{DateTime, TimeDelta, TimeZone, Utc};
 use http::{Request, Response, StatusCode};
 use serde_json::{Value, json};
 use transcoder_api::{Api, ApiConfig};
-use transcoder_core::contract::UnsignedLinks;
+use transcoder_core::contract::{UnsignedLinks, upload};
 use transcoder_core::memory::MemoryStore;
 use transcoder_core::message::MessageOutput;
-use transcoder_core::{Message, MessageId, MessageStore, Outcome, Owner};
+use transcoder_core::{Message, MessageId, MessageStore, Outcome, Owner, UploadState, UploadStore};
 
 fn message(owner: &str, id: &str, minute: i64) -> Message {
     let created_at =
@@ -318,6 +318,8 @@ async fn without_an_identity_every_route_is_401() {
         ("GET", "/messages"),
         ("POST", "/messages/a1/dismiss"),
         ("POST", "/uploads"),
+        ("GET", "/uploads"),
+        ("GET", "/uploads/u1"),
     ] {
         for caller in [None, Some(""), Some("a/b")] {
             let (status, body, _) =
@@ -344,7 +346,8 @@ async fn unknown_routes_are_404_and_wrong_methods_405_with_allow() {
         "/messages/a1",
         "/messages/a1/dismiss/now",
         "/messages//dismiss",
-        "/uploads/x",
+        "/uploads/",
+        "/uploads/x/y",
     ] {
         let (status, body, _) = call(&api, Some("alice"), "GET", uri, "").await;
         assert_eq!(
@@ -357,8 +360,9 @@ async fn unknown_routes_are_404_and_wrong_methods_405_with_allow() {
         ("POST", "/messages", "GET"),
         ("DELETE", "/messages", "GET"),
         ("GET", "/messages/a1/dismiss", "POST"),
-        ("PUT", "/uploads", "POST"),
-        ("GET", "/uploads", "POST"),
+        ("PUT", "/uploads", "GET, POST"),
+        ("DELETE", "/uploads", "GET, POST"),
+        ("POST", "/uploads/x", "GET"),
     ] {
         let (status, body, response) = call(&api, Some("alice"), method, uri, "").await;
         assert_eq!(
@@ -373,6 +377,94 @@ async fn unknown_routes_are_404_and_wrong_methods_405_with_allow() {
     assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
     assert_eq!(response.headers()["allow"], "GET");
     assert_eq!(response.body(), "");
+}
+
+#[tokio::test]
+async fn uploads_are_the_callers_own_newest_first_in_pages_with_links() {
+    let api = api().await;
+    for u in [
+        upload("alice", "old.mp3", UploadState::Completed, None, 1),
+        upload("alice", "new.mp3", UploadState::Transcoding, Some(40), 3),
+        upload("alice", "bad.mp3", UploadState::Rejected, None, 2),
+        upload("bob", "bobs.mp3", UploadState::Received, None, 4),
+    ] {
+        assert!(api.store().advance(&u).await.unwrap());
+    }
+    let (status, page, _) = call(&api, Some("alice"), "GET", "/uploads?limit=2", "").await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    let listed = |page: &Value| -> Vec<String> {
+        page["uploads"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|u| u["id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(listed(&page), ["new.mp3", "bad.mp3"]);
+    let first = &page["uploads"][0];
+    assert_eq!(
+        (&first["state"], &first["percent"], &first["reason"]),
+        (&json!("transcoding"), &json!(40), &Value::Null)
+    );
+    assert_eq!(first["file"], "new.mp3");
+    assert_eq!(first["key"], "media/alice/new.mp3");
+    assert_eq!(first["created_at"], "2026-11-23T08:03:00.123Z");
+    assert_eq!(first["outputs"], json!([]));
+    assert_eq!(page["uploads"][1]["reason"], "not an audio file");
+    let cursor: String = form_urlencoded::Serializer::new(String::new())
+        .append_pair("cursor", page["next_cursor"].as_str().unwrap())
+        .finish();
+    let (_, next, _) = call(
+        &api,
+        Some("alice"),
+        "GET",
+        &format!("/uploads?limit=2&{cursor}"),
+        "",
+    )
+    .await;
+    assert_eq!(
+        (listed(&next), &next["next_cursor"]),
+        (vec!["old.mp3".to_owned()], &Value::Null)
+    );
+
+    // One upload, with a download link for each output.
+    let (status, old, _) = call(&api, Some("alice"), "GET", "/uploads/old.mp3", "").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        (&old["state"], &old["percent"]),
+        (&json!("completed"), &json!(100))
+    );
+    assert_eq!(
+        old["outputs"][0]["url"],
+        "https://links.test/get/transcoded/alice/old.mp3.wav"
+    );
+    assert_eq!(old["outputs"][0]["format"], "wav");
+
+    // Bob sees his own only; Alice's upload does not exist for him, nor his cursor for her.
+    let (_, bobs, _) = call(&api, Some("bob"), "GET", "/uploads", "").await;
+    assert_eq!(listed(&bobs), ["bobs.mp3"]);
+    for (caller, uri) in [
+        ("bob", "/uploads/old.mp3"),
+        ("alice", "/uploads/nope"),
+        ("alice", "/uploads/bobs.mp3"),
+    ] {
+        let (status, body, _) = call(&api, Some(caller), "GET", uri, "").await;
+        assert_eq!(
+            (status, error_code(&body)),
+            (StatusCode::NOT_FOUND, "upload_not_found"),
+            "{caller} {uri}"
+        );
+    }
+    let (status, body, _) = call(&api, Some("bob"), "GET", &format!("/uploads?{cursor}"), "").await;
+    assert_eq!(
+        (status, error_code(&body)),
+        (StatusCode::BAD_REQUEST, "bad_cursor")
+    );
+    let (status, body, _) = call(&api, Some("bob"), "GET", "/uploads?limit=0", "").await;
+    assert_eq!(
+        (status, error_code(&body)),
+        (StatusCode::BAD_REQUEST, "bad_limit")
+    );
 }
 
 #[tokio::test]

@@ -1,14 +1,21 @@
-//! DynamoDB: messages and claims in one table, `MessagesTable` in `template.yaml`.
+//! DynamoDB: messages, upload records and claims in one table, `MessagesTable` in `template.yaml`.
 //!
 //! - A message is `pk = USER#{owner}`, `sk = MSG#{id}`. While unread it also carries
 //!   `unread_pk = USER#{owner}` and `unread_sk = {created_at, to the ms}#{id}`, the keys of the
 //!   sparse index `unread`: a listing queries one owner's unread messages, newest first, and costs
 //!   the same however much other owners or dismissed history the table holds. Dismissing removes
 //!   the two attributes, which takes the message out of the index.
+//! - An upload record is `pk = USER#{owner}`, `sk = UPLOAD#{id}`, with `rank` and
+//!   `upload_pk = USER#{owner}`, `upload_sk = {created_at, to the ms}#{id}`, the keys of the index
+//!   `uploads`: a listing queries one owner's newest uploads and costs the same however much other
+//!   owners or older uploads the table holds. Moving a record forward is one `UpdateItem` on
+//!   condition that it does not exist or ranks lower; `created_at` and `upload_sk` are set only
+//!   if missing, so the first time seen stays. Nothing is read first.
 //! - A claim is `pk = CLAIM#{bucket}/{key}`, `sk = VERSION#{version}`, with `claimed_at` (epoch
 //!   ms) and, once its job started, `job_id`. Conditional writes make taking it atomic.
-//! - Items expire through `expires_at` (epoch s): messages after the configured TTL, claims after
-//!   a week, long after the last redelivery of their event.
+//! - Items expire through `expires_at` (epoch s): messages after the configured TTL, upload
+//!   records the same TTL after their last change, claims after a week, long after the last
+//!   redelivery of their event.
 //! - A page cursor is the last listed item's keys, as URL-safe base64 of JSON; it is refused for
 //!   any owner but its own, so it cannot open someone else's list.
 //!
@@ -32,12 +39,38 @@ use transcoder_core::config::{ConfigError, Env};
 use transcoder_core::store::{CLAIM_LEASE, DEFAULT_MESSAGE_TTL_DAYS};
 use transcoder_core::{
     Claim, ClaimOutcome, ClaimStore, Message, MessageId, MessageStore, Owner, Page, StoreError,
+    UploadId, UploadPage, UploadRecord, UploadStore,
 };
 
 type Item = HashMap<String, AttributeValue>;
 
 /// The sparse index of unread messages.
 pub const UNREAD_INDEX: &str = "unread";
+/// The index of upload records by owner and time.
+pub const UPLOADS_INDEX: &str = "uploads";
+
+/// A listing: which index it queries, its key attributes, and the table sort-key prefix of the
+/// items it lists.
+struct Listing {
+    index: &'static str,
+    pk: &'static str,
+    sk: &'static str,
+    item: &'static str,
+}
+
+const UNREAD: Listing = Listing {
+    index: UNREAD_INDEX,
+    pk: "unread_pk",
+    sk: "unread_sk",
+    item: "MSG#",
+};
+
+const UPLOADS: Listing = Listing {
+    index: UPLOADS_INDEX,
+    pk: "upload_pk",
+    sk: "upload_sk",
+    item: "UPLOAD#",
+};
 
 /// How long a claim is kept: far longer than S3 keeps redelivering an event.
 const CLAIM_TTL: TimeDelta = TimeDelta::days(7);
@@ -112,13 +145,16 @@ fn message_key(owner: &Owner, id: &MessageId) -> Item {
     ])
 }
 
-/// Sorts an owner's unread messages by time, then id, as the in-memory store does.
-fn unread_sk(message: &Message) -> String {
-    format!(
-        "{}#{}",
-        message.created_at.format("%Y-%m-%dT%H:%M:%S%.3fZ"),
-        message.id
-    )
+/// Sorts an owner's items by time, then id, as the in-memory store does.
+fn time_sk(at: DateTime<Utc>, id: &str) -> String {
+    format!("{}#{id}", at.format("%Y-%m-%dT%H:%M:%S%.3fZ"))
+}
+
+fn upload_key(owner: &Owner, id: &UploadId) -> Item {
+    HashMap::from([
+        ("pk".to_owned(), s(user_pk(owner))),
+        ("sk".to_owned(), s(format!("{}{id}", UPLOADS.item))),
+    ])
 }
 
 fn claim_key(claim: &Claim) -> Item {
@@ -138,28 +174,29 @@ fn unavailable<E: std::error::Error + 'static, R: std::fmt::Debug>(
     StoreError::Unavailable(DisplayErrorContext(&e).to_string())
 }
 
-/// Where the next page starts: the keys of the last item listed, in the index and the table.
+/// Where the next page starts: the keys of the last item listed, in the table (`pk`, `sk`) and
+/// in the listing's index (`index_pk`, `index_sk`).
 #[derive(Debug, PartialEq, Eq, Deserialize)]
 struct Cursor {
     pk: String,
     sk: String,
-    unread_pk: String,
-    unread_sk: String,
+    index_pk: String,
+    index_sk: String,
 }
 
 impl Cursor {
-    fn of(item: &Item) -> Result<Self, StoreError> {
+    fn of(item: &Item, listing: &Listing) -> Result<Self, StoreError> {
         let key = |name: &str| match item.get(name) {
             Some(AttributeValue::S(value)) => Ok(value.clone()),
             _ => Err(StoreError::Corrupt(format!(
-                "a listed message has no string attribute {name}"
+                "a listed item has no string attribute {name}"
             ))),
         };
         Ok(Self {
             pk: key("pk")?,
             sk: key("sk")?,
-            unread_pk: key("unread_pk")?,
-            unread_sk: key("unread_sk")?,
+            index_pk: key(listing.pk)?,
+            index_sk: key(listing.sk)?,
         })
     }
 
@@ -167,32 +204,93 @@ impl Cursor {
         let json = serde_json::json!({
             "pk": self.pk,
             "sk": self.sk,
-            "unread_pk": self.unread_pk,
-            "unread_sk": self.unread_sk,
+            "index_pk": self.index_pk,
+            "index_sk": self.index_sk,
         });
         URL_SAFE_NO_PAD.encode(json.to_string())
     }
 
-    /// Reads a cursor handed back by the owner whose partition is `pk`.
-    fn decode(text: &str, pk: &str) -> Result<Self, StoreError> {
+    /// Reads a cursor of `listing` handed back by the owner whose partition is `pk`.
+    fn decode(text: &str, pk: &str, listing: &Listing) -> Result<Self, StoreError> {
         let json = URL_SAFE_NO_PAD
             .decode(text)
             .map_err(|_| StoreError::BadCursor)?;
         let cursor: Self = serde_json::from_slice(&json).map_err(|_| StoreError::BadCursor)?;
-        let sk_ok = cursor.sk.starts_with("MSG#") && !cursor.unread_sk.is_empty();
-        if cursor.pk != pk || cursor.unread_pk != pk || !sk_ok {
+        let sk_ok = cursor.sk.starts_with(listing.item) && !cursor.index_sk.is_empty();
+        if cursor.pk != pk || cursor.index_pk != pk || !sk_ok {
             return Err(StoreError::BadCursor);
         }
         Ok(cursor)
     }
 
-    fn into_key(self) -> Item {
+    fn into_key(self, listing: &Listing) -> Item {
         HashMap::from([
             ("pk".to_owned(), s(self.pk)),
             ("sk".to_owned(), s(self.sk)),
-            ("unread_pk".to_owned(), s(self.unread_pk)),
-            ("unread_sk".to_owned(), s(self.unread_sk)),
+            (listing.pk.to_owned(), s(self.index_pk)),
+            (listing.sk.to_owned(), s(self.index_sk)),
         ])
+    }
+}
+
+impl DynamoStore {
+    /// One page of `owner`'s items in `listing`, newest first, each read as a `T`.
+    async fn page<T: serde::de::DeserializeOwned>(
+        &self,
+        listing: &Listing,
+        owner: &Owner,
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> Result<(Vec<T>, Option<String>), StoreError> {
+        let pk = user_pk(owner);
+        let mut start = cursor
+            .map(|c| Cursor::decode(c, &pk, listing))
+            .transpose()?
+            .map(|c| c.into_key(listing));
+        if limit == 0 {
+            return Ok((Vec::new(), None));
+        }
+        // One more than asked tells whether there is a next page, so the last page says so.
+        let wanted = limit.saturating_add(1);
+        let mut items = Vec::new();
+        loop {
+            let remaining = wanted - items.len();
+            let page = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .index_name(listing.index)
+                .key_condition_expression("#pk = :pk")
+                .expression_attribute_names("#pk", listing.pk)
+                .expression_attribute_values(":pk", s(&pk))
+                .scan_index_forward(false)
+                .limit(i32::try_from(remaining).unwrap_or(i32::MAX))
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(unavailable)?;
+            items.extend(page.items.unwrap_or_default());
+            start = page.last_evaluated_key;
+            // A query stops at 1 MB whatever its limit: then there is more to read.
+            if items.len() >= wanted || start.is_none() {
+                break;
+            }
+        }
+        let more = items.len() > limit;
+        items.truncate(limit);
+        let next_cursor = match items.last() {
+            Some(last) if more => Some(Cursor::of(last, listing)?.encode()),
+            _ => None,
+        };
+        let items = items
+            .into_iter()
+            .map(|item| {
+                from_item(item).map_err(|e| {
+                    StoreError::Corrupt(format!("an item of {owner} in {}: {e}", listing.index))
+                })
+            })
+            .collect::<Result<_, _>>()?;
+        Ok((items, next_cursor))
     }
 }
 
@@ -203,8 +301,11 @@ impl MessageStore for DynamoStore {
         })?;
         let pk = user_pk(&message.owner);
         item.extend(message_key(&message.owner, &message.id));
-        item.insert("unread_pk".into(), s(pk));
-        item.insert("unread_sk".into(), s(unread_sk(message)));
+        item.insert(UNREAD.pk.into(), s(pk));
+        item.insert(
+            UNREAD.sk.into(),
+            s(time_sk(message.created_at, &message.id.0)),
+        );
         let expires_at = message.created_at + self.message_ttl;
         item.insert("expires_at".into(), n(expires_at.timestamp()));
         let put = self
@@ -233,55 +334,7 @@ impl MessageStore for DynamoStore {
         limit: usize,
         cursor: Option<&str>,
     ) -> Result<Page, StoreError> {
-        let pk = user_pk(owner);
-        let mut start = cursor
-            .map(|c| Cursor::decode(c, &pk))
-            .transpose()?
-            .map(Cursor::into_key);
-        if limit == 0 {
-            return Ok(Page {
-                messages: Vec::new(),
-                next_cursor: None,
-            });
-        }
-        // One more than asked tells whether there is a next page, so the last page says so.
-        let wanted = limit.saturating_add(1);
-        let mut items = Vec::new();
-        loop {
-            let remaining = wanted - items.len();
-            let page = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .index_name(UNREAD_INDEX)
-                .key_condition_expression("unread_pk = :pk")
-                .expression_attribute_values(":pk", s(&pk))
-                .scan_index_forward(false)
-                .limit(i32::try_from(remaining).unwrap_or(i32::MAX))
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(unavailable)?;
-            items.extend(page.items.unwrap_or_default());
-            start = page.last_evaluated_key;
-            // A query stops at 1 MB whatever its limit: then there is more to read.
-            if items.len() >= wanted || start.is_none() {
-                break;
-            }
-        }
-        let more = items.len() > limit;
-        items.truncate(limit);
-        let next_cursor = match items.last() {
-            Some(last) if more => Some(Cursor::of(last)?.encode()),
-            _ => None,
-        };
-        let messages = items
-            .into_iter()
-            .map(|item| {
-                from_item(item)
-                    .map_err(|e| StoreError::Corrupt(format!("an unread message of {owner}: {e}")))
-            })
-            .collect::<Result<_, _>>()?;
+        let (messages, next_cursor) = self.page(&UNREAD, owner, limit, cursor).await?;
         Ok(Page {
             messages,
             next_cursor,
@@ -312,6 +365,108 @@ impl MessageStore for DynamoStore {
             }
             Err(e) => Err(unavailable(e)),
         }
+    }
+}
+
+impl UploadStore for DynamoStore {
+    async fn advance(&self, record: &UploadRecord) -> Result<bool, StoreError> {
+        let attributes: Item = to_item(record).map_err(|e| {
+            StoreError::Corrupt(format!("upload {} cannot be written: {e}", record.id))
+        })?;
+        let pk = user_pk(&record.owner);
+        let expires_at = record.updated_at + self.message_ttl;
+        // Each attribute, and whether it is written only when missing: the first time an upload
+        // was seen stays its time, whoever writes later.
+        let mut attributes: Vec<(String, AttributeValue, bool)> = attributes
+            .into_iter()
+            .map(|(name, value)| {
+                let first_only = name == "created_at";
+                (name, value, first_only)
+            })
+            .collect();
+        attributes.extend([
+            (UPLOADS.pk.to_owned(), s(&pk), false),
+            (
+                UPLOADS.sk.to_owned(),
+                s(time_sk(record.created_at, &record.id.0)),
+                true,
+            ),
+            ("expires_at".to_owned(), n(expires_at.timestamp()), false),
+            ("rank".to_owned(), n(i64::from(record.rank())), false),
+        ]);
+        let rank = attributes.len() - 1;
+        let mut update = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(upload_key(&record.owner, &record.id)))
+            // Only forward: a late, repeated or reordered event changes nothing.
+            .condition_expression(format!("attribute_not_exists(pk) OR #a{rank} < :v{rank}"));
+        let mut sets = Vec::with_capacity(attributes.len());
+        for (i, (name, value, first_only)) in attributes.into_iter().enumerate() {
+            sets.push(if first_only {
+                format!("#a{i} = if_not_exists(#a{i}, :v{i})")
+            } else {
+                format!("#a{i} = :v{i}")
+            });
+            update = update
+                .expression_attribute_names(format!("#a{i}"), name)
+                .expression_attribute_values(format!(":v{i}"), value);
+        }
+        let written = update
+            .update_expression(format!("SET {}", sets.join(", ")))
+            .send()
+            .await;
+        match written {
+            Ok(_) => Ok(true),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(UpdateItemError::is_conditional_check_failed_exception) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+
+    async fn list_uploads(
+        &self,
+        owner: &Owner,
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> Result<UploadPage, StoreError> {
+        let (uploads, next_cursor) = self.page(&UPLOADS, owner, limit, cursor).await?;
+        Ok(UploadPage {
+            uploads,
+            next_cursor,
+        })
+    }
+
+    async fn upload(
+        &self,
+        owner: &Owner,
+        id: &UploadId,
+    ) -> Result<Option<UploadRecord>, StoreError> {
+        // No upload has a key DynamoDB would refuse; asking would fail as if it were down.
+        if UPLOADS.item.len() + id.0.len() > MAX_SORT_KEY_BYTES {
+            return Ok(None);
+        }
+        let found = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(upload_key(owner, id)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(unavailable)?;
+        found
+            .item
+            .map(|item| {
+                from_item(item)
+                    .map_err(|e| StoreError::Corrupt(format!("upload {id} of {owner}: {e}")))
+            })
+            .transpose()
     }
 }
 
@@ -439,12 +594,12 @@ mod tests {
     }
 
     #[test]
-    fn a_cursor_round_trips_for_its_owner_only() {
+    fn a_cursor_round_trips_for_its_owner_and_listing_only() {
         let cursor = Cursor {
             pk: "USER#alice".into(),
             sk: "MSG#job-1".into(),
-            unread_pk: "USER#alice".into(),
-            unread_sk: "2026-11-23T08:00:00.123Z#job-1".into(),
+            index_pk: "USER#alice".into(),
+            index_sk: "2026-11-23T08:00:00.123Z#job-1".into(),
         };
         let text = cursor.encode();
         assert!(
@@ -452,27 +607,63 @@ mod tests {
                 .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'),
             "{text} is not URL-safe"
         );
-        assert_eq!(Cursor::decode(&text, "USER#alice").unwrap(), cursor);
+        assert_eq!(
+            Cursor::decode(&text, "USER#alice", &UNREAD).unwrap(),
+            cursor
+        );
         assert!(matches!(
-            Cursor::decode(&text, "USER#bob"),
+            Cursor::decode(&text, "USER#bob", &UNREAD),
             Err(StoreError::BadCursor)
         ));
+        // A message cursor does not page through uploads, nor the other way round.
+        assert!(matches!(
+            Cursor::decode(&text, "USER#alice", &UPLOADS),
+            Err(StoreError::BadCursor)
+        ));
+        let uploads = Cursor {
+            sk: "UPLOAD#u1".into(),
+            ..cursor
+        };
+        assert_eq!(
+            Cursor::decode(&uploads.encode(), "USER#alice", &UPLOADS).unwrap(),
+            uploads
+        );
+        assert_eq!(
+            uploads
+                .into_key(&UPLOADS)
+                .keys()
+                .collect::<std::collections::BTreeSet<_>>(),
+            ["pk", "sk", "upload_pk", "upload_sk"]
+                .iter()
+                .map(|k| k.to_string())
+                .collect::<Vec<_>>()
+                .iter()
+                .collect()
+        );
         // Someone else's partition behind one's own index key is refused too.
         let forged = Cursor {
             pk: "USER#bob".into(),
-            ..cursor
+            sk: "MSG#job-1".into(),
+            index_pk: "USER#alice".into(),
+            index_sk: "2026-11-23T08:00:00.123Z#job-1".into(),
         };
         assert!(matches!(
-            Cursor::decode(&forged.encode(), "USER#alice"),
+            Cursor::decode(&forged.encode(), "USER#alice", &UNREAD),
             Err(StoreError::BadCursor)
         ));
     }
 
     #[test]
-    fn unread_keys_sort_by_time_to_the_millisecond() {
+    fn listing_keys_sort_by_time_to_the_millisecond() {
         let mut message = transcoder_core::contract::message("alice", "job-1", 0);
-        assert_eq!(unread_sk(&message), "2026-11-23T08:00:00.123Z#job-1");
+        assert_eq!(
+            time_sk(message.created_at, &message.id.0),
+            "2026-11-23T08:00:00.123Z#job-1"
+        );
         message.created_at += TimeDelta::hours(3);
-        assert_eq!(unread_sk(&message), "2026-11-23T11:00:00.123Z#job-1");
+        assert_eq!(
+            time_sk(message.created_at, &message.id.0),
+            "2026-11-23T11:00:00.123Z#job-1"
+        );
     }
 }

@@ -126,7 +126,18 @@ mod tests {
         )
     }
 
-    fn expected(source: &str, owner: &str, outputs: &[(&str, &str)]) -> CreateJobInput {
+    /// The request for upload `version` of `source` (in the sample events' bucket).
+    fn expected(
+        source: &str,
+        version: &str,
+        owner: &str,
+        outputs: &[(&str, &str)],
+    ) -> CreateJobInput {
+        let claim = transcoder_core::Claim {
+            bucket: "audio-transcoder-media".into(),
+            key: transcoder_core::ObjectKey::new(source).unwrap(),
+            version: version.into(),
+        };
         let mut request = CreateJobInput::builder()
             .pipeline_id("1111111111111-abcde1")
             .input(JobInput::builder().key(source).build());
@@ -141,6 +152,7 @@ mod tests {
         request
             .user_metadata("owner", metadata::encode(owner))
             .user_metadata("source-key", metadata::encode(source))
+            .user_metadata("upload", claim.token())
             .build()
             .unwrap()
     }
@@ -179,6 +191,7 @@ mod tests {
             requests,
             [expected(
                 "media/alice/song.mp3",
+                "0062E99A88DC407460",
                 "alice",
                 &[
                     ("transcoded/alice/song.mp3.wav", "1351620000001-300300"),
@@ -197,6 +210,7 @@ mod tests {
             requests,
             [expected(
                 source,
+                "0062E99A88DC407461",
                 "alice",
                 &[
                     (
@@ -232,6 +246,7 @@ mod tests {
             requests,
             [expected(
                 "media/bob/Long Set.MP3",
+                "0062E99A88DC407462",
                 "bob",
                 &[
                     ("transcoded/bob/Long Set.MP3.mp3", "1351620000001-300020"),

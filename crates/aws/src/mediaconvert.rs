@@ -435,6 +435,10 @@ mod tests {
             .user_metadata("app", "my-stack")
             .user_metadata("owner", "alice")
             .user_metadata("source-key", "media/alice/song.mp3")
+            .user_metadata(
+                "upload",
+                claim_token("media/alice/song.mp3", "0062E99A88DC407460"),
+            )
             .build()
             .unwrap();
         assert_eq!(requests, [expected]);
@@ -529,7 +533,8 @@ mod tests {
             metadata["source-key"],
             "media/alice/red flower %28live%29 caf%C3%A9 C++.mp3"
         );
-        assert_eq!(metadata.len(), 3);
+        // The stack's tag, the owner, the source and the upload record: 4 of the 10 allowed.
+        assert_eq!(metadata.len(), 4);
         // Without a queue, the account's default queue takes the job.
         assert_eq!(request.queue(), None);
     }

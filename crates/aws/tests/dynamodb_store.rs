@@ -12,7 +12,10 @@ use system_tests::dynamodb_local::{DynamoDbLocal, table_definition};
 use transcoder_aws::DynamoStore;
 use transcoder_core::contract::{self, message, owner};
 use transcoder_core::store::CLAIM_LEASE;
-use transcoder_core::{Claim, ClaimOutcome, ClaimStore, MessageId, MessageStore, StoreError};
+use transcoder_core::{
+    Claim, ClaimOutcome, ClaimStore, MessageId, MessageStore, StoreError, UploadId, UploadState,
+    UploadStore,
+};
 
 /// One test at a time. Run side by side, one of these tests sometimes finds a message it has just
 /// written gone (about one run in three under load; cause not found yet): each test still starts a
@@ -83,11 +86,14 @@ fn the_table_comes_from_the_template() {
         .map(|k| (k.attribute_name.as_str(), k.key_type.as_str()))
         .collect();
     assert_eq!(keys, [("pk", "HASH"), ("sk", "RANGE")]);
-    let [index] = &table.global_secondary_indexes[..] else {
-        panic!("one index expected: {:?}", table.global_secondary_indexes);
+    let [unread, uploads] = &table.global_secondary_indexes[..] else {
+        panic!("two indexes expected: {:?}", table.global_secondary_indexes);
     };
-    assert_eq!(index.index_name, transcoder_aws::dynamodb::UNREAD_INDEX);
-    assert_eq!(index.projection.projection_type, "ALL");
+    assert_eq!(unread.index_name, transcoder_aws::dynamodb::UNREAD_INDEX);
+    assert_eq!(uploads.index_name, transcoder_aws::dynamodb::UPLOADS_INDEX);
+    for index in [unread, uploads] {
+        assert_eq!(index.projection.projection_type, "ALL");
+    }
     assert_eq!(
         table.time_to_live_specification.map(|t| t.attribute_name),
         Some("expires_at".to_owned())
@@ -146,6 +152,31 @@ async fn items_have_the_documented_keys_expiry_and_index_entries() {
         number(&dismissed, "expires_at"),
         number(&stored, "expires_at")
     );
+
+    // An upload record: its keys, its rank, its entry in the uploads index, and the TTL from its
+    // last change; the first time it was seen stays.
+    let seen = contract::upload("alice", "u1", UploadState::Received, None, 0);
+    let later = contract::upload("alice", "u1", UploadState::Transcoding, Some(40), 5);
+    assert!(store.advance(&seen).await.unwrap());
+    assert!(store.advance(&later).await.unwrap());
+    let upload = item(&store, "USER#alice", "UPLOAD#u1").await;
+    assert_eq!(upload["upload_pk"], s("USER#alice"));
+    assert_eq!(upload["upload_sk"], s("2026-11-23T08:00:00.123Z#u1"));
+    assert_eq!(number(&upload, "rank"), i64::from(later.rank()));
+    assert_eq!(number(&upload, "percent"), 40);
+    assert_eq!(
+        number(&upload, "expires_at"),
+        (later.updated_at + TimeDelta::days(7)).timestamp()
+    );
+    let stored = store
+        .upload(&owner("alice"), &later.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.created_at, seen.created_at);
+    // An id no key could hold is simply no upload.
+    let huge = UploadId("x".repeat(2000));
+    assert_eq!(store.upload(&owner("alice"), &huge).await.unwrap(), None);
 
     // A claim: when it was taken, its job, and a week to live.
     let claim = Claim {

@@ -8,6 +8,7 @@ use std::collections::HashMap;
 use crate::job::Owner;
 use crate::key::ObjectKey;
 use crate::metadata;
+use crate::upload::{UploadId, UploadRef};
 
 /// How a job ended: what its message says, in the API as `state`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -35,6 +36,31 @@ pub struct Completion {
     pub outputs: Vec<CompletedOutput>,
     /// What went wrong or what to be warned of, in the service's words, with its code.
     pub detail: Option<String>,
+    /// The upload record the job belongs to, when its metadata names one.
+    pub upload: Option<UploadId>,
+}
+
+impl Completion {
+    /// The upload record this completion ends, if the job named one.
+    pub fn upload_ref(&self) -> Option<UploadRef> {
+        Some(UploadRef {
+            owner: self.owner.clone(),
+            id: self.upload.clone()?,
+            source: self.source.clone(),
+        })
+    }
+}
+
+/// A job that is still running, as far as the transcoder said.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Progress {
+    pub job_id: String,
+    /// The service's own word: `PROGRESSING`, `STATUS_UPDATE`, …
+    pub state: String,
+    /// How far the job is, 0–100, if the service said (MediaConvert's `jobPercentComplete`).
+    pub percent: Option<u8>,
+    /// The upload record to move, when the job's metadata names one and its owner and source.
+    pub upload: Option<UploadRef>,
 }
 
 /// What a notification means for the user.
@@ -42,9 +68,9 @@ pub struct Completion {
 pub enum Notification {
     /// The job ended: the owner gets a message.
     Final(Completion),
-    /// Progress, input information, status updates: nothing to tell anyone. Such events can
-    /// arrive after the final one and must never overwrite it.
-    Progress { job_id: String, state: String },
+    /// Progress, input information, status updates: no message, only the upload record moves.
+    /// Such events can arrive after the final one and must never overwrite it.
+    Progress(Progress),
 }
 
 /// Why a notification cannot be used. All of these are poison: a retry would fail the same way.
@@ -91,6 +117,38 @@ impl Notification {
             ))
         }
     }
+}
+
+/// The upload id from the job's user metadata, if it carries a usable one: a claim token, or
+/// something as plain. An unusable one costs the upload record its update, never the message.
+fn upload_id(metadata: &HashMap<String, String>) -> Option<UploadId> {
+    metadata
+        .get(metadata::UPLOAD)
+        .filter(|id| {
+            (1..=64).contains(&id.len())
+                && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
+        .map(|id| UploadId(id.clone()))
+}
+
+/// A progress event: the upload it moves, if the metadata names one and its owner and source.
+fn progress(
+    job_id: String,
+    state: String,
+    percent: Option<u8>,
+    metadata: &HashMap<String, String>,
+    input_key: Option<&str>,
+) -> Notification {
+    let upload = upload_id(metadata).and_then(|id| {
+        let (owner, source) = identify(&job_id, metadata, input_key).ok()?;
+        Some(UploadRef { owner, id, source })
+    });
+    Notification::Progress(Progress {
+        job_id,
+        state,
+        percent: percent.map(|p| p.min(100)),
+        upload,
+    })
 }
 
 /// Owner and source from the job's user metadata; Elastic Transcoder also names its input.
@@ -172,10 +230,14 @@ impl ElasticTranscoderNotification {
             "WARNING" => Outcome::CompletedWithWarnings,
             "ERROR" => Outcome::Failed,
             "PROGRESSING" | "SUBMITTED" => {
-                return Ok(Notification::Progress {
-                    job_id: self.job_id,
-                    state: self.state,
-                });
+                let input_key = self.input.as_ref().and_then(|i| i.key.as_deref());
+                return Ok(progress(
+                    self.job_id,
+                    self.state,
+                    None,
+                    &self.user_metadata,
+                    input_key,
+                ));
             }
             _ => {
                 return Err(NotificationError::UnknownState {
@@ -228,6 +290,7 @@ impl ElasticTranscoderNotification {
             outputs.clear();
         }
         Ok(Notification::Final(Completion {
+            upload: upload_id(&self.user_metadata),
             job_id: self.job_id,
             owner,
             source,
@@ -266,6 +329,16 @@ struct MediaConvertDetail {
     error_message: Option<String>,
     #[serde(default)]
     output_group_details: Vec<McOutputGroup>,
+    /// `STATUS_UPDATE` only.
+    #[serde(default)]
+    job_progress: Option<McJobProgress>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct McJobProgress {
+    #[serde(default)]
+    job_percent_complete: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -299,10 +372,17 @@ impl MediaConvertEvent {
             "ERROR" => (Outcome::Failed, None),
             "CANCELED" => (Outcome::Failed, Some("the job was canceled")),
             "PROGRESSING" | "INPUT_INFORMATION" | "STATUS_UPDATE" | "SUBMITTED" => {
-                return Ok(Notification::Progress {
-                    job_id: d.job_id,
-                    state: d.status,
-                });
+                let percent = d
+                    .job_progress
+                    .and_then(|p| p.job_percent_complete)
+                    .map(|p| u8::try_from(p.min(100)).unwrap_or(100));
+                return Ok(progress(
+                    d.job_id,
+                    d.status,
+                    percent,
+                    &d.user_metadata,
+                    None,
+                ));
             }
             _ => {
                 return Err(NotificationError::UnknownState {
@@ -335,6 +415,7 @@ impl MediaConvertEvent {
             .map(|m| with_code(&m, d.error_code))
             .or_else(|| default_detail.map(str::to_owned));
         Ok(Notification::Final(Completion {
+            upload: upload_id(&d.user_metadata),
             job_id: d.job_id,
             owner,
             source,
@@ -451,11 +532,68 @@ mod tests {
     fn progress_is_not_final() {
         assert_eq!(
             Notification::parse(&sample("sns-et-progressing.json")).unwrap(),
-            Notification::Progress {
+            Notification::Progress(Progress {
                 job_id: "1700000000000-abc004".into(),
-                state: "PROGRESSING".into()
-            }
+                state: "PROGRESSING".into(),
+                percent: None,
+                upload: Some(UploadRef {
+                    owner: Owner::new("alice").unwrap(),
+                    id: UploadId("a1ce0000000000000000000000000004".into()),
+                    source: ObjectKey::new("media/alice/red flower (live) café.mp3").unwrap(),
+                }),
+            })
         );
+    }
+
+    #[test]
+    fn a_mediaconvert_status_update_carries_its_percentage_and_upload() {
+        let Notification::Progress(progress) =
+            Notification::parse(&sample("sns-mediaconvert-status-update.json")).unwrap()
+        else {
+            panic!("a status update is progress");
+        };
+        assert_eq!(
+            (progress.state.as_str(), progress.percent),
+            ("STATUS_UPDATE", Some(96))
+        );
+        let upload = progress.upload.unwrap();
+        assert_eq!(upload.id.0, "b0b00000000000000000000000000001");
+        assert_eq!(
+            (upload.owner.as_str(), upload.source.as_str()),
+            ("bob", "media/bob/Long Set.MP3")
+        );
+        // The same job's end names the same upload.
+        let c = completion(&sample("sns-mediaconvert-complete.json"));
+        assert_eq!(c.upload_ref(), Some(upload));
+        // Over 100 is 100; a progress event without an upload or an owner moves no record.
+        let mut e: Value =
+            serde_json::from_str(&sample("sns-mediaconvert-status-update.json")).unwrap();
+        e["detail"]["jobProgress"]["jobPercentComplete"] = 250.into();
+        e["detail"]["userMetadata"]
+            .as_object_mut()
+            .unwrap()
+            .remove("owner");
+        let Ok(Notification::Progress(p)) = Notification::parse(&e.to_string()) else {
+            panic!("still progress");
+        };
+        assert_eq!((p.percent, p.upload), (Some(100), None));
+    }
+
+    #[test]
+    fn an_unusable_upload_id_costs_the_record_not_the_message() {
+        for bad in ["", "a/b", "x y", &"f".repeat(65)] {
+            let mut n: Value = serde_json::from_str(&sample("sns-et-completed.json")).unwrap();
+            n["userMetadata"]["upload"] = bad.into();
+            let c = completion(&n.to_string());
+            assert_eq!((c.upload, c.outcome), (None, Outcome::Completed), "{bad:?}");
+        }
+        let c = completion(&sample("sns-et-completed.json"));
+        assert_eq!(
+            c.upload,
+            Some(UploadId("a1ce0000000000000000000000000001".into()))
+        );
+        // A job started before upload records carries none, and still gets its message.
+        assert_eq!(completion(&sample("sns-et-error.json")).upload, None);
     }
 
     #[test]

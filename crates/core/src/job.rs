@@ -4,6 +4,7 @@ use std::fmt;
 use std::str::FromStr;
 
 use crate::key::ObjectKey;
+use crate::upload::{UploadId, UploadRef};
 
 /// The input formats a backend can decode, matched case-insensitively on the extension.
 pub const AUDIO_EXTENSIONS: &[&str] = &["mp3", "m4a", "aac", "wav", "flac", "ogg", "oga"];
@@ -189,6 +190,15 @@ impl TranscodeJob {
             version: version.to_owned(),
             owner,
             outputs,
+        }
+    }
+
+    /// The upload record this job's upload has: its id is the claim's token.
+    pub fn upload_ref(&self) -> UploadRef {
+        UploadRef {
+            owner: self.owner.clone(),
+            id: UploadId::of(&self.claim()),
+            source: self.source.clone(),
         }
     }
 

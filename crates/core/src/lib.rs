@@ -21,6 +21,7 @@ pub mod source;
 pub mod start;
 pub mod store;
 pub mod transcoder;
+pub mod upload;
 
 pub use completion::{Completion, Notification, NotificationError, Outcome};
 pub use config::{ConfigError, Prefixes, StartConfig};
@@ -33,5 +34,6 @@ pub use record::{RawSnsEvent, RecordConfig, RecordError, RecordReport, record_co
 pub use sniff::{AudioFormat, NotAudio, SNIFF_BYTES, Sniffed, sniff};
 pub use source::{SourceError, SourceObject, SourceReader, identify};
 pub use start::{RawS3Event, StartError, StartReport, start_transcode};
-pub use store::{ClaimOutcome, ClaimStore, MessageStore, Page, StoreError};
+pub use store::{ClaimOutcome, ClaimStore, MessageStore, Page, StoreError, UploadStore};
 pub use transcoder::{JobId, Transcoder, TranscoderError};
+pub use upload::{UploadId, UploadPage, UploadRecord, UploadRef, UploadState};

@@ -10,13 +10,19 @@ use crate::job::Claim;
 use crate::job::{Owner, TranscodeJob};
 use crate::message::{Message, MessageId};
 use crate::queue::{Enqueued, JobQueue, QueuedJob, local_job_id};
-use crate::store::{CLAIM_LEASE, ClaimOutcome, ClaimStore, MessageStore, Page, StoreError};
+use crate::store::{
+    CLAIM_LEASE, ClaimOutcome, ClaimStore, MessageStore, Page, StoreError, UploadStore,
+};
 use crate::transcoder::JobId;
+use crate::upload::{UploadId, UploadPage, UploadRecord, UploadState};
 
 #[derive(Default)]
 pub struct MemoryStore {
     messages: Mutex<BTreeMap<(Owner, MessageId), (Message, bool)>>,
     claims: Mutex<BTreeMap<(String, String, String), ClaimState>>,
+    uploads: Mutex<BTreeMap<(Owner, UploadId), UploadRecord>>,
+    /// Upload records in these states fail to write, as a throttled table would.
+    failing_uploads: Mutex<Vec<UploadState>>,
     /// The local job queue, in the order jobs were enqueued.
     jobs: Mutex<Vec<QueuedRow>>,
 }
@@ -111,6 +117,87 @@ impl MessageStore for MemoryStore {
             }
             None => Ok(false),
         }
+    }
+}
+
+impl MemoryStore {
+    /// Makes writes of upload records in `states` fail as unavailable (none: all work again),
+    /// for tests of what such a failure must not lose.
+    pub fn fail_upload_writes(&self, states: &[UploadState]) {
+        *self.failing_uploads.lock().unwrap() = states.to_vec();
+    }
+}
+
+impl UploadStore for MemoryStore {
+    async fn advance(&self, record: &UploadRecord) -> Result<bool, StoreError> {
+        if self.failing_uploads.lock().unwrap().contains(&record.state) {
+            return Err(StoreError::Unavailable(
+                "upload records are throttled".into(),
+            ));
+        }
+        let mut uploads = self.uploads.lock().unwrap();
+        let key = (record.owner.clone(), record.id.clone());
+        let created_at = match uploads.get(&key) {
+            Some(old) if old.rank() >= record.rank() => return Ok(false),
+            Some(old) => old.created_at,
+            None => record.created_at,
+        };
+        uploads.insert(
+            key,
+            UploadRecord {
+                created_at,
+                ..record.clone()
+            },
+        );
+        Ok(true)
+    }
+
+    async fn list_uploads(
+        &self,
+        owner: &Owner,
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> Result<UploadPage, StoreError> {
+        let uploads = self.uploads.lock().unwrap();
+        let order = |u: &UploadRecord| (u.created_at, u.id.clone());
+        // The cursor is the id of the last upload of the previous page, with its owner.
+        let after = match cursor {
+            None => None,
+            Some(cursor) => {
+                let (cursor_owner, id) = cursor.split_once('\n').ok_or(StoreError::BadCursor)?;
+                if cursor_owner != owner.as_str() {
+                    return Err(StoreError::BadCursor);
+                }
+                let last = uploads
+                    .get(&(owner.clone(), UploadId(id.to_owned())))
+                    .ok_or(StoreError::BadCursor)?;
+                Some(order(last))
+            }
+        };
+        let mut listed: Vec<&UploadRecord> = uploads
+            .iter()
+            .filter(|((o, _), u)| o == owner && after.as_ref().is_none_or(|a| order(u) < *a))
+            .map(|(_, u)| u)
+            .collect();
+        listed.sort_by_key(|u| std::cmp::Reverse(order(u)));
+        let more = listed.len() > limit;
+        listed.truncate(limit);
+        let next_cursor = more
+            .then(|| listed.last().map(|u| format!("{owner}\n{}", u.id)))
+            .flatten();
+        Ok(UploadPage {
+            uploads: listed.into_iter().cloned().collect(),
+            next_cursor,
+        })
+    }
+
+    async fn upload(
+        &self,
+        owner: &Owner,
+        id: &UploadId,
+    ) -> Result<Option<UploadRecord>, StoreError> {
+        let uploads = self.uploads.lock().unwrap();
+        Ok(uploads.get(&(owner.clone(), id.clone())).cloned())
     }
 }
 

@@ -47,15 +47,7 @@ impl Message {
     /// The message for a finished job; `at` is when the service announced it.
     pub fn for_completion(completion: &Completion, at: DateTime<Utc>) -> Self {
         let file = completion.source.file_name().to_owned();
-        let outputs: Vec<MessageOutput> = completion
-            .outputs
-            .iter()
-            .map(|o| MessageOutput {
-                format: format_of(o.key.as_str()),
-                key: o.key.to_string(),
-                duration_ms: o.duration_ms,
-            })
-            .collect();
+        let outputs = outputs_of(completion);
         let listing = outputs
             .iter()
             .map(|o| match o.duration_ms {
@@ -88,6 +80,19 @@ impl Message {
             created_at: at,
         }
     }
+}
+
+/// The files a finished job offers, as its message and its upload record list them.
+pub fn outputs_of(completion: &Completion) -> Vec<MessageOutput> {
+    completion
+        .outputs
+        .iter()
+        .map(|o| MessageOutput {
+            format: format_of(o.key.as_str()),
+            key: o.key.to_string(),
+            duration_ms: o.duration_ms,
+        })
+        .collect()
 }
 
 fn format_of(key: &str) -> String {
@@ -124,6 +129,7 @@ mod tests {
                 },
             ],
             detail: detail.map(str::to_owned),
+            upload: None,
         }
     }
 

@@ -5,11 +5,14 @@
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
 
 use crate::job::TranscodeJob;
+use crate::upload::UploadId;
 
 /// Metadata key: the owner of the source file.
 pub const OWNER: &str = "owner";
 /// Metadata key: the source object's key.
 pub const SOURCE_KEY: &str = "source-key";
+/// Metadata key: the upload record the job moves (its claim's token, plain hex).
+pub const UPLOAD: &str = "upload";
 
 /// Everything but the characters Elastic Transcoder allows; `%` is encoded as the escape itself.
 const NOT_ALLOWED: &AsciiSet = &NON_ALPHANUMERIC
@@ -35,11 +38,12 @@ pub fn decode(value: &str) -> Option<String> {
         .map(|v| v.into_owned())
 }
 
-/// The metadata pairs for a job, values encoded.
-pub fn for_job(job: &TranscodeJob) -> [(&'static str, String); 2] {
+/// The metadata pairs for a job, values encoded: three of the ten Elastic Transcoder allows.
+pub fn for_job(job: &TranscodeJob) -> [(&'static str, String); 3] {
     [
         (OWNER, encode(job.owner.as_str())),
         (SOURCE_KEY, encode(job.source.as_str())),
+        (UPLOAD, encode(&UploadId::of(&job.claim()).0)),
     ]
 }
 
@@ -63,6 +67,18 @@ mod tests {
             assert!(encoded.chars().all(allowed), "{encoded}");
             assert_eq!(decode(&encoded).as_deref(), Some(value));
         }
+    }
+
+    #[test]
+    fn a_job_carries_its_owner_source_and_upload() {
+        let job = crate::contract::job("alice", "song (live).mp3", "1");
+        let pairs = for_job(&job);
+        assert_eq!(pairs.clone().map(|(k, _)| k), [OWNER, SOURCE_KEY, UPLOAD]);
+        assert_eq!(pairs[2].1, job.upload_ref().id.0);
+        assert!(
+            pairs.iter().all(|(_, v)| v.chars().all(allowed)),
+            "{pairs:?}"
+        );
     }
 
     #[test]

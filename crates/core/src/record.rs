@@ -1,8 +1,9 @@
-//! What happens when a job ends: each SNS record becomes at most one message for the file's
-//! owner. Notifications that can never become a message are poison: logged, counted, and not
-//! retried. A store that is unavailable fails the invocation so that Lambda retries it; messages
-//! already stored are not stored twice. A message links only to files in its owner's output
-//! folder, whatever the notification claims.
+//! What happens when a job ends or reports progress: each SNS record becomes at most one message
+//! for the file's owner, and moves the upload's record forward (never back). Progress moves only
+//! the record. Notifications that can never become a message are poison: logged, counted, and not
+//! retried. A store that is unavailable for a final state fails the invocation so that Lambda
+//! retries it; what is already stored is not stored twice. A message links only to files in its
+//! owner's output folder, whatever the notification claims.
 
 use aws_lambda_events::sns::SnsRecord;
 use serde::{Deserialize, Serialize};
@@ -13,7 +14,8 @@ use crate::config::{self, ConfigError, Env, StartConfig};
 use crate::job::Owner;
 use crate::key::{Escaped, ObjectKey};
 use crate::message::Message;
-use crate::store::{MessageStore, StoreError};
+use crate::store::{MessageStore, StoreError, UploadStore};
+use crate::upload::UploadRecord;
 
 /// An SNS event with its records still raw, so one malformed record cannot hide the others.
 #[derive(Debug, Default, Deserialize, Serialize)]
@@ -103,8 +105,10 @@ pub struct RecordReport {
     pub recorded: Vec<String>,
     /// Ids of messages that were already stored: a redelivery.
     pub duplicates: Vec<String>,
-    /// Progress events: nothing to tell the user.
+    /// Progress events: no message, at most an upload record moved.
     pub progress: usize,
+    /// Ids of upload records moved forward now (an event that was late or repeated moves none).
+    pub uploads: Vec<String>,
     /// Poison records, with the reason.
     pub rejected: Vec<Rejected>,
 }
@@ -131,11 +135,16 @@ fn describe(failed: &[(usize, String, StoreError)]) -> String {
         .join("; ")
 }
 
-/// Turns one SNS record into the message it announces, if any.
-fn message_for(
-    record: serde_json::Value,
-    config: &RecordConfig,
-) -> Result<Option<Message>, String> {
+/// What one SNS record announces.
+enum Announced {
+    /// A job's end: its message, and the upload record it ends if the job named one.
+    Final(Message, Option<UploadRecord>),
+    /// Progress: the upload record it moves, if the job named one.
+    Progress(Option<UploadRecord>),
+}
+
+/// Turns one SNS record into what it announces.
+fn announced(record: serde_json::Value, config: &RecordConfig) -> Result<Announced, String> {
     let record: SnsRecord =
         serde_json::from_value(record).map_err(|e| format!("not an SNS record: {e}"))?;
     if record.sns.topic_arn != config.topic_arn {
@@ -145,25 +154,49 @@ fn message_for(
         ));
     }
     match Notification::parse(&record.sns.message).map_err(|e| e.to_string())? {
-        Notification::Progress { job_id, state } => {
-            info!(job_id = %Escaped(&job_id), state = %Escaped(&state), "progress event: no message");
-            Ok(None)
+        Notification::Progress(progress) => {
+            info!(job_id = %Escaped(&progress.job_id), state = %Escaped(&progress.state), percent = progress.percent, "progress event: no message");
+            let at = record.sns.timestamp;
+            Ok(Announced::Progress(progress.upload.map(|upload| {
+                UploadRecord::progress(&upload, progress.percent, at)
+            })))
         }
         Notification::Final(mut completion) => {
             keep_own_outputs(&mut completion, &config.output_prefix);
-            Ok(Some(Message::for_completion(
-                &completion,
-                record.sns.timestamp,
-            )))
+            let at = record.sns.timestamp;
+            let upload = completion
+                .upload_ref()
+                .map(|upload| UploadRecord::ended(&upload, &completion, at));
+            Ok(Announced::Final(
+                Message::for_completion(&completion, at),
+                upload,
+            ))
         }
     }
+}
+
+/// Moves an upload record forward, if it is behind; says whether it moved.
+async fn advance(
+    store: &impl UploadStore,
+    record: &UploadRecord,
+    report: &mut RecordReport,
+) -> Result<(), StoreError> {
+    let moved = store.advance(record).await?;
+    let (owner, id) = (Escaped(record.owner.as_str()), Escaped(&record.id.0));
+    if moved {
+        info!(%owner, upload = %id, state = record.state.name(), percent = record.percent, "upload record moved");
+        report.uploads.push(record.id.0.clone());
+    } else {
+        info!(%owner, upload = %id, state = record.state.name(), percent = record.percent, "upload record already further: late or repeated event");
+    }
+    Ok(())
 }
 
 /// Handles one SNS event: every record, not just the first.
 pub async fn record_completion(
     event: RawSnsEvent,
     config: &RecordConfig,
-    store: &impl MessageStore,
+    store: &(impl MessageStore + UploadStore),
 ) -> Result<RecordReport, RecordError> {
     let mut report = RecordReport::default();
     let mut failed = Vec::new();
@@ -174,10 +207,17 @@ pub async fn record_completion(
             .and_then(|v| v.as_str())
             .unwrap_or("<none>")
             .to_owned();
-        let message = match message_for(raw, config) {
-            Ok(Some(message)) => message,
-            Ok(None) => {
+        let (message, upload) = match announced(raw, config) {
+            Ok(Announced::Final(message, upload)) => (message, upload),
+            Ok(Announced::Progress(upload)) => {
                 report.progress += 1;
+                if let Some(upload) = upload
+                    && let Err(err) = advance(store, &upload, &mut report).await
+                {
+                    // The next progress event, or the end, moves the record; a retry of this
+                    // one would be late by then.
+                    warn!(record = index, upload = %Escaped(&upload.id.0), error = %Escaped(&err.to_string()), "progress not written");
+                }
                 continue;
             }
             Err(reason) => {
@@ -198,16 +238,26 @@ pub async fn record_completion(
         match store.insert(&message).await {
             Ok(true) => {
                 info!(record = index, owner = %Escaped(message.owner.as_str()), id = %Escaped(&message.id.0), state = ?message.state, "message written");
-                report.recorded.push(message.id.0);
+                report.recorded.push(message.id.0.clone());
             }
             Ok(false) => {
                 info!(record = index, owner = %Escaped(message.owner.as_str()), id = %Escaped(&message.id.0), "message already written: duplicate delivery");
-                report.duplicates.push(message.id.0);
+                report.duplicates.push(message.id.0.clone());
             }
             Err(err) => {
                 error!(record = index, id = %Escaped(&message.id.0), error = %Escaped(&err.to_string()), "message not written");
                 failed.push((index, message.id.0, err));
+                // The retry writes the message and the record; the record alone would say
+                // "completed" with no message to go with it.
+                continue;
             }
+        }
+        if let Some(upload) = upload
+            && let Err(err) = advance(store, &upload, &mut report).await
+        {
+            // The message is kept; the retry finds it written and moves the record.
+            error!(record = index, upload = %Escaped(&upload.id.0), error = %Escaped(&err.to_string()), "upload record not written");
+            failed.push((index, message.id.0, err));
         }
     }
     if failed.is_empty() {
@@ -226,6 +276,7 @@ mod tests {
     use crate::memory::MemoryStore;
     use crate::message::MessageId;
     use crate::store::Page;
+    use crate::upload::{UploadId, UploadPage, UploadState};
 
     const TOPIC: &str = "arn:aws:sns:eu-west-1:123456789012:audio-transcoder-completions";
 
@@ -360,11 +411,32 @@ mod tests {
         assert_eq!(report.recorded, ["1700000000000-abc001"]);
     }
 
-    /// A store that is down until told otherwise.
+    /// A store whose messages are down until told otherwise.
     #[derive(Default)]
     struct FlakyStore {
         inner: MemoryStore,
         down: AtomicBool,
+    }
+
+    impl UploadStore for FlakyStore {
+        async fn advance(&self, record: &UploadRecord) -> Result<bool, StoreError> {
+            self.inner.advance(record).await
+        }
+        async fn list_uploads(
+            &self,
+            owner: &Owner,
+            limit: usize,
+            cursor: Option<&str>,
+        ) -> Result<UploadPage, StoreError> {
+            self.inner.list_uploads(owner, limit, cursor).await
+        }
+        async fn upload(
+            &self,
+            owner: &Owner,
+            id: &UploadId,
+        ) -> Result<Option<UploadRecord>, StoreError> {
+            self.inner.upload(owner, id).await
+        }
     }
 
     impl MessageStore for FlakyStore {
@@ -404,6 +476,103 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(report.recorded, ["1700000000000-abc001"]);
+    }
+
+    async fn upload_of(store: &impl UploadStore, owner: &str, id: &str) -> Option<UploadRecord> {
+        let owner = Owner::new(owner).unwrap();
+        store.upload(&owner, &UploadId(id.into())).await.unwrap()
+    }
+
+    const BOBS_UPLOAD: &str = "b0b00000000000000000000000000001";
+
+    #[tokio::test]
+    async fn progress_moves_the_upload_record_and_nothing_moves_it_back() {
+        let store = MemoryStore::default();
+        let report = record_completion(
+            event("sns-mediaconvert-status-update.json"),
+            &config(),
+            &store,
+        )
+        .await
+        .unwrap();
+        assert_eq!(report.progress, 1);
+        assert_eq!(report.uploads, [BOBS_UPLOAD]);
+        assert!(report.recorded.is_empty(), "progress writes no message");
+        assert!(unread(&store, "bob").await.is_empty());
+        let seen = upload_of(&store, "bob", BOBS_UPLOAD).await.unwrap();
+        assert_eq!(
+            (seen.state, seen.percent),
+            (UploadState::Transcoding, Some(96))
+        );
+        assert_eq!(
+            (seen.file.as_str(), seen.key.as_str()),
+            ("Long Set.MP3", "media/bob/Long Set.MP3")
+        );
+
+        record_completion(event("sns-mediaconvert-complete.json"), &config(), &store)
+            .await
+            .unwrap();
+        let done = upload_of(&store, "bob", BOBS_UPLOAD).await.unwrap();
+        assert_eq!(
+            (done.state, done.percent),
+            (UploadState::Completed, Some(100))
+        );
+        let keys: Vec<_> = done.outputs.iter().map(|o| o.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "transcoded/bob/Long Set.wav",
+                "transcoded/bob/Long Set.flac",
+                "transcoded/bob/Long Set.m4a"
+            ]
+        );
+        assert_eq!(done.created_at, seen.created_at);
+
+        // The status update again, late; and the end again: nothing moves.
+        for late in [
+            "sns-mediaconvert-status-update.json",
+            "sns-mediaconvert-complete.json",
+        ] {
+            let report = record_completion(event(late), &config(), &store)
+                .await
+                .unwrap();
+            assert!(report.uploads.is_empty(), "{late}");
+        }
+        assert_eq!(upload_of(&store, "bob", BOBS_UPLOAD).await, Some(done));
+        assert_eq!(unread(&store, "bob").await.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn an_unavailable_upload_record_keeps_the_message_and_the_retry_moves_it() {
+        let store = MemoryStore::default();
+        store.fail_upload_writes(&UploadState::ALL);
+        // Progress that cannot be written fails nothing: the next event moves the record.
+        let report = record_completion(
+            event("sns-mediaconvert-status-update.json"),
+            &config(),
+            &store,
+        )
+        .await
+        .unwrap();
+        assert_eq!((report.progress, report.uploads.len()), (1, 0));
+        // The end is retried, but its message is written at once.
+        let err = record_completion(event("sns-mediaconvert-complete.json"), &config(), &store)
+            .await
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("upload records are throttled"),
+            "{err}"
+        );
+        assert_eq!(unread(&store, "bob").await.len(), 1);
+        assert_eq!(upload_of(&store, "bob", BOBS_UPLOAD).await, None);
+        store.fail_upload_writes(&[]);
+        let retry = record_completion(event("sns-mediaconvert-complete.json"), &config(), &store)
+            .await
+            .unwrap();
+        assert_eq!(retry.duplicates, ["1763885000000-mc0001"]);
+        assert_eq!(retry.uploads, [BOBS_UPLOAD]);
+        let done = upload_of(&store, "bob", BOBS_UPLOAD).await.unwrap();
+        assert_eq!(done.state, UploadState::Completed);
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! What happens when a file lands: every record of an S3 event becomes one transcode job, or is
 //! skipped with a reason in the log, or (when its bytes are not audio) is refused with a `failed`
-//! message to its owner. Jobs are submitted concurrently, up to a bound.
+//! message to its owner. Each upload that gets this far has an upload record its owner can see:
+//! `received` first, then `transcoding` once its job started, or `rejected`. Jobs are submitted
+//! concurrently, up to a bound.
 
 use aws_lambda_events::s3::S3EventRecord;
 use chrono::Utc;
@@ -16,8 +18,9 @@ use crate::key::{Escaped, KeyError, ObjectKey};
 use crate::message::{Message, MessageId};
 use crate::sniff::{AudioFormat, NotAudio};
 use crate::source::{SourceError, SourceObject, SourceReader, identify};
-use crate::store::{ClaimOutcome, ClaimStore, MessageStore, StoreError};
+use crate::store::{ClaimOutcome, ClaimStore, MessageStore, StoreError, UploadStore};
 use crate::transcoder::{JobId, Transcoder, TranscoderError};
+use crate::upload::{UploadRecord, UploadState};
 
 /// An S3 event with its records still raw, so that one malformed record cannot make the whole
 /// event undeliverable: each record is parsed on its own.
@@ -161,6 +164,8 @@ pub enum NotStarted {
     Unreadable(SourceError),
     #[error("the file is not audio, but its owner could not be told: {0}")]
     Untold(StoreError),
+    #[error("the upload's record could not be written: {0}")]
+    Unrecorded(StoreError),
 }
 
 /// Some jobs were not started. Every other record was handled first; the invocation fails so
@@ -202,20 +207,25 @@ async fn start_once(
     etag: Option<String>,
     source: &impl SourceReader,
     transcoder: &impl Transcoder,
-    store: &(impl ClaimStore + MessageStore),
+    store: &(impl ClaimStore + MessageStore + UploadStore),
 ) -> Result<Attempt, NotStarted> {
     let claim = job.claim();
+    let upload = job.upload_ref();
+    // Seen, before anything is claimed or read: if this write fails, the retry starts over and
+    // nothing is lost; a redelivery's write changes nothing.
+    let seen = UploadRecord::new(&upload, UploadState::Received, Utc::now());
+    store.advance(&seen).await.map_err(NotStarted::Unrecorded)?;
     match store.claim(&claim, Utc::now()).await? {
         ClaimOutcome::Claimed => {}
         ClaimOutcome::AlreadyStarted { job_id } => return Ok(Attempt::Duplicate(JobId(job_id))),
         ClaimOutcome::Held => return Err(NotStarted::Held),
     }
-    let upload = SourceObject {
+    let object = SourceObject {
         bucket: job.bucket.clone(),
         key: job.source.clone(),
         etag,
     };
-    let format = match identify(source, &upload).await {
+    let format = match identify(source, &object).await {
         Ok(Ok(format)) => format,
         Ok(Err(reason)) => return reject(job, &claim, reason, store).await,
         Err(gone @ SourceError::Gone(_)) => {
@@ -233,6 +243,11 @@ async fn start_once(
                 // The job runs; only a redelivery after the claim's lease could start it again.
                 error!(key = %job.source.escaped(), %job_id, error = %err, "job started but not recorded in its claim");
             }
+            let started = UploadRecord::progress(&upload, None, Utc::now());
+            if let Err(err) = store.advance(&started).await {
+                // The job runs, and its progress and end move the record on from `received`.
+                warn!(key = %job.source.escaped(), %job_id, error = %err, "job started but its upload record not moved");
+            }
             Ok(Attempt::New(job_id, format))
         }
         Err(refused) => {
@@ -249,9 +264,11 @@ async fn reject(
     job: &TranscodeJob,
     claim: &Claim,
     reason: NotAudio,
-    store: &(impl ClaimStore + MessageStore),
+    store: &(impl ClaimStore + MessageStore + UploadStore),
 ) -> Result<Attempt, NotStarted> {
+    let upload = job.upload_ref();
     let completion = Completion {
+        upload: Some(upload.id.clone()),
         job_id: format!("{REJECTED}{}", claim.token()),
         owner: job.owner.clone(),
         source: job.source.clone(),
@@ -260,7 +277,13 @@ async fn reject(
         detail: Some(reason.to_string()),
     };
     let message = Message::for_completion(&completion, Utc::now());
+    let rejected = UploadRecord::rejected(&upload, reason.to_string(), message.created_at);
     if let Err(err) = store.insert(&message).await {
+        release(store, claim, job).await;
+        return Err(NotStarted::Untold(err));
+    }
+    if let Err(err) = store.advance(&rejected).await {
+        // The retry reads the bytes again, finds the message written and writes the record.
         release(store, claim, job).await;
         return Err(NotStarted::Untold(err));
     }
@@ -285,7 +308,7 @@ pub async fn start_transcode(
     config: &StartConfig,
     source: &impl SourceReader,
     transcoder: &impl Transcoder,
-    store: &(impl ClaimStore + MessageStore),
+    store: &(impl ClaimStore + MessageStore + UploadStore),
 ) -> Result<StartReport, StartError> {
     let mut report = StartReport::default();
     let mut jobs = Vec::new();
@@ -390,6 +413,7 @@ mod tests {
     use crate::job::OutputFormat;
     use crate::memory::MemoryStore;
     use crate::source::MemorySource;
+    use crate::store::UploadStore;
 
     /// Records the jobs it is given; refuses those whose key contains `fail_on`.
     #[derive(Default)]
@@ -850,6 +874,105 @@ mod tests {
              (a playlist, a web page or a document)."
         );
         assert!(message.outputs.is_empty());
+
+        // Its upload record says so too, with the reason, under the upload's own id.
+        let uploads = store.list_uploads(&owner, 10, None).await.unwrap().uploads;
+        assert_eq!(uploads.len(), 1);
+        assert_eq!(uploads[0].state, UploadState::Rejected);
+        assert_eq!(
+            uploads[0].reason.as_deref(),
+            Some("not an audio file: it is text (a playlist, a web page or a document)")
+        );
+        assert_eq!(message.id.0, format!("{REJECTED}{}", uploads[0].id));
+    }
+
+    #[tokio::test]
+    async fn an_upload_is_received_before_its_job_and_transcoding_after() {
+        let store = MemoryStore::default();
+        let json = include_str!("../../../events/s3-put.json");
+        let owner = Owner::new("alice").unwrap();
+        let states = async || -> Vec<(UploadState, String)> {
+            let page = store.list_uploads(&owner, 10, None).await.unwrap();
+            page.uploads.into_iter().map(|u| (u.state, u.key)).collect()
+        };
+        // The transcoder refuses the job: the upload is seen, and stays `received` for the retry.
+        let refusing = FakeTranscoder {
+            fail_on: Some("song"),
+            ..FakeTranscoder::default()
+        };
+        let source = MemorySource::audio();
+        assert!(
+            start_transcode(event(json), &config(&[]), &source, &refusing, &store)
+                .await
+                .is_err()
+        );
+        let seen = vec![(UploadState::Received, "media/alice/song.mp3".to_owned())];
+        assert_eq!(states().await, seen);
+        let t = FakeTranscoder::default();
+        start_transcode(event(json), &config(&[]), &source, &t, &store)
+            .await
+            .unwrap();
+        let started = vec![(UploadState::Transcoding, "media/alice/song.mp3".to_owned())];
+        assert_eq!(states().await, started);
+        // The job carries the record's id to its notifications.
+        let id = store.list_uploads(&owner, 1, None).await.unwrap().uploads[0]
+            .id
+            .clone();
+        assert_eq!(t.jobs.lock().unwrap()[0].upload_ref().id, id);
+    }
+
+    #[tokio::test]
+    async fn an_upload_that_cannot_be_recorded_starts_nothing_and_is_retried() {
+        let store = MemoryStore::default();
+        store.fail_upload_writes(&UploadState::ALL);
+        let t = FakeTranscoder::default();
+        let json = include_str!("../../../events/s3-put.json");
+        let source = MemorySource::audio();
+        let err = start_transcode(event(json), &config(&[]), &source, &t, &store)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err.failed[0].2, NotStarted::Unrecorded(_)),
+            "{err}"
+        );
+        assert!(t.jobs.lock().unwrap().is_empty());
+        // Nothing was claimed, so the retry starts it at once.
+        store.fail_upload_writes(&[]);
+        let report = start_transcode(event(json), &config(&[]), &source, &t, &store)
+            .await
+            .unwrap();
+        assert_eq!(report.started.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_refusal_whose_record_cannot_be_written_is_retried_and_told_once() {
+        let store = MemoryStore::default();
+        let t = FakeTranscoder::default();
+        let source = MemorySource::audio().with("media/alice/song.mp3", PLAYLIST);
+        let json = include_str!("../../../events/s3-put.json");
+        // `received` is written, then the table throttles before `rejected`.
+        store.fail_upload_writes(&[UploadState::Rejected]);
+        let err = start_transcode(event(json), &config(&[]), &source, &t, &store)
+            .await
+            .unwrap_err();
+        assert!(matches!(err.failed[0].2, NotStarted::Untold(_)), "{err}");
+        store.fail_upload_writes(&[]);
+        let report = start_transcode(event(json), &config(&[]), &source, &t, &store)
+            .await
+            .unwrap();
+        assert_eq!(report.rejected.len(), 1);
+        let owner = Owner::new("alice").unwrap();
+        assert_eq!(
+            store
+                .list_unread(&owner, 10, None)
+                .await
+                .unwrap()
+                .messages
+                .len(),
+            1
+        );
+        let uploads = store.list_uploads(&owner, 10, None).await.unwrap().uploads;
+        assert_eq!(uploads[0].state, UploadState::Rejected);
     }
 
     #[tokio::test]

@@ -1,5 +1,5 @@
-//! What the pipeline needs from a database: messages per owner, and claims that keep a
-//! redelivered upload from starting a second job. DynamoDB serves both in the cloud, an embedded
+//! What the pipeline needs from a database: messages and upload records per owner, and claims
+//! that keep a redelivered upload from starting a second job. DynamoDB serves both in the cloud, an embedded
 //! store on one machine; both pass the same contract tests.
 
 use std::future::Future;
@@ -8,6 +8,7 @@ use chrono::{DateTime, Utc};
 
 use crate::job::{Claim, Owner};
 use crate::message::{Message, MessageId};
+use crate::upload::{UploadId, UploadPage, UploadRecord};
 
 /// The database failed us. `Unavailable` is worth a retry; the others are not.
 #[derive(Debug, thiserror::Error)]
@@ -50,6 +51,31 @@ pub trait MessageStore: Send + Sync {
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 }
 
+pub trait UploadStore: Send + Sync {
+    /// Writes `record` unless the owner's record of that upload already ranks as high or higher
+    /// ([`UploadRecord::rank`]), in one conditional write; the first `created_at` given is kept.
+    /// Returns whether it was written now.
+    fn advance(
+        &self,
+        record: &UploadRecord,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// The owner's uploads, newest first by `created_at`.
+    fn list_uploads(
+        &self,
+        owner: &Owner,
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> impl Future<Output = Result<UploadPage, StoreError>> + Send;
+
+    /// One of the owner's uploads; another owner's does not exist.
+    fn upload(
+        &self,
+        owner: &Owner,
+        id: &UploadId,
+    ) -> impl Future<Output = Result<Option<UploadRecord>, StoreError>> + Send;
+}
+
 /// What taking a claim found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ClaimOutcome {
@@ -86,7 +112,8 @@ pub trait ClaimStore: Send + Sync {
 /// (30 s), shorter than the gap before Lambda's second retry of a failed event (about 3 min).
 pub const CLAIM_LEASE: chrono::TimeDelta = chrono::TimeDelta::seconds(90);
 
-/// Messages disappear this long after they are written, unless configured otherwise.
+/// Messages disappear this long after they are written, and upload records this long after their
+/// last change, unless configured otherwise.
 pub const DEFAULT_MESSAGE_TTL_DAYS: u32 = 30;
 
 /// A shared store is a store: the local runner hands one to several tasks.
@@ -110,6 +137,32 @@ impl<T: MessageStore> MessageStore for std::sync::Arc<T> {
         id: &MessageId,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send {
         (**self).dismiss(owner, id)
+    }
+}
+
+impl<T: UploadStore> UploadStore for std::sync::Arc<T> {
+    fn advance(
+        &self,
+        record: &UploadRecord,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send {
+        (**self).advance(record)
+    }
+
+    fn list_uploads(
+        &self,
+        owner: &Owner,
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> impl Future<Output = Result<UploadPage, StoreError>> + Send {
+        (**self).list_uploads(owner, limit, cursor)
+    }
+
+    fn upload(
+        &self,
+        owner: &Owner,
+        id: &UploadId,
+    ) -> impl Future<Output = Result<Option<UploadRecord>, StoreError>> + Send {
+        (**self).upload(owner, id)
     }
 }
 

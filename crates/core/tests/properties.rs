@@ -357,9 +357,9 @@ proptest! {
                     prop_assert!(!output.key.as_str().is_empty());
                 }
             }
-            Ok(Notification::Progress { job_id, .. }) => {
+            Ok(Notification::Progress(p)) => {
                 prop_assert!(progress, "{} is final", state);
-                prop_assert_eq!(job_id, "job-1");
+                prop_assert_eq!(p.job_id, "job-1");
             }
             Err(err) => prop_assert!(false, "{} refused: {}", state, err),
         }

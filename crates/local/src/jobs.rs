@@ -25,7 +25,7 @@ use tokio::task::{AbortHandle, JoinSet};
 use tracing::{error, info, warn};
 use transcoder_core::{
     Escaped, JobId, JobQueue, MessageStore, RawSnsEvent, RecordConfig, StoreError, TranscodeJob,
-    Transcoder, TranscoderError, record_completion,
+    Transcoder, TranscoderError, UploadStore, record_completion,
 };
 
 use crate::ffmpeg::{Ended, Ffmpeg};
@@ -63,7 +63,7 @@ struct Shared<S> {
     running: Mutex<HashMap<JobId, AbortHandle>>,
 }
 
-impl<S: JobQueue + MessageStore + 'static> LocalJobs<S> {
+impl<S: JobQueue + MessageStore + UploadStore + 'static> LocalJobs<S> {
     pub fn new(bucket: impl Into<PathBuf>, store: S, ffmpeg: Ffmpeg, record: RecordConfig) -> Self {
         Self {
             shared: Arc::new(Shared {
@@ -203,7 +203,7 @@ impl<S: JobQueue + MessageStore + 'static> LocalJobs<S> {
     }
 }
 
-impl<S: JobQueue + MessageStore + 'static> Transcoder for LocalJobs<S> {
+impl<S: JobQueue + MessageStore + UploadStore + 'static> Transcoder for LocalJobs<S> {
     /// Queues the job; it runs when a worker is free. A newer upload's job stops the older one.
     async fn start_job(&self, job: &TranscodeJob) -> Result<JobId, TranscoderError> {
         let input = self.shared.bucket.join(job.source.as_str());

@@ -33,7 +33,7 @@ use tracing::{info, warn};
 use transcoder_api::{Api, ApiError, Identity};
 use transcoder_core::links::{LINK_LIFETIME, UPLOAD_LINK_LIFETIME};
 use transcoder_core::{
-    ClaimStore, Escaped, Link, LinkError, Links, MessageStore, ObjectKey, Upload,
+    ClaimStore, Escaped, Link, LinkError, Links, MessageStore, ObjectKey, Upload, UploadStore,
 };
 
 /// What a path segment must encode: everything but unreserved characters (RFC 3986).
@@ -164,7 +164,9 @@ pub struct ServerState<S> {
 
 /// The local server's routes: the API's router, with the caller named by `X-User`, and `/files/`;
 /// every request logged, and refused unless it is addressed to a loopback name.
-pub fn router<S: MessageStore + ClaimStore + 'static>(state: Arc<ServerState<S>>) -> Router {
+pub fn router<S: MessageStore + UploadStore + ClaimStore + 'static>(
+    state: Arc<ServerState<S>>,
+) -> Router {
     let files = Router::new()
         .route(
             "/files/{*key}",

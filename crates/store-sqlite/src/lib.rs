@@ -1,4 +1,4 @@
-//! SQLite: messages and claims in one file, for the local runner, which has no DynamoDB but must
+//! SQLite: messages, upload records and claims in one file, for the local runner, which has no DynamoDB but must
 //! not forget its messages or start a second job for an upload when it restarts. It honours the
 //! same contract as the DynamoDB store (`transcoder_core::contract`).
 //!
@@ -7,6 +7,12 @@
 //!   `messages_unread` on `(owner, created_at DESC, id DESC) WHERE unread = 1` plays the part of
 //!   DynamoDB's sparse index: a listing reads one owner's unread messages, newest first, and costs
 //!   the same however much other owners or dismissed history the file holds.
+//! - `uploads` keeps each upload record as JSON in `body`, keyed by `(owner, id)`, beside its
+//!   `created_at` (as `messages` has it) and its `rank`. Moving a record forward is one
+//!   `INSERT … ON CONFLICT DO UPDATE … WHERE rank < excluded.rank`, which keeps the first
+//!   `created_at`: a late or repeated event changes nothing, and nothing is read first. The index
+//!   `uploads_by_time` on `(owner, created_at DESC, id DESC)` makes a listing read one owner's
+//!   newest uploads, whatever else the file holds.
 //! - `claims` has one row per `(bucket, key, version)`, with `claimed_at` (epoch ms) and, once its
 //!   job started, `job_id`. Taking a claim is one immediate transaction, so two connections on one
 //!   file cannot both take it.
@@ -14,8 +20,8 @@
 //!   `(bucket, key, version)` with its state, how often it was taken, the job as JSON and, once it
 //!   finished, the notification still to deliver. `seq` keeps the order jobs arrived in. Each state
 //!   change is one statement, so a crash leaves every job in one state or the next, never between.
-//! - A page cursor is the last listed message's owner, `created_at` and id, as URL-safe base64; it
-//!   is refused for any owner but its own.
+//! - A page cursor is the last listed message's (or upload's) owner, `created_at` and id, as
+//!   URL-safe base64; it is refused for any owner but its own.
 //! - `PRAGMA user_version` is the schema's version, so that a later build can migrate a file.
 //!
 //! Nothing expires here: the file belongs to one developer's machine. Nothing here decides what a
@@ -33,12 +39,14 @@ use transcoder_core::queue::local_job_id;
 use transcoder_core::store::CLAIM_LEASE;
 use transcoder_core::{
     Claim, ClaimOutcome, ClaimStore, Enqueued, JobId, JobQueue, Message, MessageId, MessageStore,
-    Owner, Page, QueuedJob, StoreError, TranscodeJob,
+    Owner, Page, QueuedJob, StoreError, TranscodeJob, UploadId, UploadPage, UploadRecord,
+    UploadStore,
 };
 
 /// The schema this build writes and reads; `PRAGMA user_version` of a file it created. Version 1
-/// had no job queue; [`JOBS`] brings a file from 1 to 2.
-const SCHEMA_VERSION: i32 = 2;
+/// had no job queue; [`JOBS`] brings a file from 1 to 2. Version 2 had no upload records;
+/// [`UPLOADS`] brings a file from 2 to 3.
+const SCHEMA_VERSION: i32 = 3;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS messages (
@@ -81,6 +89,18 @@ CREATE INDEX IF NOT EXISTS jobs_pending ON jobs (state, seq)
     WHERE state IN ('queued', 'running', 'finished');
 ";
 
+const UPLOADS: &str = "
+CREATE TABLE IF NOT EXISTS uploads (
+    owner TEXT NOT NULL,
+    id TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    rank INTEGER NOT NULL,
+    body TEXT NOT NULL,
+    PRIMARY KEY (owner, id)
+) STRICT;
+CREATE INDEX IF NOT EXISTS uploads_by_time ON uploads (owner, created_at DESC, id DESC);
+";
+
 /// How long a statement waits for another connection's write to finish before giving up.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -90,6 +110,11 @@ const LIST_FIRST: &str = "SELECT created_at, id, body FROM messages
     ORDER BY created_at DESC, id DESC LIMIT ?2";
 const LIST_AFTER: &str = "SELECT created_at, id, body FROM messages
     WHERE owner = ?1 AND unread = 1 AND (created_at, id) < (?2, ?3)
+    ORDER BY created_at DESC, id DESC LIMIT ?4";
+const UPLOADS_FIRST: &str = "SELECT created_at, id, body FROM uploads
+    WHERE owner = ?1 ORDER BY created_at DESC, id DESC LIMIT ?2";
+const UPLOADS_AFTER: &str = "SELECT created_at, id, body FROM uploads
+    WHERE owner = ?1 AND (created_at, id) < (?2, ?3)
     ORDER BY created_at DESC, id DESC LIMIT ?4";
 
 /// Messages and claims in one SQLite database.
@@ -142,11 +167,14 @@ impl SqliteStore {
             .pragma_query_value(None, "user_version", |row| row.get(0))
             .map_err(at)?;
         match version {
-            0 | 1 => {
-                if version == 0 {
+            0..SCHEMA_VERSION => {
+                if version < 1 {
                     tx.execute_batch(SCHEMA).map_err(at)?;
                 }
-                tx.execute_batch(JOBS).map_err(at)?;
+                if version < 2 {
+                    tx.execute_batch(JOBS).map_err(at)?;
+                }
+                tx.execute_batch(UPLOADS).map_err(at)?;
                 tx.pragma_update(None, "user_version", SCHEMA_VERSION)
                     .map_err(at)?;
             }
@@ -171,6 +199,64 @@ impl SqliteStore {
         self.connection()
             .execute("DELETE FROM claims WHERE job_id IS NULL", [])
             .map_err(failed)
+    }
+
+    /// One page of `owner`'s rows, newest first, read with `sql` (the first page's query, and the
+    /// query of a page after a cursor), each row's `body` parsed as a `what`.
+    fn page<T: serde::de::DeserializeOwned>(
+        &self,
+        [first, after_cursor]: [&str; 2],
+        what: &str,
+        owner: &Owner,
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> Result<(Vec<T>, Option<String>), StoreError> {
+        let after = cursor.map(|c| Cursor::decode(c, owner)).transpose()?;
+        if limit == 0 {
+            return Ok((Vec::new(), None));
+        }
+        // One more than asked tells whether there is a next page, so the last page says so.
+        let wanted = i64::try_from(limit.saturating_add(1)).unwrap_or(i64::MAX);
+        let read = |row: &rusqlite::Row<'_>| -> rusqlite::Result<(Cursor, String)> {
+            let cursor = Cursor {
+                created_at: row.get(0)?,
+                id: row.get(1)?,
+            };
+            Ok((cursor, row.get(2)?))
+        };
+        let mut rows = {
+            let connection = self.connection();
+            match &after {
+                None => connection.prepare_cached(first).and_then(|mut list| {
+                    list.query_map(params![owner.as_str(), wanted], read)?
+                        .collect::<Result<Vec<_>, _>>()
+                }),
+                Some(after) => connection
+                    .prepare_cached(after_cursor)
+                    .and_then(|mut list| {
+                        list.query_map(
+                            params![owner.as_str(), after.created_at, after.id, wanted],
+                            read,
+                        )?
+                        .collect::<Result<Vec<_>, _>>()
+                    }),
+            }
+            .map_err(failed)?
+        };
+        let more = rows.len() > limit;
+        rows.truncate(limit);
+        let next_cursor = match rows.last() {
+            Some((last, _)) if more => Some(last.encode(owner)),
+            _ => None,
+        };
+        let items = rows
+            .into_iter()
+            .map(|(row, body)| {
+                serde_json::from_str(&body)
+                    .map_err(|e| StoreError::Corrupt(format!("{what} {} of {owner}: {e}", row.id)))
+            })
+            .collect::<Result<_, _>>()?;
+        Ok((items, next_cursor))
     }
 
     fn connection(&self) -> MutexGuard<'_, Connection> {
@@ -264,52 +350,8 @@ impl MessageStore for SqliteStore {
         limit: usize,
         cursor: Option<&str>,
     ) -> Result<Page, StoreError> {
-        let after = cursor.map(|c| Cursor::decode(c, owner)).transpose()?;
-        if limit == 0 {
-            return Ok(Page {
-                messages: Vec::new(),
-                next_cursor: None,
-            });
-        }
-        // One more than asked tells whether there is a next page, so the last page says so.
-        let wanted = i64::try_from(limit.saturating_add(1)).unwrap_or(i64::MAX);
-        let read = |row: &rusqlite::Row<'_>| -> rusqlite::Result<(Cursor, String)> {
-            let cursor = Cursor {
-                created_at: row.get(0)?,
-                id: row.get(1)?,
-            };
-            Ok((cursor, row.get(2)?))
-        };
-        let mut rows = {
-            let connection = self.connection();
-            match &after {
-                None => connection.prepare_cached(LIST_FIRST).and_then(|mut list| {
-                    list.query_map(params![owner.as_str(), wanted], read)?
-                        .collect::<Result<Vec<_>, _>>()
-                }),
-                Some(after) => connection.prepare_cached(LIST_AFTER).and_then(|mut list| {
-                    list.query_map(
-                        params![owner.as_str(), after.created_at, after.id, wanted],
-                        read,
-                    )?
-                    .collect::<Result<Vec<_>, _>>()
-                }),
-            }
-            .map_err(failed)?
-        };
-        let more = rows.len() > limit;
-        rows.truncate(limit);
-        let next_cursor = match rows.last() {
-            Some((last, _)) if more => Some(last.encode(owner)),
-            _ => None,
-        };
-        let messages = rows
-            .into_iter()
-            .map(|(row, body)| {
-                serde_json::from_str(&body)
-                    .map_err(|e| StoreError::Corrupt(format!("message {} of {owner}: {e}", row.id)))
-            })
-            .collect::<Result<_, _>>()?;
+        let (messages, next_cursor) =
+            self.page([LIST_FIRST, LIST_AFTER], "message", owner, limit, cursor)?;
         Ok(Page {
             messages,
             next_cursor,
@@ -324,6 +366,74 @@ impl MessageStore for SqliteStore {
             .and_then(|mut dismiss| dismiss.execute(params![owner.as_str(), id.0]))
             .map_err(failed)?;
         Ok(matched > 0)
+    }
+}
+
+impl UploadStore for SqliteStore {
+    async fn advance(&self, record: &UploadRecord) -> Result<bool, StoreError> {
+        let body = serde_json::to_string(record).map_err(|e| {
+            StoreError::Corrupt(format!("upload {} cannot be written: {e}", record.id))
+        })?;
+        let connection = self.connection();
+        // One statement: written only over a lower rank, keeping the first `created_at`.
+        let written = connection
+            .prepare_cached(
+                "INSERT INTO uploads (owner, id, created_at, rank, body) VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT (owner, id) DO UPDATE SET rank = excluded.rank,
+                     body = json_set(excluded.body, '$.created_at',
+                                     json_extract(uploads.body, '$.created_at'))
+                 WHERE uploads.rank < excluded.rank",
+            )
+            .and_then(|mut advance| {
+                advance.execute(params![
+                    record.owner.as_str(),
+                    record.id.0,
+                    sort_time(record.created_at),
+                    record.rank(),
+                    body
+                ])
+            })
+            .map_err(failed)?;
+        Ok(written == 1)
+    }
+
+    async fn list_uploads(
+        &self,
+        owner: &Owner,
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> Result<UploadPage, StoreError> {
+        let (uploads, next_cursor) = self.page(
+            [UPLOADS_FIRST, UPLOADS_AFTER],
+            "upload",
+            owner,
+            limit,
+            cursor,
+        )?;
+        Ok(UploadPage {
+            uploads,
+            next_cursor,
+        })
+    }
+
+    async fn upload(
+        &self,
+        owner: &Owner,
+        id: &UploadId,
+    ) -> Result<Option<UploadRecord>, StoreError> {
+        let body: Option<String> = self
+            .connection()
+            .prepare_cached("SELECT body FROM uploads WHERE owner = ?1 AND id = ?2")
+            .and_then(|mut find| {
+                find.query_row(params![owner.as_str(), id.0], |row| row.get(0))
+                    .optional()
+            })
+            .map_err(failed)?;
+        body.map(|body| {
+            serde_json::from_str(&body)
+                .map_err(|e| StoreError::Corrupt(format!("upload {id} of {owner}: {e}")))
+        })
+        .transpose()
     }
 }
 
@@ -608,17 +718,54 @@ mod tests {
         assert_eq!(sort_time(message.created_at), "2026-11-23T08:00:00.123Z");
     }
 
+    proptest::proptest! {
+        /// The property the in-memory store passes (`transcoder_core::contract`), here.
+        #[test]
+        fn sqlite_uploads_end_where_they_ended_whatever_the_order(
+            mut percents in proptest::collection::vec(0u8..=100, 0..6),
+            end in proptest::sample::select(transcoder_core::UploadState::ALL.iter().copied().filter(|s| s.is_final()).collect::<Vec<_>>()),
+            order in proptest::collection::vec(0usize..64, 0..16),
+        ) {
+            percents.sort_unstable();
+            let life = contract::upload_life(&percents, end);
+            let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+            rt.block_on(contract::a_life_delivered_in_any_order_ends_where_it_ended(
+                &SqliteStore::in_memory().unwrap(),
+                &life,
+                &order,
+            ));
+        }
+    }
+
     #[test]
-    fn listings_read_the_unread_index_in_order() {
+    fn listings_read_their_index_in_order() {
         let store = SqliteStore::in_memory().unwrap();
         let connection = store.connection();
-        let first = params!["alice", 10];
-        let after = params!["alice", "2026-11-23T08:00:00.123Z", "job-1", 10];
+        let first = || params!["alice", 10];
+        let after = || params!["alice", "2026-11-23T08:00:00.123Z", "job-1", 10];
         // One step each, with no sort: the index gives the order, and the second page seeks to the
         // cursor rather than reading past the first.
         let plans = [
-            (LIST_FIRST, first, "(owner=?)"),
-            (LIST_AFTER, after, "(owner=? AND (created_at,id)<(?,?))"),
+            (
+                LIST_FIRST,
+                first(),
+                "messages USING INDEX messages_unread (owner=?)",
+            ),
+            (
+                LIST_AFTER,
+                after(),
+                "messages USING INDEX messages_unread (owner=? AND (created_at,id)<(?,?))",
+            ),
+            (
+                UPLOADS_FIRST,
+                first(),
+                "uploads USING INDEX uploads_by_time (owner=?)",
+            ),
+            (
+                UPLOADS_AFTER,
+                after(),
+                "uploads USING INDEX uploads_by_time (owner=? AND (created_at,id)<(?,?))",
+            ),
         ];
         for (sql, params, search) in plans {
             let plan: Vec<String> = connection
@@ -629,7 +776,7 @@ mod tests {
                 .collect::<Result<_, _>>()
                 .unwrap();
             let plan = plan.join("; ");
-            let wanted = format!("SEARCH messages USING INDEX messages_unread {search}");
+            let wanted = format!("SEARCH {search}");
             assert_eq!(plan, wanted);
         }
     }

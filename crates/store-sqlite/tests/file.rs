@@ -3,9 +3,10 @@
 
 use std::path::{Path, PathBuf};
 
-use transcoder_core::contract::{base_time, job, message, owner};
+use transcoder_core::contract::{self, base_time, job, message, owner};
 use transcoder_core::{
     Claim, ClaimOutcome, ClaimStore, JobQueue, MessageId, MessageStore, ObjectKey, StoreError,
+    UploadRecord, UploadState, UploadStore,
 };
 use transcoder_sqlite::SqliteStore;
 
@@ -172,13 +173,13 @@ async fn claims_a_stopped_runner_never_started_are_given_back_at_start_up() {
 fn a_file_written_by_a_newer_build_is_refused() {
     let scratch = Scratch::new("newer");
     drop(SqliteStore::open(&scratch.file()).unwrap());
-    set_user_version(&scratch.file(), 3);
+    set_user_version(&scratch.file(), 4);
     let opened = SqliteStore::open(&scratch.file());
     match opened {
         Err(StoreError::Corrupt(reason)) => {
-            assert!(reason.contains("schema version 3"), "{reason}")
+            assert!(reason.contains("schema version 4"), "{reason}")
         }
-        other => panic!("a file of schema version 3 opened as {other:?}"),
+        other => panic!("a file of schema version 4 opened as {other:?}"),
     }
 }
 
@@ -191,7 +192,9 @@ async fn a_file_of_the_first_schema_keeps_its_messages_and_gains_the_queue() {
         store.insert(&message("alice", "kept", 1)).await.unwrap();
     }
     let connection = rusqlite::Connection::open(scratch.file()).unwrap();
-    connection.execute_batch("DROP TABLE jobs").unwrap();
+    connection
+        .execute_batch("DROP TABLE jobs; DROP TABLE uploads")
+        .unwrap();
     drop(connection);
     set_user_version(&scratch.file(), 1);
 
@@ -199,7 +202,40 @@ async fn a_file_of_the_first_schema_keeps_its_messages_and_gains_the_queue() {
     assert_eq!(unread_ids(&store, "alice").await, ["kept"]);
     let queued = store.enqueue(&job("alice", "song.mp3", "1")).await.unwrap();
     assert!(queued.new);
-    assert_eq!(user_version(&scratch.file()), 2);
+    assert!(store.advance(&received("alice", "song.mp3")).await.unwrap());
+    assert_eq!(user_version(&scratch.file()), 3);
+}
+
+#[tokio::test]
+async fn a_file_of_the_second_schema_keeps_its_queue_and_gains_upload_records() {
+    let scratch = Scratch::new("migrate-2");
+    let job = job("alice", "song.mp3", "1");
+    {
+        // What the second build wrote: messages, claims and the queue, schema version 2.
+        let store = SqliteStore::open(&scratch.file()).unwrap();
+        store.insert(&message("alice", "kept", 1)).await.unwrap();
+        store.enqueue(&job).await.unwrap();
+    }
+    let connection = rusqlite::Connection::open(scratch.file()).unwrap();
+    connection.execute_batch("DROP TABLE uploads").unwrap();
+    drop(connection);
+    set_user_version(&scratch.file(), 2);
+
+    let store = SqliteStore::open(&scratch.file()).unwrap();
+    assert_eq!(user_version(&scratch.file()), 3);
+    assert_eq!(unread_ids(&store, "alice").await, ["kept"]);
+    assert_eq!(store.take().await.unwrap().unwrap().job, job);
+    let record = received("alice", "song.mp3");
+    assert!(store.advance(&record).await.unwrap());
+    assert_eq!(
+        store.upload(&record.owner, &record.id).await.unwrap(),
+        Some(record)
+    );
+}
+
+/// A `received` upload record, as the contract writes them.
+fn received(owner: &str, name: &str) -> UploadRecord {
+    contract::upload(owner, name, UploadState::Received, None, 0)
 }
 
 #[tokio::test]

@@ -1,0 +1,253 @@
+//! Upload records: what its owner can see of an upload from the moment it lands until its outputs
+//! are ready. One record per upload (bucket, key and version: the claim's identity), written by
+//! the starter when it sees the upload and starts its job, and by the completion recorder on
+//! progress and at the end.
+//!
+//! Notifications arrive late, twice and out of order, so a record only ever moves forward: each
+//! state has a [`rank`](UploadRecord::rank), and a store writes a record only over one of lower
+//! rank, in one conditional write. Nothing here reads before it writes.
+
+use std::fmt;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::completion::{Completion, Outcome};
+use crate::job::{Claim, Owner};
+use crate::key::ObjectKey;
+use crate::message::MessageOutput;
+
+/// An upload's id: its claim's token, so that every writer (and every redelivery) names the
+/// same record without asking anyone.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct UploadId(pub String);
+
+impl UploadId {
+    pub fn of(claim: &Claim) -> Self {
+        Self(claim.token())
+    }
+}
+
+impl fmt::Display for UploadId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Where an upload stands, in the API as `state`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UploadState {
+    /// Seen by the starter; no job yet.
+    Received,
+    /// Its job runs.
+    Transcoding,
+    Completed,
+    CompletedWithWarnings,
+    Failed,
+    /// Refused before any job: the reason says why.
+    Rejected,
+}
+
+impl UploadState {
+    pub const ALL: [UploadState; 6] = [
+        Self::Received,
+        Self::Transcoding,
+        Self::Completed,
+        Self::CompletedWithWarnings,
+        Self::Failed,
+        Self::Rejected,
+    ];
+
+    /// The name the API and the stores use.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Received => "received",
+            Self::Transcoding => "transcoding",
+            Self::Completed => "completed",
+            Self::CompletedWithWarnings => "completed_with_warnings",
+            Self::Failed => "failed",
+            Self::Rejected => "rejected",
+        }
+    }
+
+    /// Whether nothing comes after this state.
+    pub fn is_final(self) -> bool {
+        !matches!(self, Self::Received | Self::Transcoding)
+    }
+}
+
+impl From<Outcome> for UploadState {
+    fn from(outcome: Outcome) -> Self {
+        match outcome {
+            Outcome::Completed => Self::Completed,
+            Outcome::CompletedWithWarnings => Self::CompletedWithWarnings,
+            Outcome::Failed => Self::Failed,
+        }
+    }
+}
+
+/// What a job's metadata carries back to the completion recorder: whose upload it is, which one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UploadRef {
+    pub owner: Owner,
+    pub id: UploadId,
+    pub source: ObjectKey,
+}
+
+/// One upload as its owner sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UploadRecord {
+    pub id: UploadId,
+    pub owner: Owner,
+    /// The source file's name, as the user named it.
+    pub file: String,
+    /// The source object's key: what `POST /uploads` returned.
+    pub key: String,
+    pub state: UploadState,
+    /// How far the job is, 0–100, where the transcoder says.
+    pub percent: Option<u8>,
+    /// Why it failed or was refused, or what to be warned of.
+    pub reason: Option<String>,
+    pub outputs: Vec<MessageOutput>,
+    /// When the upload was first seen; a store keeps the first it was given.
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// The rank of every final state: above any progress.
+const FINAL_RANK: u32 = 200;
+
+impl UploadRecord {
+    /// The record of `upload` in `state`, as of `at` (both its times).
+    pub fn new(upload: &UploadRef, state: UploadState, at: DateTime<Utc>) -> Self {
+        Self {
+            id: upload.id.clone(),
+            owner: upload.owner.clone(),
+            file: upload.source.file_name().to_owned(),
+            key: upload.source.to_string(),
+            state,
+            percent: None,
+            reason: None,
+            outputs: Vec::new(),
+            created_at: at,
+            updated_at: at,
+        }
+    }
+
+    /// `transcoding`, `percent` of the way (capped at 100) if the transcoder said.
+    pub fn progress(upload: &UploadRef, percent: Option<u8>, at: DateTime<Utc>) -> Self {
+        Self {
+            percent: percent.map(|p| p.min(100)),
+            ..Self::new(upload, UploadState::Transcoding, at)
+        }
+    }
+
+    /// The end of a job, with the outputs and the reason its message gives.
+    pub fn ended(upload: &UploadRef, completion: &Completion, at: DateTime<Utc>) -> Self {
+        let state = UploadState::from(completion.outcome);
+        Self {
+            percent: (state != UploadState::Failed).then_some(100),
+            reason: completion.detail.clone(),
+            outputs: crate::message::outputs_of(completion),
+            ..Self::new(upload, state, at)
+        }
+    }
+
+    /// Refused before any job, for `reason`.
+    pub fn rejected(upload: &UploadRef, reason: impl Into<String>, at: DateTime<Utc>) -> Self {
+        Self {
+            reason: Some(reason.into()),
+            ..Self::new(upload, UploadState::Rejected, at)
+        }
+    }
+
+    /// The record's place in the one-way order: `received` < `transcoding` (without a percentage,
+    /// then by percentage) < every final state. A store writes a record only over one of lower
+    /// rank, so a late, repeated or reordered event never moves an upload backwards; two final
+    /// states rank alike, so the first one written stays.
+    pub fn rank(&self) -> u32 {
+        match (self.state, self.percent) {
+            (UploadState::Received, _) => 0,
+            (UploadState::Transcoding, None) => 1,
+            (UploadState::Transcoding, Some(p)) => 2 + u32::from(p.min(100)),
+            _ => FINAL_RANK,
+        }
+    }
+}
+
+/// One page of an owner's uploads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UploadPage {
+    pub uploads: Vec<UploadRecord>,
+    /// Opaque: hand it back to get the next page.
+    pub next_cursor: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn upload() -> UploadRef {
+        UploadRef {
+            owner: Owner::new("alice").unwrap(),
+            id: UploadId("u1".into()),
+            source: ObjectKey::new("media/alice/live/song.mp3").unwrap(),
+        }
+    }
+
+    #[test]
+    fn ranks_order_the_states_one_way() {
+        let at = Utc::now();
+        let u = upload();
+        let ranks = [
+            UploadRecord::new(&u, UploadState::Received, at).rank(),
+            UploadRecord::progress(&u, None, at).rank(),
+            UploadRecord::progress(&u, Some(0), at).rank(),
+            UploadRecord::progress(&u, Some(40), at).rank(),
+            UploadRecord::progress(&u, Some(100), at).rank(),
+            UploadRecord::rejected(&u, "not audio", at).rank(),
+        ];
+        assert!(ranks.windows(2).all(|w| w[0] < w[1]), "{ranks:?}");
+        // Past 100 is 100.
+        assert_eq!(UploadRecord::progress(&u, Some(250), at).percent, Some(100));
+        for state in UploadState::ALL.into_iter().filter(|s| s.is_final()) {
+            assert_eq!(
+                UploadRecord::new(&u, state, at).rank(),
+                FINAL_RANK,
+                "{state:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_record_names_the_file_and_its_key() {
+        let r = UploadRecord::new(&upload(), UploadState::Received, Utc::now());
+        assert_eq!(
+            (r.file.as_str(), r.key.as_str()),
+            ("song.mp3", "media/alice/live/song.mp3")
+        );
+        assert_eq!((r.percent, r.reason, r.outputs.len()), (None, None, 0));
+    }
+
+    #[test]
+    fn states_serialize_as_the_api_names_them() {
+        for state in UploadState::ALL {
+            assert_eq!(
+                serde_json::to_value(state).unwrap(),
+                serde_json::Value::from(state.name())
+            );
+        }
+    }
+
+    #[test]
+    fn the_id_is_the_claims_token() {
+        let claim = Claim {
+            bucket: "b".into(),
+            key: ObjectKey::new("media/alice/a.mp3").unwrap(),
+            version: "1".into(),
+        };
+        assert_eq!(UploadId::of(&claim).0, claim.token());
+    }
+}
