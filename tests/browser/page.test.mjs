@@ -219,8 +219,14 @@ test('the page as a new user meets it', async (t) => {
     await shot(page, '09-reloaded');
   });
 
-  await t.test('a file whose name is not audio is refused with the API\'s reason', async () => {
-    await page.setInputFiles('#files', join(dir, 'notes.txt'));
+  await t.test('a file dropped on the page whose name is not audio is refused with the API\'s reason', async () => {
+    const dropped = await page.evaluateHandle((text) => {
+      const transfer = new DataTransfer();
+      transfer.items.add(new File([text], 'notes.txt', { type: 'text/plain' }));
+      return transfer;
+    }, readFileSync(join(dir, 'notes.txt'), 'utf8'));
+    await page.dispatchEvent('#drop', 'dragover', { dataTransfer: dropped });
+    await page.dispatchEvent('#drop', 'drop', { dataTransfer: dropped });
     const row = page.locator('#sending li[data-file="notes.txt"][data-state="refused"]');
     await row.waitFor();
     assert.match(await row.textContent(), /the file is not audio \(accepted extensions: mp3/);
