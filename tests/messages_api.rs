@@ -65,6 +65,12 @@ async fn two_users_through_the_sample_events() {
             ("AWS_ENDPOINT_URL_DYNAMODB", &endpoint),
             ("TABLE_NAME", "messages"),
             ("BUCKET_NAME", "audio-transcoder-media"),
+            ("COGNITO_URL", "https://cognito-idp.eu-west-1.amazonaws.com"),
+            ("USER_POOL_CLIENT_ID", "4example0client0id"),
+            (
+                "BUCKET_URL",
+                "https://audio-transcoder-media.s3.eu-west-1.amazonaws.com",
+            ),
         ],
     )
     .await;
@@ -143,6 +149,35 @@ async fn two_users_through_the_sample_events() {
         (status, body["error"]["code"].as_str()),
         (401, Some("unauthorized"))
     );
+
+    // The web page's configuration, on a route without the authorizer: sign in with Cognito's
+    // endpoint and the stack's app client; connect to Cognito and the bucket, nowhere else.
+    let response = function
+        .invoke(&sample_event("http-web-page-config.json"))
+        .await
+        .response();
+    let csp = response["headers"]["content-security-policy"].clone();
+    let hsts = response["headers"]["strict-transport-security"].clone();
+    assert_eq!(
+        http(response),
+        (
+            200,
+            serde_json::json!({
+                "sign_in": "cognito",
+                "endpoint": "https://cognito-idp.eu-west-1.amazonaws.com/",
+                "client_id": "4example0client0id"
+            })
+        )
+    );
+    let csp = csp.as_str().unwrap_or_default();
+    assert!(
+        csp.contains(
+            "connect-src 'self' https://audio-transcoder-media.s3.eu-west-1.amazonaws.com \
+             https://cognito-idp.eu-west-1.amazonaws.com;"
+        ),
+        "{csp}"
+    );
+    assert_eq!(hsts, "max-age=31536000");
 }
 
 #[tokio::test]

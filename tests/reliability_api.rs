@@ -65,6 +65,12 @@ async fn while_dynamodb_is_down_the_api_answers_503_and_serves_again_when_it_is_
             ("AWS_ENDPOINT_URL", &endpoint),
             ("TABLE_NAME", "messages"),
             ("BUCKET_NAME", "audio-transcoder-media"),
+            ("COGNITO_URL", "https://cognito-idp.eu-west-1.amazonaws.com"),
+            ("USER_POOL_CLIENT_ID", "4example0client0id"),
+            (
+                "BUCKET_URL",
+                "https://audio-transcoder-media.s3.eu-west-1.amazonaws.com",
+            ),
         ],
     )
     .await;
