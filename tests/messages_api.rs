@@ -1,30 +1,17 @@
 //! `messages-api` as Lambda runs it: the built binary, fed API Gateway HTTP API (payload 2.0)
 //! sample events through the Runtime API, with its messages in DynamoDB Local.
 
-use chrono::{TimeDelta, TimeZone, Utc};
 use serde_json::Value;
 use system_tests::dynamodb_local::DynamoDbLocal;
 use system_tests::{Function, sample_event};
 use transcoder_aws::DynamoStore;
-use transcoder_core::message::MessageOutput;
-use transcoder_core::{Message, MessageId, MessageState, MessageStore, Owner};
+use transcoder_core::contract::MessageBuilder;
+use transcoder_core::{Message, MessageStore, Owner};
 
 fn message(owner: &str, id: &str, minute: i64) -> Message {
-    Message {
-        id: MessageId(id.into()),
-        owner: Owner::new(owner).unwrap(),
-        state: MessageState::Completed,
-        text: format!("Your file {id}.mp3 has been processed"),
-        file: format!("{id}.mp3"),
-        source_key: format!("media/{owner}/{id}.mp3"),
-        outputs: vec![MessageOutput {
-            format: "flac".into(),
-            key: format!("transcoded/{owner}/{id}.flac"),
-            duration_ms: None,
-        }],
-        created_at: Utc.with_ymd_and_hms(2026, 11, 23, 8, 0, 0).unwrap()
-            + TimeDelta::minutes(minute),
-    }
+    MessageBuilder::new(owner, id, minute)
+        .output("flac", "flac", None)
+        .build()
 }
 
 /// The status and JSON body of an API Gateway (payload 2.0) response.
