@@ -7,8 +7,10 @@
 //! [`dynamodb_local::DynamoDbLocal`] is a real DynamoDB, in memory, for the stores' tests.
 //! [`local::Runner`] runs the local pipeline (`make run`'s binary) for its process-level tests.
 //! [`s3::bucket`] is a [`Stub`] that answers S3's ranged GetObject with bytes.
+//! [`functions`] starts each Lambda function against these stand-ins, the same way for every test.
 
 pub mod dynamodb_local;
+pub mod functions;
 pub mod local;
 pub mod s3;
 pub mod template;
