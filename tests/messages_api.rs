@@ -3,10 +3,10 @@
 
 use serde_json::Value;
 use system_tests::dynamodb_local::DynamoDbLocal;
-use system_tests::{Function, sample_event};
+use system_tests::{Function, functions, sample_event};
 use transcoder_aws::DynamoStore;
 use transcoder_core::contract::MessageBuilder;
-use transcoder_core::{Message, MessageStore, Owner};
+use transcoder_core::{Message, MessageStore};
 
 fn message(owner: &str, id: &str, minute: i64) -> Message {
     MessageBuilder::new(owner, id, minute)
@@ -45,16 +45,7 @@ async fn two_users_through_the_sample_events() {
     ] {
         store.insert(&message(owner, id, minute)).await.unwrap();
     }
-    let endpoint = db.endpoint();
-    let mut function = Function::start(
-        "messages-api",
-        &[
-            ("AWS_ENDPOINT_URL_DYNAMODB", &endpoint),
-            ("TABLE_NAME", "messages"),
-            ("BUCKET_NAME", "audio-transcoder-media"),
-        ],
-    )
-    .await;
+    let mut function = functions::messages_api(&db, "messages").await;
     let mut call = async |file: &str| http(function.invoke(&sample_event(file)).await.response());
 
     // Alice, first page of two, newest first, with presigned download links.
@@ -84,11 +75,8 @@ async fn two_users_through_the_sample_events() {
     // Alice dismisses it, twice.
     assert_eq!(call("http-dismiss-alice.json").await.0, 204);
     assert_eq!(call("http-dismiss-alice.json").await.0, 204);
-    let unread = store
-        .list_unread(&Owner::new("alice").unwrap(), 10, None)
-        .await
-        .unwrap();
-    let unread: Vec<_> = unread.messages.iter().map(|m| m.id.0.as_str()).collect();
+    let unread = functions::unread(&store, "alice").await;
+    let unread: Vec<_> = unread.iter().map(|m| m.id.0.as_str()).collect();
     assert_eq!(unread, ["1700000000000-abc003", "1700000000000-abc002"]);
 
     // An upload link for her own folder (the event's body is base64, as API Gateway may send it).

@@ -10,7 +10,7 @@ use chrono::Utc;
 use http::{Request, StatusCode};
 use serde_json::Value;
 use system_tests::dynamodb_local::DynamoDbLocal;
-use system_tests::{Function, sample_event};
+use system_tests::{functions, sample_event};
 use transcoder_api::{Api, ApiConfig};
 use transcoder_aws::DynamoStore;
 use transcoder_core::MessageStore;
@@ -45,16 +45,7 @@ async fn while_dynamodb_is_down_the_api_answers_503_and_serves_again_when_it_is_
         .insert(&MessageBuilder::new("alice", "1700000000000-abc001", 1).build())
         .await
         .unwrap();
-    let endpoint = db.endpoint();
-    let mut function = Function::start(
-        "messages-api",
-        &[
-            ("AWS_ENDPOINT_URL", &endpoint),
-            ("TABLE_NAME", "messages"),
-            ("BUCKET_NAME", "audio-transcoder-media"),
-        ],
-    )
-    .await;
+    let mut function = functions::messages_api(&db, "messages").await;
     let list = sample_event("http-list-messages-alice.json");
 
     let (status, body) = http(function.invoke(&list).await.response());

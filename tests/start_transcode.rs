@@ -7,10 +7,10 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use system_tests::dynamodb_local::DynamoDbLocal;
 use system_tests::functions::Backend::ElasticTranscoder;
-use system_tests::functions::{PIPELINE, create_jobs, sources, table};
+use system_tests::functions::{PIPELINE, create_jobs, sources, table, unread};
 use system_tests::{SAMPLE_UPLOADS, s3, sample_event};
 use transcoder_aws::DynamoStore;
-use transcoder_core::{Message, MessageState, MessageStore, Owner};
+use transcoder_core::{Message, MessageState};
 
 #[tokio::test]
 async fn a_put_sends_the_exact_create_job_request() {
@@ -275,11 +275,7 @@ fn uploads(keys: &[&str]) -> Value {
 }
 
 async fn messages_of(db: &DynamoDbLocal, table: &str, owner: &str) -> Vec<Message> {
-    DynamoStore::new(db.client(), table, 30)
-        .list_unread(&Owner::new(owner).unwrap(), 100, None)
-        .await
-        .unwrap()
-        .messages
+    unread(&DynamoStore::new(db.client(), table, 30), owner).await
 }
 
 #[tokio::test]

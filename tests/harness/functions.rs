@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use serde_json::{Value, json};
+use transcoder_core::{Message, MessageStore, Owner};
 
 use crate::dynamodb_local::DynamoDbLocal;
 use crate::{Function, Recorded, Stub, s3};
@@ -226,4 +227,13 @@ pub fn ids(response: &Value, field: &str) -> Vec<String> {
         .iter()
         .map(|v| v.as_str().unwrap().to_owned())
         .collect()
+}
+
+/// Every unread message of `owner` in `store`, newest first (a hundred at most: one page).
+pub async fn unread(store: &impl MessageStore, owner: &str) -> Vec<Message> {
+    store
+        .list_unread(&Owner::new(owner).unwrap(), 100, None)
+        .await
+        .unwrap()
+        .messages
 }
