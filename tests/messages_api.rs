@@ -14,15 +14,6 @@ fn message(owner: &str, id: &str, minute: i64) -> Message {
         .build()
 }
 
-/// The status and JSON body of an API Gateway (payload 2.0) response.
-fn http(response: Value) -> (u64, Value) {
-    let status = response["statusCode"].as_u64().unwrap();
-    let body = response["body"]
-        .as_str()
-        .map(|b| serde_json::from_str(b).unwrap_or(Value::Null));
-    (status, body.unwrap_or(Value::Null))
-}
-
 fn ids(body: &Value) -> Vec<&str> {
     body["messages"]
         .as_array()
@@ -46,7 +37,8 @@ async fn two_users_through_the_sample_events() {
         store.insert(&message(owner, id, minute)).await.unwrap();
     }
     let mut function = functions::messages_api(&db, "messages").await;
-    let mut call = async |file: &str| http(function.invoke(&sample_event(file)).await.response());
+    let mut call =
+        async |file: &str| functions::http(function.invoke(&sample_event(file)).await.response());
 
     // Alice, first page of two, newest first, with presigned download links.
     let (status, page) = call("http-list-messages-alice.json").await;

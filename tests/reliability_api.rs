@@ -16,15 +16,6 @@ use transcoder_aws::DynamoStore;
 use transcoder_core::MessageStore;
 use transcoder_core::contract::{MessageBuilder, UnsignedLinks};
 
-/// The status and JSON body of an API Gateway (payload 2.0) response.
-fn http(response: Value) -> (u64, Value) {
-    let status = response["statusCode"].as_u64().unwrap();
-    let body = response["body"]
-        .as_str()
-        .map(|b| serde_json::from_str(b).unwrap_or(Value::Null));
-    (status, body.unwrap_or(Value::Null))
-}
-
 fn scratch(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!(
         "{name}-{}-{}",
@@ -48,19 +39,19 @@ async fn while_dynamodb_is_down_the_api_answers_503_and_serves_again_when_it_is_
     let mut function = functions::messages_api(&db, "messages").await;
     let list = sample_event("http-list-messages-alice.json");
 
-    let (status, body) = http(function.invoke(&list).await.response());
+    let (status, body) = functions::http(function.invoke(&list).await.response());
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["messages"][0]["id"], "1700000000000-abc001");
 
     db.stop().await;
-    let (status, body) = http(function.invoke(&list).await.response());
+    let (status, body) = functions::http(function.invoke(&list).await.response());
     assert_eq!(
         (status, &body["error"]["code"]),
         (503, &"unavailable".into())
     );
 
     db.restart().await;
-    let (status, body) = http(function.invoke(&list).await.response());
+    let (status, body) = functions::http(function.invoke(&list).await.response());
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["messages"][0]["id"], "1700000000000-abc001");
 

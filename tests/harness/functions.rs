@@ -219,6 +219,15 @@ pub async fn messages_api(db: &DynamoDbLocal, table: &str) -> Function {
     .await
 }
 
+/// The status and JSON body of an API Gateway (payload 2.0) response.
+pub fn http(response: Value) -> (u64, Value) {
+    let status = response["statusCode"].as_u64().unwrap();
+    let body = response["body"]
+        .as_str()
+        .map(|b| serde_json::from_str(b).unwrap_or(Value::Null));
+    (status, body.unwrap_or(Value::Null))
+}
+
 /// The strings of a response's list `field`, such as the job ids `record-completion` recorded.
 pub fn ids(response: &Value, field: &str) -> Vec<String> {
     response[field]
