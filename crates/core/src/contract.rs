@@ -499,7 +499,8 @@ pub async fn only_the_owner_can_dismiss_a_message<S: MessageStore>(store: &S) {
     assert_eq!(unread_ids(store, &owner(a)).await, ["f1"]);
 }
 
-fn claim(key: &str, version: &str) -> Claim {
+/// The claim on upload `version` of `key`, in the checks' bucket.
+pub fn claim(key: &str, version: &str) -> Claim {
     Claim {
         bucket: "contract-bucket".into(),
         key: ObjectKey::new(key).unwrap(),
