@@ -427,14 +427,17 @@ mod tests {
         event: RawS3Event,
         t: &FakeTranscoder,
     ) -> Result<StartReport, StartError> {
-        start_transcode(
-            event,
-            &config(&[]),
-            &MemorySource::audio(),
-            t,
-            &MemoryStore::default(),
-        )
-        .await
+        start_audio(event, t, &MemoryStore::default()).await
+    }
+
+    /// The starter with the default configuration and every upload audio, keeping its claims and
+    /// messages in `store`.
+    async fn start_audio(
+        event: RawS3Event,
+        t: &FakeTranscoder,
+        store: &MemoryStore,
+    ) -> Result<StartReport, StartError> {
+        start_transcode(event, &config(&[]), &MemorySource::audio(), t, store).await
     }
 
     fn event(json: &str) -> RawS3Event {
@@ -693,24 +696,8 @@ mod tests {
         let t = FakeTranscoder::default();
         let claims = MemoryStore::default();
         let json = include_str!("../../../events/s3-several-records.json");
-        let first = start_transcode(
-            event(json),
-            &config(&[]),
-            &MemorySource::audio(),
-            &t,
-            &claims,
-        )
-        .await
-        .unwrap();
-        let second = start_transcode(
-            event(json),
-            &config(&[]),
-            &MemorySource::audio(),
-            &t,
-            &claims,
-        )
-        .await
-        .unwrap();
+        let first = start_audio(event(json), &t, &claims).await.unwrap();
+        let second = start_audio(event(json), &t, &claims).await.unwrap();
         assert_eq!(t.jobs.lock().unwrap().len(), 3);
         assert!(second.started.is_empty());
         let ids = |r: &StartReport, dup: bool| -> Vec<String> {
@@ -756,27 +743,13 @@ mod tests {
             fail_on: Some("two.flac"),
             ..Default::default()
         };
-        start_transcode(
-            event(json),
-            &config(&[]),
-            &MemorySource::audio(),
-            &refusing,
-            &claims,
-        )
-        .await
-        .unwrap_err();
+        start_audio(event(json), &refusing, &claims)
+            .await
+            .unwrap_err();
         assert_eq!(refusing.jobs.lock().unwrap().len(), 2);
 
         let recovered = FakeTranscoder::default();
-        let retry = start_transcode(
-            event(json),
-            &config(&[]),
-            &MemorySource::audio(),
-            &recovered,
-            &claims,
-        )
-        .await
-        .unwrap();
+        let retry = start_audio(event(json), &recovered, &claims).await.unwrap();
         assert_eq!(sources(&recovered), ["media/bob/two.flac"]);
         assert_eq!(retry.duplicates.len(), 2);
     }
@@ -795,15 +768,7 @@ mod tests {
             claims.claim(&job.claim(), Utc::now()).await.unwrap(),
             ClaimOutcome::Claimed
         );
-        let err = start_transcode(
-            event(json),
-            &config(&[]),
-            &MemorySource::audio(),
-            &t,
-            &claims,
-        )
-        .await
-        .unwrap_err();
+        let err = start_audio(event(json), &t, &claims).await.unwrap_err();
         assert!(matches!(err.failed[0].2, NotStarted::Held));
         assert!(t.jobs.lock().unwrap().is_empty());
     }
@@ -893,15 +858,7 @@ mod tests {
             "{err}"
         );
         assert!(t.jobs.lock().unwrap().is_empty());
-        let retry = start_transcode(
-            event(json),
-            &config(&[]),
-            &MemorySource::audio(),
-            &t,
-            &store,
-        )
-        .await
-        .unwrap();
+        let retry = start_audio(event(json), &t, &store).await.unwrap();
         assert_eq!(retry.started.len(), 1);
     }
 
