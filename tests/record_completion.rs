@@ -125,15 +125,9 @@ async fn an_unreachable_table_fails_the_invocation_so_lambda_retries() {
 #[tokio::test]
 async fn a_missing_topic_is_refused_at_start_up() {
     let mut function = Function::start("record-completion", &[("TABLE_NAME", "messages")]).await;
-    let status = function
-        .exit_status(std::time::Duration::from_secs(20))
+    function
+        .assert_refused_at_start_up("TOPIC_ARN is required")
         .await;
-    assert!(status.is_some_and(|s| !s.success()));
-    assert!(
-        function.logged(&["start-up refused", "TOPIC_ARN is required"]),
-        "{:?}",
-        function.output()
-    );
 }
 
 /// The one message of `owner` with id `id`, whole.
@@ -282,16 +276,7 @@ async fn a_bad_output_prefix_is_refused_at_start_up() {
         ],
     )
     .await;
-    let status = function
-        .exit_status(std::time::Duration::from_secs(20))
+    function
+        .assert_refused_at_start_up("OUTPUT_PREFIX='/transcoded/' is invalid")
         .await;
-    assert!(status.is_some_and(|s| !s.success()));
-    assert!(
-        function.logged(&[
-            "start-up refused",
-            "OUTPUT_PREFIX='/transcoded/' is invalid"
-        ]),
-        "{:?}",
-        function.output()
-    );
 }

@@ -2,8 +2,6 @@
 //! Runtime API, with Elastic Transcoder and S3 replaced by recording stubs on loopback and its
 //! claims and messages in DynamoDB Local.
 
-use std::time::Duration;
-
 use serde_json::{Value, json};
 use system_tests::dynamodb_local::DynamoDbLocal;
 use system_tests::functions::Backend::ElasticTranscoder;
@@ -185,16 +183,7 @@ async fn bad_configuration_is_refused_at_start_up_with_a_clear_error() {
     for (env, expected) in cases {
         let stub = ElasticTranscoder.stub().await;
         let mut function = stub.start(&db, env).await;
-        let status = function.exit_status(Duration::from_secs(20)).await;
-        assert!(
-            status.is_some_and(|s| !s.success()),
-            "{expected}: {status:?}"
-        );
-        assert!(
-            function.logged(&["start-up refused", expected]),
-            "{expected}: {:?}",
-            function.output()
-        );
+        function.assert_refused_at_start_up(expected).await;
         assert!(create_jobs(&stub).is_empty());
     }
 }

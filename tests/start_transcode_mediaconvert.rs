@@ -2,8 +2,6 @@
 //! sample events through the Runtime API, with MediaConvert's regional REST API replaced by a
 //! recording stub on loopback and its claims in DynamoDB Local.
 
-use std::time::Duration;
-
 use serde_json::{Value, json};
 use system_tests::dynamodb_local::DynamoDbLocal;
 use system_tests::functions::Backend::MediaConvert;
@@ -190,16 +188,7 @@ async fn bad_mediaconvert_configuration_is_refused_at_start_up() {
     for (env, expected) in cases {
         let stub = MediaConvert.stub().await;
         let mut function = stub.start(&db, env).await;
-        let status = function.exit_status(Duration::from_secs(20)).await;
-        assert!(
-            status.is_some_and(|s| !s.success()),
-            "{expected}: {status:?}"
-        );
-        assert!(
-            function.logged(&["start-up refused", expected]),
-            "{expected}: {:?}",
-            function.output()
-        );
+        function.assert_refused_at_start_up(expected).await;
         assert!(stub.requests().is_empty());
     }
 }

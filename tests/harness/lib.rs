@@ -228,6 +228,18 @@ impl Function {
     }
 
     /// Waits for the process to exit by itself.
+    /// Asserts that the function stopped at start-up, with a failing status, and logged that it
+    /// refused to start because of `reason`.
+    pub async fn assert_refused_at_start_up(&mut self, reason: &str) {
+        let status = self.exit_status(Duration::from_secs(20)).await;
+        assert!(status.is_some_and(|s| !s.success()), "{reason}: {status:?}");
+        assert!(
+            self.logged(&["start-up refused", reason]),
+            "{reason}: {:?}",
+            self.output()
+        );
+    }
+
     pub async fn exit_status(&mut self, timeout: Duration) -> Option<ExitStatus> {
         let status = tokio::time::timeout(timeout, self.child.wait())
             .await
