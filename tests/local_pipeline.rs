@@ -123,13 +123,7 @@ async fn files_dropped_in_the_folder_are_transcoded_listed_and_dismissed() {
         .http("POST", &format!("/messages/{id}/dismiss"), "alice", "")
         .await;
     assert_eq!(status, 204);
-    let left: Vec<_> = runner
-        .messages("alice")
-        .await
-        .iter()
-        .map(|m| m["file"].clone())
-        .collect();
-    assert_eq!(left, ["broken.mp3"]);
+    assert_eq!(runner.files("alice").await, ["broken.mp3"]);
 
     // Stopped: a file arrives meanwhile. Restarted: it is transcoded, the finished ones are not.
     let wav = bucket.join("transcoded/alice/take one (live).mp3.wav");
@@ -153,13 +147,7 @@ async fn files_dropped_in_the_folder_are_transcoded_listed_and_dismissed() {
         std::fs::metadata(&wav).unwrap().modified().unwrap(),
         written
     );
-    let left: Vec<_> = runner
-        .messages("alice")
-        .await
-        .iter()
-        .map(|m| m["file"].clone())
-        .collect();
-    assert_eq!(left, ["broken.mp3"]);
+    assert_eq!(runner.files("alice").await, ["broken.mp3"]);
     runner.stop().await;
     std::fs::remove_dir_all(&dir).unwrap();
 }

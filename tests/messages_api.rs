@@ -1,39 +1,17 @@
 //! `messages-api` as Lambda runs it: the built binary, fed API Gateway HTTP API (payload 2.0)
 //! sample events through the Runtime API, with its messages in DynamoDB Local.
 
-use chrono::{TimeDelta, TimeZone, Utc};
 use serde_json::Value;
 use system_tests::dynamodb_local::DynamoDbLocal;
-use system_tests::{Function, sample_event};
+use system_tests::{Function, functions, sample_event};
 use transcoder_aws::DynamoStore;
-use transcoder_core::message::MessageOutput;
-use transcoder_core::{Message, MessageId, MessageStore, Outcome, Owner};
+use transcoder_core::contract::MessageBuilder;
+use transcoder_core::{Message, MessageStore};
 
 fn message(owner: &str, id: &str, minute: i64) -> Message {
-    Message {
-        id: MessageId(id.into()),
-        owner: Owner::new(owner).unwrap(),
-        state: Outcome::Completed,
-        text: format!("Your file {id}.mp3 has been processed"),
-        file: format!("{id}.mp3"),
-        source_key: format!("media/{owner}/{id}.mp3"),
-        outputs: vec![MessageOutput {
-            format: "flac".into(),
-            key: format!("transcoded/{owner}/{id}.flac"),
-            duration_ms: None,
-        }],
-        created_at: Utc.with_ymd_and_hms(2026, 11, 23, 8, 0, 0).unwrap()
-            + TimeDelta::minutes(minute),
-    }
-}
-
-/// The status and JSON body of an API Gateway (payload 2.0) response.
-fn http(response: Value) -> (u64, Value) {
-    let status = response["statusCode"].as_u64().unwrap();
-    let body = response["body"]
-        .as_str()
-        .map(|b| serde_json::from_str(b).unwrap_or(Value::Null));
-    (status, body.unwrap_or(Value::Null))
+    MessageBuilder::new(owner, id, minute)
+        .output("flac", "flac", None)
+        .build()
 }
 
 fn ids(body: &Value) -> Vec<&str> {
@@ -58,17 +36,9 @@ async fn two_users_through_the_sample_events() {
     ] {
         store.insert(&message(owner, id, minute)).await.unwrap();
     }
-    let endpoint = db.endpoint();
-    let mut function = Function::start(
-        "messages-api",
-        &[
-            ("AWS_ENDPOINT_URL_DYNAMODB", &endpoint),
-            ("TABLE_NAME", "messages"),
-            ("BUCKET_NAME", "audio-transcoder-media"),
-        ],
-    )
-    .await;
-    let mut call = async |file: &str| http(function.invoke(&sample_event(file)).await.response());
+    let mut function = functions::messages_api(&db, "messages").await;
+    let mut call =
+        async |file: &str| functions::http(function.invoke(&sample_event(file)).await.response());
 
     // Alice, first page of two, newest first, with presigned download links.
     let (status, page) = call("http-list-messages-alice.json").await;
@@ -97,11 +67,8 @@ async fn two_users_through_the_sample_events() {
     // Alice dismisses it, twice.
     assert_eq!(call("http-dismiss-alice.json").await.0, 204);
     assert_eq!(call("http-dismiss-alice.json").await.0, 204);
-    let unread = store
-        .list_unread(&Owner::new("alice").unwrap(), 10, None)
-        .await
-        .unwrap();
-    let unread: Vec<_> = unread.messages.iter().map(|m| m.id.0.as_str()).collect();
+    let unread = functions::unread(&store, "alice").await;
+    let unread: Vec<_> = unread.iter().map(|m| m.id.0.as_str()).collect();
     assert_eq!(unread, ["1700000000000-abc003", "1700000000000-abc002"]);
 
     // An upload link for her own folder (the event's body is base64, as API Gateway may send it).
@@ -143,18 +110,41 @@ async fn two_users_through_the_sample_events() {
         (status, body["error"]["code"].as_str()),
         (401, Some("unauthorized"))
     );
+
+    // The web page's configuration, on a route without the authorizer: sign in with Cognito's
+    // endpoint and the stack's app client; connect to Cognito and the bucket, nowhere else.
+    let response = function
+        .invoke(&sample_event("http-web-page-config.json"))
+        .await
+        .response();
+    let csp = response["headers"]["content-security-policy"].clone();
+    let hsts = response["headers"]["strict-transport-security"].clone();
+    assert_eq!(
+        functions::http(response),
+        (
+            200,
+            serde_json::json!({
+                "sign_in": "cognito",
+                "endpoint": "https://cognito-idp.eu-west-1.amazonaws.com/",
+                "client_id": "4example0client0id"
+            })
+        )
+    );
+    let csp = csp.as_str().unwrap_or_default();
+    assert!(
+        csp.contains(
+            "connect-src 'self' https://audio-transcoder-media.s3.eu-west-1.amazonaws.com \
+             https://cognito-idp.eu-west-1.amazonaws.com;"
+        ),
+        "{csp}"
+    );
+    assert_eq!(hsts, "max-age=31536000");
 }
 
 #[tokio::test]
 async fn a_missing_bucket_is_refused_at_start_up() {
     let mut function = Function::start("messages-api", &[("TABLE_NAME", "messages")]).await;
-    let status = function
-        .exit_status(std::time::Duration::from_secs(20))
+    function
+        .assert_refused_at_start_up("BUCKET_NAME is required")
         .await;
-    assert!(status.is_some_and(|s| !s.success()));
-    assert!(
-        function.logged(&["start-up refused", "BUCKET_NAME is required"]),
-        "{:?}",
-        function.output()
-    );
 }

@@ -3,31 +3,13 @@
 
 use serde_json::Value;
 use system_tests::dynamodb_local::DynamoDbLocal;
+use system_tests::functions::{self, TOPIC, ids, record_completion};
 use system_tests::{Function, sample_event};
 use transcoder_aws::DynamoStore;
-use transcoder_core::{MessageStore, Owner};
-
-const TOPIC: &str = "arn:aws:sns:eu-west-1:123456789012:audio-transcoder-completions";
-
-async fn start(db: &DynamoDbLocal, table: &str) -> Function {
-    let endpoint = db.endpoint();
-    Function::start(
-        "record-completion",
-        &[
-            ("AWS_ENDPOINT_URL", &endpoint),
-            ("TABLE_NAME", table),
-            ("TOPIC_ARN", TOPIC),
-        ],
-    )
-    .await
-}
 
 async fn unread(store: &DynamoStore, owner: &str) -> Vec<(String, String, String)> {
-    let page = store
-        .list_unread(&Owner::new(owner).unwrap(), 100, None)
+    functions::unread(store, owner)
         .await
-        .unwrap();
-    page.messages
         .into_iter()
         .map(|m| {
             (
@@ -43,21 +25,12 @@ async fn unread(store: &DynamoStore, owner: &str) -> Vec<(String, String, String
         .collect()
 }
 
-fn ids(response: &Value, field: &str) -> Vec<String> {
-    response[field]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_str().unwrap().to_owned())
-        .collect()
-}
-
 #[tokio::test]
 async fn every_sample_notification_is_recorded_or_rejected_as_it_should() {
     let db = DynamoDbLocal::start().await;
     db.create_table("messages").await;
     let store = DynamoStore::new(db.client(), "messages", 30);
-    let mut function = start(&db, "messages").await;
+    let mut function = record_completion(&db, "messages").await;
 
     for (file, recorded) in [
         ("sns-et-completed.json", &["1700000000000-abc001"][..]),
@@ -115,7 +88,7 @@ async fn the_same_notification_delivered_twice_is_one_message() {
     let db = DynamoDbLocal::start().await;
     db.create_table("messages").await;
     let store = DynamoStore::new(db.client(), "messages", 30);
-    let mut function = start(&db, "messages").await;
+    let mut function = record_completion(&db, "messages").await;
 
     let first = function
         .invoke(&sample_event("sns-duplicate.json"))
@@ -135,7 +108,7 @@ async fn the_same_notification_delivered_twice_is_one_message() {
 async fn an_unreachable_table_fails_the_invocation_so_lambda_retries() {
     let db = DynamoDbLocal::start().await;
     // No table: every write fails the way an unavailable DynamoDB does, as a retryable error.
-    let mut function = start(&db, "no-such-table").await;
+    let mut function = record_completion(&db, "no-such-table").await;
     let (error_type, message) = function
         .invoke(&sample_event("sns-et-completed.json"))
         .await
@@ -152,24 +125,15 @@ async fn an_unreachable_table_fails_the_invocation_so_lambda_retries() {
 #[tokio::test]
 async fn a_missing_topic_is_refused_at_start_up() {
     let mut function = Function::start("record-completion", &[("TABLE_NAME", "messages")]).await;
-    let status = function
-        .exit_status(std::time::Duration::from_secs(20))
+    function
+        .assert_refused_at_start_up("TOPIC_ARN is required")
         .await;
-    assert!(status.is_some_and(|s| !s.success()));
-    assert!(
-        function.logged(&["start-up refused", "TOPIC_ARN is required"]),
-        "{:?}",
-        function.output()
-    );
 }
 
 /// The one message of `owner` with id `id`, whole.
 async fn message(store: &DynamoStore, owner: &str, id: &str) -> transcoder_core::Message {
-    let page = store
-        .list_unread(&Owner::new(owner).unwrap(), 100, None)
+    functions::unread(store, owner)
         .await
-        .unwrap();
-    page.messages
         .into_iter()
         .find(|m| m.id.0 == id)
         .unwrap_or_else(|| panic!("{owner} has no message {id}"))
@@ -180,7 +144,7 @@ async fn mediaconvert_job_states_as_they_arrive_through_sns() {
     let db = DynamoDbLocal::start().await;
     db.create_table("messages").await;
     let store = DynamoStore::new(db.client(), "messages", 30);
-    let mut function = start(&db, "messages").await;
+    let mut function = record_completion(&db, "messages").await;
     let mut invoke = async |file: &str| function.invoke(&sample_event(file)).await.response();
 
     // COMPLETE, then a STATUS_UPDATE of the same job that arrives late: the final message stays.
@@ -257,7 +221,7 @@ async fn an_output_in_another_users_folder_never_reaches_the_owners_message() {
     let db = DynamoDbLocal::start().await;
     db.create_table("messages").await;
     let store = DynamoStore::new(db.client(), "messages", 30);
-    let mut function = start(&db, "messages").await;
+    let mut function = record_completion(&db, "messages").await;
     let bobs = "transcoded/bob/diary\nforged=1.mp3.wav";
 
     // One output of alice's and one in bob's folder: alice is offered hers alone.
@@ -312,16 +276,7 @@ async fn a_bad_output_prefix_is_refused_at_start_up() {
         ],
     )
     .await;
-    let status = function
-        .exit_status(std::time::Duration::from_secs(20))
+    function
+        .assert_refused_at_start_up("OUTPUT_PREFIX='/transcoded/' is invalid")
         .await;
-    assert!(status.is_some_and(|s| !s.success()));
-    assert!(
-        function.logged(&[
-            "start-up refused",
-            "OUTPUT_PREFIX='/transcoded/' is invalid"
-        ]),
-        "{:?}",
-        function.output()
-    );
 }

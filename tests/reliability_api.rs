@@ -6,37 +6,15 @@
 use std::path::PathBuf;
 
 use bytes::Bytes;
-use chrono::{TimeZone, Utc};
+use chrono::Utc;
 use http::{Request, StatusCode};
 use serde_json::Value;
 use system_tests::dynamodb_local::DynamoDbLocal;
-use system_tests::{Function, sample_event};
+use system_tests::{functions, sample_event};
 use transcoder_api::{Api, ApiConfig};
 use transcoder_aws::DynamoStore;
-use transcoder_core::contract::UnsignedLinks;
-use transcoder_core::{Message, MessageId, MessageStore, Outcome, Owner};
-
-fn message(owner: &str, id: &str, minute: u32) -> Message {
-    Message {
-        id: MessageId(id.into()),
-        owner: Owner::new(owner).unwrap(),
-        state: Outcome::Completed,
-        text: format!("Your file {id}.mp3 has been processed"),
-        file: format!("{id}.mp3"),
-        source_key: format!("media/{owner}/{id}.mp3"),
-        outputs: Vec::new(),
-        created_at: Utc.with_ymd_and_hms(2026, 11, 23, 8, minute, 0).unwrap(),
-    }
-}
-
-/// The status and JSON body of an API Gateway (payload 2.0) response.
-fn http(response: Value) -> (u64, Value) {
-    let status = response["statusCode"].as_u64().unwrap();
-    let body = response["body"]
-        .as_str()
-        .map(|b| serde_json::from_str(b).unwrap_or(Value::Null));
-    (status, body.unwrap_or(Value::Null))
-}
+use transcoder_core::MessageStore;
+use transcoder_core::contract::{MessageBuilder, UnsignedLinks};
 
 fn scratch(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!(
@@ -55,34 +33,25 @@ async fn while_dynamodb_is_down_the_api_answers_503_and_serves_again_when_it_is_
     db.create_table("messages").await;
     let store = DynamoStore::new(db.client(), "messages", 30);
     store
-        .insert(&message("alice", "1700000000000-abc001", 1))
+        .insert(&MessageBuilder::new("alice", "1700000000000-abc001", 1).build())
         .await
         .unwrap();
-    let endpoint = db.endpoint();
-    let mut function = Function::start(
-        "messages-api",
-        &[
-            ("AWS_ENDPOINT_URL", &endpoint),
-            ("TABLE_NAME", "messages"),
-            ("BUCKET_NAME", "audio-transcoder-media"),
-        ],
-    )
-    .await;
+    let mut function = functions::messages_api(&db, "messages").await;
     let list = sample_event("http-list-messages-alice.json");
 
-    let (status, body) = http(function.invoke(&list).await.response());
+    let (status, body) = functions::http(function.invoke(&list).await.response());
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["messages"][0]["id"], "1700000000000-abc001");
 
     db.stop().await;
-    let (status, body) = http(function.invoke(&list).await.response());
+    let (status, body) = functions::http(function.invoke(&list).await.response());
     assert_eq!(
         (status, &body["error"]["code"]),
         (503, &"unavailable".into())
     );
 
     db.restart().await;
-    let (status, body) = http(function.invoke(&list).await.response());
+    let (status, body) = functions::http(function.invoke(&list).await.response());
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["messages"][0]["id"], "1700000000000-abc001");
 
@@ -97,7 +66,7 @@ async fn ids_and_cursors_too_large_for_dynamodb_keys_are_never_a_server_error() 
     let store = DynamoStore::new(db.client(), "messages", 30);
     for minute in 1..=3 {
         store
-            .insert(&message("alice", &format!("job-{minute}"), minute))
+            .insert(&MessageBuilder::new("alice", &format!("job-{minute}"), minute).build())
             .await
             .unwrap();
     }

@@ -13,17 +13,17 @@ use std::time::Duration;
 use futures::{StreamExt, stream};
 use serde_json::{Value, json};
 use system_tests::dynamodb_local::DynamoDbLocal;
-use system_tests::{Function, Recorded, Stub, sample_event};
+use system_tests::functions::Backend::ElasticTranscoder;
+use system_tests::functions::{self, PIPELINE, TOPIC};
+use system_tests::{Recorded, Stub, sample_event};
 use transcoder_aws::DynamoStore;
 use transcoder_core::source::MemorySource;
 use transcoder_core::start::NotStarted;
 use transcoder_core::{
-    JobId, MessageStore, Owner, RawS3Event, RawSnsEvent, RecordConfig, StartConfig, StartReport,
-    TranscodeJob, Transcoder, TranscoderError, record_completion, start_transcode,
+    JobId, RawS3Event, RawSnsEvent, RecordConfig, StartConfig, StartReport, TranscodeJob,
+    Transcoder, TranscoderError, record_completion, start_transcode,
 };
 
-const TOPIC: &str = "arn:aws:sns:eu-west-1:123456789012:audio-transcoder-completions";
-const PIPELINE: &str = "1111111111111-abcde1";
 const DISTINCT: usize = 10;
 const IN_PROCESS: usize = 1000;
 const THROUGH_BINARIES: usize = 100;
@@ -200,18 +200,20 @@ async fn a_thousand_deliveries_of_ten_uploads_start_ten_jobs() {
     db.create_table("claims-binaries").await;
     let stub = elastic_transcoder().await;
     let bucket = system_tests::s3::bucket(Vec::new()).await;
-    let (url, endpoint, s3) = (stub.url(), db.endpoint(), bucket.url());
-    let env = [
-        ("AWS_ENDPOINT_URL_ELASTIC_TRANSCODER", url.as_str()),
-        ("AWS_ENDPOINT_URL_S3", s3.as_str()),
-        ("AWS_ENDPOINT_URL_DYNAMODB", endpoint.as_str()),
-        ("TABLE_NAME", "claims-binaries"),
-        ("TRANSCODER", "elastictranscoder"),
-        ("PIPELINE_ID", PIPELINE),
-    ];
+    let env = [("PIPELINE_ID", PIPELINE)];
     let mut functions = Vec::new();
     for _ in 0..PROCESSES {
-        functions.push(Function::start("start-transcode", &env).await);
+        functions.push(
+            functions::start_transcode(
+                ElasticTranscoder,
+                &stub,
+                &bucket,
+                &db,
+                "claims-binaries",
+                &env,
+            )
+            .await,
+        );
     }
     let outcomes: Vec<Vec<(usize, Value)>> =
         futures::future::join_all(functions.iter_mut().enumerate().map(|(p, function)| {
@@ -307,25 +309,15 @@ async fn a_thousand_deliveries_of_ten_notifications_write_ten_messages() {
     assert_eq!(message_items(&db, "messages").await, DISTINCT);
     let mut listed = 0;
     for owner in ["alice", "bob"] {
-        let page = store
-            .list_unread(&Owner::new(owner).unwrap(), 100, None)
-            .await
-            .unwrap();
-        listed += page.messages.len();
+        listed += functions::unread(&store, owner).await.len();
     }
     assert_eq!(listed, DISTINCT);
 
     // Through the built binary: four processes at once on a fresh table.
     db.create_table("messages-binaries").await;
-    let endpoint = db.endpoint();
-    let env = [
-        ("AWS_ENDPOINT_URL", endpoint.as_str()),
-        ("TABLE_NAME", "messages-binaries"),
-        ("TOPIC_ARN", TOPIC),
-    ];
     let mut functions = Vec::new();
     for _ in 0..PROCESSES {
-        functions.push(Function::start("record-completion", &env).await);
+        functions.push(functions::record_completion(&db, "messages-binaries").await);
     }
     let responses: Vec<Vec<Value>> =
         futures::future::join_all(functions.iter_mut().enumerate().map(|(p, function)| {

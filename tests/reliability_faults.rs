@@ -9,12 +9,10 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use serde_json::{Value, json};
 use system_tests::dynamodb_local::DynamoDbLocal;
+use system_tests::functions::Backend::ElasticTranscoder;
+use system_tests::functions::{self, PIPELINE, ids};
 use system_tests::{Function, Recorded, Stub, sample_event};
 use transcoder_aws::DynamoStore;
-use transcoder_core::{MessageStore, Owner};
-
-const PIPELINE: &str = "1111111111111-abcde1";
-const TOPIC: &str = "arn:aws:sns:eu-west-1:123456789012:audio-transcoder-completions";
 
 /// How Elastic Transcoder (REST JSON) says no.
 #[derive(Clone, Copy, Debug)]
@@ -99,24 +97,21 @@ impl FlakyTranscoder {
     }
 }
 
+/// Every upload is audio: the faults under test are the transcoder's and the store's.
 async fn start_transcode(
     transcoder: &FlakyTranscoder,
     db: &DynamoDbLocal,
     table: &str,
 ) -> Function {
-    let (url, endpoint) = (transcoder.stub.url(), db.endpoint());
-    // Every upload is audio: the faults under test are the transcoder's and the store's.
-    let s3 = system_tests::s3::bucket(Vec::new()).await.url();
-    Function::start(
-        "start-transcode",
-        &[
-            ("AWS_ENDPOINT_URL_ELASTIC_TRANSCODER", &url),
-            ("AWS_ENDPOINT_URL_S3", &s3),
-            ("AWS_ENDPOINT_URL_DYNAMODB", &endpoint),
-            ("TABLE_NAME", table),
-            ("TRANSCODER", "elastictranscoder"),
-            ("PIPELINE_ID", PIPELINE),
-        ],
+    let bucket = system_tests::s3::bucket(Vec::new()).await;
+    let env = [("PIPELINE_ID", PIPELINE)];
+    functions::start_transcode(
+        ElasticTranscoder,
+        &transcoder.stub,
+        &bucket,
+        db,
+        table,
+        &env,
     )
     .await
 }
@@ -283,24 +278,7 @@ async fn dynamodb_stopped_mid_run_fails_record_completion_and_the_retry_loses_no
     let dir = scratch("reliability-messages");
     let mut db = DynamoDbLocal::start_persistent(&dir).await;
     db.create_table("messages").await;
-    let endpoint = db.endpoint();
-    let mut function = Function::start(
-        "record-completion",
-        &[
-            ("AWS_ENDPOINT_URL", &endpoint),
-            ("TABLE_NAME", "messages"),
-            ("TOPIC_ARN", TOPIC),
-        ],
-    )
-    .await;
-    let ids = |response: &Value, field: &str| -> Vec<String> {
-        response[field]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v.as_str().unwrap().to_owned())
-            .collect()
-    };
+    let mut function = functions::record_completion(&db, "messages").await;
 
     let before = function
         .invoke(&sample_event("sns-et-completed.json"))
@@ -335,11 +313,8 @@ async fn dynamodb_stopped_mid_run_fails_record_completion_and_the_retry_loses_no
     assert_eq!(ids(&again, "duplicates"), ["1700000000000-abc002"]);
 
     let store = DynamoStore::new(db.client(), "messages", 30);
-    let page = store
-        .list_unread(&Owner::new("alice").unwrap(), 100, None)
-        .await
-        .unwrap();
-    let mut listed: Vec<_> = page.messages.iter().map(|m| m.id.0.as_str()).collect();
+    let unread = functions::unread(&store, "alice").await;
+    let mut listed: Vec<_> = unread.iter().map(|m| m.id.0.as_str()).collect();
     listed.sort_unstable();
     assert_eq!(listed, ["1700000000000-abc001", "1700000000000-abc002"]);
 

@@ -2,100 +2,19 @@
 //! Runtime API, with Elastic Transcoder and S3 replaced by recording stubs on loopback and its
 //! claims and messages in DynamoDB Local.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
-
 use serde_json::{Value, json};
 use system_tests::dynamodb_local::DynamoDbLocal;
-use system_tests::{Function, Recorded, SAMPLE_UPLOADS, Stub, s3, sample_event};
+use system_tests::functions::Backend::ElasticTranscoder;
+use system_tests::functions::{PIPELINE, create_jobs, sources, table, unread};
+use system_tests::{SAMPLE_UPLOADS, s3, sample_event};
 use transcoder_aws::DynamoStore;
-use transcoder_core::{Message, MessageStore, Outcome, Owner};
-
-const PIPELINE: &str = "1111111111111-abcde1";
-
-/// Elastic Transcoder's REST API as far as the starter uses it. CreateJob for a key containing
-/// `refuse` answers 503 every time.
-async fn elastic_transcoder() -> Stub {
-    let jobs = Arc::new(AtomicUsize::new(0));
-    Stub::start(move |req: &Recorded| match (req.method.as_str(), req.path.as_str()) {
-        ("POST", "/2012-09-25/jobs") => {
-            let key = req.body["Input"]["Key"].as_str().unwrap_or_default();
-            if key.contains("refuse") {
-                return (503, json!({"message": "Service Unavailable"}));
-            }
-            let n = jobs.fetch_add(1, Ordering::SeqCst) + 1;
-            (201, json!({"Job": {"Id": format!("1700000000000-job{n:03}"), "PipelineId": req.body["PipelineId"], "Status": "Submitted"}}))
-        }
-        ("GET", "/2012-09-25/pipelines") => (
-            200,
-            json!({"Pipelines": [
-                {"Id": "1111111111111-other1", "Name": "video"},
-                {"Id": PIPELINE, "Name": "audio-transcoder"}
-            ]}),
-        ),
-        _ => (404, json!({"message": "not stubbed"})),
-    })
-    .await
-}
-
-fn create_jobs(stub: &Stub) -> Vec<Recorded> {
-    stub.requests()
-        .into_iter()
-        .filter(|r| r.method == "POST" && r.path == "/2012-09-25/jobs")
-        .collect()
-}
-
-fn sources(requests: &[Recorded]) -> Vec<String> {
-    let mut keys: Vec<_> = requests
-        .iter()
-        .map(|r| r.body["Input"]["Key"].as_str().unwrap().to_owned())
-        .collect();
-    keys.sort();
-    keys
-}
-
-/// Starts the function against the stub, with its claims in a fresh table of DynamoDB Local and
-/// a bucket stub in which every upload is audio.
-async fn start(stub: &Stub, db: &DynamoDbLocal, env: &[(&str, &str)]) -> Function {
-    let bucket = s3::bucket(Vec::new()).await;
-    start_on(stub, &bucket, db, &table(db).await, env).await
-}
-
-/// A fresh table of DynamoDB Local, for claims and messages.
-async fn table(db: &DynamoDbLocal) -> String {
-    static TABLES: AtomicUsize = AtomicUsize::new(0);
-    let table = format!("messages-{}", TABLES.fetch_add(1, Ordering::SeqCst));
-    db.create_table(&table).await;
-    table
-}
-
-/// Starts the function against the stubs and `table`. Elastic Transcoder, S3 and DynamoDB get
-/// their own endpoints, as the SDK allows per service.
-async fn start_on(
-    stub: &Stub,
-    bucket: &Stub,
-    db: &DynamoDbLocal,
-    table: &str,
-    env: &[(&str, &str)],
-) -> Function {
-    let (url, endpoint, s3) = (stub.url(), db.endpoint(), bucket.url());
-    let mut all = vec![
-        ("AWS_ENDPOINT_URL_ELASTIC_TRANSCODER", url.as_str()),
-        ("AWS_ENDPOINT_URL_S3", s3.as_str()),
-        ("AWS_ENDPOINT_URL_DYNAMODB", endpoint.as_str()),
-        ("TRANSCODER", "elastictranscoder"),
-        ("TABLE_NAME", table),
-    ];
-    all.extend_from_slice(env);
-    Function::start("start-transcode", &all).await
-}
+use transcoder_core::{Message, Outcome};
 
 #[tokio::test]
 async fn a_put_sends_the_exact_create_job_request() {
-    let stub = elastic_transcoder().await;
+    let stub = ElasticTranscoder.stub().await;
     let db = DynamoDbLocal::start().await;
-    let mut function = start(&stub, &db, &[("PIPELINE_ID", PIPELINE)]).await;
+    let mut function = stub.start(&db, &[("PIPELINE_ID", PIPELINE)]).await;
 
     let response = function
         .invoke(&sample_event("s3-put.json"))
@@ -132,14 +51,14 @@ async fn a_put_sends_the_exact_create_job_request() {
 
 #[tokio::test]
 async fn every_sample_event_starts_exactly_the_jobs_it_should() {
-    let stub = elastic_transcoder().await;
+    let stub = ElasticTranscoder.stub().await;
     let db = DynamoDbLocal::start().await;
-    let mut function = start(
-        &stub,
-        &db,
-        &[("PIPELINE_ID", PIPELINE), ("AWS_LAMBDA_LOG_FORMAT", "JSON")],
-    )
-    .await;
+    let mut function = stub
+        .start(
+            &db,
+            &[("PIPELINE_ID", PIPELINE), ("AWS_LAMBDA_LOG_FORMAT", "JSON")],
+        )
+        .await;
     for (file, expected) in SAMPLE_UPLOADS {
         let before = create_jobs(&stub).len();
         let response = function.invoke(&sample_event(file)).await.response();
@@ -176,9 +95,9 @@ async fn every_sample_event_starts_exactly_the_jobs_it_should() {
 
 #[tokio::test]
 async fn a_refused_job_fails_the_invocation_after_the_other_records_started() {
-    let stub = elastic_transcoder().await;
+    let stub = ElasticTranscoder.stub().await;
     let db = DynamoDbLocal::start().await;
-    let mut function = start(&stub, &db, &[("PIPELINE_ID", PIPELINE)]).await;
+    let mut function = stub.start(&db, &[("PIPELINE_ID", PIPELINE)]).await;
     let mut event = sample_event("s3-several-records.json");
     event["Records"][1]["s3"]["object"]["key"] = "media/bob/refuse+me.mp3".into();
 
@@ -208,9 +127,11 @@ async fn a_refused_job_fails_the_invocation_after_the_other_records_started() {
 
 #[tokio::test]
 async fn a_pipeline_name_is_looked_up_once_per_cold_start() {
-    let stub = elastic_transcoder().await;
+    let stub = ElasticTranscoder.stub().await;
     let db = DynamoDbLocal::start().await;
-    let mut function = start(&stub, &db, &[("PIPELINE_NAME", "audio-transcoder")]).await;
+    let mut function = stub
+        .start(&db, &[("PIPELINE_NAME", "audio-transcoder")])
+        .await;
     function
         .invoke(&sample_event("s3-put.json"))
         .await
@@ -260,27 +181,18 @@ async fn bad_configuration_is_refused_at_start_up_with_a_clear_error() {
     ];
     let db = DynamoDbLocal::start().await;
     for (env, expected) in cases {
-        let stub = elastic_transcoder().await;
-        let mut function = start(&stub, &db, env).await;
-        let status = function.exit_status(Duration::from_secs(20)).await;
-        assert!(
-            status.is_some_and(|s| !s.success()),
-            "{expected}: {status:?}"
-        );
-        assert!(
-            function.logged(&["start-up refused", expected]),
-            "{expected}: {:?}",
-            function.output()
-        );
+        let stub = ElasticTranscoder.stub().await;
+        let mut function = stub.start(&db, env).await;
+        function.assert_refused_at_start_up(expected).await;
         assert!(create_jobs(&stub).is_empty());
     }
 }
 
 #[tokio::test]
 async fn duplicate_deliveries_start_exactly_one_job() {
-    let stub = elastic_transcoder().await;
+    let stub = ElasticTranscoder.stub().await;
     let db = DynamoDbLocal::start().await;
-    let mut function = start(&stub, &db, &[("PIPELINE_ID", PIPELINE)]).await;
+    let mut function = stub.start(&db, &[("PIPELINE_ID", PIPELINE)]).await;
 
     let first = function
         .invoke(&sample_event("s3-several-records.json"))
@@ -352,16 +264,12 @@ fn uploads(keys: &[&str]) -> Value {
 }
 
 async fn messages_of(db: &DynamoDbLocal, table: &str, owner: &str) -> Vec<Message> {
-    DynamoStore::new(db.client(), table, 30)
-        .list_unread(&Owner::new(owner).unwrap(), 100, None)
-        .await
-        .unwrap()
-        .messages
+    unread(&DynamoStore::new(db.client(), table, 30), owner).await
 }
 
 #[tokio::test]
 async fn playlists_named_mp3_start_no_job_and_their_owner_is_told_once() {
-    let stub = elastic_transcoder().await;
+    let stub = ElasticTranscoder.stub().await;
     let objects = PLAYLISTS
         .iter()
         .map(|(key, bytes)| (*key, s3::Object::from(*bytes)))
@@ -369,7 +277,9 @@ async fn playlists_named_mp3_start_no_job_and_their_owner_is_told_once() {
     let bucket = s3::bucket(objects).await;
     let db = DynamoDbLocal::start().await;
     let table = table(&db).await;
-    let mut function = start_on(&stub, &bucket, &db, &table, &[("PIPELINE_ID", PIPELINE)]).await;
+    let mut function = stub
+        .start_on(&bucket, &db, &table, &[("PIPELINE_ID", PIPELINE)])
+        .await;
     let keys = [
         PLAYLISTS[0].0,
         PLAYLISTS[1].0,
@@ -429,7 +339,7 @@ async fn playlists_named_mp3_start_no_job_and_their_owner_is_told_once() {
 
 #[tokio::test]
 async fn an_upload_replaced_before_it_is_read_starts_nothing_and_is_not_retried() {
-    let stub = elastic_transcoder().await;
+    let stub = ElasticTranscoder.stub().await;
     let newer = s3::Object {
         bytes: transcoder_core::source::mp3_frames(8),
         etag: Some("a-newer-upload".into()),
@@ -437,7 +347,9 @@ async fn an_upload_replaced_before_it_is_read_starts_nothing_and_is_not_retried(
     let bucket = s3::bucket(vec![("media/alice/song.mp3", newer)]).await;
     let db = DynamoDbLocal::start().await;
     let table = table(&db).await;
-    let mut function = start_on(&stub, &bucket, &db, &table, &[("PIPELINE_ID", PIPELINE)]).await;
+    let mut function = stub
+        .start_on(&bucket, &db, &table, &[("PIPELINE_ID", PIPELINE)])
+        .await;
 
     let response = function
         .invoke(&sample_event("s3-put.json"))
@@ -451,11 +363,13 @@ async fn an_upload_replaced_before_it_is_read_starts_nothing_and_is_not_retried(
 
 #[tokio::test]
 async fn an_unreadable_upload_fails_the_invocation_so_that_it_is_retried() {
-    let stub = elastic_transcoder().await;
+    let stub = ElasticTranscoder.stub().await;
     let bucket = s3::unavailable().await;
     let db = DynamoDbLocal::start().await;
     let table = table(&db).await;
-    let mut function = start_on(&stub, &bucket, &db, &table, &[("PIPELINE_ID", PIPELINE)]).await;
+    let mut function = stub
+        .start_on(&bucket, &db, &table, &[("PIPELINE_ID", PIPELINE)])
+        .await;
 
     let (error_type, message) = function.invoke(&sample_event("s3-put.json")).await.error();
     assert_eq!(error_type, "JobsNotStarted");
@@ -467,7 +381,9 @@ async fn an_unreadable_upload_fails_the_invocation_so_that_it_is_retried() {
 
     // The claim was given back: once the bucket answers, the retry starts the job.
     let recovered = s3::bucket(Vec::new()).await;
-    let mut function = start_on(&stub, &recovered, &db, &table, &[("PIPELINE_ID", PIPELINE)]).await;
+    let mut function = stub
+        .start_on(&recovered, &db, &table, &[("PIPELINE_ID", PIPELINE)])
+        .await;
     let retry = function
         .invoke(&sample_event("s3-put.json"))
         .await

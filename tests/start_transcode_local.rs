@@ -2,7 +2,7 @@
 //! bytes from the bucket folder before any ffmpeg run, so a playlist named like audio never
 //! reaches ffmpeg and its owner is told why.
 
-use system_tests::local::{Runner, ffmpeg, scratch};
+use system_tests::local::{Runner, scratch, tone};
 
 #[tokio::test]
 async fn playlists_dropped_in_the_folder_reach_no_transcoder_and_a_restart_reads_none_again() {
@@ -12,16 +12,7 @@ async fn playlists_dropped_in_the_folder_reach_no_transcoder_and_a_restart_reads
     std::fs::create_dir_all(&alice).unwrap();
     std::fs::create_dir_all(&bob).unwrap();
     let song = bob.join("song.mp3");
-    ffmpeg(&[
-        "-f",
-        "lavfi",
-        "-i",
-        "sine=frequency=440:duration=1",
-        "-c:a",
-        "libmp3lame",
-        song.to_str().unwrap(),
-    ])
-    .await;
+    tone(&song, 1.0).await;
     let absolute = format!("#EXTM3U\n#EXTINF:5.0,\n{}\n", song.display());
     let repeated = "#EXTINF:1.0,\n../bob/song.mp3\n".repeat(500);
     std::fs::write(alice.join("absolute.mp3"), absolute).unwrap();
@@ -42,7 +33,7 @@ async fn playlists_dropped_in_the_folder_reach_no_transcoder_and_a_restart_reads
     assert_eq!(runner.count(&["job started", "media/bob/song.mp3"]), 1);
     assert_eq!(runner.count(&["job started"]), 1);
     let told = runner.messages("alice").await;
-    let mut files: Vec<&str> = told.iter().filter_map(|m| m["file"].as_str()).collect();
+    let mut files = runner.files("alice").await;
     files.sort();
     assert_eq!(files, ["absolute.mp3", "relative.mp3", "repeated.mp3"]);
     for message in &told {

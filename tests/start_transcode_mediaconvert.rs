@@ -2,53 +2,15 @@
 //! sample events through the Runtime API, with MediaConvert's regional REST API replaced by a
 //! recording stub on loopback and its claims in DynamoDB Local.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
-
 use serde_json::{Value, json};
 use system_tests::dynamodb_local::DynamoDbLocal;
-use system_tests::mediaconvert::{create_job as mediaconvert, create_jobs};
-use system_tests::{Function, Recorded, SAMPLE_UPLOADS, Stub, sample_event};
+use system_tests::functions::Backend::MediaConvert;
+use system_tests::functions::{BUCKET, create_jobs, sources};
+use system_tests::{SAMPLE_UPLOADS, sample_event};
 use transcoder_core::{Claim, ObjectKey};
 
 const ROLE: &str = "arn:aws:iam::123456789012:role/audio-transcoder-MediaConvertRole-1A2B3C";
 const QUEUE: &str = "arn:aws:mediaconvert:eu-west-1:123456789012:queues/audio";
-const BUCKET: &str = "audio-transcoder-media";
-
-fn sources(requests: &[Recorded]) -> Vec<String> {
-    let mut keys: Vec<_> = requests
-        .iter()
-        .map(|r| {
-            let url = r.body["settings"]["inputs"][0]["fileInput"]
-                .as_str()
-                .unwrap();
-            url.strip_prefix(&format!("s3://{BUCKET}/"))
-                .unwrap()
-                .to_owned()
-        })
-        .collect();
-    keys.sort();
-    keys
-}
-
-/// Starts the function against the stub, with its claims in a fresh table of DynamoDB Local and
-/// a bucket stub in which every upload is audio.
-async fn start(stub: &Stub, db: &DynamoDbLocal, env: &[(&str, &str)]) -> Function {
-    static TABLES: AtomicUsize = AtomicUsize::new(0);
-    let table = format!("messages-{}", TABLES.fetch_add(1, Ordering::SeqCst));
-    db.create_table(&table).await;
-    let bucket = system_tests::s3::bucket(Vec::new()).await;
-    let (url, endpoint, s3) = (stub.url(), db.endpoint(), bucket.url());
-    let mut all = vec![
-        ("AWS_ENDPOINT_URL_MEDIACONVERT", url.as_str()),
-        ("AWS_ENDPOINT_URL_S3", s3.as_str()),
-        ("AWS_ENDPOINT_URL_DYNAMODB", endpoint.as_str()),
-        ("TRANSCODER", "mediaconvert"),
-        ("TABLE_NAME", table.as_str()),
-    ];
-    all.extend_from_slice(env);
-    Function::start("start-transcode", &all).await
-}
 
 /// One FILE_GROUP output group as it goes on the wire: the key without its extension as the
 /// destination, the extension on the output.
@@ -69,18 +31,18 @@ fn group(name: &str, container: &str, codec: Value, extension: &str) -> Value {
 
 #[tokio::test]
 async fn a_put_sends_the_exact_create_job_request() {
-    let stub = mediaconvert().await;
+    let stub = MediaConvert.stub().await;
     let db = DynamoDbLocal::start().await;
-    let mut function = start(
-        &stub,
-        &db,
-        &[
-            ("MEDIACONVERT_ROLE_ARN", ROLE),
-            ("MEDIACONVERT_QUEUE_ARN", QUEUE),
-            ("JOB_TAG", "audio-transcoder-prod"),
-        ],
-    )
-    .await;
+    let mut function = stub
+        .start(
+            &db,
+            &[
+                ("MEDIACONVERT_ROLE_ARN", ROLE),
+                ("MEDIACONVERT_QUEUE_ARN", QUEUE),
+                ("JOB_TAG", "audio-transcoder-prod"),
+            ],
+        )
+        .await;
 
     let response = function
         .invoke(&sample_event("s3-put.json"))
@@ -139,9 +101,9 @@ async fn a_put_sends_the_exact_create_job_request() {
 
 #[tokio::test]
 async fn every_sample_event_starts_exactly_the_jobs_it_should_and_a_redelivery_none() {
-    let stub = mediaconvert().await;
+    let stub = MediaConvert.stub().await;
     let db = DynamoDbLocal::start().await;
-    let mut function = start(&stub, &db, &[("MEDIACONVERT_ROLE_ARN", ROLE)]).await;
+    let mut function = stub.start(&db, &[("MEDIACONVERT_ROLE_ARN", ROLE)]).await;
     for (file, expected) in SAMPLE_UPLOADS {
         let before = create_jobs(&stub).len();
         let response = function.invoke(&sample_event(file)).await.response();
@@ -184,9 +146,9 @@ async fn every_sample_event_starts_exactly_the_jobs_it_should_and_a_redelivery_n
 
 #[tokio::test]
 async fn a_refused_job_fails_the_invocation_after_the_other_records_started() {
-    let stub = mediaconvert().await;
+    let stub = MediaConvert.stub().await;
     let db = DynamoDbLocal::start().await;
-    let mut function = start(&stub, &db, &[("MEDIACONVERT_ROLE_ARN", ROLE)]).await;
+    let mut function = stub.start(&db, &[("MEDIACONVERT_ROLE_ARN", ROLE)]).await;
     let mut event = sample_event("s3-several-records.json");
     event["Records"][1]["s3"]["object"]["key"] = "media/bob/refuse+me.mp3".into();
 
@@ -224,18 +186,9 @@ async fn bad_mediaconvert_configuration_is_refused_at_start_up() {
     ];
     let db = DynamoDbLocal::start().await;
     for (env, expected) in cases {
-        let stub = mediaconvert().await;
-        let mut function = start(&stub, &db, env).await;
-        let status = function.exit_status(Duration::from_secs(20)).await;
-        assert!(
-            status.is_some_and(|s| !s.success()),
-            "{expected}: {status:?}"
-        );
-        assert!(
-            function.logged(&["start-up refused", expected]),
-            "{expected}: {:?}",
-            function.output()
-        );
+        let stub = MediaConvert.stub().await;
+        let mut function = stub.start(&db, env).await;
+        function.assert_refused_at_start_up(expected).await;
         assert!(stub.requests().is_empty());
     }
 }

@@ -13,7 +13,7 @@ use system_tests::template::{
     Case, assert_passes_deployed, assert_refuses, events, r#ref, remove, resource, set, strings,
     template,
 };
-use transcoder_api::ApiConfig;
+use transcoder_api::{ApiConfig, PageConfig};
 use transcoder_aws::{CloudTranscoder, DynamoStore};
 use transcoder_core::{RecordConfig, StartConfig};
 
@@ -49,8 +49,20 @@ fn functions() -> Vec<Function> {
         Function {
             logical_id: "MessagesApiFunction",
             binary: "messages-api",
-            reads: [ApiConfig::VARIABLES, DynamoStore::VARIABLES].concat(),
-            requires: &["TABLE_NAME", "BUCKET_NAME", "INPUT_PREFIX"],
+            reads: [
+                ApiConfig::VARIABLES,
+                PageConfig::VARIABLES,
+                DynamoStore::VARIABLES,
+            ]
+            .concat(),
+            requires: &[
+                "TABLE_NAME",
+                "BUCKET_NAME",
+                "INPUT_PREFIX",
+                "COGNITO_URL",
+                "USER_POOL_CLIENT_ID",
+                "BUCKET_URL",
+            ],
         },
     ]
 }
@@ -213,11 +225,31 @@ fn environment_problems(t: &Value) -> Vec<String> {
     }
     let api_variables =
         &resource(t, "MessagesApiFunction")["Properties"]["Environment"]["Variables"];
+    // MediaBucket's name spelled as its BucketName is: a !Ref would close a dependency cycle
+    // through the bucket's CORS origin (the HTTP API, which needs this function).
     let bucket = &api_variables["BUCKET_NAME"];
-    if *bucket != r#ref("MediaBucket") {
+    let name = &resource(t, "MediaBucket")["Properties"]["BucketName"];
+    if name.is_null() || bucket != name {
         problems.push(format!(
-            "messages-api's BUCKET_NAME is {bucket}, not MediaBucket"
+            "messages-api's BUCKET_NAME is {bucket}, not MediaBucket's name {name}"
         ));
+    }
+    // The page's links and its Content-Security-Policy name the same bucket, at S3's regional
+    // host, which is where S3Links signs them.
+    let bucket_url = &api_variables["BUCKET_URL"];
+    let expected_url = json!({"Fn::Sub": [
+        name["Fn::Sub"][0]
+            .as_str()
+            .map(|n| format!("https://{n}.s3.${{AWS::Region}}.${{AWS::URLSuffix}}")),
+        name["Fn::Sub"][1]
+    ]});
+    if name["Fn::Sub"].is_null() || *bucket_url != expected_url {
+        problems.push(format!(
+            "messages-api's BUCKET_URL is {bucket_url}, not MediaBucket's origin {expected_url}"
+        ));
+    }
+    if api_variables["USER_POOL_CLIENT_ID"] != r#ref("UserPoolClient") {
+        problems.push("messages-api's USER_POOL_CLIENT_ID is not UserPoolClient".into());
     }
     // TRANSCODER as CloudTranscoder spells the backend.
     if t["Mappings"]["Transcoders"]["ElasticTranscoder"]["Variable"] != "elastictranscoder" {
@@ -356,6 +388,32 @@ fn each_function_gets_exactly_the_variables_its_code_reads() {
             "messages-api gets no BUCKET_NAME",
             |t| remove(t, &format!("{API_ENV}/BUCKET_NAME")),
             "MessagesApiFunction does not set BUCKET_NAME",
+        ),
+        (
+            "messages-api signs links for another bucket than MediaBucket",
+            |t| {
+                let other = json!("audio-transcoder-media-other");
+                set(t, &format!("{API_ENV}/BUCKET_NAME"), other)
+            },
+            "not MediaBucket's name",
+        ),
+        (
+            "the page's CSP names another bucket than its links",
+            |t| {
+                let other = json!("https://other.s3.eu-west-1.amazonaws.com");
+                set(t, &format!("{API_ENV}/BUCKET_URL"), other)
+            },
+            "not MediaBucket's origin",
+        ),
+        (
+            "the page signs in with another app client",
+            |t| set(t, &format!("{API_ENV}/USER_POOL_CLIENT_ID"), json!("abc")),
+            "not UserPoolClient",
+        ),
+        (
+            "messages-api gets no USER_POOL_CLIENT_ID",
+            |t| remove(t, &format!("{API_ENV}/USER_POOL_CLIENT_ID")),
+            "MessagesApiFunction does not set USER_POOL_CLIENT_ID",
         ),
         (
             "record-completion accepts another topic than it is subscribed to",

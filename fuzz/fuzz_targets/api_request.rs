@@ -4,15 +4,14 @@
 #![no_main]
 
 use bytes::Bytes;
-use chrono::{TimeZone, Utc};
 use http::{Method, Request};
 use libfuzzer_sys::arbitrary::{self, Arbitrary};
 use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
 use transcoder_api::{Api, ApiConfig};
-use transcoder_core::contract::UnsignedLinks;
+use transcoder_core::contract::{self, UnsignedLinks};
 use transcoder_core::memory::MemoryStore;
-use transcoder_core::{Message, MessageId, Outcome, MessageStore, Owner};
+use transcoder_core::{Message, MessageStore, Owner};
 
 #[derive(Debug, Arbitrary)]
 struct ClientRequest {
@@ -26,17 +25,7 @@ struct ClientRequest {
 const USERS: [&str; 2] = ["alice", "bob"];
 
 fn message(owner: &str, n: u32) -> Message {
-    let id = format!("msg-{owner}-{n}");
-    Message {
-        id: MessageId(id.clone()),
-        owner: Owner::new(owner).unwrap(),
-        state: Outcome::Completed,
-        text: format!("Your file {id}.mp3 has been processed"),
-        file: format!("{id}.mp3"),
-        source_key: format!("media/{owner}/{id}.mp3"),
-        outputs: Vec::new(),
-        created_at: Utc.with_ymd_and_hms(2026, 11, 23, 8, n, 0).unwrap(),
-    }
+    contract::message(owner, &format!("msg-{owner}-{n}"), n.into())
 }
 
 async fn unread(api: &Api<MemoryStore, UnsignedLinks>, owner: &str) -> Vec<Message> {

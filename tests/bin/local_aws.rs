@@ -14,7 +14,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use system_tests::dynamodb_local::DynamoDbLocal;
-use system_tests::{Recorded, Stub, env_file, mediaconvert, s3};
+use system_tests::functions::Backend;
+use system_tests::{Recorded, Stub, env_file, s3};
 
 #[tokio::main]
 async fn main() {
@@ -34,8 +35,9 @@ async fn main() {
         Vec::new(),
     )
     .await;
-    let mediaconvert =
-        mediaconvert::create_job_at(&loopback(var("AWS_ENDPOINT_URL_MEDIACONVERT"))).await;
+    let mediaconvert = Backend::MediaConvert
+        .stub_at(&loopback(var("AWS_ENDPOINT_URL_MEDIACONVERT")))
+        .await;
     let port = dynamodb
         .rsplit_once(':')
         .and_then(|(_, port)| port.parse().ok())

@@ -7,14 +7,15 @@
 //! [`dynamodb_local::DynamoDbLocal`] is a real DynamoDB, in memory, for the stores' tests.
 //! [`local::Runner`] runs the local pipeline (`make run`'s binary) for its process-level tests.
 //! [`s3::bucket`] is a [`Stub`] that answers S3's ranged GetObject with bytes,
-//! [`mediaconvert::create_job`] one that answers MediaConvert's CreateJob. The `local-aws` binary
-//! (`bin/local_aws.rs`) serves DynamoDB Local and those two stubs where an env file says, for
-//! `cargo lambda watch` (docs/local.md).
+//! [`functions::Backend::stub`] one that answers a transcoder's CreateJob. [`functions`] starts each
+//! Lambda function against these stand-ins, the same way for every test. The `local-aws` binary
+//! (`bin/local_aws.rs`) serves DynamoDB Local, the S3 stub and MediaConvert's where an env file
+//! says, for `cargo lambda watch` (docs/local.md).
 
 pub mod dynamodb_local;
 pub mod env_file;
+pub mod functions;
 pub mod local;
-pub mod mediaconvert;
 pub mod s3;
 pub mod template;
 
@@ -227,6 +228,18 @@ impl Function {
     }
 
     /// Waits for the process to exit by itself.
+    /// Asserts that the function stopped at start-up, with a failing status, and logged that it
+    /// refused to start because of `reason`.
+    pub async fn assert_refused_at_start_up(&mut self, reason: &str) {
+        let status = self.exit_status(Duration::from_secs(20)).await;
+        assert!(status.is_some_and(|s| !s.success()), "{reason}: {status:?}");
+        assert!(
+            self.logged(&["start-up refused", reason]),
+            "{reason}: {:?}",
+            self.output()
+        );
+    }
+
     pub async fn exit_status(&mut self, timeout: Duration) -> Option<ExitStatus> {
         let status = tokio::time::timeout(timeout, self.child.wait())
             .await

@@ -121,6 +121,15 @@ impl Runner {
         body["messages"].as_array().unwrap().clone()
     }
 
+    /// The files `user`'s unread messages are about, newest first.
+    pub async fn files(&self, user: &str) -> Vec<String> {
+        let messages = self.messages(user).await;
+        let files = messages
+            .iter()
+            .map(|m| m["file"].as_str().unwrap_or_default());
+        files.map(str::to_owned).collect()
+    }
+
     /// Stops the runner as a service manager would, and waits for it to exit.
     pub async fn stop(self) -> Vec<String> {
         let (status, logs) = self.signal("TERM").await;

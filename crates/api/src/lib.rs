@@ -6,9 +6,11 @@
 pub mod config;
 pub mod error;
 pub mod filename;
+pub mod page;
 pub mod router;
 pub mod upload;
 
 pub use config::ApiConfig;
 pub use error::ApiError;
+pub use page::{PageConfig, SignIn};
 pub use router::{Api, Identity, MAX_BODY_BYTES, ROUTES, router};

@@ -2,26 +2,16 @@
 //! first, however much of other users' data and of the caller's dismissed history is around it.
 
 use bytes::Bytes;
-use chrono::{TimeDelta, TimeZone, Utc};
 use http::Request;
 use serde_json::Value;
 use system_tests::dynamodb_local::DynamoDbLocal;
 use transcoder_api::{Api, ApiConfig};
 use transcoder_aws::DynamoStore;
-use transcoder_core::contract::UnsignedLinks;
-use transcoder_core::{Message, MessageId, MessageStore, Outcome, Owner};
+use transcoder_core::contract::{MessageBuilder, UnsignedLinks};
+use transcoder_core::{Message, MessageStore, Owner};
 
 fn message(owner: &str, n: i64) -> Message {
-    Message {
-        id: MessageId(format!("{owner}-{n:03}")),
-        owner: Owner::new(owner).unwrap(),
-        state: Outcome::Completed,
-        text: format!("message {n}"),
-        file: format!("{n}.mp3"),
-        source_key: format!("media/{owner}/{n}.mp3"),
-        outputs: vec![],
-        created_at: Utc.with_ymd_and_hms(2026, 11, 23, 8, 0, 0).unwrap() + TimeDelta::seconds(n),
-    }
+    MessageBuilder::new(owner, &format!("{owner}-{n:03}"), n).build()
 }
 
 async fn get(api: &Api<DynamoStore, UnsignedLinks>, caller: &str, uri: &str) -> Value {

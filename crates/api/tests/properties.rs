@@ -11,16 +11,14 @@
 use std::collections::BTreeMap;
 
 use bytes::Bytes;
-use chrono::{TimeDelta, TimeZone, Utc};
 use http::{Method, Request, StatusCode, header};
 use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
 use proptest::prelude::*;
 use serde_json::{Value, json};
 use transcoder_api::{Api, ApiConfig, MAX_BODY_BYTES};
-use transcoder_core::contract::UnsignedLinks;
+use transcoder_core::contract::{UnsignedLinks, message};
 use transcoder_core::memory::MemoryStore;
-use transcoder_core::message::MessageOutput;
-use transcoder_core::{Message, MessageId, MessageStore, Outcome, Owner};
+use transcoder_core::{MessageStore, Owner};
 
 /// Who owns messages, and how many.
 const USERS: [(&str, usize); 3] = [("alice", 4), ("bob", 3), ("carol", 2)];
@@ -35,24 +33,6 @@ fn all_ids() -> Vec<(String, String)> {
         .iter()
         .flat_map(|(owner, count)| (1..=*count).map(|n| (owner.to_string(), id(owner, n))))
         .collect()
-}
-
-fn message(owner: &str, id: &str, minute: i64) -> Message {
-    Message {
-        id: MessageId(id.into()),
-        owner: Owner::new(owner).unwrap(),
-        state: Outcome::Completed,
-        text: format!("Your file {id}.mp3 has been processed"),
-        file: format!("{id}.mp3"),
-        source_key: format!("media/{owner}/{id}.mp3"),
-        outputs: vec![MessageOutput {
-            format: "wav".into(),
-            key: format!("transcoded/{owner}/{id}.wav"),
-            duration_ms: Some(6000),
-        }],
-        created_at: Utc.with_ymd_and_hms(2026, 11, 23, 8, 0, 0).unwrap()
-            + TimeDelta::minutes(minute),
-    }
 }
 
 async fn api() -> Api<MemoryStore, UnsignedLinks> {

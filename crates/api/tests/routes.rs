@@ -2,32 +2,18 @@
 //! other's messages.
 
 use bytes::Bytes;
-use chrono::{DateTime, TimeDelta, TimeZone, Utc};
+use chrono::{DateTime, TimeDelta, Utc};
 use http::{Request, Response, StatusCode};
 use serde_json::{Value, json};
 use transcoder_api::{Api, ApiConfig};
-use transcoder_core::contract::{UnsignedLinks, upload};
+use transcoder_core::contract::{MessageBuilder, UnsignedLinks, upload};
 use transcoder_core::memory::MemoryStore;
-use transcoder_core::message::MessageOutput;
-use transcoder_core::{Message, MessageId, MessageStore, Outcome, Owner, UploadState, UploadStore};
+use transcoder_core::{Message, MessageStore, UploadState, UploadStore};
 
 fn message(owner: &str, id: &str, minute: i64) -> Message {
-    let created_at =
-        Utc.with_ymd_and_hms(2026, 11, 23, 8, 0, 0).unwrap() + TimeDelta::minutes(minute);
-    Message {
-        id: MessageId(id.into()),
-        owner: Owner::new(owner).unwrap(),
-        state: Outcome::Completed,
-        text: format!("Your file {id}.mp3 has been processed"),
-        file: format!("{id}.mp3"),
-        source_key: format!("media/{owner}/{id}.mp3"),
-        outputs: vec![MessageOutput {
-            format: "wav".into(),
-            key: format!("transcoded/{owner}/{id}.wav"),
-            duration_ms: Some(6000),
-        }],
-        created_at,
-    }
+    MessageBuilder::new(owner, id, minute)
+        .output("wav", "wav", Some(6000))
+        .build()
 }
 
 async fn api() -> Api<MemoryStore, UnsignedLinks> {

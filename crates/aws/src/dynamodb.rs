@@ -25,10 +25,8 @@ use std::collections::HashMap;
 
 use aws_config::SdkConfig;
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};
-use aws_sdk_dynamodb::operation::delete_item::DeleteItemError;
+use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
-use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -165,6 +163,25 @@ fn claim_key(claim: &Claim) -> Item {
         ),
         ("sk".to_owned(), s(format!("VERSION#{}", claim.version))),
     ])
+}
+
+/// Whether a conditional write was made: `false` when its condition failed, which is an answer,
+/// not an error.
+fn conditional<T, E, R>(written: Result<T, SdkError<E, R>>) -> Result<bool, StoreError>
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    match written {
+        Ok(_) => Ok(true),
+        Err(e)
+            if e.as_service_error().and_then(ProvideErrorMetadata::code)
+                == Some("ConditionalCheckFailedException") =>
+        {
+            Ok(false)
+        }
+        Err(e) => Err(unavailable(e)),
+    }
 }
 
 /// Any failure but the ones a caller can act on: worth a retry.
@@ -316,16 +333,7 @@ impl MessageStore for DynamoStore {
             .condition_expression("attribute_not_exists(pk)")
             .send()
             .await;
-        match put {
-            Ok(_) => Ok(true),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(PutItemError::is_conditional_check_failed_exception) =>
-            {
-                Ok(false)
-            }
-            Err(e) => Err(unavailable(e)),
-        }
+        conditional(put)
     }
 
     async fn list_unread(
@@ -355,16 +363,7 @@ impl MessageStore for DynamoStore {
             .condition_expression("attribute_exists(pk)")
             .send()
             .await;
-        match update {
-            Ok(_) => Ok(true),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(UpdateItemError::is_conditional_check_failed_exception) =>
-            {
-                Ok(false)
-            }
-            Err(e) => Err(unavailable(e)),
-        }
+        conditional(update)
     }
 }
 
@@ -417,16 +416,7 @@ impl UploadStore for DynamoStore {
             .update_expression(format!("SET {}", sets.join(", ")))
             .send()
             .await;
-        match written {
-            Ok(_) => Ok(true),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(UpdateItemError::is_conditional_check_failed_exception) =>
-            {
-                Ok(false)
-            }
-            Err(e) => Err(unavailable(e)),
-        }
+        conditional(written)
     }
 
     async fn list_uploads(
@@ -535,16 +525,8 @@ impl ClaimStore for DynamoStore {
             .condition_expression("attribute_not_exists(job_id)")
             .send()
             .await;
-        match delete {
-            Ok(_) => Ok(()),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(DeleteItemError::is_conditional_check_failed_exception) =>
-            {
-                Ok(())
-            }
-            Err(e) => Err(unavailable(e)),
-        }
+        // Gone already, or kept because its job started: either way not ours to give back.
+        conditional(delete).map(|_| ())
     }
 }
 

@@ -5,35 +5,23 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use chrono::{TimeDelta, TimeZone, Utc};
 use futures::{StreamExt, stream};
 use system_tests::dynamodb_local::DynamoDbLocal;
 use transcoder_api::{Api, ApiConfig};
 use transcoder_aws::{DynamoStore, S3Links};
-use transcoder_core::message::MessageOutput;
-use transcoder_core::{Message, MessageId, MessageStore, Outcome, Owner};
+use transcoder_core::contract::MessageBuilder;
+use transcoder_core::{Message, MessageStore, Owner};
 
 use crate::{ms, percentile};
 
 fn message(owner: &str, n: usize) -> Message {
-    Message {
-        id: MessageId(format!("{owner}-{n:06}")),
-        owner: Owner::new(owner).unwrap(),
-        state: Outcome::Completed,
-        text: format!("Your file {n}.mp3 has been processed"),
-        file: format!("{n}.mp3"),
-        source_key: format!("media/{owner}/{n}.mp3"),
-        outputs: ["wav", "flac", "m4a"]
-            .iter()
-            .map(|ext| MessageOutput {
-                format: (*ext).into(),
-                key: format!("transcoded/{owner}/{n}.{ext}"),
-                duration_ms: Some(6000),
-            })
-            .collect(),
-        created_at: Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap()
-            + TimeDelta::seconds(n as i64),
-    }
+    let id = format!("{owner}-{n:06}");
+    ["wav", "flac", "m4a"]
+        .into_iter()
+        .fold(MessageBuilder::new(owner, &id, n as i64), |m, ext| {
+            m.output(ext, ext, Some(6000))
+        })
+        .build()
 }
 
 async fn insert_all(store: &Arc<DynamoStore>, messages: impl Iterator<Item = Message>) {

@@ -261,27 +261,68 @@ pub fn owner(name: &str) -> Owner {
 
 /// A message for `owner`, written `minute` minutes after [`base_time`], with every field set.
 pub fn message(owner: &str, id: &str, minute: i64) -> Message {
-    Message {
-        id: MessageId(id.to_owned()),
-        owner: self::owner(owner),
-        state: Outcome::CompletedWithWarnings,
-        text: format!("Your file {id}.mp3 has been processed, with a warning: upsampled."),
-        file: format!("{id}.mp3"),
-        source_key: format!("media/{owner}/{id}.mp3"),
-        outputs: vec![
-            MessageOutput {
-                format: "wav".into(),
-                key: format!("transcoded/{owner}/{id}.wav"),
-                duration_ms: Some(6042),
-            },
-            MessageOutput {
-                format: "aac".into(),
-                key: format!("transcoded/{owner}/{id}.m4a"),
-                duration_ms: None,
-            },
-        ],
+    MessageBuilder::new(owner, id, minute)
+        .warning("upsampled")
+        .output("wav", "wav", Some(6042))
+        .output("aac", "m4a", None)
         // Milliseconds and nanoseconds too: a store must give back exactly what it was given.
-        created_at: base_time() + TimeDelta::minutes(minute) + TimeDelta::nanoseconds(123_456_789),
+        .nanoseconds(123_456_789)
+        .build()
+}
+
+/// The messages tests store, when they need less than [`message`] or other outputs.
+///
+/// `MessageBuilder::new(owner, id, minute).build()` is the file `{id}.mp3`, uploaded as
+/// `media/{owner}/{id}.mp3` and processed without warnings or outputs, written on the whole
+/// minute `minute` after [`base_time`].
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct MessageBuilder(Message);
+
+impl MessageBuilder {
+    pub fn new(owner: &str, id: &str, minute: i64) -> Self {
+        Self(Message {
+            id: MessageId(id.to_owned()),
+            owner: self::owner(owner),
+            state: Outcome::Completed,
+            text: format!("Your file {id}.mp3 has been processed"),
+            file: format!("{id}.mp3"),
+            source_key: format!("media/{owner}/{id}.mp3"),
+            outputs: Vec::new(),
+            created_at: base_time() + TimeDelta::minutes(minute),
+        })
+    }
+
+    /// Processed with a warning, which the text names.
+    pub fn warning(mut self, warning: &str) -> Self {
+        let m = &mut self.0;
+        m.state = Outcome::CompletedWithWarnings;
+        m.text = format!(
+            "Your file {} has been processed, with a warning: {warning}.",
+            m.file
+        );
+        self
+    }
+
+    /// One more output, `transcoded/{owner}/{id}.{extension}` in `format`.
+    pub fn output(mut self, format: &str, extension: &str, duration_ms: Option<u64>) -> Self {
+        let m = &mut self.0;
+        m.outputs.push(MessageOutput {
+            format: format.into(),
+            key: format!("transcoded/{}/{}.{extension}", m.owner, m.id),
+            duration_ms,
+        });
+        self
+    }
+
+    /// Written `nanoseconds` after its minute.
+    pub fn nanoseconds(mut self, nanoseconds: i64) -> Self {
+        self.0.created_at += TimeDelta::nanoseconds(nanoseconds);
+        self
+    }
+
+    pub fn build(self) -> Message {
+        self.0
     }
 }
 
@@ -755,7 +796,8 @@ pub async fn an_upload_cursor_is_only_valid_for_its_owner<S: UploadStore>(store:
     }
 }
 
-fn claim(key: &str, version: &str) -> Claim {
+/// The claim on upload `version` of `key`, in the checks' bucket.
+pub fn claim(key: &str, version: &str) -> Claim {
     Claim {
         bucket: "contract-bucket".into(),
         key: ObjectKey::new(key).unwrap(),
@@ -880,5 +922,27 @@ mod tests {
                 &order,
             ));
         }
+    }
+
+    /// The stores' checks rely on every field being set, to the nanosecond.
+    #[test]
+    fn the_full_message_sets_every_field() {
+        let message = serde_json::to_value(super::message("alice", "job-1", 3)).unwrap();
+        assert_eq!(
+            message,
+            serde_json::json!({
+                "id": "job-1",
+                "owner": "alice",
+                "state": "completed_with_warnings",
+                "text": "Your file job-1.mp3 has been processed, with a warning: upsampled.",
+                "file": "job-1.mp3",
+                "source_key": "media/alice/job-1.mp3",
+                "outputs": [
+                    {"format": "wav", "key": "transcoded/alice/job-1.wav", "duration_ms": 6042},
+                    {"format": "aac", "key": "transcoded/alice/job-1.m4a"}
+                ],
+                "created_at": "2026-11-23T08:03:00.123456789Z"
+            })
+        );
     }
 }

@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use chrono::{DateTime, Utc};
 
@@ -21,6 +22,8 @@ pub struct MemoryStore {
     messages: Mutex<BTreeMap<(Owner, MessageId), (Message, bool)>>,
     claims: Mutex<BTreeMap<(String, String, String), ClaimState>>,
     uploads: Mutex<BTreeMap<(Owner, UploadId), UploadRecord>>,
+    /// Messages fail to write while set, as a database that is down would.
+    failing_messages: AtomicBool,
     /// Upload records in these states fail to write, as a throttled table would.
     failing_uploads: Mutex<Vec<UploadState>>,
     /// The local job queue, in the order jobs were enqueued.
@@ -52,6 +55,18 @@ fn claim_key(c: &Claim) -> (String, String, String) {
     (c.bucket.clone(), c.key.to_string(), c.version.clone())
 }
 
+/// The id a page `cursor` of `owner`'s continues after: a cursor is the id of the last item of the
+/// previous page, with its owner.
+fn cursor_id<'a>(cursor: Option<&'a str>, owner: &Owner) -> Result<Option<&'a str>, StoreError> {
+    let Some(cursor) = cursor else {
+        return Ok(None);
+    };
+    match cursor.split_once('\n') {
+        Some((cursor_owner, id)) if cursor_owner == owner.as_str() => Ok(Some(id)),
+        _ => Err(StoreError::BadCursor),
+    }
+}
+
 /// The listing order: newest first, ties broken by id.
 fn order(m: &Message) -> (DateTime<Utc>, String) {
     (m.created_at, m.id.0.clone())
@@ -59,6 +74,9 @@ fn order(m: &Message) -> (DateTime<Utc>, String) {
 
 impl MessageStore for MemoryStore {
     async fn insert(&self, message: &Message) -> Result<bool, StoreError> {
+        if self.failing_messages.load(Ordering::SeqCst) {
+            return Err(StoreError::Unavailable("connection refused".into()));
+        }
         let mut messages = self.messages.lock().unwrap();
         let key = (message.owner.clone(), message.id.clone());
         if messages.contains_key(&key) {
@@ -74,22 +92,16 @@ impl MessageStore for MemoryStore {
         limit: usize,
         cursor: Option<&str>,
     ) -> Result<Page, StoreError> {
-        // The cursor is the id of the last message of the previous page, with its owner.
-        let after = match cursor {
+        let messages = self.messages.lock().unwrap();
+        let after = match cursor_id(cursor, owner)? {
             None => None,
-            Some(cursor) => {
-                let (cursor_owner, id) = cursor.split_once('\n').ok_or(StoreError::BadCursor)?;
-                if cursor_owner != owner.as_str() {
-                    return Err(StoreError::BadCursor);
-                }
-                let messages = self.messages.lock().unwrap();
+            Some(id) => {
                 let (last, _) = messages
                     .get(&(owner.clone(), MessageId(id.to_owned())))
                     .ok_or(StoreError::BadCursor)?;
                 Some(order(last))
             }
         };
-        let messages = self.messages.lock().unwrap();
         let mut unread: Vec<&Message> = messages
             .iter()
             .filter(|((o, _), (_, read))| o == owner && !read)
@@ -121,6 +133,11 @@ impl MessageStore for MemoryStore {
 }
 
 impl MemoryStore {
+    /// Makes every message write fail as unavailable (`true`), or work again.
+    pub fn fail_message_writes(&self, fail: bool) {
+        self.failing_messages.store(fail, Ordering::SeqCst);
+    }
+
     /// Makes writes of upload records in `states` fail as unavailable (none: all work again),
     /// for tests of what such a failure must not lose.
     pub fn fail_upload_writes(&self, states: &[UploadState]) {
@@ -160,14 +177,9 @@ impl UploadStore for MemoryStore {
     ) -> Result<UploadPage, StoreError> {
         let uploads = self.uploads.lock().unwrap();
         let order = |u: &UploadRecord| (u.created_at, u.id.clone());
-        // The cursor is the id of the last upload of the previous page, with its owner.
-        let after = match cursor {
+        let after = match cursor_id(cursor, owner)? {
             None => None,
-            Some(cursor) => {
-                let (cursor_owner, id) = cursor.split_once('\n').ok_or(StoreError::BadCursor)?;
-                if cursor_owner != owner.as_str() {
-                    return Err(StoreError::BadCursor);
-                }
+            Some(id) => {
                 let last = uploads
                     .get(&(owner.clone(), UploadId(id.to_owned())))
                     .ok_or(StoreError::BadCursor)?;

@@ -269,14 +269,11 @@ pub async fn record_completion(
 
 #[cfg(test)]
 mod tests {
-    use std::sync::atomic::{AtomicBool, Ordering};
-
     use super::*;
     use crate::job::Owner;
     use crate::memory::MemoryStore;
     use crate::message::MessageId;
-    use crate::store::Page;
-    use crate::upload::{UploadId, UploadPage, UploadState};
+    use crate::upload::{UploadId, UploadState};
 
     const TOPIC: &str = "arn:aws:sns:eu-west-1:123456789012:audio-transcoder-completions";
 
@@ -411,58 +408,10 @@ mod tests {
         assert_eq!(report.recorded, ["1700000000000-abc001"]);
     }
 
-    /// A store whose messages are down until told otherwise.
-    #[derive(Default)]
-    struct FlakyStore {
-        inner: MemoryStore,
-        down: AtomicBool,
-    }
-
-    impl UploadStore for FlakyStore {
-        async fn advance(&self, record: &UploadRecord) -> Result<bool, StoreError> {
-            self.inner.advance(record).await
-        }
-        async fn list_uploads(
-            &self,
-            owner: &Owner,
-            limit: usize,
-            cursor: Option<&str>,
-        ) -> Result<UploadPage, StoreError> {
-            self.inner.list_uploads(owner, limit, cursor).await
-        }
-        async fn upload(
-            &self,
-            owner: &Owner,
-            id: &UploadId,
-        ) -> Result<Option<UploadRecord>, StoreError> {
-            self.inner.upload(owner, id).await
-        }
-    }
-
-    impl MessageStore for FlakyStore {
-        async fn insert(&self, message: &Message) -> Result<bool, StoreError> {
-            if self.down.load(Ordering::SeqCst) {
-                return Err(StoreError::Unavailable("connection refused".into()));
-            }
-            self.inner.insert(message).await
-        }
-        async fn list_unread(
-            &self,
-            owner: &Owner,
-            limit: usize,
-            cursor: Option<&str>,
-        ) -> Result<Page, StoreError> {
-            self.inner.list_unread(owner, limit, cursor).await
-        }
-        async fn dismiss(&self, owner: &Owner, id: &MessageId) -> Result<bool, StoreError> {
-            self.inner.dismiss(owner, id).await
-        }
-    }
-
     #[tokio::test]
     async fn an_unavailable_store_fails_the_invocation_and_the_retry_loses_nothing() {
-        let store = FlakyStore::default();
-        store.down.store(true, Ordering::SeqCst);
+        let store = MemoryStore::default();
+        store.fail_message_writes(true);
         let err = record_completion(event("sns-et-completed.json"), &config(), &store)
             .await
             .unwrap_err();
@@ -471,7 +420,7 @@ mod tests {
             "1 of 1 messages could not be stored: record 0 (job 1700000000000-abc001): \
              the store is unavailable: connection refused"
         );
-        store.down.store(false, Ordering::SeqCst);
+        store.fail_message_writes(false);
         let report = record_completion(event("sns-et-completed.json"), &config(), &store)
             .await
             .unwrap();

@@ -451,14 +451,17 @@ mod tests {
         event: RawS3Event,
         t: &FakeTranscoder,
     ) -> Result<StartReport, StartError> {
-        start_transcode(
-            event,
-            &config(&[]),
-            &MemorySource::audio(),
-            t,
-            &MemoryStore::default(),
-        )
-        .await
+        start_audio(event, t, &MemoryStore::default()).await
+    }
+
+    /// The starter with the default configuration and every upload audio, keeping its claims and
+    /// messages in `store`.
+    async fn start_audio(
+        event: RawS3Event,
+        t: &FakeTranscoder,
+        store: &MemoryStore,
+    ) -> Result<StartReport, StartError> {
+        start_transcode(event, &config(&[]), &MemorySource::audio(), t, store).await
     }
 
     fn event(json: &str) -> RawS3Event {
@@ -717,24 +720,8 @@ mod tests {
         let t = FakeTranscoder::default();
         let claims = MemoryStore::default();
         let json = include_str!("../../../events/s3-several-records.json");
-        let first = start_transcode(
-            event(json),
-            &config(&[]),
-            &MemorySource::audio(),
-            &t,
-            &claims,
-        )
-        .await
-        .unwrap();
-        let second = start_transcode(
-            event(json),
-            &config(&[]),
-            &MemorySource::audio(),
-            &t,
-            &claims,
-        )
-        .await
-        .unwrap();
+        let first = start_audio(event(json), &t, &claims).await.unwrap();
+        let second = start_audio(event(json), &t, &claims).await.unwrap();
         assert_eq!(t.jobs.lock().unwrap().len(), 3);
         assert!(second.started.is_empty());
         let ids = |r: &StartReport, dup: bool| -> Vec<String> {
@@ -780,27 +767,13 @@ mod tests {
             fail_on: Some("two.flac"),
             ..Default::default()
         };
-        start_transcode(
-            event(json),
-            &config(&[]),
-            &MemorySource::audio(),
-            &refusing,
-            &claims,
-        )
-        .await
-        .unwrap_err();
+        start_audio(event(json), &refusing, &claims)
+            .await
+            .unwrap_err();
         assert_eq!(refusing.jobs.lock().unwrap().len(), 2);
 
         let recovered = FakeTranscoder::default();
-        let retry = start_transcode(
-            event(json),
-            &config(&[]),
-            &MemorySource::audio(),
-            &recovered,
-            &claims,
-        )
-        .await
-        .unwrap();
+        let retry = start_audio(event(json), &recovered, &claims).await.unwrap();
         assert_eq!(sources(&recovered), ["media/bob/two.flac"]);
         assert_eq!(retry.duplicates.len(), 2);
     }
@@ -819,15 +792,7 @@ mod tests {
             claims.claim(&job.claim(), Utc::now()).await.unwrap(),
             ClaimOutcome::Claimed
         );
-        let err = start_transcode(
-            event(json),
-            &config(&[]),
-            &MemorySource::audio(),
-            &t,
-            &claims,
-        )
-        .await
-        .unwrap_err();
+        let err = start_audio(event(json), &t, &claims).await.unwrap_err();
         assert!(matches!(err.failed[0].2, NotStarted::Held));
         assert!(t.jobs.lock().unwrap().is_empty());
     }
@@ -900,18 +865,11 @@ mod tests {
             fail_on: Some("song"),
             ..FakeTranscoder::default()
         };
-        let source = MemorySource::audio();
-        assert!(
-            start_transcode(event(json), &config(&[]), &source, &refusing, &store)
-                .await
-                .is_err()
-        );
+        assert!(start_audio(event(json), &refusing, &store).await.is_err());
         let seen = vec![(UploadState::Received, "media/alice/song.mp3".to_owned())];
         assert_eq!(states().await, seen);
         let t = FakeTranscoder::default();
-        start_transcode(event(json), &config(&[]), &source, &t, &store)
-            .await
-            .unwrap();
+        start_audio(event(json), &t, &store).await.unwrap();
         let started = vec![(UploadState::Transcoding, "media/alice/song.mp3".to_owned())];
         assert_eq!(states().await, started);
         // The job carries the record's id to its notifications.
@@ -927,10 +885,7 @@ mod tests {
         store.fail_upload_writes(&UploadState::ALL);
         let t = FakeTranscoder::default();
         let json = include_str!("../../../events/s3-put.json");
-        let source = MemorySource::audio();
-        let err = start_transcode(event(json), &config(&[]), &source, &t, &store)
-            .await
-            .unwrap_err();
+        let err = start_audio(event(json), &t, &store).await.unwrap_err();
         assert!(
             matches!(err.failed[0].2, NotStarted::Unrecorded(_)),
             "{err}"
@@ -938,9 +893,7 @@ mod tests {
         assert!(t.jobs.lock().unwrap().is_empty());
         // Nothing was claimed, so the retry starts it at once.
         store.fail_upload_writes(&[]);
-        let report = start_transcode(event(json), &config(&[]), &source, &t, &store)
-            .await
-            .unwrap();
+        let report = start_audio(event(json), &t, &store).await.unwrap();
         assert_eq!(report.started.len(), 1);
     }
 
@@ -1016,15 +969,7 @@ mod tests {
             "{err}"
         );
         assert!(t.jobs.lock().unwrap().is_empty());
-        let retry = start_transcode(
-            event(json),
-            &config(&[]),
-            &MemorySource::audio(),
-            &t,
-            &store,
-        )
-        .await
-        .unwrap();
+        let retry = start_audio(event(json), &t, &store).await.unwrap();
         assert_eq!(retry.started.len(), 1);
     }
 

@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime};
 
 use tracing::{info, warn};
 use transcoder_api::config::max_upload_bytes;
-use transcoder_api::{Api, ApiConfig};
+use transcoder_api::{Api, ApiConfig, PageConfig};
 use transcoder_core::config::{ConfigError, Env};
 use transcoder_core::{RawS3Event, RecordConfig, StartConfig, start_transcode};
 use transcoder_sqlite::SqliteStore;
@@ -120,6 +120,7 @@ pub async fn run(config: LocalConfig) -> Result<(), Error> {
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
     let base_url = format!("http://{}", listener.local_addr()?);
     let links = LocalLinks::new(&base_url)?;
+    let page = PageConfig::local(&base_url);
     let api_config = ApiConfig {
         bucket: LOCAL_BUCKET.into(),
         input_prefix: config.start.prefixes.input().into(),
@@ -130,6 +131,7 @@ pub async fn run(config: LocalConfig) -> Result<(), Error> {
         links,
         bucket: config.bucket.clone(),
         max_upload_bytes: config.max_upload_bytes,
+        page,
     });
     info!(
         api = base_url,
@@ -137,7 +139,7 @@ pub async fn run(config: LocalConfig) -> Result<(), Error> {
         store = %config.store.display(),
         concurrency = config.concurrency,
         max_duration_seconds = config.max_duration.as_secs(),
-        "local pipeline running: drop audio files into {}/{}{{user}}/",
+        "local pipeline running: open {base_url}/ in a browser, or drop audio files into {}/{}{{user}}/",
         config.bucket.display(),
         config.start.prefixes.input()
     );

@@ -30,7 +30,7 @@ use sha2::Sha256;
 use tokio::io::AsyncWriteExt;
 use tokio_util::io::ReaderStream;
 use tracing::{info, warn};
-use transcoder_api::{Api, ApiError, Identity};
+use transcoder_api::{Api, ApiError, Identity, PageConfig, page};
 use transcoder_core::links::{LINK_LIFETIME, UPLOAD_LINK_LIFETIME};
 use transcoder_core::{
     ClaimStore, Escaped, Link, LinkError, Links, MessageStore, ObjectKey, Upload, UploadStore,
@@ -160,10 +160,12 @@ pub struct ServerState<S> {
     pub bucket: PathBuf,
     /// The largest upload `/files/` accepts, whatever a link says (`MAX_UPLOAD_BYTES`).
     pub max_upload_bytes: u64,
+    /// The web page at `/`, signing in by user name.
+    pub page: PageConfig,
 }
 
-/// The local server's routes: the API's router, with the caller named by `X-User`, and `/files/`;
-/// every request logged, and refused unless it is addressed to a loopback name.
+/// The local server's routes: the API's router, with the caller named by `X-User`, `/files/`
+/// and the web page; every request logged, and refused unless it is addressed to a loopback name.
 pub fn router<S: MessageStore + UploadStore + ClaimStore + 'static>(
     state: Arc<ServerState<S>>,
 ) -> Router {
@@ -180,6 +182,7 @@ pub fn router<S: MessageStore + UploadStore + ClaimStore + 'static>(
     transcoder_api::router(state.api.clone())
         .layer(map_request(named_by_header))
         .merge(files)
+        .merge(page::router(&state.page))
         .layer(map_request(loopback_only))
         .layer(from_fn(log))
 }

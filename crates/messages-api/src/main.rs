@@ -1,12 +1,12 @@
-//! `messages-api`: the Lambda function behind the API Gateway HTTP API, serving the API's router.
-//! The caller is the `sub` claim of the JWT that API Gateway's authorizer verified; no header can
-//! claim an identity.
+//! `messages-api`: the Lambda function behind the API Gateway HTTP API, serving the API's router
+//! and the web page, which signs in with Cognito. The caller is the `sub` claim of the JWT that API
+//! Gateway's authorizer verified; no header can claim an identity.
 
 use axum::extract::Request;
 use axum::middleware::map_request;
 use lambda_http::request::RequestContext;
 use lambda_http::{Error, RequestExt, run, tracing};
-use transcoder_api::{Api, ApiConfig, Identity, router};
+use transcoder_api::{Api, ApiConfig, Identity, PageConfig, page, router};
 use transcoder_aws::{DynamoStore, S3Links};
 use transcoder_core::config::ProcessEnv;
 
@@ -15,18 +15,22 @@ use transcoder_core::config::ProcessEnv;
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
     tracing::init_default_subscriber();
-    let api = setup()
+    let (api, page_config) = setup()
         .await
         .inspect_err(|e| tracing::error!("start-up refused: {e}"))?;
-    run(router(api).layer(map_request(verified_identity))).await
+    let app = router(api)
+        .merge(page::router(&page_config))
+        .layer(map_request(verified_identity));
+    run(app).await
 }
 
-async fn setup() -> Result<Api<DynamoStore, S3Links>, Error> {
+async fn setup() -> Result<(Api<DynamoStore, S3Links>, PageConfig), Error> {
     let config = ApiConfig::from_env(&ProcessEnv)?;
+    let page_config = PageConfig::cognito_from_env(&ProcessEnv)?;
     let sdk = aws_config::load_from_env().await;
     let store = DynamoStore::from_env(&sdk, &ProcessEnv)?;
     let links = S3Links::from_sdk(&sdk, &config.bucket);
-    Ok(Api::new(config, store, links))
+    Ok((Api::new(config, store, links), page_config))
 }
 
 /// Names the caller by the `sub` claim the HTTP API's JWT authorizer verified, if there is one.

@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 
 use transcoder_core::contract::{self, base_time, job, message, owner};
 use transcoder_core::{
-    Claim, ClaimOutcome, ClaimStore, JobQueue, MessageId, MessageStore, ObjectKey, StoreError,
-    UploadRecord, UploadState, UploadStore,
+    Claim, ClaimOutcome, ClaimStore, JobQueue, MessageId, MessageStore, StoreError, UploadRecord,
+    UploadState, UploadStore,
 };
 use transcoder_sqlite::SqliteStore;
 
@@ -34,11 +34,7 @@ impl Drop for Scratch {
 }
 
 fn claim(key: &str) -> Claim {
-    Claim {
-        bucket: "local".into(),
-        key: ObjectKey::new(key).unwrap(),
-        version: "0062E99A88DC407460".into(),
-    }
+    contract::claim(key, "0062E99A88DC407460")
 }
 
 async fn unread_ids(store: &SqliteStore, name: &str) -> Vec<String> {
