@@ -1,6 +1,6 @@
 //! `template.yaml` as each value of `TranscoderBackend` deploys it: `TRANSCODER` names the
 //! backend and nothing of the other is there; with MediaConvert, jobs get their role and their
-//! final states reach record-completion's topic.
+//! final states and progress reach record-completion's topic.
 //!
 //! Also the reading all the template tests stand on: short forms become long forms, and a
 //! condition the deployment cannot evaluate fails rather than passing unseen. Every check runs
@@ -16,8 +16,16 @@ use system_tests::template::{
 };
 use transcoder_aws::mediaconvert::JOB_TAG_KEY;
 
-/// The MediaConvert states that end a job, which `record-completion` turns into a message.
-const MEDIACONVERT_FINAL_STATES: [&str; 3] = ["COMPLETE", "ERROR", "CANCELED"];
+/// The MediaConvert states the rule forwards: those that end a job, which `record-completion` turns
+/// into a message, and the progress that moves the upload's record (`INPUT_INFORMATION` says
+/// nothing a user sees, so it is not paid for).
+const MEDIACONVERT_FORWARDED_STATES: [&str; 5] = [
+    "COMPLETE",
+    "ERROR",
+    "CANCELED",
+    "PROGRESSING",
+    "STATUS_UPDATE",
+];
 
 // ------------------------------------------------------------------------------------------ checks
 
@@ -164,7 +172,8 @@ fn mediaconvert_problems(t: &Value) -> Vec<String> {
         ));
     }
 
-    // The rule: this stack's jobs' final states, to the topic record-completion listens to.
+    // The rule: this stack's jobs' final states and progress, to the topic record-completion
+    // listens to.
     let topic = &resource(t, "RecordCompletionFunction")["Properties"]["Environment"]["Variables"]
         ["TOPIC_ARN"];
     let rules = resources_of_type(t, "AWS::Events::Rule");
@@ -182,9 +191,10 @@ fn mediaconvert_problems(t: &Value) -> Vec<String> {
             ));
         }
         let states: BTreeSet<&str> = strings(&pattern["detail"]["status"]).into_iter().collect();
-        if states != MEDIACONVERT_FINAL_STATES.into_iter().collect() {
+        if states != MEDIACONVERT_FORWARDED_STATES.into_iter().collect() {
             problems.push(format!(
-                "{id} forwards the states {states:?}, not the final ones {MEDIACONVERT_FINAL_STATES:?}"
+                "{id} forwards the states {states:?}, not the final ones and progress \
+                 {MEDIACONVERT_FORWARDED_STATES:?}"
             ));
         }
         let tag = &pattern["detail"]["userMetadata"][JOB_TAG_KEY];
@@ -393,18 +403,36 @@ fn mediaconvert_jobs_get_their_role_and_their_final_states_reach_the_topic() {
                 set(
                     t,
                     &format!("{PATTERN}/detail/status"),
-                    json!(["COMPLETE", "ERROR"]),
+                    json!(["COMPLETE", "ERROR", "PROGRESSING", "STATUS_UPDATE"]),
                 )
             },
             "not the final ones",
         ),
         (
-            "the rule forwards a state that is not final",
+            "the rule forgets the progress updates",
             |t| {
                 set(
                     t,
                     &format!("{PATTERN}/detail/status"),
-                    json!(["COMPLETE", "ERROR", "CANCELED", "STATUS_UPDATE"]),
+                    json!(["COMPLETE", "ERROR", "CANCELED", "PROGRESSING"]),
+                )
+            },
+            "not the final ones",
+        ),
+        (
+            "the rule forwards input information nobody sees, and pays for it",
+            |t| {
+                set(
+                    t,
+                    &format!("{PATTERN}/detail/status"),
+                    json!([
+                        "COMPLETE",
+                        "ERROR",
+                        "CANCELED",
+                        "PROGRESSING",
+                        "STATUS_UPDATE",
+                        "INPUT_INFORMATION"
+                    ]),
                 )
             },
             "not the final ones",

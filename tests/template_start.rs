@@ -2,52 +2,8 @@
 //! role may read uploads, and nothing else in the bucket, without a circular dependency between
 //! the bucket's notification and the function.
 
-use serde_json::{Value, json};
-use system_tests::template::{r#ref, statements, strings, template};
-
-/// Every policy that attaches to `role`: its inline policies, and policy resources naming it.
-fn policies_of<'a>(t: &'a Value, role: &str) -> Vec<&'a Value> {
-    let resources = t["Resources"].as_object().into_iter().flatten();
-    let attached = resources
-        .filter(|(_, r)| {
-            let kind = r["Type"].as_str().unwrap_or_default();
-            let target = r#ref(role);
-            (kind == "AWS::IAM::RolePolicy" && r["Properties"]["RoleName"] == target)
-                || (kind == "AWS::IAM::Policy"
-                    && r["Properties"]["Roles"]
-                        .as_array()
-                        .is_some_and(|roles| roles.contains(&target)))
-        })
-        .map(|(_, r)| &r["Properties"]);
-    let inline = t["Resources"][role]["Properties"]["Policies"]
-        .as_array()
-        .into_iter()
-        .flatten();
-    inline.chain(attached).collect()
-}
-
-/// The statements of `policies`, both branches of an `Fn::If` included.
-fn statements_of<'a>(policies: &[&'a Value]) -> Vec<&'a Value> {
-    policies
-        .iter()
-        .flat_map(|p| statements(p))
-        .map(|(_, s)| s)
-        .collect()
-}
-
-/// Each statement of `policies` whose actions include one of `service:`, with its resources.
-fn grants<'a>(policies: &[&'a Value], service: &str) -> Vec<(Vec<&'a str>, &'a Value)> {
-    statements_of(policies)
-        .into_iter()
-        .filter_map(|s| {
-            let actions = strings(&s["Action"]);
-            actions
-                .iter()
-                .any(|a| a.starts_with(service))
-                .then_some((actions, &s["Resource"]))
-        })
-        .collect()
-}
+use serde_json::json;
+use system_tests::template::{grants, policies_of, statements_of, template};
 
 #[test]
 fn start_transcode_may_read_uploads_and_nothing_else_in_the_bucket() {
