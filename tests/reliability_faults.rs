@@ -252,7 +252,12 @@ async fn a_claim_store_that_is_down_starts_nothing_and_the_retry_starts_the_job_
     db.stop().await;
     let (error_type, message) = function.invoke(&sample_event("s3-put.json")).await.error();
     assert_eq!(error_type, "JobsNotStarted");
-    assert!(message.contains("duplicate protection failed"), "{message}");
+    // The first write to the table, the upload's `received` record, is the one that fails: before
+    // any claim is taken, so the retry has nothing to wait out.
+    assert!(
+        message.contains("the upload's record could not be written"),
+        "{message}"
+    );
     // Without a claim, no job: an unprotected start could run twice.
     assert!(transcoder.attempts().is_empty());
 
