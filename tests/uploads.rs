@@ -105,7 +105,7 @@ async fn an_upload_is_visible_from_received_to_completed_and_only_to_its_owner()
         m["jobId"] = "1700000000000-job001".into();
         m["userMetadata"] = metadata.clone();
     };
-    let progressing = notification("sns-et-progressing.json", of_this_job.clone());
+    let progressing = notification("sns-et-progressing.json", of_this_job);
     let completed = notification("sns-et-completed.json", of_this_job);
     let report = recorder.invoke(&progressing).await.response();
     // Already `transcoding` since its job started: nothing further to say.
