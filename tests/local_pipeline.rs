@@ -3,6 +3,8 @@
 
 use std::time::Duration;
 
+use serde_json::{Value, json};
+
 use system_tests::local::{Runner, probe, scratch, tone};
 
 #[tokio::test]
@@ -150,4 +152,77 @@ async fn files_dropped_in_the_folder_are_transcoded_listed_and_dismissed() {
     assert_eq!(runner.files("alice").await, ["broken.mp3"]);
     runner.stop().await;
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[tokio::test]
+async fn an_upload_is_visible_while_ffmpeg_transcodes_it_with_its_progress_and_completed_after() {
+    let dir = scratch();
+    // Long enough that transcoding takes a while, so its progress can be seen.
+    let song = dir.join("long set.flac");
+    tone(&song, 600.0).await;
+    let runner = Runner::start(&dir).await;
+    let alice = dir.join("bucket/media/alice");
+    std::fs::create_dir_all(&alice).unwrap();
+    // Written elsewhere and moved in, so the runner sees it whole at once.
+    std::fs::rename(&song, alice.join("long set.flac")).unwrap();
+
+    // Every state Alice's list shows while she watches, until it is final.
+    let mut seen: Vec<(String, Value)> = Vec::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    let last = loop {
+        let (status, page) = runner.http("GET", "/uploads", "alice", "").await;
+        assert_eq!(status, 200, "{page}");
+        if let Some(upload) = page["uploads"].as_array().and_then(|u| u.first()).cloned() {
+            let state = (
+                upload["state"].as_str().unwrap().to_owned(),
+                upload["percent"].clone(),
+            );
+            if seen.last() != Some(&state) {
+                seen.push(state);
+            }
+            if upload["state"] != "received" && upload["state"] != "transcoding" {
+                break upload;
+            }
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never final: {seen:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(last["state"], "completed", "{last}");
+    assert_eq!(
+        (&last["file"], &last["key"]),
+        (&json!("long set.flac"), &json!("media/alice/long set.flac"))
+    );
+    assert_eq!(last["outputs"].as_array().unwrap().len(), 3);
+    // It was seen before it ended, with a percentage that only rose.
+    let percents: Vec<u64> = seen
+        .iter()
+        .filter(|(state, _)| state == "transcoding")
+        .filter_map(|(_, percent)| percent.as_u64())
+        .collect();
+    assert!(seen.len() >= 2, "only ever saw {seen:?}");
+    assert!(
+        !percents.is_empty(),
+        "no percentage while transcoding: {seen:?}"
+    );
+    assert!(percents.windows(2).all(|w| w[0] < w[1]), "{seen:?}");
+    // The one upload, found by id; nobody else sees it.
+    let id = last["id"].as_str().unwrap();
+    let (status, one) = runner
+        .http("GET", &format!("/uploads/{id}"), "alice", "")
+        .await;
+    assert_eq!((status, &one), (200, &last));
+    let (status, body) = runner
+        .http("GET", &format!("/uploads/{id}"), "bob", "")
+        .await;
+    assert_eq!(
+        (status, &body["error"]["code"]),
+        (404, &json!("upload_not_found"))
+    );
+    let (_, bobs) = runner.http("GET", "/uploads", "bob", "").await;
+    assert_eq!(bobs["uploads"], json!([]));
+    runner.stop().await;
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -82,7 +82,7 @@ pub async fn local_transcode() {
         );
         let started = Instant::now();
         let ended = backend
-            .run(&JobId(format!("local-bench-{run}")), &job)
+            .run(&JobId(format!("local-bench-{run}")), &job, None)
             .await;
         runs.push(started.elapsed());
         let Ended::Notification(notification) = ended else {

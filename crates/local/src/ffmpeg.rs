@@ -2,6 +2,9 @@
 //! queue (`crate::jobs`). One ffmpeg run per job decodes the input once and encodes every output
 //! from it. When a job ends, it is reported in Elastic Transcoder's notification shape, so the
 //! completion goes through the same parser and the same `record_completion` handler as in the cloud.
+//! While it runs, its progress (ffmpeg's `-progress`, as a share of the probed duration) is
+//! reported at each further tenth, in MediaConvert's `STATUS_UPDATE` shape, the one with a
+//! percentage.
 //!
 //! Uploads are untrusted: an input is identified by its bytes before ffmpeg sees it, and ffmpeg
 //! and ffprobe are told its exact demuxer, may open only local files and only the accepted
@@ -145,6 +148,32 @@ pub enum Ended {
     Replaced,
 }
 
+/// Where a running job's progress goes: whole percentages, each higher than the last.
+pub type ProgressSender = tokio::sync::mpsc::UnboundedSender<u8>;
+
+/// The user metadata every notification of `job` carries, as the transcoders in the cloud do.
+fn user_metadata(job: &TranscodeJob) -> serde_json::Map<String, Value> {
+    metadata::for_job(job)
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), Value::String(v)))
+        .collect()
+}
+
+/// A running job's progress as a notification: MediaConvert's `STATUS_UPDATE`, the shape that
+/// carries a percentage (Elastic Transcoder's `PROGRESSING` has none).
+pub fn progress_notification(job_id: &JobId, job: &TranscodeJob, percent: u8) -> Value {
+    json!({
+        "detail-type": "MediaConvert Job State Change",
+        "source": "local.ffmpeg",
+        "detail": {
+            "jobId": job_id.0,
+            "status": "STATUS_UPDATE",
+            "userMetadata": user_metadata(job),
+            "jobProgress": {"jobPercentComplete": percent},
+        },
+    })
+}
+
 impl Ffmpeg {
     pub fn new(bucket: impl Into<PathBuf>, limits: Limits) -> Self {
         Self {
@@ -152,12 +181,17 @@ impl Ffmpeg {
             limits,
         }
     }
-    /// Transcodes one job and says how it ended.
-    pub async fn run(&self, job_id: &JobId, job: &TranscodeJob) -> Ended {
+    /// Transcodes one job and says how it ended; its progress goes to `progress`, if given.
+    pub async fn run(
+        &self,
+        job_id: &JobId,
+        job: &TranscodeJob,
+        progress: Option<ProgressSender>,
+    ) -> Ended {
         let started = Instant::now();
         let job_id = job_id.0.as_str();
         let input = self.bucket.join(job.source.as_str());
-        let result = match self.transcode(job_id, job, &input).await {
+        let result = match self.transcode(job_id, job, &input, progress).await {
             Err(Failure::Replaced) => {
                 info!(job_id, key = %job.source.escaped(), "a newer upload replaced the file: outputs dropped");
                 return Ended::Replaced;
@@ -210,10 +244,6 @@ impl Ffmpeg {
             }
         };
         info!(job_id, key = %job.source.escaped(), state, seconds = format!("{:.2}", started.elapsed().as_secs_f64()), "job finished");
-        let user_metadata: serde_json::Map<String, Value> = metadata::for_job(job)
-            .into_iter()
-            .map(|(k, v)| (k.to_owned(), Value::String(v)))
-            .collect();
         let mut notification = json!({
             "state": state,
             "version": "2012-09-25",
@@ -223,7 +253,7 @@ impl Ffmpeg {
             "inputCount": 1,
             "outputKeyPrefix": "",
             "outputs": outputs,
-            "userMetadata": user_metadata,
+            "userMetadata": user_metadata(job),
         });
         match result {
             Err(reason) | Ok((Some(reason), _)) => notification["messageDetails"] = reason.into(),
@@ -239,6 +269,7 @@ impl Ffmpeg {
         job_id: &str,
         job: &TranscodeJob,
         input: &Path,
+        progress: Option<ProgressSender>,
     ) -> Result<(Option<String>, f64), Failure> {
         let upload = Upload::of(input).await?;
         let format = identify(input).await?;
@@ -302,7 +333,7 @@ impl Ffmpeg {
             .spawn()
             .map_err(|e| format!("cannot run ffmpeg: {e}"))?;
 
-        // Progress, for long files: a line at every further tenth of the input.
+        // Progress at every further tenth of the input: reported, and logged for long files.
         let stdout = child.stdout.take();
         let key = job.source.escaped().to_string();
         let job_id_owned = job_id.to_owned();
@@ -318,14 +349,16 @@ impl Ffmpeg {
                     continue;
                 };
                 let tenth = ((micros / 1e6 / duration) * 10.0).floor() as i32;
-                if duration >= 30.0 && tenth > reported && tenth < 10 {
+                if tenth > reported && tenth < 10 {
                     reported = tenth;
-                    info!(
-                        job_id = job_id_owned,
-                        key,
-                        percent = tenth * 10,
-                        "transcoding"
-                    );
+                    let percent = (tenth * 10) as u8;
+                    if let Some(progress) = &progress {
+                        // The receiver is gone only when the job's reporting stopped: nobody asks.
+                        let _ = progress.send(percent);
+                    }
+                    if duration >= 30.0 {
+                        info!(job_id = job_id_owned, key, percent, "transcoding");
+                    }
                 }
             }
         });
@@ -667,7 +700,7 @@ mod tests {
     /// Runs one job to its end and returns its notification.
     async fn transcode(bucket: &Path, limits: Limits, job: &TranscodeJob) -> Value {
         let id = JobId("local-test".into());
-        match Ffmpeg::new(bucket, limits).run(&id, job).await {
+        match Ffmpeg::new(bucket, limits).run(&id, job, None).await {
             Ended::Notification(notification) => notification,
             Ended::Replaced => panic!("nothing replaced the input"),
         }
@@ -862,6 +895,45 @@ mod tests {
             assert!((seconds - 5.0).abs() < 0.1, "{}: {seconds}", output.key);
         }
         let _ = std::fs::remove_dir_all(&bucket);
+    }
+
+    #[tokio::test]
+    async fn a_run_reports_its_progress_in_rising_tenths_as_a_status_update() {
+        let bucket = bucket();
+        tone(&bucket.join("media/alice/long.wav"), 120.0).await;
+        let job = job("media/alice/long.wav", "alice");
+        let (sender, mut percents) = tokio::sync::mpsc::unbounded_channel();
+        let id = JobId("local-progress".into());
+        let ended = Ffmpeg::new(&bucket, four_hours())
+            .run(&id, &job, Some(sender))
+            .await;
+        assert!(
+            matches!(&ended, Ended::Notification(n) if n["state"] == "COMPLETED"),
+            "{ended:?}"
+        );
+        let mut reported = Vec::new();
+        while let Ok(percent) = percents.try_recv() {
+            reported.push(percent);
+        }
+        assert!(!reported.is_empty(), "no progress for two minutes of audio");
+        assert!(reported.windows(2).all(|w| w[0] < w[1]), "{reported:?}");
+        assert!(
+            reported
+                .iter()
+                .all(|p| p % 10 == 0 && (10..=90).contains(p)),
+            "{reported:?}"
+        );
+        let _ = std::fs::remove_dir_all(&bucket);
+
+        // Each becomes the notification record_completion reads as progress of this upload.
+        let message = progress_notification(&id, &job, 40).to_string();
+        match transcoder_core::Notification::parse(&message) {
+            Ok(transcoder_core::Notification::Progress(p)) => {
+                assert_eq!((p.job_id.as_str(), p.percent), ("local-progress", Some(40)));
+                assert_eq!(p.upload, Some(job.upload_ref()));
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[tokio::test]

@@ -24,11 +24,11 @@ use tokio::sync::Notify;
 use tokio::task::{AbortHandle, JoinSet};
 use tracing::{error, info, warn};
 use transcoder_core::{
-    Escaped, JobId, JobQueue, MessageStore, RawSnsEvent, RecordConfig, StoreError, TranscodeJob,
-    Transcoder, TranscoderError, UploadStore, record_completion,
+    Escaped, JobId, JobQueue, MessageStore, QueuedJob, RawSnsEvent, RecordConfig, StoreError,
+    TranscodeJob, Transcoder, TranscoderError, UploadStore, record_completion,
 };
 
-use crate::ffmpeg::{Ended, Ffmpeg};
+use crate::ffmpeg::{Ended, Ffmpeg, ProgressSender, progress_notification};
 
 /// The topic the local transcoder "publishes" to; `record_completion` accepts only this one.
 pub const LOCAL_TOPIC: &str = "arn:aws:sns:local:000000000000:transcoder-completions";
@@ -133,10 +133,16 @@ impl<S: JobQueue + MessageStore + UploadStore + 'static> LocalJobs<S> {
                 continue;
             };
             let id = queued.id.clone();
+            let progress = self.report_progress(&queued);
             // Its own task, so that a newer upload can stop it: aborting drops ffmpeg (killed on
             // drop) and the job's temporary files (removed on drop).
             let shared = self.shared.clone();
-            let run = tokio::spawn(async move { shared.ffmpeg.run(&queued.id, &queued.job).await });
+            let run = tokio::spawn(async move {
+                shared
+                    .ffmpeg
+                    .run(&queued.id, &queued.job, Some(progress))
+                    .await
+            });
             self.running().insert(id.clone(), run.abort_handle());
             let ended = run.await;
             self.running().remove(&id);
@@ -182,6 +188,24 @@ impl<S: JobQueue + MessageStore + UploadStore + 'static> LocalJobs<S> {
             let _ =
                 tokio::time::timeout(Duration::from_secs(2), self.shared.ended.notified()).await;
         }
+    }
+
+    /// Hands `queued`'s progress to `record_completion` as SNS would, until the job's run drops
+    /// the sender. Progress is not kept: one that is lost is overtaken by the next, or the end.
+    fn report_progress(&self, queued: &QueuedJob) -> ProgressSender {
+        let (sender, mut percents) = tokio::sync::mpsc::unbounded_channel();
+        let (this, id, job) = (self.clone(), queued.id.clone(), queued.job.clone());
+        tokio::spawn(async move {
+            while let Some(percent) = percents.recv().await {
+                let notification = progress_notification(&id, &job, percent).to_string();
+                let event = RawSnsEvent {
+                    records: vec![sns_record(&id, &notification)],
+                };
+                // Written or not, progress fails nothing: record_completion logs what it drops.
+                let _ = record_completion(event, &this.shared.record, &this.shared.store).await;
+            }
+        });
+        sender
     }
 
     /// Records one job's ending as SNS would deliver it, retrying while the store fails.
