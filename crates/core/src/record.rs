@@ -427,6 +427,13 @@ mod tests {
         assert_eq!(report.recorded, ["1700000000000-abc001"]);
     }
 
+    /// `record_completion` of the sample event `file`, which must succeed.
+    async fn record(store: &MemoryStore, file: &str) -> RecordReport {
+        record_completion(event(file), &config(), store)
+            .await
+            .unwrap()
+    }
+
     async fn upload_of(store: &impl UploadStore, owner: &str, id: &str) -> Option<UploadRecord> {
         let owner = Owner::new(owner).unwrap();
         store.upload(&owner, &UploadId(id.into())).await.unwrap()
@@ -437,13 +444,7 @@ mod tests {
     #[tokio::test]
     async fn progress_moves_the_upload_record_and_nothing_moves_it_back() {
         let store = MemoryStore::default();
-        let report = record_completion(
-            event("sns-mediaconvert-status-update.json"),
-            &config(),
-            &store,
-        )
-        .await
-        .unwrap();
+        let report = record(&store, "sns-mediaconvert-status-update.json").await;
         assert_eq!(report.progress, 1);
         assert_eq!(report.uploads, [BOBS_UPLOAD]);
         assert!(report.recorded.is_empty(), "progress writes no message");
@@ -458,9 +459,7 @@ mod tests {
             ("Long Set.MP3", "media/bob/Long Set.MP3")
         );
 
-        record_completion(event("sns-mediaconvert-complete.json"), &config(), &store)
-            .await
-            .unwrap();
+        record(&store, "sns-mediaconvert-complete.json").await;
         let done = upload_of(&store, "bob", BOBS_UPLOAD).await.unwrap();
         assert_eq!(
             (done.state, done.percent),
@@ -482,9 +481,7 @@ mod tests {
             "sns-mediaconvert-status-update.json",
             "sns-mediaconvert-complete.json",
         ] {
-            let report = record_completion(event(late), &config(), &store)
-                .await
-                .unwrap();
+            let report = record(&store, late).await;
             assert!(report.uploads.is_empty(), "{late}");
         }
         assert_eq!(upload_of(&store, "bob", BOBS_UPLOAD).await, Some(done));
@@ -496,13 +493,7 @@ mod tests {
         let store = MemoryStore::default();
         store.fail_upload_writes(&UploadState::ALL);
         // Progress that cannot be written fails nothing: the next event moves the record.
-        let report = record_completion(
-            event("sns-mediaconvert-status-update.json"),
-            &config(),
-            &store,
-        )
-        .await
-        .unwrap();
+        let report = record(&store, "sns-mediaconvert-status-update.json").await;
         assert_eq!((report.progress, report.uploads.len()), (1, 0));
         // The end is retried, but its message is written at once.
         let err = record_completion(event("sns-mediaconvert-complete.json"), &config(), &store)
@@ -515,9 +506,7 @@ mod tests {
         assert_eq!(unread(&store, "bob").await.len(), 1);
         assert_eq!(upload_of(&store, "bob", BOBS_UPLOAD).await, None);
         store.fail_upload_writes(&[]);
-        let retry = record_completion(event("sns-mediaconvert-complete.json"), &config(), &store)
-            .await
-            .unwrap();
+        let retry = record(&store, "sns-mediaconvert-complete.json").await;
         assert_eq!(retry.duplicates, ["1763885000000-mc0001"]);
         assert_eq!(retry.uploads, [BOBS_UPLOAD]);
         let done = upload_of(&store, "bob", BOBS_UPLOAD).await.unwrap();
