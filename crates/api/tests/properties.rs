@@ -1,12 +1,13 @@
 //! Properties of the router for any request a client can send: any method, path, query, body and
-//! caller. Sequences of requests run against one in-memory store holding three users' messages.
+//! caller. Sequences of requests run against one in-memory store holding three users' messages
+//! and uploads (an upload's id is its message's, so one leak check covers both).
 //! 256 generated sequences in `make test`; `make fuzz` runs many more (`PROPTEST_CASES`).
 //!
 //! For every request: never a 500 (nor a 503: the in-memory store is always up); JSON with
 //! `application/json` unless 204; every 4xx names an error code and a message, a 405 its `Allow`;
 //! a 401 only for a request without a usable identity. And isolation: no response shows a caller
-//! another user's message id (unless the caller typed it), listings hold the caller's own
-//! messages only, and nothing a caller does changes another user's messages.
+//! another user's message or upload id (unless the caller typed it), listings hold the caller's
+//! own messages and uploads only, and nothing a caller does changes another user's messages.
 
 use std::collections::BTreeMap;
 
@@ -16,9 +17,9 @@ use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
 use proptest::prelude::*;
 use serde_json::{Value, json};
 use transcoder_api::{Api, ApiConfig, MAX_BODY_BYTES};
-use transcoder_core::contract::{UnsignedLinks, message};
+use transcoder_core::contract::{UnsignedLinks, message, upload};
 use transcoder_core::memory::MemoryStore;
-use transcoder_core::{MessageStore, Owner};
+use transcoder_core::{MessageStore, Owner, UploadState, UploadStore};
 
 /// Who owns messages, and how many.
 const USERS: [(&str, usize); 3] = [("alice", 4), ("bob", 3), ("carol", 2)];
@@ -43,6 +44,9 @@ async fn api() -> Api<MemoryStore, UnsignedLinks> {
             .insert(&message(&owner, &id, minute))
             .await
             .unwrap();
+        let state = UploadState::ALL[minute as usize % UploadState::ALL.len()];
+        let record = upload(&owner, &id, state, Some(50), minute);
+        assert!(api.store().advance(&record).await.unwrap());
     }
     api
 }
@@ -124,6 +128,7 @@ fn any_path() -> impl Strategy<Value = String> {
         4 => Just("/messages".to_owned()),
         4 => any_id_segment().prop_map(|id| format!("/messages/{id}/dismiss")),
         3 => Just("/uploads".to_owned()),
+        3 => any_id_segment().prop_map(|id| format!("/uploads/{id}")),
         1 => Just("/".to_owned()),
         2 => prop::collection::vec(
                 prop_oneof![
@@ -265,9 +270,10 @@ fn check(
     }
     if status == StatusCode::OK {
         let caller = request.caller.as_deref().unwrap_or_default();
-        let listed = json["messages"].as_array().cloned().unwrap_or_default();
-        for message in listed {
-            let id = message["id"].as_str().unwrap_or_default();
+        let messages = json["messages"].as_array().cloned().unwrap_or_default();
+        let uploads = json["uploads"].as_array().cloned().unwrap_or_default();
+        for item in messages.into_iter().chain(uploads) {
+            let id = item["id"].as_str().unwrap_or_default();
             prop_assert!(
                 id.starts_with(&format!("msg-{caller}-")),
                 "{} listed for {}",
@@ -400,6 +406,7 @@ fn the_request_generator_reaches_every_answer() {
         (401, "unauthorized"),
         (404, "not_found"),
         (404, "message_not_found"),
+        (404, "upload_not_found"),
         (405, "method_not_allowed"),
         (413, "payload_too_large"),
     ] {
