@@ -428,11 +428,12 @@ function settleSent(key, outcome) {
   for (const li of $('sending').querySelectorAll('li[data-state="sent"]')) {
     if (li.dataset.key !== key) continue;
     li.dataset.state = outcome;
+    const done = outcome === 'completed' || outcome === 'completed_with_warnings';
     const state = li.querySelector('.state');
-    state.className = `state state-${outcome === 'failed' ? 'failed' : 'done'}`;
-    state.textContent = outcome === 'failed'
-      ? 'Not transcoded: its message says why'
-      : 'Transcoded: its message has the downloads';
+    state.className = `state state-${done ? 'done' : 'failed'}`;
+    state.textContent = done
+      ? 'Transcoded: its message has the downloads'
+      : 'Not transcoded: its message says why';
   }
 }
 
@@ -516,7 +517,9 @@ async function loadUploads() {
       announce(`${upload.file}: ${STATE_LABELS[upload.state] || upload.state}.`);
     }
     row.state = upload.state;
-    if (!IN_PROGRESS.has(upload.state)) awaiting.delete(upload.key);
+    if (!IN_PROGRESS.has(upload.state) && awaiting.delete(upload.key)) {
+      settleSent(upload.key, upload.state);
+    }
     if (list.children[index] !== row.li) list.insertBefore(row.li, list.children[index] || null);
   });
   for (const [id, row] of uploadRows) {
