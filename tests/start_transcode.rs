@@ -25,6 +25,13 @@ async fn a_put_sends_the_exact_create_job_request() {
 
     let requests = create_jobs(&stub);
     assert_eq!(requests.len(), 1);
+    // The upload's id, which record-completion needs to find its record: the claim's token.
+    let upload = transcoder_core::Claim {
+        bucket: "audio-transcoder-media".into(),
+        key: transcoder_core::ObjectKey::new("media/alice/song.mp3").unwrap(),
+        version: "0062E99A88DC407460".into(),
+    }
+    .token();
     assert_eq!(
         requests[0].body,
         json!({
@@ -35,7 +42,7 @@ async fn a_put_sends_the_exact_create_job_request() {
                 {"Key": "transcoded/alice/song.mp3.flac", "PresetId": "1351620000001-300110"},
                 {"Key": "transcoded/alice/song.mp3.m4a", "PresetId": "1351620000001-100110"}
             ],
-            "UserMetadata": {"owner": "alice", "source-key": "media/alice/song.mp3"}
+            "UserMetadata": {"owner": "alice", "source-key": "media/alice/song.mp3", "upload": upload}
         })
     );
     let authorization = requests[0].headers["authorization"].to_str().unwrap();

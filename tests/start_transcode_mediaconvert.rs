@@ -69,7 +69,8 @@ async fn a_put_sends_the_exact_create_job_request() {
             "userMetadata": {
                 "app": "audio-transcoder-prod",
                 "owner": "alice",
-                "source-key": "media/alice/song.mp3"
+                "source-key": "media/alice/song.mp3",
+                "upload": token
             },
             "settings": {
                 "inputs": [{
