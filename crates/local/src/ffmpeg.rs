@@ -325,13 +325,14 @@ impl Ffmpeg {
                 most_bytes,
             });
         }
-        let mut child = command
+        command
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .map_err(|e| format!("cannot run ffmpeg: {e}"))?;
+            .stderr(Stdio::piped());
+        // Its process group is killed on every way out of this function (a timeout, an aborted
+        // job, a shutdown), and by the kernel if the runner itself is killed.
+        let mut child =
+            transcoder_process::spawn(command).map_err(|e| format!("cannot run ffmpeg: {e}"))?;
 
         // Progress at every further tenth of the input: reported, and logged for long files.
         let stdout = child.stdout.take();
@@ -582,11 +583,12 @@ pub async fn probe_duration(
         "csv=p=0",
     ]);
     read_as(&mut command, format, path)?;
-    let run = command
+    command
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
+        .stderr(Stdio::piped());
+    let run = transcoder_process::spawn(command)
+        .map_err(|e| format!("cannot run ffprobe: {e}"))?
         .output();
     let output = tokio::time::timeout(allowed, run)
         .await
