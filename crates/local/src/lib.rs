@@ -6,6 +6,7 @@
 pub mod bucket;
 pub mod ffmpeg;
 pub mod jobs;
+pub mod owner;
 pub mod runner;
 pub mod server;
 

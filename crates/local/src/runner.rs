@@ -17,6 +17,7 @@ use transcoder_sqlite::SqliteStore;
 use crate::bucket::{BucketFolder, Watcher};
 use crate::ffmpeg::{Ffmpeg, Limits, remove_leftover_parts};
 use crate::jobs::{LOCAL_TOPIC, LocalJobs};
+use crate::owner::Owner;
 use crate::server::{LocalLinks, ServerState, remove_partial_uploads, router};
 
 /// The bucket's name in the events the watcher makes.
@@ -86,14 +87,18 @@ impl LocalConfig {
 
 /// Runs until interrupted (Ctrl-C or SIGTERM).
 pub async fn run(config: LocalConfig) -> Result<(), Error> {
+    // Before anything else: the recovery below is only safe while no other runner uses the folders,
+    // and a second runner must fail before it touches them, whether the folders or the port are taken.
+    let _owner = Owner::take(&config.bucket, &config.store)?;
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|e| format!("cannot listen on {} (LISTEN_ADDR): {e}", config.listen))?;
     std::fs::create_dir_all(config.bucket.join(config.start.prefixes.input()))?;
     // A previous run stopped mid-upload or mid-job leaves hidden partial files that nothing
-    // else removes.
+    // else removes; its jobs run again only once their temporary outputs are gone.
     let removed = remove_partial_uploads(&config.bucket)?;
     info!(removed, "partial uploads from an earlier run removed");
-    if let Some(dir) = config.store.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir)?;
-    }
+    let removed = remove_leftover_parts(&config.bucket.join(config.start.prefixes.output()));
     let store = Arc::new(SqliteStore::open(&config.store)?);
     // Nothing else uses the store now: a claim without a job is one a stopped run never queued.
     let released = store.release_unstarted_claims()?;
@@ -107,7 +112,6 @@ pub async fn run(config: LocalConfig) -> Result<(), Error> {
         },
     );
     let resumed = jobs.recover().await?;
-    let removed = remove_leftover_parts(&config.bucket.join(config.start.prefixes.output()));
     info!(
         resumed,
         removed,
@@ -117,7 +121,6 @@ pub async fn run(config: LocalConfig) -> Result<(), Error> {
         count(removed, "partial file", "partial files")
     );
 
-    let listener = tokio::net::TcpListener::bind(config.listen).await?;
     let base_url = format!("http://{}", listener.local_addr()?);
     let links = LocalLinks::new(&base_url)?;
     let page = PageConfig::local(&base_url);
