@@ -46,17 +46,24 @@ bench: check-rust test-tools
 	$(CARGO) build --release --locked --workspace --bins
 	"$${CARGO_TARGET_DIR:-target}/release/transcoder-bench" $(SECTION) | tee target/bench.md
 
+# The steps that start processes run with SYSTEM_TESTS_RUN_ID, one value per run, which every
+# process they start inherits: tests/leftover-processes.sh then fails the run if any of them is
+# still alive (and kills it), so that nothing the tests start outlives `make test`.
+TEST_RUN_ID := $(shell date +%s%N)
+
 test: check-rust test-tools check-template
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
 	# The process-level tests in tests/ run the built binaries.
 	$(MAKE) --no-print-directory binaries
-	bash crates/local/demo.sh > target/demo.log 2>&1 || { cat target/demo.log; exit 1; }
+	SYSTEM_TESTS_RUN_ID=$(TEST_RUN_ID) bash crates/local/demo.sh > target/demo.log 2>&1 || { cat target/demo.log; exit 1; }
 	@echo "make demo: passed (its output is in target/demo.log)"
 	# The web page in Debian's chromium, against the built local runner; screenshots in target/screenshots/.
-	node --test tests/browser/page.test.mjs
-	$(CARGO) test --workspace --locked 2>&1 | tee target/test.log
+	SYSTEM_TESTS_RUN_ID=$(TEST_RUN_ID) node --test tests/browser/page.test.mjs
+	SYSTEM_TESTS_RUN_ID=$(TEST_RUN_ID) $(CARGO) test --workspace --locked 2>&1 | tee target/test.log
 	@awk '/^test result:/ { passed += $$4; failed += $$6 } END { printf "cargo test: %d passed, %d failed\n", passed, failed }' target/test.log
+	bash tests/leftover-processes.sh $(TEST_RUN_ID)
+	@echo "no process the tests started is still running"
 
 # Not part of `make test` (which runs the property tests with 256 cases each): libFuzzer on each
 # target in fuzz/ for FUZZ_SECONDS, seeded with the sample events (needs nightly Rust and

@@ -22,7 +22,8 @@ use aws_sdk_dynamodb::types::{
     Projection, ProjectionType, ScalarAttributeType, TableStatus, TimeToLiveSpecification,
 };
 use serde::Deserialize;
-use tokio::process::{Child, Command};
+use tokio::process::Command;
+use transcoder_process::Group;
 
 /// How long DynamoDB Local may take to answer its first request (it usually takes 2 to 3 s).
 const START_TIMEOUT: Duration = Duration::from_secs(60);
@@ -33,7 +34,7 @@ pub const TABLE_RESOURCE: &str = "MessagesTable";
 /// A DynamoDB Local process listening on a free port. It listens on every interface (it has no
 /// option to bind one), so only ever talk to it through [`DynamoDbLocal::endpoint`], on loopback.
 pub struct DynamoDbLocal {
-    child: Option<Child>,
+    child: Option<Group>,
     port: u16,
     output: Arc<Mutex<Vec<String>>>,
     /// Where the data lives.
@@ -103,9 +104,10 @@ impl DynamoDbLocal {
             .current_dir(&home)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true);
-        let mut child = command.spawn().unwrap_or_else(|e| {
+            .stderr(Stdio::piped());
+        // Bound to this process: a test process that dies or exits without dropping it (a
+        // `static`, a `kill -9` of `local-aws`) takes it along.
+        let mut child = transcoder_process::spawn(command).unwrap_or_else(|e| {
             panic!(
                 "cannot run java for DynamoDB Local ({e}): run `make test`, which installs Java 17"
             )
@@ -142,7 +144,7 @@ impl DynamoDbLocal {
                 Ok(_) => return,
                 Err(e) => aws_sdk_dynamodb::error::DisplayErrorContext(e).to_string(),
             };
-            if let Some(Ok(Some(status))) = self.child.as_mut().map(Child::try_wait) {
+            if let Some(Ok(Some(status))) = self.child.as_mut().map(|c| c.try_wait()) {
                 self.fail(&format!("DynamoDB Local exited with {status}"));
             }
             if started.elapsed() > START_TIMEOUT {

@@ -10,12 +10,14 @@
 //! [`functions::Backend::stub`] one that answers a transcoder's CreateJob. [`functions`] starts each
 //! Lambda function against these stand-ins, the same way for every test. The `local-aws` binary
 //! (`bin/local_aws.rs`) serves DynamoDB Local, the S3 stub and MediaConvert's where an env file
-//! says, for `cargo lambda watch` (docs/local.md).
+//! says, for `cargo lambda watch` (docs/local.md). Every process the harness starts is bound to the
+//! test process (`transcoder_process`): none outlives it; [`processes`] finds those that would.
 
 pub mod dynamodb_local;
 pub mod env_file;
 pub mod functions;
 pub mod local;
+pub mod processes;
 pub mod s3;
 pub mod template;
 
@@ -34,8 +36,9 @@ use axum::routing::{get, post};
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::net::TcpListener;
-use tokio::process::{Child, Command};
+use tokio::process::Command;
 use tokio::sync::{mpsc, oneshot};
+use transcoder_process::Group;
 
 /// How long an invocation may take before the test gives up on the function.
 const INVOKE_TIMEOUT: Duration = Duration::from_secs(60);
@@ -106,7 +109,7 @@ struct RuntimeState {
 
 /// A Lambda function process, served by a Runtime API on loopback.
 pub struct Function {
-    child: Child,
+    child: Group,
     invocations: mpsc::UnboundedSender<Invocation>,
     state: Arc<RuntimeState>,
     output: Arc<Mutex<Vec<String>>>,
@@ -155,11 +158,13 @@ impl Function {
             .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true);
+            .stderr(Stdio::piped());
+        // The one variable of the test run's own that passes: `make test` finds leftovers by it.
+        if let Some(run) = std::env::var_os(processes::RUN_ID) {
+            command.env(processes::RUN_ID, run);
+        }
         let spawned_at = Instant::now();
-        let mut child = command
-            .spawn()
+        let mut child = transcoder_process::spawn(command)
             .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
         let output = Arc::new(Mutex::new(Vec::new()));
         collect_lines(child.stdout.take(), output.clone());

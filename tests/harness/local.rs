@@ -9,13 +9,14 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
-use tokio::process::{Child, Command};
+use tokio::process::Command;
+use transcoder_process::Group;
 
 use crate::binary;
 
 /// The runner as a child process, with its log lines collected.
 pub struct Runner {
-    child: Child,
+    child: Group,
     pub address: String,
     logs: Arc<Mutex<Vec<String>>>,
 }
@@ -28,13 +29,44 @@ impl Runner {
 
     /// [`Runner::start`] with more environment variables (`MAX_DURATION_SECONDS`, say).
     pub async fn start_with(dir: &Path, env: &[(&str, &str)]) -> Self {
+        let runner = Self::spawn(dir, env);
+        runner
+            .wait_for(
+                |r| r.count(&["local pipeline running"]) == 1,
+                "the runner to start",
+            )
+            .await;
+        runner
+    }
+
+    /// Starts the runner as [`Runner::start_with`] does, expecting it to refuse to start: returns
+    /// its exit status and log lines. A runner still running after 20 s fails the test.
+    pub async fn start_refused(dir: &Path, env: &[(&str, &str)]) -> (ExitStatus, Vec<String>) {
+        let mut runner = Self::spawn(dir, env);
+        let status = tokio::time::timeout(Duration::from_secs(20), runner.child.wait())
+            .await
+            .unwrap_or_else(|_| {
+                panic!(
+                    "the runner did not refuse to start; logs:\n{}",
+                    runner.logs.lock().unwrap().join("\n")
+                )
+            })
+            .unwrap();
+        // The last log lines may still be in the pipe.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let logs = runner.logs.lock().unwrap().clone();
+        (status, logs)
+    }
+
+    fn spawn(dir: &Path, env: &[(&str, &str)]) -> Self {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
             .unwrap()
             .port();
         let address = format!("127.0.0.1:{port}");
-        let mut child = Command::new(binary("transcoder-local"))
+        let mut command = Command::new(binary("transcoder-local"));
+        command
             .env("BUCKET_DIR", dir.join("bucket"))
             .env("STORE_PATH", dir.join("store/messages.sqlite3"))
             .env("LISTEN_ADDR", &address)
@@ -43,10 +75,12 @@ impl Runner {
             .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("start transcoder-local");
+            .stderr(Stdio::piped());
+        let mut child = transcoder_process::spawn(command).expect("start transcoder-local");
+        let address = env
+            .iter()
+            .find(|(k, _)| *k == "LISTEN_ADDR")
+            .map_or(address, |(_, v)| (*v).to_owned());
         let logs = Arc::new(Mutex::new(Vec::new()));
         let stderr = child.stderr.take().unwrap();
         let sink = logs.clone();
@@ -56,18 +90,21 @@ impl Runner {
                 sink.lock().unwrap().push(line);
             }
         });
-        let runner = Self {
+        Self {
             child,
             address,
             logs,
-        };
-        runner
-            .wait_for(
-                |r| r.count(&["local pipeline running"]) == 1,
-                "the runner to start",
-            )
-            .await;
-        runner
+        }
+    }
+
+    /// The runner's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id().expect("the runner is running")
+    }
+
+    /// Every log line so far.
+    pub fn logs(&self) -> Vec<String> {
+        self.logs.lock().unwrap().clone()
     }
 
     pub fn count(&self, parts: &[&str]) -> usize {
