@@ -19,15 +19,31 @@ use tokio::io::AsyncReadExt;
 use tokio::process::{Child, Command};
 use tokio::runtime::Handle;
 
-/// A child in its own process group; the group is killed when this is dropped.
+/// A child, in its own process group unless started by [`spawn_in_our_group`]; the group (or
+/// the child) is killed when this is dropped.
 #[derive(Debug)]
 pub struct Group {
     child: Child,
+    /// Whether the child leads a group of its own, which is then killed whole.
+    leader: bool,
 }
 
 /// Starts `command` in a process group of its own, bound to this process's life (see the module
 /// docs). Must be called within a tokio runtime, as `Command::spawn` must.
 pub fn spawn(mut command: Command) -> io::Result<Group> {
+    #[cfg(unix)]
+    command.process_group(0);
+    fork(command, true)
+}
+
+/// [`spawn`], but the child stays in this process's group: bound to this process's life, and
+/// killed alone. For a test that kills the child and looks at what it left: the kernel sends
+/// `SIGHUP` to the stopped members of a group its death orphans, which would hide them.
+pub fn spawn_in_our_group(command: Command) -> io::Result<Group> {
+    fork(command, false)
+}
+
+fn fork(mut command: Command, leader: bool) -> io::Result<Group> {
     bind_to_parent(&mut command);
     let handle = Handle::try_current().map_err(io::Error::other)?;
     let (reply, answer) = mpsc::sync_channel(1);
@@ -42,7 +58,7 @@ pub fn spawn(mut command: Command) -> io::Result<Group> {
     let child = answer
         .recv()
         .map_err(|_| io::Error::other("the thread that starts child processes is gone"))??;
-    Ok(Group { child })
+    Ok(Group { child, leader })
 }
 
 impl Group {
@@ -81,7 +97,9 @@ impl Group {
     /// has, the group's number may belong to someone else).
     fn kill_group(&mut self) {
         #[cfg(unix)]
-        if let Some(pid) = self.child.id().and_then(|p| i32::try_from(p).ok()) {
+        if let Some(pid) = self.child.id().and_then(|p| i32::try_from(p).ok())
+            && self.leader
+        {
             // SAFETY: kill(2) has no memory effects; a group already gone is ESRCH, ignored.
             unsafe {
                 libc::kill(-pid, libc::SIGKILL);
@@ -142,12 +160,10 @@ fn forker() -> io::Result<&'static mpsc::Sender<Fork>> {
     }
 }
 
-/// The child's own process group, and on Linux its death signal; and the kill on drop that tokio
-/// already knows, for a child that escapes [`Group`] by some path.
+/// The child's death signal, on Linux; and the kill on drop that tokio already knows, for a
+/// child that escapes [`Group`] by some path.
 fn bind_to_parent(command: &mut Command) {
     command.kill_on_drop(true);
-    #[cfg(unix)]
-    command.process_group(0);
     #[cfg(target_os = "linux")]
     {
         let parent = std::process::id();
@@ -205,6 +221,59 @@ mod tests {
             waited += 1;
         }
         assert!(!alive(sleeper), "the group's sleep {sleeper} outlived it");
+    }
+
+    /// Set in the copy of this test binary that plays the parent killed by `kill -9`.
+    const PARENT: &str = "TRANSCODER_PROCESS_TEST_PARENT";
+
+    /// The parent's part (it does nothing in a normal run): starts a child bound to it, in a
+    /// group of its own, says its pid, and waits to be killed.
+    #[tokio::test]
+    async fn parent_killed_by_the_test_below() {
+        if std::env::var_os(PARENT).is_none() {
+            return;
+        }
+        let mut command = Command::new("sleep");
+        command.arg("120");
+        let group = spawn(command).unwrap();
+        println!("child {}", group.id().unwrap());
+        tokio::time::sleep(Duration::from_secs(120)).await;
+    }
+
+    #[tokio::test]
+    async fn a_child_dies_with_its_parent_killed_by_kill_9() {
+        let mut parent = tokio::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "tests::parent_killed_by_the_test_below",
+                "--nocapture",
+            ])
+            .env(PARENT, "1")
+            .stdout(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let mut stdout = tokio::io::BufReader::new(parent.stdout.take().unwrap());
+        let mut child = None;
+        let mut line = String::new();
+        while child.is_none() {
+            line.clear();
+            use tokio::io::AsyncBufReadExt;
+            assert!(stdout.read_line(&mut line).await.unwrap() > 0, "no child");
+            child = line
+                .strip_prefix("child ")
+                .map(|p| p.trim().parse::<u32>().unwrap());
+        }
+        let child = child.unwrap();
+        assert!(alive(child));
+        // Only the parent: the child's group is its own, and nothing runs its drop.
+        parent.kill().await.unwrap();
+        let mut waited = 0;
+        while alive(child) && waited < 100 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            waited += 1;
+        }
+        assert!(!alive(child), "sleep {child} outlived its parent");
     }
 
     #[tokio::test]
