@@ -190,7 +190,7 @@ async fn a_killed_runner_leaves_no_ffmpeg_behind_and_the_restart_runs_the_job_on
     let bucket = dir.join("bucket");
     let long = dir.join("long.wav");
     long_wav(&long, 60).await;
-    let runner = Runner::start(&dir).await;
+    let mut runner = Runner::start(&dir).await;
     std::fs::create_dir_all(bucket.join("media/alice")).unwrap();
     std::fs::copy(&long, bucket.join("media/alice/long.wav")).unwrap();
     runner
@@ -206,18 +206,15 @@ async fn a_killed_runner_leaves_no_ffmpeg_behind_and_the_restart_runs_the_job_on
     // Paused, so that it cannot finish on its own meanwhile: only a kill ends it.
     signal(running[0].pid, "STOP").await;
 
-    let (_, logs) = runner.signal("KILL").await;
+    runner.crash().await;
     // The kernel kills ffmpeg as the runner dies; without that, it would stay, adopted by init.
     let gone = processes::wait_until(|| !processes::alive(running[0].pid)).await;
+    let left = processes::ffmpeg_in(&dir);
     if !gone {
         signal(running[0].pid, "KILL").await;
     }
-    assert!(
-        gone,
-        "ffmpeg {:?} outlived its runner; logs:\n{}",
-        processes::ffmpeg_in(&dir),
-        logs.join("\n")
-    );
+    assert!(gone, "ffmpeg {left:?} outlived its runner");
+    drop(runner);
 
     let runner = Runner::start(&dir).await;
     let mut most = 0;

@@ -76,7 +76,10 @@ impl Runner {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
-        let mut child = transcoder_process::spawn(command).expect("start transcoder-local");
+        // Bound to the test process, but in its group: the tests that kill the runner alone
+        // look at what it leaves (`Runner::crash`).
+        let mut child =
+            transcoder_process::spawn_in_our_group(command).expect("start transcoder-local");
         let address = env
             .iter()
             .find(|(k, _)| *k == "LISTEN_ADDR")
@@ -172,6 +175,18 @@ impl Runner {
         let (status, logs) = self.signal("TERM").await;
         assert!(status.success(), "{status}; logs:\n{}", logs.join("\n"));
         logs
+    }
+
+    /// `kill -9` of the runner alone, and waits for it to exit. Unlike [`Runner::signal`], the
+    /// runner is kept (its process group not yet killed), so a test can look at what it left.
+    pub async fn crash(&mut self) -> ExitStatus {
+        let pid = self.pid().to_string();
+        let killed = Command::new("kill").args(["-KILL", &pid]).status().await;
+        assert!(killed.is_ok_and(|s| s.success()), "kill -KILL {pid}");
+        tokio::time::timeout(Duration::from_secs(20), self.child.wait())
+            .await
+            .expect("a killed runner exits")
+            .unwrap()
     }
 
     /// Sends `signal` (`INT` for Ctrl-C, `KILL` for a crash) and waits for the runner to exit; a
