@@ -270,7 +270,7 @@ test('the page as a new user meets it', async (t) => {
     copyFileSync(join(dir, 'long.mp3'), target);
     const replaced = page.locator(`#uploads li[data-key="${key}"][data-state="superseded"]`);
     await replaced.waitFor({ timeout: 60_000 });
-    assert.equal(await replaced.locator('.state').textContent(), 'Replaced by a newer upload');
+    assert.equal(await replaced.locator('.state').textContent(), 'Replaced');
     assert.match(await replaced.locator('.reason').textContent(), /replaced by a newer upload of the same file/);
     assert.ok(await replaced.locator('progress').isHidden(), 'a replaced upload has no progress bar');
     await shot(page, '14-upload-superseded');

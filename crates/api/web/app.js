@@ -21,7 +21,7 @@ const STATE_LABELS = {
   completed_with_warnings: 'Completed with warnings',
   failed: 'Failed',
   rejected: 'Refused',
-  superseded: 'Replaced by a newer upload',
+  superseded: 'Replaced',
 };
 const IN_PROGRESS = new Set(['received', 'transcoding']);
 const USER_KEY = 'audio-transcoder.user';
