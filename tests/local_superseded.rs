@@ -3,7 +3,7 @@
 //! `superseded`), never a progress bar that stays for ever; also across a restart and a `kill -9`.
 //! The built `transcoder-local` with real ffmpeg.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -65,20 +65,24 @@ fn newest_completed_the_rest_superseded(uploads: &[Value]) {
     assert_eq!(uploads[0]["outputs"].as_array().unwrap().len(), 3);
 }
 
-/// Copies `long` over `target` `times` times, each once the previous copy became an upload
-/// whose job runs (the runner has started `already` jobs before the first).
-async fn copy_over_itself(
-    runner: &Runner,
-    long: &Path,
-    target: &Path,
-    already: usize,
-    times: usize,
-) {
+/// A scratch folder with a 15-minute tone beside its bucket, and a runner on it.
+async fn runner_and_long_file() -> (PathBuf, Runner) {
+    let dir = scratch();
+    std::fs::create_dir_all(dir.join("bucket/media/dup")).unwrap();
+    tone(&dir.join("long.flac"), 900.0).await;
+    let runner = Runner::start(&dir).await;
+    (dir, runner)
+}
+
+/// Copies `dir`'s long file over `dup`'s `re.flac` `times` times, each once the previous copy
+/// became an upload whose job runs.
+async fn copy_over_itself(runner: &Runner, dir: &Path, times: usize) {
+    let target = dir.join("bucket/media/dup/re.flac");
     for copy in 1..=times {
-        std::fs::copy(long, target).unwrap();
+        std::fs::copy(dir.join("long.flac"), &target).unwrap();
         runner
             .wait_for(
-                |r| r.count(&["job started"]) == already + copy,
+                |r| r.count(&["job started"]) == copy,
                 "the copy's job to start",
             )
             .await;
@@ -89,14 +93,8 @@ async fn copy_over_itself(
 
 #[tokio::test]
 async fn a_file_copied_over_itself_while_it_transcodes_ends_every_upload() {
-    let dir = scratch();
-    let media = dir.join("bucket/media/dup");
-    std::fs::create_dir_all(&media).unwrap();
-    let long = dir.join("long.flac");
-    tone(&long, 900.0).await;
-    let runner = Runner::start(&dir).await;
-
-    copy_over_itself(&runner, &long, &media.join("re.flac"), 0, 5).await;
+    let (dir, runner) = runner_and_long_file().await;
+    copy_over_itself(&runner, &dir, 5).await;
     let first = ended(&runner, "dup", 5).await;
     newest_completed_the_rest_superseded(&first);
     // The user hears of the file in the bucket alone.
@@ -115,13 +113,8 @@ async fn a_file_copied_over_itself_while_it_transcodes_ends_every_upload() {
 
 #[tokio::test]
 async fn superseded_uploads_end_across_a_kill_and_a_restart() {
-    let dir = scratch();
-    let media = dir.join("bucket/media/dup");
-    std::fs::create_dir_all(&media).unwrap();
-    let long = dir.join("long.flac");
-    tone(&long, 900.0).await;
-    let runner = Runner::start(&dir).await;
-    copy_over_itself(&runner, &long, &media.join("re.flac"), 0, 3).await;
+    let (dir, runner) = runner_and_long_file().await;
+    copy_over_itself(&runner, &dir, 3).await;
     // Killed while the newest copy transcodes, two older ones superseded.
     let (status, _) = runner.signal("KILL").await;
     assert!(!status.success());
