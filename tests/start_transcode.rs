@@ -8,7 +8,7 @@ use system_tests::functions::Backend::ElasticTranscoder;
 use system_tests::functions::{PIPELINE, create_jobs, sources, table, unread};
 use system_tests::{SAMPLE_UPLOADS, s3, sample_event};
 use transcoder_aws::DynamoStore;
-use transcoder_core::{Message, Outcome};
+use transcoder_core::{Message, Outcome, UploadState, UploadStore};
 
 #[tokio::test]
 async fn a_put_sends_the_exact_create_job_request() {
@@ -366,6 +366,15 @@ async fn an_upload_replaced_before_it_is_read_starts_nothing_and_is_not_retried(
     let reason = response["skipped"][0]["reason"].as_str().unwrap();
     assert!(reason.contains("replaced by a newer one"), "{reason}");
     assert!(messages_of(&db, &table, "alice").await.is_empty());
+    // Its owner sees it end, not wait `received` for ever.
+    let store = DynamoStore::new(db.client(), &table, 30);
+    let owner = transcoder_core::Owner::new("alice").unwrap();
+    let uploads = store.list_uploads(&owner, 10, None).await.unwrap().uploads;
+    assert_eq!(uploads.len(), 1);
+    assert_eq!(
+        (uploads[0].state, uploads[0].reason.as_deref()),
+        (UploadState::Superseded, Some(transcoder_core::upload::GONE))
+    );
 }
 
 #[tokio::test]

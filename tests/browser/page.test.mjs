@@ -11,7 +11,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, execFileSync } from 'node:child_process';
-import { mkdtempSync, mkdirSync, readFileSync, writeFileSync, rmSync } from 'node:fs';
+import { copyFileSync, mkdtempSync, mkdirSync, readFileSync, writeFileSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -68,6 +68,9 @@ before(async () => {
   mkdirSync(SHOTS, { recursive: true });
   execFileSync('ffmpeg', ['-y', '-loglevel', 'error', '-f', 'lavfi', '-i', 'sine=frequency=440:duration=3',
     '-ac', '2', '-ar', '44100', join(dir, 'song.mp3')]);
+  // Long enough to be copied over while it transcodes.
+  execFileSync('ffmpeg', ['-y', '-loglevel', 'error', '-f', 'lavfi', '-i', 'sine=frequency=440:duration=900',
+    '-ac', '2', '-ar', '44100', join(dir, 'long.mp3')]);
   writeFileSync(join(dir, 'notes.mp3'), 'Dear diary,\nthis is a text file with an audio name.\n');
   writeFileSync(join(dir, 'notes.txt'), 'plain text\n');
   writeFileSync(join(dir, 'huge.wav'), Buffer.alloc(MAX_UPLOAD_BYTES + 1));
@@ -257,6 +260,20 @@ test('the page as a new user meets it', async (t) => {
     await row.waitFor({ timeout: 60_000 });
     assert.match(await row.textContent(), /not an audio file/);
     await shot(page, '13-upload-rejected');
+  });
+
+  await t.test('[GET /uploads] a file copied over itself while it transcodes shows as replaced, with no progress bar', { skip: UPLOADS_SKIP }, async () => {
+    const key = 'media/alice/long.mp3';
+    const target = join(dir, 'bucket', key);
+    copyFileSync(join(dir, 'long.mp3'), target);
+    await page.waitForSelector(`#uploads li[data-key="${key}"][data-state="transcoding"]`, { timeout: 60_000 });
+    copyFileSync(join(dir, 'long.mp3'), target);
+    const replaced = page.locator(`#uploads li[data-key="${key}"][data-state="superseded"]`);
+    await replaced.waitFor({ timeout: 60_000 });
+    assert.equal(await replaced.locator('.state').textContent(), 'Replaced');
+    assert.match(await replaced.locator('.reason').textContent(), /replaced by a newer upload of the same file/);
+    assert.ok(await replaced.locator('progress').isHidden(), 'a replaced upload has no progress bar');
+    await shot(page, '14-upload-superseded');
   });
 
   await context.close();

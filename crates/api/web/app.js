@@ -21,6 +21,7 @@ const STATE_LABELS = {
   completed_with_warnings: 'Completed with warnings',
   failed: 'Failed',
   rejected: 'Refused',
+  superseded: 'Replaced',
 };
 const IN_PROGRESS = new Set(['received', 'transcoding']);
 const USER_KEY = 'audio-transcoder.user';
@@ -430,6 +431,12 @@ function settleSent(key, outcome) {
     li.dataset.state = outcome;
     const done = outcome === 'completed' || outcome === 'completed_with_warnings';
     const state = li.querySelector('.state');
+    if (outcome === 'superseded') {
+      // No message comes for it: the newer upload of the same name has its own.
+      state.className = 'state state-superseded';
+      state.textContent = 'Replaced by a newer upload of the same name';
+      continue;
+    }
     state.className = `state state-${done ? 'done' : 'failed'}`;
     state.textContent = done
       ? 'Transcoded: its message has the downloads'

@@ -17,7 +17,7 @@ use crate::message::{Message, MessageId, MessageOutput};
 use crate::queue::{JobQueue, local_job_id};
 use crate::store::{CLAIM_LEASE, ClaimOutcome, ClaimStore, MessageStore, StoreError, UploadStore};
 use crate::transcoder::JobId;
-use crate::upload::{UploadId, UploadRecord, UploadRef, UploadState};
+use crate::upload::{REPLACED, UploadId, UploadRecord, UploadRef, UploadState};
 
 /// Runs every check, one after the other, on one store.
 pub async fn all<S: MessageStore + UploadStore + ClaimStore>(store: &S) {
@@ -36,18 +36,21 @@ pub async fn all<S: MessageStore + UploadStore + ClaimStore>(store: &S) {
     an_upload_only_moves_forward(store).await;
     progress_before_the_upload_was_seen_creates_its_record(store).await;
     a_rejected_upload_stays_rejected(store).await;
+    a_superseded_upload_is_never_completed_by_a_late_notification(store).await;
+    a_completed_upload_is_never_superseded(store).await;
     uploads_are_listed_newest_first_in_pages(store).await;
     other_owners_uploads_do_not_exist(store).await;
     an_upload_cursor_is_only_valid_for_its_owner(store).await;
 }
 
 /// Runs every check of the local job queue, one after the other, on one queue.
-pub async fn queue<Q: JobQueue>(queue: &Q) {
+pub async fn queue<Q: JobQueue + UploadStore>(queue: &Q) {
     enqueueing_an_upload_twice_adds_one_job(queue).await;
     jobs_are_taken_oldest_first_and_each_once(queue).await;
     a_finished_job_waits_for_delivery_and_is_then_done(queue).await;
     a_newer_upload_of_a_key_supersedes_the_older_jobs(queue).await;
     a_job_whose_input_was_replaced_ends_untold(queue).await;
+    every_superseded_upload_ends_superseded(queue).await;
     running_jobs_are_queued_again_after_a_stop(queue).await;
     assert_eq!(
         queue.waiting().await.unwrap(),
@@ -204,6 +207,89 @@ pub async fn a_newer_upload_of_a_key_supersedes_the_older_jobs<Q: JobQueue>(queu
         assert!(queue.finish(&next.id, "{}").await.unwrap());
     }
     assert_eq!(rest, [third.id, other_again.id]);
+    drain(queue).await;
+}
+
+/// The upload record of `job`, as the starter writes it when it sees the upload (`received`) and
+/// when its job starts (`transcoding`), or as progress moves it.
+async fn seen<S: UploadStore>(store: &S, job: &TranscodeJob, percent: Option<u8>) {
+    let upload = job.upload_ref();
+    store
+        .advance(&UploadRecord::new(&upload, UploadState::Received, at(0)))
+        .await
+        .unwrap();
+    store
+        .advance(&UploadRecord::progress(&upload, percent, at(1)))
+        .await
+        .unwrap();
+}
+
+/// The state and reason of `job`'s upload record.
+async fn upload_state<S: UploadStore>(
+    store: &S,
+    job: &TranscodeJob,
+) -> (UploadState, Option<String>) {
+    let upload = job.upload_ref();
+    let record = store.upload(&upload.owner, &upload.id).await.unwrap();
+    let record = record.unwrap_or_else(|| panic!("no record of {}", job.source));
+    (record.state, record.reason)
+}
+
+pub async fn every_superseded_upload_ends_superseded<Q: JobQueue + UploadStore>(queue: &Q) {
+    let replaced = || (UploadState::Superseded, Some(REPLACED.to_owned()));
+    let v = |version: &str| job("q-ends", "song.mp3", version);
+    // Waiting, running at 10 %, and finished but not yet told: each ends when a newer one comes.
+    seen(queue, &v("1"), None).await;
+    queue.enqueue(&v("1")).await.unwrap();
+    seen(queue, &v("2"), None).await;
+    queue.enqueue(&v("2")).await.unwrap();
+    assert_eq!(upload_state(queue, &v("1")).await, replaced());
+    let running = queue.take().await.unwrap().unwrap();
+    assert_eq!(running.job, v("2"));
+    seen(queue, &v("2"), Some(10)).await;
+    seen(queue, &v("3"), None).await;
+    queue.enqueue(&v("3")).await.unwrap();
+    assert_eq!(upload_state(queue, &v("2")).await, replaced());
+    let finished = queue.take().await.unwrap().unwrap();
+    assert!(queue.finish(&finished.id, "{}").await.unwrap());
+    seen(queue, &v("4"), None).await;
+    queue.enqueue(&v("4")).await.unwrap();
+    assert_eq!(upload_state(queue, &v("3")).await, replaced());
+    // Its input replaced under a running job: it ends too, before the newer upload is seen.
+    let running = queue.take().await.unwrap().unwrap();
+    seen(queue, &v("4"), Some(60)).await;
+    queue.replaced(&running.id).await.unwrap();
+    assert_eq!(upload_state(queue, &v("4")).await, replaced());
+    // A restart changes none of that, and nothing superseded runs again.
+    assert!(queue.recover().await.unwrap().is_empty());
+    for version in ["1", "2", "3", "4"] {
+        assert_eq!(
+            upload_state(queue, &v(version)).await,
+            replaced(),
+            "{version}"
+        );
+    }
+    // The newest upload, and one whose job was told before a newer one came, keep their ends.
+    seen(queue, &v("5"), None).await;
+    queue.enqueue(&v("5")).await.unwrap();
+    let newest = queue.take().await.unwrap().unwrap();
+    assert!(queue.finish(&newest.id, "{}").await.unwrap());
+    queue.delivered(&newest.id).await.unwrap();
+    let done = upload("q-ends", "song.mp3", UploadState::Completed, None, 5);
+    queue
+        .advance(&UploadRecord {
+            id: v("5").upload_ref().id,
+            ..done
+        })
+        .await
+        .unwrap();
+    seen(queue, &v("6"), None).await;
+    queue.enqueue(&v("6")).await.unwrap();
+    assert_eq!(upload_state(queue, &v("5")).await.0, UploadState::Completed);
+    assert_eq!(
+        upload_state(queue, &v("6")).await.0,
+        UploadState::Transcoding
+    );
     drain(queue).await;
 }
 
@@ -534,6 +620,7 @@ pub fn upload(
     match state {
         UploadState::Transcoding => UploadRecord::progress(&upload, percent, at(minute)),
         UploadState::Rejected => UploadRecord::rejected(&upload, "not an audio file", at(minute)),
+        UploadState::Superseded => UploadRecord::superseded(&upload, REPLACED, at(minute)),
         UploadState::Completed | UploadState::CompletedWithWarnings => UploadRecord {
             percent: Some(100),
             reason: (state == UploadState::CompletedWithWarnings).then(|| "upsampled".into()),
@@ -690,6 +777,56 @@ pub async fn a_rejected_upload_stays_rejected<S: UploadStore>(store: &S) {
         (stored.state, stored.reason.as_deref()),
         (UploadState::Rejected, Some("not an audio file"))
     );
+}
+
+pub async fn a_superseded_upload_is_never_completed_by_a_late_notification<S: UploadStore>(
+    store: &S,
+) {
+    let o = "contract-upload-superseded";
+    events_end_as_the_model_says(
+        store,
+        &[
+            upload(o, "s.mp3", UploadState::Received, None, 0),
+            upload(o, "s.mp3", UploadState::Transcoding, Some(10), 1),
+            upload(o, "s.mp3", UploadState::Superseded, None, 2),
+            upload(o, "s.mp3", UploadState::Superseded, None, 3),
+            // The older job's late ending, its progress, the upload seen again.
+            upload(o, "s.mp3", UploadState::Completed, None, 4),
+            upload(o, "s.mp3", UploadState::Failed, None, 5),
+            upload(o, "s.mp3", UploadState::Transcoding, Some(90), 6),
+            upload(o, "s.mp3", UploadState::Received, None, 7),
+        ],
+    )
+    .await;
+    let stored = store
+        .upload(&owner(o), &UploadId("s.mp3".into()))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (stored.state, stored.reason.as_deref(), stored.updated_at),
+        (UploadState::Superseded, Some(REPLACED), at(2))
+    );
+    assert!(stored.outputs.is_empty());
+}
+
+pub async fn a_completed_upload_is_never_superseded<S: UploadStore>(store: &S) {
+    let o = "contract-upload-done-first";
+    events_end_as_the_model_says(
+        store,
+        &[
+            upload(o, "d.mp3", UploadState::Received, None, 0),
+            upload(o, "d.mp3", UploadState::Completed, None, 1),
+            upload(o, "d.mp3", UploadState::Superseded, None, 2),
+        ],
+    )
+    .await;
+    let stored = store
+        .upload(&owner(o), &UploadId("d.mp3".into()))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.state, UploadState::Completed);
 }
 
 /// Every upload of `owner`, read `limit` at a time, as the pages' ids.

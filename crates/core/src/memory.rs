@@ -15,7 +15,7 @@ use crate::store::{
     CLAIM_LEASE, ClaimOutcome, ClaimStore, MessageStore, Page, StoreError, UploadStore,
 };
 use crate::transcoder::JobId;
-use crate::upload::{UploadId, UploadPage, UploadRecord, UploadState};
+use crate::upload::{REPLACED, UploadId, UploadPage, UploadRecord, UploadState};
 
 #[derive(Default)]
 pub struct MemoryStore {
@@ -142,6 +142,21 @@ impl MemoryStore {
     /// for tests of what such a failure must not lose.
     pub fn fail_upload_writes(&self, states: &[UploadState]) {
         *self.failing_uploads.lock().unwrap() = states.to_vec();
+    }
+
+    /// Ends the upload record of a superseded job, if it has one that has not ended: under the
+    /// queue's lock, so that the job and its record change together.
+    fn end_superseded(&self, job: &TranscodeJob, at: DateTime<Utc>) {
+        let record = UploadRecord::superseded(&job.upload_ref(), REPLACED, at);
+        let mut uploads = self.uploads.lock().unwrap();
+        if let Some(old) = uploads.get_mut(&(record.owner.clone(), record.id.clone()))
+            && old.rank() < record.rank()
+        {
+            *old = UploadRecord {
+                created_at: old.created_at,
+                ..record
+            };
+        }
     }
 }
 
@@ -275,6 +290,7 @@ impl JobQueue for MemoryStore {
             if same_key && !matches!(row.state, JobState::Delivered | JobState::Superseded) {
                 row.state = JobState::Superseded;
                 row.notification = None;
+                self.end_superseded(&row.queued.job, Utc::now());
                 superseded.push(row.queued.id.clone());
             }
         }
@@ -324,6 +340,7 @@ impl JobQueue for MemoryStore {
             &row.queued.id == id && matches!(row.state, JobState::Queued | JobState::Running)
         }) {
             row.state = JobState::Superseded;
+            self.end_superseded(&row.queued.job, Utc::now());
         }
         Ok(())
     }
@@ -350,6 +367,10 @@ impl JobQueue for MemoryStore {
 
     async fn recover(&self) -> Result<Vec<QueuedJob>, StoreError> {
         let mut jobs = self.jobs.lock().unwrap();
+        let now = Utc::now();
+        for row in jobs.iter().filter(|row| row.state == JobState::Superseded) {
+            self.end_superseded(&row.queued.job, now);
+        }
         Ok(jobs
             .iter_mut()
             .filter(|row| row.state == JobState::Running)

@@ -7,7 +7,9 @@
 //! A job moves `queued` → `running` → `finished` (its notification kept, waiting to be recorded)
 //! → `delivered`. A newer upload of the same key makes every older job of that key that was not
 //! delivered `superseded`: it is never run or told, so the user hears only of the file that is in
-//! the bucket.
+//! the bucket. Its upload record ends `superseded` in the same write (a queue is also the
+//! [`UploadStore`](crate::UploadStore) of its records), so that no stop between the two leaves
+//! the older upload `transcoding` for ever.
 
 use std::future::Future;
 
@@ -42,7 +44,7 @@ pub struct Enqueued {
 
 pub trait JobQueue: Send + Sync {
     /// Adds the job for an upload, unless that upload has one; supersedes the older jobs of its
-    /// key that were not delivered.
+    /// key that were not delivered, and ends their upload records `superseded` in the same write.
     fn enqueue(
         &self,
         job: &TranscodeJob,
@@ -59,8 +61,8 @@ pub trait JobQueue: Send + Sync {
         notification: &str,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
-    /// A job whose input a newer upload replaced before it finished: done, with nothing to tell.
-    /// The newer upload has, or will have, a job of its own.
+    /// A job whose input a newer upload replaced before it finished: done, with nothing to tell,
+    /// and its upload record `superseded`. The newer upload has, or will have, a job of its own.
     fn replaced(&self, id: &JobId) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// Finished jobs whose notification has not been delivered yet, oldest first.
@@ -70,7 +72,8 @@ pub trait JobQueue: Send + Sync {
     fn delivered(&self, id: &JobId) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// At start-up: every job left running by the previous process is queued again, and returned
-    /// so that its partial files can be removed.
+    /// so that its partial files can be removed. Every superseded job's upload record that has not
+    /// ended (a file an older build wrote) ends `superseded`.
     fn recover(&self) -> impl Future<Output = Result<Vec<QueuedJob>, StoreError>> + Send;
 
     /// Jobs queued or running.

@@ -1,8 +1,9 @@
 //! What happens when a file lands: every record of an S3 event becomes one transcode job, or is
 //! skipped with a reason in the log, or (when its bytes are not audio) is refused with a `failed`
 //! message to its owner. Each upload that gets this far has an upload record its owner can see:
-//! `received` first, then `transcoding` once its job started, or `rejected`. Jobs are submitted
-//! concurrently, up to a bound.
+//! `received` first, then `transcoding` once its job started, or `rejected`, or `superseded` when
+//! its bytes were replaced by a newer upload (or deleted) before they could be read. Jobs are
+//! submitted concurrently, up to a bound.
 
 use aws_lambda_events::s3::S3EventRecord;
 use chrono::Utc;
@@ -20,7 +21,7 @@ use crate::sniff::{AudioFormat, NotAudio};
 use crate::source::{SourceError, SourceObject, SourceReader, identify};
 use crate::store::{ClaimOutcome, ClaimStore, MessageStore, StoreError, UploadStore};
 use crate::transcoder::{JobId, Transcoder, TranscoderError};
-use crate::upload::{UploadRecord, UploadState};
+use crate::upload::{GONE, UploadRecord, UploadState};
 
 /// An S3 event with its records still raw, so that one malformed record cannot make the whole
 /// event undeliverable: each record is parsed on its own.
@@ -191,7 +192,8 @@ enum Attempt {
     /// A job was started, or the upload refused, by an earlier delivery (the id says which).
     Duplicate(JobId),
     Rejected(Message, NotAudio),
-    /// Deleted or replaced before it was read: nothing to do, the newer upload has its own event.
+    /// Deleted or replaced before it was read: its record ends `superseded`, and the newer
+    /// upload has its own event.
     Gone(SourceError),
 }
 
@@ -230,6 +232,12 @@ async fn start_once(
         Ok(Err(reason)) => return reject(job, &claim, reason, store).await,
         Err(gone @ SourceError::Gone(_)) => {
             release(store, &claim, job).await;
+            // Its owner sees it end; if this write fails, the retry reads, and ends it, again.
+            let superseded = UploadRecord::superseded(&upload, GONE, Utc::now());
+            store
+                .advance(&superseded)
+                .await
+                .map_err(NotStarted::Unrecorded)?;
             return Ok(Attempt::Gone(gone));
         }
         Err(unavailable) => {
@@ -992,6 +1000,77 @@ mod tests {
             "{}",
             report.skipped[0].reason
         );
+    }
+
+    /// A source whose every read finds the upload gone: S3's 412 (a newer upload replaced the
+    /// version the event named) or 404 (deleted), as `S3Source` reads them.
+    struct Replaced;
+
+    impl SourceReader for Replaced {
+        async fn read_range(
+            &self,
+            _: &SourceObject,
+            _: u64,
+            _: usize,
+        ) -> Result<Vec<u8>, SourceError> {
+            Err(SourceError::Gone("HTTP 412: PreconditionFailed".into()))
+        }
+    }
+
+    /// Starts the sample upload with its bytes read from `source`, which finds them gone: the
+    /// upload's record ends `superseded`, with no job and no message.
+    async fn ends_superseded(source: &impl SourceReader) {
+        let json = include_str!("../../../events/s3-put.json");
+        let (t, store) = (FakeTranscoder::default(), MemoryStore::default());
+        let report = start_transcode(event(json), &config(&[]), source, &t, &store)
+            .await
+            .unwrap();
+        assert_eq!(report.skipped.len(), 1);
+        assert!(t.jobs.lock().unwrap().is_empty());
+        let owner = Owner::new("alice").unwrap();
+        let uploads = store.list_uploads(&owner, 10, None).await.unwrap().uploads;
+        assert_eq!(uploads.len(), 1);
+        assert_eq!(
+            (
+                uploads[0].state,
+                uploads[0].reason.as_deref(),
+                uploads[0].percent
+            ),
+            (UploadState::Superseded, Some(crate::upload::GONE), None)
+        );
+        // No message: the newer upload, if any, has its own, and there is nothing to act on.
+        let page = store.list_unread(&owner, 10, None).await.unwrap();
+        assert!(page.messages.is_empty());
+    }
+
+    #[tokio::test]
+    async fn an_upload_replaced_or_deleted_before_it_is_read_ends_superseded() {
+        ends_superseded(&Replaced).await;
+        ends_superseded(&MemorySource::default()).await;
+    }
+
+    #[tokio::test]
+    async fn a_gone_upload_whose_end_cannot_be_written_is_retried_until_it_is() {
+        let store = MemoryStore::default();
+        store.fail_upload_writes(&[UploadState::Superseded]);
+        let t = FakeTranscoder::default();
+        let json = include_str!("../../../events/s3-put.json");
+        let err = start_transcode(event(json), &config(&[]), &Replaced, &t, &store)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err.failed[0].2, NotStarted::Unrecorded(_)),
+            "{err}"
+        );
+        store.fail_upload_writes(&[]);
+        // The claim was given back, so the retry reads again and ends the record.
+        start_transcode(event(json), &config(&[]), &Replaced, &t, &store)
+            .await
+            .unwrap();
+        let owner = Owner::new("alice").unwrap();
+        let uploads = store.list_uploads(&owner, 10, None).await.unwrap().uploads;
+        assert_eq!(uploads[0].state, UploadState::Superseded);
+        assert!(t.jobs.lock().unwrap().is_empty());
     }
 
     #[tokio::test]

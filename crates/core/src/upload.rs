@@ -5,7 +5,9 @@
 //!
 //! Notifications arrive late, twice and out of order, so a record only ever moves forward: each
 //! state has a [`rank`](UploadRecord::rank), and a store writes a record only over one of lower
-//! rank, in one conditional write. Nothing here reads before it writes.
+//! rank, in one conditional write. Nothing here reads before it writes. Every end state is final,
+//! whichever comes first: a `superseded` upload is never `completed` by a late notification, and
+//! a `completed` one is never `superseded` by a newer upload of its key.
 
 use std::fmt;
 
@@ -48,16 +50,20 @@ pub enum UploadState {
     Failed,
     /// Refused before any job: the reason says why.
     Rejected,
+    /// Replaced (or deleted) by a newer upload of the same key before its job ended: the newer
+    /// upload is transcoded on its own; this one never will be.
+    Superseded,
 }
 
 impl UploadState {
-    pub const ALL: [UploadState; 6] = [
+    pub const ALL: [UploadState; 7] = [
         Self::Received,
         Self::Transcoding,
         Self::Completed,
         Self::CompletedWithWarnings,
         Self::Failed,
         Self::Rejected,
+        Self::Superseded,
     ];
 
     /// The name the API and the stores use.
@@ -69,6 +75,7 @@ impl UploadState {
             Self::CompletedWithWarnings => "completed_with_warnings",
             Self::Failed => "failed",
             Self::Rejected => "rejected",
+            Self::Superseded => "superseded",
         }
     }
 
@@ -119,6 +126,15 @@ pub struct UploadRecord {
 /// The rank of every final state: above any progress.
 const FINAL_RANK: u32 = 200;
 
+/// Why an upload is `superseded` when a newer upload of its key replaced it while it waited or
+/// transcoded.
+pub const REPLACED: &str = "replaced by a newer upload of the same file";
+
+/// Why an upload is `superseded` when its bytes were gone before they could be read: a newer
+/// upload of the key replaced them (it has its own record), or the file was deleted.
+pub const GONE: &str =
+    "replaced by a newer upload of the same file, or deleted, before it was read";
+
 impl UploadRecord {
     /// The record of `upload` in `state`, as of `at` (both its times).
     pub fn new(upload: &UploadRef, state: UploadState, at: DateTime<Utc>) -> Self {
@@ -160,6 +176,14 @@ impl UploadRecord {
         Self {
             reason: Some(reason.into()),
             ..Self::new(upload, UploadState::Rejected, at)
+        }
+    }
+
+    /// Replaced by a newer upload of its key, for `reason` ([`REPLACED`] or [`GONE`]).
+    pub fn superseded(upload: &UploadRef, reason: &str, at: DateTime<Utc>) -> Self {
+        Self {
+            reason: Some(reason.to_owned()),
+            ..Self::new(upload, UploadState::Superseded, at)
         }
     }
 
@@ -209,6 +233,8 @@ mod tests {
             UploadRecord::progress(&u, Some(100), at).rank(),
             UploadRecord::rejected(&u, "not audio", at).rank(),
         ];
+        let superseded = UploadRecord::superseded(&u, REPLACED, at);
+        assert_eq!(superseded.rank(), ranks[5], "an end like any other");
         assert!(ranks.windows(2).all(|w| w[0] < w[1]), "{ranks:?}");
         // Past 100 is 100.
         assert_eq!(UploadRecord::progress(&u, Some(250), at).percent, Some(100));

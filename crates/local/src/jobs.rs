@@ -4,14 +4,16 @@
 //!
 //! - `start_job` queues the job before it answers, so a job the starter was told of is never
 //!   forgotten, whatever stops the runner next; a newer upload of the same key stops the older
-//!   job, which then writes nothing and tells nobody.
+//!   job, which then writes nothing and tells nobody, and whose upload record the queue ends
+//!   `superseded` in the same write that supersedes it.
 //! - Workers take queued jobs and run ffmpeg; each ending is kept in the queue (retried until the
 //!   store takes it) before anything else is done with it.
 //! - The delivery hands each kept ending to `record_completion` as an SNS record, as SNS would,
 //!   and retries until the message is written: a busy or locked store delays a message, never
 //!   loses it.
-//! - At start-up, `recover` queues again the jobs a stopped runner left running; at shutdown,
-//!   running ffmpeg processes are stopped and their jobs stay in the queue.
+//! - At start-up, `recover` queues again the jobs a stopped runner left running, and ends the
+//!   records of superseded uploads an older build left `transcoding`; at shutdown, running
+//!   ffmpeg processes are stopped and their jobs stay in the queue.
 
 use std::collections::HashMap;
 use std::future::Future;

@@ -19,7 +19,8 @@
 //! - `jobs` is the local runner's job queue (`transcoder_core::queue`): one row per upload
 //!   `(bucket, key, version)` with its state, how often it was taken, the job as JSON and, once it
 //!   finished, the notification still to deliver. `seq` keeps the order jobs arrived in. Each state
-//!   change is one statement, so a crash leaves every job in one state or the next, never between.
+//!   change is one statement, so a crash leaves every job in one state or the next, never between;
+//!   superseding a job ends its upload record `superseded` in the same transaction.
 //! - A page cursor is the last listed message's (or upload's) owner, `created_at` and id, as
 //!   URL-safe base64; it is refused for any owner but its own.
 //! - `PRAGMA user_version` is the schema's version, so that a later build can migrate a file.
@@ -37,6 +38,7 @@ use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use transcoder_core::queue::local_job_id;
 use transcoder_core::store::CLAIM_LEASE;
+use transcoder_core::upload::REPLACED;
 use transcoder_core::{
     Claim, ClaimOutcome, ClaimStore, Enqueued, JobId, JobQueue, Message, MessageId, MessageStore,
     Owner, Page, QueuedJob, StoreError, TranscodeJob, UploadId, UploadPage, UploadRecord,
@@ -537,6 +539,39 @@ fn parse_job((id, job, runs): (String, String, u32)) -> Result<QueuedJob, StoreE
     })
 }
 
+/// Ends the upload record of the superseded job `id` (`job`, its row's JSON) `superseded`, if
+/// it has a record that has not ended: one conditional `UPDATE`, in the caller's transaction so
+/// that the job and its record change together. A job without a record (queued before this
+/// file had upload records) gets none.
+fn end_superseded(
+    connection: &Connection,
+    id: &str,
+    job: &str,
+    at: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    let job: TranscodeJob = serde_json::from_str(job)
+        .map_err(|e| StoreError::Corrupt(format!("job {id} cannot be read: {e}")))?;
+    let record = UploadRecord::superseded(&job.upload_ref(), REPLACED, at);
+    let body = serde_json::to_string(&record)
+        .map_err(|e| StoreError::Corrupt(format!("upload {} cannot be written: {e}", record.id)))?;
+    connection
+        .prepare_cached(
+            "UPDATE uploads SET rank = ?3,
+                 body = json_set(?4, '$.created_at', json_extract(body, '$.created_at'))
+             WHERE owner = ?1 AND id = ?2 AND rank < ?3",
+        )
+        .and_then(|mut end| {
+            end.execute(params![
+                record.owner.as_str(),
+                record.id.0,
+                record.rank(),
+                body
+            ])
+        })
+        .map_err(failed)?;
+    Ok(())
+}
+
 impl JobQueue for SqliteStore {
     async fn enqueue(&self, job: &TranscodeJob) -> Result<Enqueued, StoreError> {
         let id = local_job_id(job);
@@ -559,20 +594,26 @@ impl JobQueue for SqliteStore {
             == 1;
         let mut superseded = Vec::new();
         if new {
-            superseded = tx
+            let older: Vec<(String, String)> = tx
                 .prepare_cached(
                     "UPDATE jobs SET state = 'superseded', notification = NULL
                      WHERE bucket = ?1 AND key = ?2 AND id <> ?3
                        AND state IN ('queued', 'running', 'finished')
-                     RETURNING id",
+                     RETURNING id, job",
                 )
                 .and_then(|mut supersede| {
                     supersede
-                        .query_map(params![job.bucket, key, id.0], |row| row.get(0))?
-                        .map(|id| id.map(JobId))
-                        .collect::<rusqlite::Result<Vec<_>>>()
+                        .query_map(params![job.bucket, key, id.0], |row| {
+                            Ok((row.get(0)?, row.get(1)?))
+                        })?
+                        .collect()
                 })
                 .map_err(failed)?;
+            let now = Utc::now();
+            for (older, job) in older {
+                end_superseded(&tx, &older, &job, now)?;
+                superseded.push(JobId(older));
+            }
         }
         tx.commit().map_err(failed)?;
         Ok(Enqueued {
@@ -609,15 +650,21 @@ impl JobQueue for SqliteStore {
     }
 
     async fn replaced(&self, id: &JobId) -> Result<(), StoreError> {
-        let connection = self.connection();
-        connection
+        let mut connection = self.connection();
+        let tx = connection
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(failed)?;
+        let job: Option<String> = tx
             .prepare_cached(
                 "UPDATE jobs SET state = 'superseded'
-                 WHERE id = ?1 AND state IN ('queued', 'running')",
+                 WHERE id = ?1 AND state IN ('queued', 'running') RETURNING job",
             )
-            .and_then(|mut replace| replace.execute([&id.0]))
+            .and_then(|mut replace| replace.query_row([&id.0], |row| row.get(0)).optional())
             .map_err(failed)?;
-        Ok(())
+        if let Some(job) = job {
+            end_superseded(&tx, &id.0, &job, Utc::now())?;
+        }
+        tx.commit().map_err(failed)
     }
 
     async fn undelivered(&self) -> Result<Vec<(JobId, String)>, StoreError> {
@@ -647,14 +694,31 @@ impl JobQueue for SqliteStore {
     }
 
     async fn recover(&self) -> Result<Vec<QueuedJob>, StoreError> {
-        let connection = self.connection();
-        let rows: Vec<_> = connection
+        let mut connection = self.connection();
+        let tx = connection
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(failed)?;
+        // An older build superseded jobs without ending their records: those end now. One
+        // no-op statement for each superseded job whose record has ended, once per start.
+        let superseded: Vec<(String, String)> = tx
+            .prepare_cached("SELECT id, job FROM jobs WHERE state = 'superseded'")
+            .and_then(|mut list| {
+                list.query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?
+                    .collect()
+            })
+            .map_err(failed)?;
+        let now = Utc::now();
+        for (id, job) in superseded {
+            end_superseded(&tx, &id, &job, now)?;
+        }
+        let rows: Vec<_> = tx
             .prepare_cached(
                 "UPDATE jobs SET state = 'queued' WHERE state = 'running'
                  RETURNING id, job, runs",
             )
             .and_then(|mut requeue| requeue.query_map([], queued_job)?.collect())
             .map_err(failed)?;
+        tx.commit().map_err(failed)?;
         rows.into_iter().map(parse_job).collect()
     }
 
