@@ -8,5 +8,6 @@ pub mod ffmpeg;
 pub mod jobs;
 pub mod runner;
 pub mod server;
+pub mod space;
 
 pub use runner::{LocalConfig, run};
