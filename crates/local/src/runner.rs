@@ -15,9 +15,10 @@ use transcoder_core::{RawS3Event, RecordConfig, StartConfig, start_transcode};
 use transcoder_sqlite::SqliteStore;
 
 use crate::bucket::{BucketFolder, Watcher};
-use crate::ffmpeg::{Ffmpeg, Limits, remove_leftover_parts};
+use crate::ffmpeg::{Budget, Ffmpeg, Limits, remove_leftover_parts};
 use crate::jobs::{LOCAL_TOPIC, LocalJobs};
 use crate::server::{LocalLinks, ServerState, remove_partial_uploads, router};
+use crate::space::{DEFAULT_JOB_OUTPUT_BYTES, DEFAULT_USER_QUOTA_BYTES, Space, default_min_free};
 
 /// The bucket's name in the events the watcher makes.
 const LOCAL_BUCKET: &str = "local-bucket";
@@ -47,6 +48,13 @@ pub struct LocalConfig {
     /// DJ sets, long podcasts and recorded talks fit; a longer file fails with a message that
     /// says so. It also bounds each job's output size and time (see [`Limits`]).
     pub max_duration: Duration,
+    /// The most one job's outputs may take (`MAX_JOB_OUTPUT_BYTES`, default 1 GiB).
+    pub max_job_output_bytes: u64,
+    /// The most one user's uploads and outputs may take (`USER_QUOTA_BYTES`, default 10 GiB).
+    pub user_quota_bytes: u64,
+    /// The free space kept on the bucket's and the store's disks (`MIN_FREE_BYTES`); `None`:
+    /// 5 % of each disk, at most 1 GiB.
+    pub min_free_bytes: Option<u64>,
     pub start: StartConfig,
 }
 
@@ -71,7 +79,22 @@ impl LocalConfig {
                 ),
             ));
         }
+        let max_job_output_bytes = env.parse("MAX_JOB_OUTPUT_BYTES", DEFAULT_JOB_OUTPUT_BYTES)?;
+        if max_job_output_bytes == 0 {
+            return Err(ConfigError::invalid(
+                "MAX_JOB_OUTPUT_BYTES",
+                "0",
+                "must be at least 1 byte",
+            ));
+        }
+        let min_free_bytes = match env.get("MIN_FREE_BYTES") {
+            None => None,
+            Some(_) => Some(env.parse("MIN_FREE_BYTES", 0)?),
+        };
         Ok(Self {
+            max_job_output_bytes,
+            user_quota_bytes: env.parse("USER_QUOTA_BYTES", DEFAULT_USER_QUOTA_BYTES)?,
+            min_free_bytes,
             bucket: env.get_or("BUCKET_DIR", "data/bucket").into(),
             store: env.get_or("STORE_PATH", "data/messages.sqlite3").into(),
             listen: env.parse("LISTEN_ADDR", SocketAddr::from(([127, 0, 0, 1], 3000)))?,
@@ -95,16 +118,34 @@ pub async fn run(config: LocalConfig) -> Result<(), Error> {
         std::fs::create_dir_all(dir)?;
     }
     let store = Arc::new(SqliteStore::open(&config.store)?);
+    let store_dir = std::path::absolute(&config.store)?
+        .parent()
+        .map_or_else(|| PathBuf::from("/"), PathBuf::from);
+    let floor = |dir: &std::path::Path| {
+        config
+            .min_free_bytes
+            .unwrap_or_else(|| default_min_free(dir))
+    };
+    let space = Space::new(&config.bucket, floor(&config.bucket));
+    let store_space = Space::new(&store_dir, floor(&store_dir));
+    let budget = Budget {
+        per_job: config.max_job_output_bytes,
+        per_user: config.user_quota_bytes,
+        input_prefix: config.start.prefixes.input().into(),
+        output_prefix: config.start.prefixes.output().into(),
+    };
     // Nothing else uses the store now: a claim without a job is one a stopped run never queued.
     let released = store.release_unstarted_claims()?;
     let jobs = LocalJobs::new(
         &config.bucket,
         store.clone(),
-        Ffmpeg::new(&config.bucket, Limits::new(config.max_duration)),
+        Ffmpeg::new(&config.bucket, Limits::new(config.max_duration)).with_budget(budget.clone()),
         RecordConfig {
             topic_arn: LOCAL_TOPIC.into(),
             output_prefix: config.start.prefixes.output().to_owned(),
         },
+        space.clone(),
+        store_space,
     );
     let resumed = jobs.recover().await?;
     let removed = remove_leftover_parts(&config.bucket.join(config.start.prefixes.output()));
@@ -132,6 +173,8 @@ pub async fn run(config: LocalConfig) -> Result<(), Error> {
         bucket: config.bucket.clone(),
         max_upload_bytes: config.max_upload_bytes,
         page,
+        space: space.clone(),
+        budget,
     });
     info!(
         api = base_url,
@@ -139,6 +182,10 @@ pub async fn run(config: LocalConfig) -> Result<(), Error> {
         store = %config.store.display(),
         concurrency = config.concurrency,
         max_duration_seconds = config.max_duration.as_secs(),
+        max_job_output_bytes = config.max_job_output_bytes,
+        user_quota_bytes = config.user_quota_bytes,
+        min_free_bytes = space.min_free(),
+        free_bytes = space.free(),
         "local pipeline running: open {base_url}/ in a browser, or drop audio files into {}/{}{{user}}/",
         config.bucket.display(),
         config.start.prefixes.input()
