@@ -398,6 +398,55 @@ mod tests {
         assert_eq!(waits, [200, 400, 800, 1600, 3200, 5000, 5000, 5000]);
     }
 
+    /// Log lines written while `run` runs, as the runner writes them.
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn a_write_the_store_keeps_refusing_is_logged_when_it_fails_and_when_it_is_written() {
+        let captured = Captured::default();
+        let writer = captured.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .finish();
+        let _logs = tracing::subscriber::set_default(subscriber);
+        let attempts = std::sync::atomic::AtomicU32::new(0);
+        let space = Space::new(std::env::temp_dir(), 0);
+        let id = JobId("local-1".into());
+        let written = persist("the job's ending", &id, &space, || async {
+            if attempts.fetch_add(1, std::sync::atomic::Ordering::SeqCst) < 4 {
+                Err(StoreError::Unavailable("database is locked".into()))
+            } else {
+                Ok(7)
+            }
+        })
+        .await;
+        assert_eq!(written, 7);
+        let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 2, "{text}");
+        assert!(
+            lines[0].contains("WARN") && lines[0].contains("the job's ending not written"),
+            "{text}"
+        );
+        assert!(
+            lines[1].contains("the job's ending written after 4 failed attempts"),
+            "{text}"
+        );
+    }
+
     #[test]
     fn an_ending_is_delivered_as_an_sns_record_of_the_local_topic() {
         let record = sns_record(&JobId("local-1".into()), r#"{"state":"COMPLETED"}"#);

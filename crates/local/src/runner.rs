@@ -273,6 +273,36 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_disk_bounds_default_to_a_gib_per_job_ten_per_user_and_a_share_of_the_disk() {
+        let config = LocalConfig::from_env(&[("SETTLE_MS", "400")]).unwrap();
+        assert_eq!(config.max_job_output_bytes, 1 << 30);
+        assert_eq!(config.user_quota_bytes, 10 << 30);
+        assert_eq!(config.min_free_bytes, None);
+        let config = LocalConfig::from_env(&[
+            ("MAX_JOB_OUTPUT_BYTES", "5000000"),
+            ("USER_QUOTA_BYTES", "0"),
+            ("MIN_FREE_BYTES", "0"),
+        ])
+        .unwrap();
+        assert_eq!(config.max_job_output_bytes, 5_000_000);
+        assert_eq!(config.user_quota_bytes, 0);
+        assert_eq!(config.min_free_bytes, Some(0));
+        for (name, value, reason) in [
+            ("MAX_JOB_OUTPUT_BYTES", "0", "must be at least 1 byte"),
+            ("MIN_FREE_BYTES", "1GiB", "invalid digit"),
+            ("USER_QUOTA_BYTES", "-1", "invalid digit"),
+        ] {
+            let err = LocalConfig::from_env(&[(name, value)])
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.starts_with(&format!("{name}='{value}' is invalid: {reason}")),
+                "{err}"
+            );
+        }
+    }
+
+    #[test]
     fn max_duration_defaults_to_four_hours_and_refuses_what_cannot_be_meant() {
         let config = LocalConfig::from_env(&[("SETTLE_MS", "400")]).unwrap();
         assert_eq!(config.max_duration, Duration::from_secs(14_400));
