@@ -18,7 +18,9 @@ use crate::bucket::{BucketFolder, Watcher};
 use crate::ffmpeg::{Budget, Ffmpeg, Limits, remove_leftover_parts};
 use crate::jobs::{LOCAL_TOPIC, LocalJobs};
 use crate::server::{LocalLinks, ServerState, remove_partial_uploads, router};
-use crate::space::{DEFAULT_JOB_OUTPUT_BYTES, DEFAULT_USER_QUOTA_BYTES, Space, default_min_free};
+use crate::space::{
+    DEFAULT_JOB_OUTPUT_BYTES, DEFAULT_USER_QUOTA_BYTES, MIB, Space, default_min_free, says_no_space,
+};
 
 /// The bucket's name in the events the watcher makes.
 const LOCAL_BUCKET: &str = "local-bucket";
@@ -145,7 +147,7 @@ pub async fn run(config: LocalConfig) -> Result<(), Error> {
             output_prefix: config.start.prefixes.output().to_owned(),
         },
         space.clone(),
-        store_space,
+        store_space.clone(),
     );
     let resumed = jobs.recover().await?;
     let removed = remove_leftover_parts(&config.bucket.join(config.start.prefixes.output()));
@@ -192,7 +194,7 @@ pub async fn run(config: LocalConfig) -> Result<(), Error> {
     );
 
     let workers = jobs.spawn(config.concurrency);
-    let watcher = tokio::spawn(watch(config.clone(), jobs.clone(), store));
+    let watcher = tokio::spawn(watch(config.clone(), jobs.clone(), store, store_space));
     axum::serve(listener, router(state))
         .with_graceful_shutdown(shutdown())
         .await?;
@@ -217,6 +219,7 @@ async fn watch(
     config: LocalConfig,
     transcoder: LocalJobs<Arc<SqliteStore>>,
     store: Arc<SqliteStore>,
+    store_space: Space,
 ) {
     let source = BucketFolder::new(&config.bucket);
     let mut watcher = Watcher::new(
@@ -245,6 +248,11 @@ async fn watch(
             warn!(error = %err, "some jobs did not start; retrying");
             for (_, key, _) in &err.failed {
                 watcher.forget(key.as_str());
+            }
+            // A full store refuses every attempt alike: wait for space, not the next scan.
+            if says_no_space(&err.to_string()) {
+                let more = store_space.free().unwrap_or(0).saturating_add(MIB);
+                store_space.wait_for(more, "new files are announced").await;
             }
         }
     }

@@ -72,7 +72,7 @@ impl Space {
                             free_bytes = free,
                             needed_bytes = want,
                             min_free_bytes = self.min_free,
-                            "waiting for free space: {} free, {what} needs {}",
+                            "waiting for free space: {} free, {} needed before {what}",
                             bytes(free),
                             bytes(want)
                         );
@@ -80,7 +80,7 @@ impl Space {
                 }
                 free => {
                     if self.low.swap(false, Ordering::SeqCst) {
-                        info!(free_bytes = free, "space is back: {what} goes on");
+                        info!(free_bytes = free, "space is back: {what}");
                     }
                     return;
                 }
