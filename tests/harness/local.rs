@@ -29,20 +29,13 @@ impl Runner {
 
     /// [`Runner::start`] with more environment variables (`MAX_DURATION_SECONDS`, say).
     pub async fn start_with(dir: &Path, env: &[(&str, &str)]) -> Self {
-        let runner = Self::spawn(dir, env);
-        runner
-            .wait_for(
-                |r| r.count(&["local pipeline running"]) == 1,
-                "the runner to start",
-            )
-            .await;
-        runner
+        Self::launch(Command::new(binary("transcoder-local")), dir, env).await
     }
 
     /// Starts the runner as [`Runner::start_with`] does, expecting it to refuse to start: returns
     /// its exit status and log lines. A runner still running after 20 s fails the test.
     pub async fn start_refused(dir: &Path, env: &[(&str, &str)]) -> (ExitStatus, Vec<String>) {
-        let mut runner = Self::spawn(dir, env);
+        let mut runner = Self::spawn(Command::new(binary("transcoder-local")), dir, env);
         let status = tokio::time::timeout(Duration::from_secs(20), runner.child.wait())
             .await
             .unwrap_or_else(|_| {
@@ -58,14 +51,66 @@ impl Runner {
         (status, logs)
     }
 
-    fn spawn(dir: &Path, env: &[(&str, &str)]) -> Self {
+    /// [`Runner::start_with`] on a disk of its own: a tmpfs of `size` (`20m`) mounted on `dir`
+    /// in a mount namespace of the runner's, gone when it exits. The test reaches the files
+    /// through [`Runner::inside`]. `None`, with the reason printed, where this machine does not
+    /// allow it (not root, or no `unshare`).
+    pub async fn start_on_tmpfs(dir: &Path, size: &str, env: &[(&str, &str)]) -> Option<Self> {
+        const MOUNT: &str = r#"mount -t tmpfs -o "size=$1" tmpfs "$2" && exec "$0""#;
+        let probe = Command::new("unshare")
+            .args(["-m", "sh", "-c", MOUNT, "true", size])
+            .arg(dir)
+            .output()
+            .await;
+        match probe {
+            Ok(out) if out.status.success() => {}
+            Ok(out) => {
+                eprintln!(
+                    "skipped: cannot mount a tmpfs in a mount namespace here ({})",
+                    String::from_utf8_lossy(&out.stderr).trim()
+                );
+                return None;
+            }
+            Err(e) => {
+                eprintln!("skipped: cannot run unshare here ({e})");
+                return None;
+            }
+        }
+        let mut command = Command::new("unshare");
+        command
+            .args(["-m", "sh", "-c", MOUNT])
+            .arg(binary("transcoder-local"))
+            .arg(size)
+            .arg(dir);
+        Some(Self::launch(command, dir, env).await)
+    }
+
+    /// Where the runner sees `path`: through its own root, so inside its mounts too.
+    pub fn inside(&self, path: &Path) -> PathBuf {
+        let pid = self.child.id().expect("the runner is running");
+        let absolute = std::path::absolute(path).unwrap();
+        Path::new(&format!("/proc/{pid}/root")).join(absolute.strip_prefix("/").unwrap())
+    }
+
+    /// Spawns `command` (the runner, or what execs it) and waits until the runner is up.
+    async fn launch(command: Command, dir: &Path, env: &[(&str, &str)]) -> Self {
+        let runner = Self::spawn(command, dir, env);
+        runner
+            .wait_for(
+                |r| r.count(&["local pipeline running"]) == 1,
+                "the runner to start",
+            )
+            .await;
+        runner
+    }
+
+    fn spawn(mut command: Command, dir: &Path, env: &[(&str, &str)]) -> Self {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
             .unwrap()
             .port();
         let address = format!("127.0.0.1:{port}");
-        let mut command = Command::new(binary("transcoder-local"));
         command
             .env("BUCKET_DIR", dir.join("bucket"))
             .env("STORE_PATH", dir.join("store/messages.sqlite3"))
@@ -148,6 +193,33 @@ impl Runner {
             .nth(1)
             .and_then(|s| s.parse().ok())
             .unwrap();
+        let body = response
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b)
+            .unwrap_or_default();
+        (status, serde_json::from_str(body).unwrap_or(Value::Null))
+    }
+
+    /// PUTs `body` to `path` (an upload link's path and query) as `content_type`; returns the
+    /// status and the body parsed as JSON (Null if empty).
+    pub async fn put(&self, path: &str, content_type: &str, body: &[u8]) -> (u16, Value) {
+        let mut stream = TcpStream::connect(&self.address).await.unwrap();
+        let head = format!(
+            "PUT {path} HTTP/1.1\r\nHost: {}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            self.address,
+            body.len()
+        );
+        stream.write_all(head.as_bytes()).await.unwrap();
+        // A refusal may come, and the connection close, before the whole body is sent.
+        let _ = stream.write_all(body).await;
+        let mut response = Vec::new();
+        let _ = stream.read_to_end(&mut response).await;
+        let response = String::from_utf8_lossy(&response);
+        let status = response
+            .split(' ')
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
         let body = response
             .split_once("\r\n\r\n")
             .map(|(_, b)| b)

@@ -132,6 +132,24 @@ impl ApiError {
         )
     }
 
+    /// 507: the disk uploads are stored on is too full to take this one; nothing was stored.
+    /// Only the local runner answers it (S3 does not fill up).
+    pub fn insufficient_storage(detail: impl std::fmt::Display) -> Self {
+        Self::new(
+            StatusCode::INSUFFICIENT_STORAGE,
+            "insufficient_storage",
+            format!(
+                "there is not enough free space for uploads ({detail}); nothing was stored: try again later"
+            ),
+        )
+    }
+
+    /// 507: the upload would take the caller's files past their quota; nothing was stored.
+    /// Only the local runner's `/files/` route answers it.
+    pub fn quota_exceeded(reason: impl Into<String>) -> Self {
+        Self::new(StatusCode::INSUFFICIENT_STORAGE, "quota_exceeded", reason)
+    }
+
     pub fn unavailable() -> Self {
         Self::new(
             StatusCode::SERVICE_UNAVAILABLE,

@@ -370,6 +370,7 @@ fn codes_in_source() -> BTreeMap<String, u16> {
                 "MISDIRECTED_REQUEST" => 421,
                 "INTERNAL_SERVER_ERROR" => 500,
                 "SERVICE_UNAVAILABLE" => 503,
+                "INSUFFICIENT_STORAGE" => 507,
                 other => panic!("{file}: {other} for {code}: add it here"),
             };
             codes.insert(code, status);
@@ -379,7 +380,12 @@ fn codes_in_source() -> BTreeMap<String, u16> {
 }
 
 /// Codes only the local runner's `/files/` route answers with (docs/local.md); not this API's.
-const FILES_ROUTE_CODES: [&str; 3] = ["link_refused", "incomplete_upload", "file_not_found"];
+const FILES_ROUTE_CODES: [&str; 4] = [
+    "link_refused",
+    "incomplete_upload",
+    "file_not_found",
+    "quota_exceeded",
+];
 
 #[test]
 fn every_response_states_its_error_codes_and_they_are_the_codes_the_router_answers_with() {

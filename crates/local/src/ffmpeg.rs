@@ -24,6 +24,11 @@ use tracing::{info, warn};
 use transcoder_core::{
     AudioFormat, Escaped, JobId, OutputFormat, SNIFF_BYTES, Sniffed, TranscodeJob, metadata, sniff,
 };
+
+use crate::space::{
+    DEFAULT_JOB_OUTPUT_BYTES, DEFAULT_USER_QUOTA_BYTES, bytes, bytes_under, is_no_space,
+    says_no_space,
+};
 /// The encoder arguments of each output: the settings of Elastic Transcoder's system presets.
 /// Every output is stereo, as in the cloud, which also keeps its size within its bound.
 pub fn encoder_args(format: OutputFormat) -> &'static [&'static str] {
@@ -128,6 +133,54 @@ impl Limits {
         let seconds = seconds.clamp(0.0, self.max_duration.as_secs_f64());
         (seconds * bytes_per_second(format) as f64 * 1.25) as u64 + (1 << 20)
     }
+
+    /// What the outputs of `seconds` of audio in `formats` take at their byte rates: what a job
+    /// is charged against its budget and its owner's quota before it encodes.
+    fn job_bytes(&self, formats: impl Iterator<Item = OutputFormat>, seconds: f64) -> u64 {
+        let seconds = seconds.clamp(0.0, self.max_duration.as_secs_f64());
+        formats
+            .map(|format| (seconds * bytes_per_second(format) as f64) as u64)
+            .sum()
+    }
+}
+
+/// What a job may add to the disk: its outputs' size (`MAX_JOB_OUTPUT_BYTES`), and what its
+/// owner's uploads and outputs may take in all (`USER_QUOTA_BYTES`). Both are checked from the
+/// probed duration before anything is encoded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Budget {
+    pub per_job: u64,
+    pub per_user: u64,
+    /// Where an owner's uploads and outputs are: `{input}{owner}/` and `{output}{owner}/`.
+    pub input_prefix: String,
+    pub output_prefix: String,
+}
+
+impl Default for Budget {
+    fn default() -> Self {
+        Self {
+            per_job: DEFAULT_JOB_OUTPUT_BYTES,
+            per_user: DEFAULT_USER_QUOTA_BYTES,
+            input_prefix: "media/".into(),
+            output_prefix: "transcoded/".into(),
+        }
+    }
+}
+
+impl Budget {
+    /// What `owner`'s files take below `bucket`, less `replaced` (files a job or upload
+    /// overwrites, which it does not add).
+    pub fn used_by(&self, bucket: &Path, owner: &str, replaced: &[PathBuf]) -> u64 {
+        let mine = bytes_under(&bucket.join(format!("{}{owner}", self.input_prefix)))
+            + bytes_under(&bucket.join(format!("{}{owner}", self.output_prefix)));
+        let replaced: u64 = replaced
+            .iter()
+            .filter_map(|p| std::fs::symlink_metadata(p).ok())
+            .filter(|m| m.is_file())
+            .map(|m| m.len())
+            .sum();
+        mine.saturating_sub(replaced)
+    }
 }
 
 /// Runs one job with ffmpeg; the queue in [`crate::jobs`] decides which and when.
@@ -135,6 +188,7 @@ impl Limits {
 pub struct Ffmpeg {
     bucket: PathBuf,
     limits: Limits,
+    budget: Budget,
 }
 
 /// How a job's run ended.
@@ -146,6 +200,9 @@ pub enum Ended {
     /// A newer upload replaced the input while it was transcoded: nothing was written, nobody is
     /// told; that upload is transcoded on its own and its owner hears of it alone.
     Replaced,
+    /// The disk filled up: nothing was written, nobody is told, and the job is to run again
+    /// once there is more space. A full disk is never the owner's fault.
+    NoSpace,
 }
 
 /// Where a running job's progress goes: whole percentages, each higher than the last.
@@ -179,7 +236,13 @@ impl Ffmpeg {
         Self {
             bucket: bucket.into(),
             limits,
+            budget: Budget::default(),
         }
+    }
+
+    /// The same, with `budget` in place of the default one.
+    pub fn with_budget(self, budget: Budget) -> Self {
+        Self { budget, ..self }
     }
     /// Transcodes one job and says how it ended; its progress goes to `progress`, if given.
     pub async fn run(
@@ -195,6 +258,10 @@ impl Ffmpeg {
             Err(Failure::Replaced) => {
                 info!(job_id, key = %job.source.escaped(), "a newer upload replaced the file: outputs dropped");
                 return Ended::Replaced;
+            }
+            Err(Failure::NoSpace(complaint)) => {
+                warn!(job_id, key = %job.source.escaped(), complaint = %Escaped(&complaint), "the disk is full: outputs dropped; the job runs again once more space is free");
+                return Ended::NoSpace;
             }
             Err(Failure::Reason(reason)) => Err(reason),
             Ok(done) => Ok(done),
@@ -282,6 +349,7 @@ impl Ffmpeg {
                 span(limit)
             )));
         }
+        self.afford(job, duration).await?;
         // Outputs are written under names of this job's own and renamed when complete, so nobody
         // downloads half a file and two jobs for one key never write into the same file.
         let mut parts = Parts::default();
@@ -303,7 +371,10 @@ impl Ffmpeg {
             let path = self.bucket.join(output.key.as_str());
             if let Some(dir) = path.parent() {
                 tokio::fs::create_dir_all(dir).await.map_err(|e| {
-                    format!("cannot create {}: {e}", Escaped(&dir.to_string_lossy()))
+                    Failure::of_io(
+                        format!("cannot create {}", Escaped(&dir.to_string_lossy())),
+                        &e,
+                    )
                 })?;
             }
             let temporary = path.with_file_name(format!(
@@ -382,6 +453,9 @@ impl Ffmpeg {
         let status = status.map_err(|e| format!("ffmpeg did not finish: {e}"))?;
         let _ = progress.await;
         if !status.success() {
+            if says_no_space(&stderr) {
+                return Err(Failure::NoSpace(complaint(&stderr)));
+            }
             return Err(Failure::Reason(readable(&stderr)));
         }
         parts.check(duration).await?;
@@ -396,6 +470,40 @@ impl Ffmpeg {
             duration,
         ))
     }
+
+    /// Refuses, before anything is encoded, a job whose outputs would pass the budget of one
+    /// job, or take its owner's files past their quota.
+    async fn afford(&self, job: &TranscodeJob, duration: f64) -> Result<(), Failure> {
+        let formats = job.outputs.iter().map(|o| o.format);
+        let outputs = self.limits.job_bytes(formats, duration);
+        if outputs > self.budget.per_job {
+            return Err(Failure::Reason(format!(
+                "the outputs of its {} of audio would be {}, more than the {} limit per upload: shorten or split the file",
+                span(duration),
+                bytes(outputs),
+                bytes(self.budget.per_job)
+            )));
+        }
+        let (bucket, budget) = (self.bucket.clone(), self.budget.clone());
+        let owner = job.owner.to_string();
+        let replaced: Vec<PathBuf> = job
+            .outputs
+            .iter()
+            .map(|o| self.bucket.join(o.key.as_str()))
+            .collect();
+        let used = tokio::task::spawn_blocking(move || budget.used_by(&bucket, &owner, &replaced))
+            .await
+            .unwrap_or(0);
+        if used.saturating_add(outputs) > self.budget.per_user {
+            return Err(Failure::Reason(format!(
+                "your files take {} and the outputs of this one would be {} more, past your {} quota: remove some of your files and upload it again",
+                bytes(used),
+                bytes(outputs),
+                bytes(self.budget.per_user)
+            )));
+        }
+        Ok(())
+    }
 }
 
 /// Why a job wrote no outputs.
@@ -404,6 +512,19 @@ enum Failure {
     Reason(String),
     /// A newer upload of the key replaced the input.
     Replaced,
+    /// The disk is full (ffmpeg's complaint or our own write's error): not the user's fault.
+    NoSpace(String),
+}
+
+impl Failure {
+    /// `what` failed with `err`: a full disk, or a reason the job fails with.
+    fn of_io(what: String, err: &std::io::Error) -> Self {
+        if is_no_space(err) {
+            Self::NoSpace(format!("{what}: {err}"))
+        } else {
+            Self::Reason(format!("{what}: {err}"))
+        }
+    }
 }
 
 impl From<String> for Failure {
@@ -464,13 +585,16 @@ impl Parts {
     }
 
     /// Moves every output into place.
-    async fn commit(mut self) -> Result<(), String> {
+    async fn commit(mut self) -> Result<(), Failure> {
         while let Some(part) = self.0.pop() {
             if let Err(e) = tokio::fs::rename(&part.temporary, &part.path).await {
                 let _ = tokio::fs::remove_file(&part.temporary).await;
-                return Err(format!(
-                    "cannot move {} into place: {e}",
-                    Escaped(&part.path.to_string_lossy())
+                return Err(Failure::of_io(
+                    format!(
+                        "cannot move {} into place",
+                        Escaped(&part.path.to_string_lossy())
+                    ),
+                    &e,
                 ));
             }
         }
@@ -704,7 +828,7 @@ mod tests {
         let id = JobId("local-test".into());
         match Ffmpeg::new(bucket, limits).run(&id, job, None).await {
             Ended::Notification(notification) => notification,
-            Ended::Replaced => panic!("nothing replaced the input"),
+            other => panic!("neither replaced nor out of space: {other:?}"),
         }
     }
 

@@ -14,6 +14,9 @@
 //! - At start-up, `recover` queues again the jobs a stopped runner left running, and ends the
 //!   records of superseded uploads an older build left `transcoding`; at shutdown, running
 //!   ffmpeg processes are stopped and their jobs stay in the queue.
+//! - A full disk fails nothing: below the free-space floor workers take no job, a job whose
+//!   disk filled up runs again once more space is free, and a store write that found its disk
+//!   full is tried again once it has space. Each of these logs when it starts and when it ends.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -31,6 +34,7 @@ use transcoder_core::{
 };
 
 use crate::ffmpeg::{Ended, Ffmpeg, ProgressSender, progress_notification};
+use crate::space::{MIB, Space, says_no_space};
 
 /// The topic the local transcoder "publishes" to; `record_completion` accepts only this one.
 pub const LOCAL_TOPIC: &str = "arn:aws:sns:local:000000000000:transcoder-completions";
@@ -63,10 +67,23 @@ struct Shared<S> {
     ended: Notify,
     /// The running jobs, so that a newer upload or the shutdown can stop them.
     running: Mutex<HashMap<JobId, AbortHandle>>,
+    /// The bucket's disk, and the store's: below the floor, jobs wait.
+    space: Space,
+    store_space: Space,
 }
 
 impl<S: JobQueue + MessageStore + UploadStore + 'static> LocalJobs<S> {
-    pub fn new(bucket: impl Into<PathBuf>, store: S, ffmpeg: Ffmpeg, record: RecordConfig) -> Self {
+    /// The jobs of `bucket`, queued in `store`. Below the floor of `space` (the bucket's disk)
+    /// workers take no job; a store write that found `store_space` (the store's disk) full waits
+    /// for it.
+    pub fn new(
+        bucket: impl Into<PathBuf>,
+        store: S,
+        ffmpeg: Ffmpeg,
+        record: RecordConfig,
+        space: Space,
+        store_space: Space,
+    ) -> Self {
         Self {
             shared: Arc::new(Shared {
                 bucket: bucket.into(),
@@ -76,6 +93,8 @@ impl<S: JobQueue + MessageStore + UploadStore + 'static> LocalJobs<S> {
                 queued: Notify::new(),
                 ended: Notify::new(),
                 running: Mutex::new(HashMap::new()),
+                space,
+                store_space,
             }),
         }
     }
@@ -122,6 +141,8 @@ impl<S: JobQueue + MessageStore + UploadStore + 'static> LocalJobs<S> {
     /// One worker: takes the oldest queued job, runs it, keeps how it ended; again and again.
     async fn work(self) {
         loop {
+            // Below the floor no job starts: each stays queued until space is back.
+            self.shared.space.wait_for(0, "the next job starts").await;
             let next = match self.shared.store.take().await {
                 Ok(next) => next,
                 Err(err) => {
@@ -140,10 +161,20 @@ impl<S: JobQueue + MessageStore + UploadStore + 'static> LocalJobs<S> {
             // drop) and the job's temporary files (removed on drop).
             let shared = self.shared.clone();
             let run = tokio::spawn(async move {
-                shared
-                    .ffmpeg
-                    .run(&queued.id, &queued.job, Some(progress))
-                    .await
+                loop {
+                    let before = shared.space.free().unwrap_or(0);
+                    let ended = shared
+                        .ffmpeg
+                        .run(&queued.id, &queued.job, Some(progress.clone()))
+                        .await;
+                    if ended != Ended::NoSpace {
+                        return ended;
+                    }
+                    // Again only once more is free than this run had, which the same run fills.
+                    let more = before.saturating_add(MIB);
+                    let what = "a job the full disk stopped runs again";
+                    shared.space.wait_for(more, what).await;
+                }
             });
             self.running().insert(id.clone(), run.abort_handle());
             let ended = run.await;
@@ -151,17 +182,19 @@ impl<S: JobQueue + MessageStore + UploadStore + 'static> LocalJobs<S> {
             match ended {
                 Ok(Ended::Notification(notification)) => {
                     let text = notification.to_string();
-                    let store = &self.shared.store;
-                    if persist("the job's ending", &id, || store.finish(&id, &text)).await {
+                    let (store, space) = (&self.shared.store, &self.shared.store_space);
+                    if persist("the job's ending", &id, space, || store.finish(&id, &text)).await {
                         self.shared.ended.notify_one();
                     } else {
                         info!(job_id = %id, "result dropped: a newer upload of the file supersedes it");
                     }
                 }
                 Ok(Ended::Replaced) => {
-                    let store = &self.shared.store;
-                    persist("the job's ending", &id, || store.replaced(&id)).await;
+                    let (store, space) = (&self.shared.store, &self.shared.store_space);
+                    persist("the job's ending", &id, space, || store.replaced(&id)).await;
                 }
+                // The run retries it until it is something else.
+                Ok(Ended::NoSpace) => {}
                 Err(stopped) if stopped.is_cancelled() => {
                     info!(job_id = %id, "stopped: a newer upload of the file supersedes it");
                 }
@@ -180,8 +213,8 @@ impl<S: JobQueue + MessageStore + UploadStore + 'static> LocalJobs<S> {
                 Ok(ended) => {
                     for (id, notification) in ended {
                         self.record(&id, &notification).await;
-                        let store = &self.shared.store;
-                        persist("the delivery", &id, || store.delivered(&id)).await;
+                        let (store, space) = (&self.shared.store, &self.shared.store_space);
+                        persist("the delivery", &id, space, || store.delivered(&id)).await;
                     }
                 }
                 Err(err) => warn!(error = %err, "finished jobs cannot be read; trying again"),
@@ -212,18 +245,14 @@ impl<S: JobQueue + MessageStore + UploadStore + 'static> LocalJobs<S> {
 
     /// Records one job's ending as SNS would deliver it, retrying while the store fails.
     async fn record(&self, id: &JobId, notification: &str) {
-        let mut backoff = Backoff::default();
+        let mut retry = Retry::new("the message", id, &self.shared.store_space);
         loop {
             let event = RawSnsEvent {
                 records: vec![sns_record(id, notification)],
             };
             match record_completion(event, &self.shared.record, &self.shared.store).await {
-                Ok(_) => return,
-                Err(err) => {
-                    let wait = backoff.next();
-                    warn!(job_id = %id, error = %Escaped(&err.to_string()), retry_in_ms = wait.as_millis() as u64, "message not written; retrying");
-                    tokio::time::sleep(wait).await;
-                }
+                Ok(_) => return retry.done(),
+                Err(err) => retry.failed(&err.to_string()).await,
             }
         }
     }
@@ -297,20 +326,65 @@ impl Backoff {
 }
 
 /// Retries a store write until the store takes it: what it keeps must never be dropped.
-async fn persist<T, F, W>(what: &str, id: &JobId, mut write: W) -> T
+async fn persist<T, F, W>(what: &str, id: &JobId, space: &Space, mut write: W) -> T
 where
     W: FnMut() -> F,
     F: Future<Output = Result<T, StoreError>>,
 {
-    let mut backoff = Backoff::default();
+    let mut retry = Retry::new(what, id, space);
     loop {
         match write().await {
-            Ok(done) => return done,
-            Err(err) => {
-                let wait = backoff.next();
-                warn!(job_id = %id, error = %err, retry_in_ms = wait.as_millis() as u64, "{what} not written; retrying");
-                tokio::time::sleep(wait).await;
+            Ok(done) => {
+                retry.done();
+                return done;
             }
+            Err(err) => retry.failed(&err.to_string()).await,
+        }
+    }
+}
+
+/// The attempts at one store write that must not be dropped. The first failure and the
+/// success after failures are logged, not each attempt between: a store that stays locked or
+/// full for an hour gives two lines, not thousands.
+struct Retry<'a> {
+    what: &'a str,
+    id: &'a JobId,
+    space: &'a Space,
+    backoff: Backoff,
+    failures: u32,
+}
+
+impl<'a> Retry<'a> {
+    fn new(what: &'a str, id: &'a JobId, space: &'a Space) -> Self {
+        Self {
+            what,
+            id,
+            space,
+            backoff: Backoff::default(),
+            failures: 0,
+        }
+    }
+
+    /// Waits before the next attempt: until the store's disk has more space if it was full
+    /// (trying sooner fails the same way), else the next backoff.
+    async fn failed(&mut self, error: &str) {
+        self.failures += 1;
+        if self.failures == 1 {
+            warn!(job_id = %self.id, error = %Escaped(error), "{} not written; retrying until the store takes it", self.what);
+        }
+        if says_no_space(error) {
+            let more = self.space.free().unwrap_or(0).saturating_add(MIB);
+            self.space
+                .wait_for(more, "the store is written again")
+                .await;
+        } else {
+            tokio::time::sleep(self.backoff.next()).await;
+        }
+    }
+
+    fn done(&self) {
+        if self.failures > 0 {
+            info!(job_id = %self.id, failed_attempts = self.failures, "{} written after {} failed attempts", self.what, self.failures);
         }
     }
 }
@@ -324,6 +398,55 @@ mod tests {
         let mut backoff = Backoff::default();
         let waits: Vec<_> = (0..8).map(|_| backoff.next().as_millis()).collect();
         assert_eq!(waits, [200, 400, 800, 1600, 3200, 5000, 5000, 5000]);
+    }
+
+    /// Log lines written while `run` runs, as the runner writes them.
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn a_write_the_store_keeps_refusing_is_logged_when_it_fails_and_when_it_is_written() {
+        let captured = Captured::default();
+        let writer = captured.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .finish();
+        let _logs = tracing::subscriber::set_default(subscriber);
+        let attempts = std::sync::atomic::AtomicU32::new(0);
+        let space = Space::new(std::env::temp_dir(), 0);
+        let id = JobId("local-1".into());
+        let written = persist("the job's ending", &id, &space, || async {
+            if attempts.fetch_add(1, std::sync::atomic::Ordering::SeqCst) < 4 {
+                Err(StoreError::Unavailable("database is locked".into()))
+            } else {
+                Ok(7)
+            }
+        })
+        .await;
+        assert_eq!(written, 7);
+        let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 2, "{text}");
+        assert!(
+            lines[0].contains("WARN") && lines[0].contains("the job's ending not written"),
+            "{text}"
+        );
+        assert!(
+            lines[1].contains("the job's ending written after 4 failed attempts"),
+            "{text}"
+        );
     }
 
     #[test]

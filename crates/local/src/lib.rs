@@ -9,5 +9,6 @@ pub mod jobs;
 pub mod owner;
 pub mod runner;
 pub mod server;
+pub mod space;
 
 pub use runner::{LocalConfig, run};

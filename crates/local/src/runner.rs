@@ -15,10 +15,13 @@ use transcoder_core::{RawS3Event, RecordConfig, StartConfig, start_transcode};
 use transcoder_sqlite::SqliteStore;
 
 use crate::bucket::{BucketFolder, Watcher};
-use crate::ffmpeg::{Ffmpeg, Limits, remove_leftover_parts};
+use crate::ffmpeg::{Budget, Ffmpeg, Limits, remove_leftover_parts};
 use crate::jobs::{LOCAL_TOPIC, LocalJobs};
 use crate::owner::Owner;
 use crate::server::{LocalLinks, ServerState, remove_partial_uploads, router};
+use crate::space::{
+    DEFAULT_JOB_OUTPUT_BYTES, DEFAULT_USER_QUOTA_BYTES, MIB, Space, default_min_free, says_no_space,
+};
 
 /// The bucket's name in the events the watcher makes.
 const LOCAL_BUCKET: &str = "local-bucket";
@@ -48,6 +51,13 @@ pub struct LocalConfig {
     /// DJ sets, long podcasts and recorded talks fit; a longer file fails with a message that
     /// says so. It also bounds each job's output size and time (see [`Limits`]).
     pub max_duration: Duration,
+    /// The most one job's outputs may take (`MAX_JOB_OUTPUT_BYTES`, default 1 GiB).
+    pub max_job_output_bytes: u64,
+    /// The most one user's uploads and outputs may take (`USER_QUOTA_BYTES`, default 10 GiB).
+    pub user_quota_bytes: u64,
+    /// The free space kept on the bucket's and the store's disks (`MIN_FREE_BYTES`); `None`:
+    /// 5 % of each disk, at most 1 GiB.
+    pub min_free_bytes: Option<u64>,
     pub start: StartConfig,
 }
 
@@ -72,7 +82,22 @@ impl LocalConfig {
                 ),
             ));
         }
+        let max_job_output_bytes = env.parse("MAX_JOB_OUTPUT_BYTES", DEFAULT_JOB_OUTPUT_BYTES)?;
+        if max_job_output_bytes == 0 {
+            return Err(ConfigError::invalid(
+                "MAX_JOB_OUTPUT_BYTES",
+                "0",
+                "must be at least 1 byte",
+            ));
+        }
+        let min_free_bytes = match env.get("MIN_FREE_BYTES") {
+            None => None,
+            Some(_) => Some(env.parse("MIN_FREE_BYTES", 0)?),
+        };
         Ok(Self {
+            max_job_output_bytes,
+            user_quota_bytes: env.parse("USER_QUOTA_BYTES", DEFAULT_USER_QUOTA_BYTES)?,
+            min_free_bytes,
             bucket: env.get_or("BUCKET_DIR", "data/bucket").into(),
             store: env.get_or("STORE_PATH", "data/messages.sqlite3").into(),
             listen: env.parse("LISTEN_ADDR", SocketAddr::from(([127, 0, 0, 1], 3000)))?,
@@ -100,16 +125,34 @@ pub async fn run(config: LocalConfig) -> Result<(), Error> {
     info!(removed, "partial uploads from an earlier run removed");
     let removed = remove_leftover_parts(&config.bucket.join(config.start.prefixes.output()));
     let store = Arc::new(SqliteStore::open(&config.store)?);
+    let store_dir = std::path::absolute(&config.store)?
+        .parent()
+        .map_or_else(|| PathBuf::from("/"), PathBuf::from);
+    let floor = |dir: &std::path::Path| {
+        config
+            .min_free_bytes
+            .unwrap_or_else(|| default_min_free(dir))
+    };
+    let space = Space::new(&config.bucket, floor(&config.bucket));
+    let store_space = Space::new(&store_dir, floor(&store_dir));
+    let budget = Budget {
+        per_job: config.max_job_output_bytes,
+        per_user: config.user_quota_bytes,
+        input_prefix: config.start.prefixes.input().into(),
+        output_prefix: config.start.prefixes.output().into(),
+    };
     // Nothing else uses the store now: a claim without a job is one a stopped run never queued.
     let released = store.release_unstarted_claims()?;
     let jobs = LocalJobs::new(
         &config.bucket,
         store.clone(),
-        Ffmpeg::new(&config.bucket, Limits::new(config.max_duration)),
+        Ffmpeg::new(&config.bucket, Limits::new(config.max_duration)).with_budget(budget.clone()),
         RecordConfig {
             topic_arn: LOCAL_TOPIC.into(),
             output_prefix: config.start.prefixes.output().to_owned(),
         },
+        space.clone(),
+        store_space.clone(),
     );
     let resumed = jobs.recover().await?;
     info!(
@@ -135,6 +178,8 @@ pub async fn run(config: LocalConfig) -> Result<(), Error> {
         bucket: config.bucket.clone(),
         max_upload_bytes: config.max_upload_bytes,
         page,
+        space: space.clone(),
+        budget,
     });
     info!(
         api = base_url,
@@ -142,13 +187,17 @@ pub async fn run(config: LocalConfig) -> Result<(), Error> {
         store = %config.store.display(),
         concurrency = config.concurrency,
         max_duration_seconds = config.max_duration.as_secs(),
+        max_job_output_bytes = config.max_job_output_bytes,
+        user_quota_bytes = config.user_quota_bytes,
+        min_free_bytes = space.min_free(),
+        free_bytes = space.free(),
         "local pipeline running: open {base_url}/ in a browser, or drop audio files into {}/{}{{user}}/",
         config.bucket.display(),
         config.start.prefixes.input()
     );
 
     let workers = jobs.spawn(config.concurrency);
-    let watcher = tokio::spawn(watch(config.clone(), jobs.clone(), store));
+    let watcher = tokio::spawn(watch(config.clone(), jobs.clone(), store, store_space));
     axum::serve(listener, router(state))
         .with_graceful_shutdown(shutdown())
         .await?;
@@ -173,6 +222,7 @@ async fn watch(
     config: LocalConfig,
     transcoder: LocalJobs<Arc<SqliteStore>>,
     store: Arc<SqliteStore>,
+    store_space: Space,
 ) {
     let source = BucketFolder::new(&config.bucket);
     let mut watcher = Watcher::new(
@@ -202,6 +252,11 @@ async fn watch(
             for (_, key, _) in &err.failed {
                 watcher.forget(key.as_str());
             }
+            // A full store refuses every attempt alike: wait for space, not the next scan.
+            if says_no_space(&err.to_string()) {
+                let more = store_space.free().unwrap_or(0).saturating_add(MIB);
+                store_space.wait_for(more, "new files are announced").await;
+            }
         }
     }
 }
@@ -227,6 +282,36 @@ async fn shutdown() {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_disk_bounds_default_to_a_gib_per_job_ten_per_user_and_a_share_of_the_disk() {
+        let config = LocalConfig::from_env(&[("SETTLE_MS", "400")]).unwrap();
+        assert_eq!(config.max_job_output_bytes, 1 << 30);
+        assert_eq!(config.user_quota_bytes, 10 << 30);
+        assert_eq!(config.min_free_bytes, None);
+        let config = LocalConfig::from_env(&[
+            ("MAX_JOB_OUTPUT_BYTES", "5000000"),
+            ("USER_QUOTA_BYTES", "0"),
+            ("MIN_FREE_BYTES", "0"),
+        ])
+        .unwrap();
+        assert_eq!(config.max_job_output_bytes, 5_000_000);
+        assert_eq!(config.user_quota_bytes, 0);
+        assert_eq!(config.min_free_bytes, Some(0));
+        for (name, value, reason) in [
+            ("MAX_JOB_OUTPUT_BYTES", "0", "must be at least 1 byte"),
+            ("MIN_FREE_BYTES", "1GiB", "invalid digit"),
+            ("USER_QUOTA_BYTES", "-1", "invalid digit"),
+        ] {
+            let err = LocalConfig::from_env(&[(name, value)])
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.starts_with(&format!("{name}='{value}' is invalid: {reason}")),
+                "{err}"
+            );
+        }
+    }
 
     #[test]
     fn max_duration_defaults_to_four_hours_and_refuses_what_cannot_be_meant() {

@@ -16,7 +16,7 @@ use axum::body::Body;
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path as UrlPath, Query, Request, State};
 use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
-use axum::middleware::{Next, from_fn, map_request};
+use axum::middleware::{Next, from_fn, map_request, map_request_with_state};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use base64::Engine;
@@ -35,6 +35,9 @@ use transcoder_core::links::{LINK_LIFETIME, UPLOAD_LINK_LIFETIME};
 use transcoder_core::{
     ClaimStore, Escaped, Link, LinkError, Links, MessageStore, ObjectKey, Upload, UploadStore,
 };
+
+use crate::ffmpeg::Budget;
+use crate::space::{Space, bytes, is_no_space};
 
 /// What a path segment must encode: everything but unreserved characters (RFC 3986).
 const PATH_SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
@@ -162,6 +165,10 @@ pub struct ServerState<S> {
     pub max_upload_bytes: u64,
     /// The web page at `/`, signing in by user name.
     pub page: PageConfig,
+    /// The bucket's disk: below its floor, uploads are refused (507).
+    pub space: Space,
+    /// Each user's quota, which an upload may not pass.
+    pub budget: Budget,
 }
 
 /// The local server's routes: the API's router, with the caller named by `X-User`, `/files/`
@@ -180,6 +187,7 @@ pub fn router<S: MessageStore + UploadStore + ClaimStore + 'static>(
         )
         .with_state(state.clone());
     transcoder_api::router(state.api.clone())
+        .layer(map_request_with_state(state.clone(), room_for_uploads::<S>))
         .layer(map_request(named_by_header))
         .merge(files)
         .merge(page::router(&state.page))
@@ -198,6 +206,66 @@ async fn named_by_header(mut request: Request) -> Request {
         request.extensions_mut().insert(Identity(user));
     }
     request
+}
+
+/// `POST /uploads` signs no link while the disk is below its floor: the upload would be refused.
+async fn room_for_uploads<S>(
+    State(state): State<Arc<ServerState<S>>>,
+    request: Request,
+) -> Result<Request, ApiError> {
+    if request.method() == Method::POST && request.uri().path() == "/uploads" {
+        state.room_for(0)?;
+    }
+    Ok(request)
+}
+
+impl<S> ServerState<S> {
+    /// Refuses an upload of `size` bytes that would take the disk below its floor.
+    fn room_for(&self, size: u64) -> Result<(), ApiError> {
+        match self.space.short_for(size) {
+            Some(free) => {
+                warn!(
+                    free_bytes = free,
+                    min_free_bytes = self.space.min_free(),
+                    "upload refused: the disk is below its floor"
+                );
+                Err(ApiError::insufficient_storage(format!(
+                    "{} free, {} kept free",
+                    bytes(free),
+                    bytes(self.space.min_free())
+                )))
+            }
+            None => Ok(()),
+        }
+    }
+
+    /// Refuses an upload of `size` bytes at `key` that would take its owner's files past their
+    /// quota (a file it replaces does not count).
+    async fn within_quota(&self, key: &str, size: u64) -> Result<(), ApiError> {
+        let Some(owner) = key
+            .strip_prefix(self.budget.input_prefix.as_str())
+            .and_then(|rest| rest.split_once('/'))
+            .map(|(owner, _)| owner.to_owned())
+        else {
+            return Ok(());
+        };
+        let (bucket, budget) = (self.bucket.clone(), self.budget.clone());
+        let replaced = vec![self.bucket.join(key)];
+        let who = owner.clone();
+        let used = tokio::task::spawn_blocking(move || budget.used_by(&bucket, &who, &replaced))
+            .await
+            .unwrap_or(0);
+        if used.saturating_add(size) > self.budget.per_user {
+            warn!(owner = %Escaped(&owner), used_bytes = used, bytes = size, "upload refused: past the user's quota");
+            return Err(ApiError::quota_exceeded(format!(
+                "your files take {}; this upload of {} would pass your {} quota: remove some of your files first",
+                bytes(used),
+                bytes(size),
+                bytes(self.budget.per_user)
+            )));
+        }
+        Ok(())
+    }
 }
 
 async fn loopback_only(request: Request) -> Result<Request, ApiError> {
@@ -356,6 +424,8 @@ async fn upload<S: Send + Sync>(
         return Err(ApiError::link_refused("the link is not an upload link"));
     };
     check_upload(&headers, size, &content_type, state.max_upload_bytes)?;
+    state.room_for(size)?;
+    state.within_quota(&key, size).await?;
     match receive(&state.bucket.join(&key), body, size).await {
         Ok(()) => {
             info!(key = %Escaped(&key), bytes = size, "upload received");
@@ -426,6 +496,9 @@ impl From<ReceiveError> for ApiError {
                 "upload_interrupted",
                 "the upload was cut off; nothing was stored",
             ),
+            ReceiveError::Io(e) if is_no_space(&e) => {
+                ApiError::insufficient_storage("the disk is full")
+            }
             ReceiveError::Io(_) => ApiError::internal(),
         }
     }
