@@ -352,7 +352,7 @@ pub async fn start_transcode(
     for (index, job, result) in results {
         match result {
             Ok(Attempt::New(job_id, format)) => {
-                info!(record = index, key = %job.source.escaped(), owner = %job.owner, %format, %job_id, "job started");
+                info!(record = index, key = %job.source.escaped(), owner = %Escaped(job.owner.as_str()), %format, %job_id, "job started");
                 report.started.push(Started {
                     record: index,
                     key: job.source.to_string(),
