@@ -260,6 +260,7 @@ mod tests {
             bucket: "local".into(),
             key: ObjectKey::new(key).unwrap(),
             etag: None,
+            size: None,
         };
         let read = |key: &'static str, offset, len| {
             let folder = folder.clone();
