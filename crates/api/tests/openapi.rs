@@ -371,6 +371,7 @@ fn codes_in_source() -> BTreeMap<String, u16> {
                 "METHOD_NOT_ALLOWED" => 405,
                 "PAYLOAD_TOO_LARGE" => 413,
                 "MISDIRECTED_REQUEST" => 421,
+                "RANGE_NOT_SATISFIABLE" => 416,
                 "INTERNAL_SERVER_ERROR" => 500,
                 "SERVICE_UNAVAILABLE" => 503,
                 other => panic!("{file}: {other} for {code}: add it here"),
@@ -382,7 +383,12 @@ fn codes_in_source() -> BTreeMap<String, u16> {
 }
 
 /// Codes only the local runner's `/files/` route answers with (docs/local.md); not this API's.
-const FILES_ROUTE_CODES: [&str; 3] = ["link_refused", "incomplete_upload", "file_not_found"];
+const FILES_ROUTE_CODES: [&str; 4] = [
+    "link_refused",
+    "incomplete_upload",
+    "file_not_found",
+    "range_not_satisfiable",
+];
 
 #[test]
 fn every_response_states_its_error_codes_and_they_are_the_codes_the_router_answers_with() {
