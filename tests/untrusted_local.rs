@@ -76,10 +76,7 @@ async fn an_id3_header_claiming_more_than_the_file_is_refused_for_that_reason() 
     std::fs::write(alice.join("bomb.mp3"), &bomb).unwrap();
     let runner = Runner::start(&dir).await;
     runner
-        .wait_for(
-            |r| r.count(&["message written"]) == 1,
-            "the refusal's message",
-        )
+        .wait_for(|r| r.count(&["upload refused"]) == 1, "the refusal")
         .await;
     let messages = runner.messages("alice").await;
     let message = by_file(&messages, "bomb.mp3");
