@@ -1,8 +1,9 @@
 //! The local runner's `/files/` route and its front door, through real HTTP requests to the built
 //! `transcoder-local`: an upload link admits exactly the file it was signed for (size and type) and
 //! nothing larger, however it is sent; a refused upload leaves no file behind; downloads come back
-//! byte for byte; a request addressed to another host name is refused (DNS rebinding); partial
-//! uploads of an earlier run are gone after start-up.
+//! byte for byte, or the byte range asked for; names starting with `.` get no link and accents
+//! make one key; slow and stalled clients are closed; a request addressed to another host name is
+//! refused (DNS rebinding); partial uploads of an earlier run are gone after start-up.
 
 use std::path::Path;
 
@@ -273,6 +274,194 @@ async fn an_upload_through_its_link_is_transcoded_and_its_outputs_downloaded_who
             "{key}: the download differs from the file"
         );
     }
+}
+
+/// A transcoded output of a short tone, its download link's path and its bytes on disk.
+async fn an_output(runner: &Runner, dir: &Path) -> (String, Vec<u8>) {
+    tone(&dir.join("bucket/media/alice/song.mp3"), 1.5).await;
+    runner
+        .wait_for(|r| r.count(&["message written"]) == 1, "the song's message")
+        .await;
+    let messages = runner.messages("alice").await;
+    let output = &messages[0]["outputs"][0];
+    let bytes = std::fs::read(dir.join("bucket").join(output["key"].as_str().unwrap())).unwrap();
+    let path = path_of(runner, output["url"].as_str().unwrap()).to_owned();
+    (path, bytes)
+}
+
+#[tokio::test]
+async fn downloads_answer_byte_ranges_as_s3_does() {
+    let dir = scratch();
+    let runner = Runner::start(&dir).await;
+    let (path, bytes) = an_output(&runner, &dir).await;
+    let len = bytes.len();
+    assert!(len > 1000, "{len}");
+    let get = |range: &str| format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nRange: {range}");
+
+    let whole = send(
+        &runner,
+        &format!("GET {path} HTTP/1.1\r\nHost: localhost"),
+        b"",
+    )
+    .await;
+    assert_eq!(whole.status, 200);
+    assert_eq!(whole.header("accept-ranges"), Some("bytes"));
+    assert!(whole.body == bytes);
+
+    for (range, start, end) in [
+        ("bytes=0-99", 0, 99),
+        ("bytes=100-", 100, len - 1),
+        ("bytes=-200", len - 200, len - 1),
+        (&format!("bytes=10-{}", len + 5000), 10, len - 1),
+    ] {
+        let part = send(&runner, &get(range), b"").await;
+        assert_eq!(part.status, 206, "{range}");
+        assert_eq!(
+            part.header("content-range"),
+            Some(format!("bytes {start}-{end}/{len}").as_str()),
+            "{range}"
+        );
+        assert_eq!(
+            part.header("content-length"),
+            Some((end - start + 1).to_string().as_str()),
+            "{range}"
+        );
+        assert_eq!(part.header("accept-ranges"), Some("bytes"), "{range}");
+        assert!(part.body == bytes[start..=end], "{range}: other bytes");
+    }
+    // HEAD says the same without the body.
+    let head = send(
+        &runner,
+        &format!("HEAD {path} HTTP/1.1\r\nHost: localhost\r\nRange: bytes=-200"),
+        b"",
+    )
+    .await;
+    assert_eq!(head.status, 206);
+    assert_eq!(
+        head.header("content-range"),
+        Some(format!("bytes {}-{}/{len}", len - 200, len - 1).as_str())
+    );
+    assert!(head.body.is_empty());
+    // Past the end: 416, with the length.
+    for range in [format!("bytes={len}-"), "bytes=-0".to_owned()] {
+        let refused = send(&runner, &get(&range), b"").await;
+        assert_eq!(
+            (refused.status, refused.error_code().as_str()),
+            (416, "range_not_satisfiable"),
+            "{range}"
+        );
+        assert_eq!(
+            refused.header("content-range"),
+            Some(format!("bytes */{len}").as_str()),
+            "{range}"
+        );
+    }
+    // Several ranges, as S3 answers them: the whole file.
+    let several = send(&runner, &get("bytes=0-1,5-9"), b"").await;
+    assert_eq!(several.status, 200);
+    assert!(several.body == bytes);
+}
+
+#[tokio::test]
+async fn names_that_start_with_a_dot_get_no_link_and_accents_make_one_key() {
+    let dir = scratch();
+    let runner = Runner::start(&dir).await;
+    let (status, body) = upload_link(&runner, ".hidden.mp3", 10, "audio/mpeg").await;
+    assert_eq!(
+        (status, &body["error"]["code"]),
+        (400, &json!("bad_filename"))
+    );
+    assert!(
+        body["error"]["message"].as_str().unwrap().contains("'.'"),
+        "{body}"
+    );
+    let request = json!({"filename": "song.mp3", "size": 10, "content_type": "audio/mpeg"});
+    for user in [".bob", "..."] {
+        let (status, body) = runner
+            .http("POST", "/uploads", user, &request.to_string())
+            .await;
+        assert_eq!(
+            (status, &body["error"]["code"]),
+            (400, &json!("bad_user")),
+            "{user}"
+        );
+        assert!(
+            body["error"]["message"].as_str().unwrap().contains(user),
+            "{body}"
+        );
+    }
+    // `café` with a combining accent is stored as the `café` of one character.
+    let (status, link) = upload_link(&runner, "cafe\u{301}.mp3", 10, "audio/mpeg").await;
+    assert_eq!(status, 201, "{link}");
+    assert_eq!(link["key"], "media/alice/caf\u{e9}.mp3");
+    let put = format!(
+        "PUT {} HTTP/1.1\r\nHost: localhost\r\nContent-Type: audio/mpeg\r\nContent-Length: 10",
+        path_of(&runner, link["url"].as_str().unwrap())
+    );
+    assert_eq!(send(&runner, &put, b"0123456789").await.status, 200);
+    let alice = dir.join("bucket/media/alice");
+    assert!(alice.join("caf\u{e9}.mp3").exists());
+    assert!(!alice.join("cafe\u{301}.mp3").exists());
+}
+
+/// Whether the server closes `stream` (read to its end) within `limit`.
+async fn closed_within(stream: &mut TcpStream, limit: std::time::Duration) -> bool {
+    let mut sink = Vec::new();
+    tokio::time::timeout(limit, stream.read_to_end(&mut sink))
+        .await
+        .is_ok()
+}
+
+#[tokio::test]
+async fn slow_and_stalled_clients_are_closed_by_the_timeouts() {
+    let dir = scratch();
+    let runner = Runner::start_with(
+        &dir,
+        &[
+            ("HEADER_TIMEOUT_SECONDS", "2"),
+            ("IDLE_TIMEOUT_SECONDS", "2"),
+        ],
+    )
+    .await;
+    let (status, link) = upload_link(&runner, "stalled.mp3", 1000, "audio/mpeg").await;
+    assert_eq!(status, 201, "{link}");
+    // Half a header on a few sockets, and a socket that sends nothing.
+    let mut slow = Vec::new();
+    for _ in 0..5 {
+        let mut stream = TcpStream::connect(&runner.address).await.unwrap();
+        stream
+            .write_all(b"GET /messages HTTP/1.1\r\nHost: local")
+            .await
+            .unwrap();
+        slow.push(stream);
+    }
+    slow.push(TcpStream::connect(&runner.address).await.unwrap());
+    // An upload whose body stops half way, its connection left open.
+    let mut stalled = TcpStream::connect(&runner.address).await.unwrap();
+    let head = format!(
+        "PUT {} HTTP/1.1\r\nHost: localhost\r\nContent-Type: audio/mpeg\r\nContent-Length: 1000\r\n\r\n",
+        path_of(&runner, link["url"].as_str().unwrap())
+    );
+    stalled.write_all(head.as_bytes()).await.unwrap();
+    stalled.write_all(&[b'a'; 500]).await.unwrap();
+    slow.push(stalled);
+
+    // A limit, not a measure: configured for 2 s, each is closed well within 30.
+    let limit = std::time::Duration::from_secs(30);
+    for (n, stream) in slow.iter_mut().enumerate() {
+        assert!(closed_within(stream, limit).await, "socket {n} still open");
+    }
+    runner
+        .wait_for(
+            |r| r.count(&["upload refused"]) == 1,
+            "the stalled upload to be dropped",
+        )
+        .await;
+    assert_eq!(partial_uploads(&dir.join("bucket")), Vec::<String>::new());
+    assert!(!dir.join("bucket/media/alice/stalled.mp3").exists());
+    // The server still answers.
+    let (status, _) = runner.http("GET", "/messages", "alice", "").await;
+    assert_eq!(status, 200);
 }
 
 #[tokio::test]

@@ -1,7 +1,9 @@
 //! Untrusted uploads through `make run`'s pipeline: the built `transcoder-local` binary with a
 //! folder as the bucket and real ffmpeg. Playlists named like audio read nobody's files, files of
 //! one name keep outputs of their own, jobs keep their temporary files apart, and
-//! audio longer than `MAX_DURATION_SECONDS` is refused.
+//! audio longer than `MAX_DURATION_SECONDS` is refused. An ID3 header that claims more than the
+//! file is refused for that reason; links, FIFOs and names that are not UTF-8 or not NFC are
+//! logged once each, and a name's bidi controls are escaped in the log.
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -61,6 +63,81 @@ async fn playlists_uploaded_as_mp3_fail_and_read_nobody_elses_audio() {
     );
     runner.stop().await;
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[tokio::test]
+async fn an_id3_header_claiming_more_than_the_file_is_refused_for_that_reason() {
+    let dir = scratch();
+    let alice = dir.join("bucket/media/alice");
+    std::fs::create_dir_all(&alice).unwrap();
+    // An ID3v2.4 header claiming the largest tag there is (256 MiB), in a 56 KiB file.
+    let mut bomb = b"ID3\x04\x00\x00\x7F\x7F\x7F\x7F".to_vec();
+    bomb.resize(56 * 1024, 0xAA);
+    std::fs::write(alice.join("bomb.mp3"), &bomb).unwrap();
+    let runner = Runner::start(&dir).await;
+    runner
+        .wait_for(|r| r.count(&["upload refused"]) == 1, "the refusal")
+        .await;
+    let messages = runner.messages("alice").await;
+    let message = by_file(&messages, "bomb.mp3");
+    assert_eq!(message["state"], "failed", "{message}");
+    let text = message["text"].as_str().unwrap();
+    assert!(
+        text.contains("not an audio file: its ID3 tag claims 256 MiB but the file is 56 KiB"),
+        "{text}"
+    );
+    assert!(!text.contains("empty"), "{text}");
+    assert_eq!(runner.count(&["job started"]), 0);
+}
+
+#[tokio::test]
+async fn skipped_entries_are_logged_once_with_their_reason_and_names_are_escaped() {
+    use std::os::unix::ffi::OsStrExt;
+    let dir = scratch();
+    let alice = dir.join("bucket/media/alice");
+    std::fs::create_dir_all(&alice).unwrap();
+    let song = dir.join("song.mp3");
+    tone(&song, 1.0).await;
+    std::os::unix::fs::symlink(&song, alice.join("link.mp3")).unwrap();
+    let fifo = std::process::Command::new("mkfifo")
+        .arg(alice.join("pipe.mp3"))
+        .status()
+        .unwrap();
+    assert!(fifo.success());
+    let not_utf8 = alice.join(std::ffi::OsStr::from_bytes(b"caf\xE9.mp3"));
+    std::fs::copy(&song, &not_utf8).unwrap();
+    std::fs::copy(&song, alice.join("cafe\u{301}.mp3")).unwrap();
+    // Shown as `evil.mp3` by a terminal that obeys U+202E; the log must show it as it is.
+    std::fs::copy(&song, alice.join("\u{202e}3pm.evil.mp3")).unwrap();
+
+    let runner = Runner::start(&dir).await;
+    runner
+        .wait_for(
+            |r| r.count(&["message written"]) == 1,
+            "the one real upload's message",
+        )
+        .await;
+    // Many scans later (four a second), each skipped entry has been logged exactly once.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    for (name, reason) in [
+        ("link.mp3", "symbolic link"),
+        ("pipe.mp3", "not a regular file"),
+        ("caf\u{fffd}.mp3", "not UTF-8"),
+        ("cafe\u{301}.mp3", "not in Unicode NFC"),
+    ] {
+        assert_eq!(runner.count(&["skipped", name, reason]), 1, "{name}");
+    }
+    let logs = runner.stop().await;
+    assert!(
+        logs.iter().all(|l| !l.contains('\u{202e}')),
+        "a raw U+202E reached the log"
+    );
+    assert!(
+        logs.iter()
+            .any(|l| l.contains("job started") && l.contains("\\u{202e}3pm.evil.mp3")),
+        "{}",
+        logs.join("\n")
+    );
 }
 
 #[tokio::test]

@@ -174,6 +174,17 @@ test('the page as a new user meets it', async (t) => {
     await shot(page, '05-notice');
   });
 
+  await t.test('the player can seek: its file is served in byte ranges', async () => {
+    const audio = notice(page, 'song.mp3').locator('audio[controls]');
+    await audio.evaluate((a) => { a.preload = 'metadata'; a.load(); });
+    // Chromium reports [0, 0] for a file served without ranges, the duration with them.
+    const end = await until('the player to know what it can seek to', () => audio.evaluate((a) => (
+      a.readyState >= 1 && a.seekable.length > 0 ? a.seekable.end(a.seekable.length - 1) : 0)));
+    assert.ok(end > 2, `seekable to ${end} s of a 3 s song`);
+    await audio.evaluate((a) => { a.currentTime = 2; });
+    await until('the player to seek', () => audio.evaluate((a) => !a.seeking && a.currentTime >= 1.9));
+  });
+
   await t.test('another user, in another browser context, sees nothing of it', async () => {
     const bob = await openPage('bob');
     await signIn(bob.page, 'bob');

@@ -124,6 +124,15 @@ impl ApiError {
         )
     }
 
+    /// 416: a download's `Range` starts at or past the end of the file.
+    pub fn range_not_satisfiable(len: u64) -> Self {
+        Self::new(
+            StatusCode::RANGE_NOT_SATISFIABLE,
+            "range_not_satisfiable",
+            format!("the range asked for starts past the end of the file, which is {len} bytes"),
+        )
+    }
+
     pub fn file_not_found() -> Self {
         Self::new(
             StatusCode::NOT_FOUND,

@@ -19,9 +19,14 @@ pub enum FilenameError {
     Control,
     #[error("the file is not audio (accepted extensions: {})", AUDIO_EXTENSIONS.join(", "))]
     NotAudio,
+    #[error(
+        "the file name starts with '.', which makes it a hidden file that is never transcoded; rename it"
+    )]
+    Hidden,
 }
 
-/// Checks a requested upload name and returns it, trimmed of surrounding white space.
+/// Checks a requested upload name and returns it, trimmed of surrounding white space. The caller
+/// normalizes it to NFC first ([`transcoder_core::nfc`]), so the limits hold for the key it becomes.
 pub fn safe_filename(name: &str) -> Result<&str, FilenameError> {
     let name = name.trim();
     if name.is_empty() {
@@ -39,8 +44,11 @@ pub fn safe_filename(name: &str) -> Result<&str, FilenameError> {
         return Err(FilenameError::Control);
     }
     match ObjectKey::new(name) {
-        Ok(key) if is_audio(&key) => Ok(name),
-        _ => Err(FilenameError::NotAudio),
+        Ok(key) if !is_audio(&key) => Err(FilenameError::NotAudio),
+        // A hidden name gets a link, then nothing: the bucket folder and its route skip it.
+        Ok(_) if name.starts_with('.') => Err(FilenameError::Hidden),
+        Ok(_) => Ok(name),
+        Err(_) => Err(FilenameError::NotAudio),
     }
 }
 
@@ -77,6 +85,9 @@ mod tests {
         );
         assert_eq!(safe_filename("notes.txt"), Err(FilenameError::NotAudio));
         assert_eq!(safe_filename(".mp3"), Err(FilenameError::NotAudio));
+        assert_eq!(safe_filename(".hidden.mp3"), Err(FilenameError::Hidden));
+        assert_eq!(safe_filename(" .a.flac"), Err(FilenameError::Hidden));
+        assert_eq!(safe_filename("...mp3"), Err(FilenameError::Escapes("..")));
         assert_eq!(
             safe_filename(&format!("{}.mp3", "a".repeat(252))),
             Err(FilenameError::TooLong)

@@ -104,7 +104,7 @@ impl<S: MessageStore + UploadStore + 'static, L: Links + 'static> Api<S, L> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Identity(pub String);
 
-/// The caller the routes act for: the request's [`Identity`], if it names a user; else 401.
+/// The caller the routes act for: the request's [`Identity`] in NFC, if it names a user; else 401.
 struct Caller(Owner);
 
 impl<S: Send + Sync> FromRequestParts<S> for Caller {
@@ -114,7 +114,8 @@ impl<S: Send + Sync> FromRequestParts<S> for Caller {
         parts
             .extensions
             .get::<Identity>()
-            .and_then(|Identity(id)| Owner::new(id).ok())
+            // NFC, as names are: a user is one folder however the name's accents were typed.
+            .and_then(|Identity(id)| Owner::new(transcoder_core::nfc(id)).ok())
             .map(Self)
             .ok_or_else(ApiError::unauthorized)
     }

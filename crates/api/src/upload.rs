@@ -3,7 +3,7 @@
 //! larger file or another type however the link is used.
 
 use serde::Deserialize;
-use transcoder_core::{ObjectKey, Owner, Upload};
+use transcoder_core::{Escaped, ObjectKey, Owner, Upload, nfc};
 
 use crate::config::ApiConfig;
 use crate::error::ApiError;
@@ -43,9 +43,21 @@ impl UploadRequest {
             .map_err(|e| ApiError::bad_request("bad_json", format!("{EXPECTED}: {e}")))
     }
 
-    /// The upload this asks for, in the caller's own folder, or the reason it is refused.
+    /// The upload this asks for, in the caller's own folder, or the reason it is refused. The
+    /// name is normalized to NFC, so `café` typed either way is one key.
     pub fn upload(&self, caller: &Owner, config: &ApiConfig) -> Result<Upload, ApiError> {
-        let name = safe_filename(&self.filename)
+        if caller.as_str().starts_with('.') {
+            // Its folder would be hidden: the link would lead nowhere and nothing be transcoded.
+            return Err(ApiError::bad_request(
+                "bad_user",
+                format!(
+                    "the user name '{}' starts with '.', which makes its folder hidden and its files never transcoded; sign in with a name that does not",
+                    Escaped(caller.as_str())
+                ),
+            ));
+        }
+        let normalized = nfc(&self.filename);
+        let name = safe_filename(&normalized)
             .map_err(|e| ApiError::bad_request("bad_filename", e.to_string()))?;
         if self.size == 0 {
             return Err(ApiError::bad_request(
@@ -126,6 +138,34 @@ mod tests {
                 content_type: "audio/x-flac".into(),
             })
         );
+    }
+
+    #[test]
+    fn a_name_is_one_key_however_its_accents_are_typed() {
+        let composed = ask("caf\u{e9}.mp3", 10, "audio/mpeg").unwrap();
+        let decomposed = ask("cafe\u{301}.mp3", 10, "audio/mpeg").unwrap();
+        assert_eq!(composed.key.as_str(), "media/alice/caf\u{e9}.mp3");
+        assert_eq!(decomposed, composed);
+    }
+
+    #[test]
+    fn hidden_names_and_users_get_no_link() {
+        let code = |r: Result<Upload, ApiError>| r.map_err(|e| (e.status.as_u16(), e.code));
+        assert_eq!(
+            code(ask(".hidden.mp3", 10, "audio/mpeg")),
+            Err((400, "bad_filename"))
+        );
+        let body =
+            serde_json::json!({"filename": "a.mp3", "size": 10, "content_type": "audio/mpeg"});
+        let request = UploadRequest::from_json(body.to_string().as_bytes()).unwrap();
+        for user in [".bob", "...", ".."] {
+            let Ok(owner) = Owner::new(user) else {
+                continue;
+            };
+            let refused = request.upload(&owner, &config()).unwrap_err();
+            assert_eq!((refused.status.as_u16(), refused.code), (400, "bad_user"));
+            assert!(refused.message.contains(user), "{}", refused.message);
+        }
     }
 
     #[test]

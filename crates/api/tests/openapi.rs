@@ -149,7 +149,7 @@ fn the_file_name_schema_states_the_limits_safe_filename_enforces() {
     // extension in any case.
     let extensions: Vec<_> = AUDIO_EXTENSIONS.iter().map(|e| any_case(e)).collect();
     let expected = format!(
-        r"^(?!.*\.\.)[^/\\\u0000-\u001F\u007F-\u009F]+\.({})$",
+        r"^(?!\.)(?!.*\.\.)[^/\\\u0000-\u001F\u007F-\u009F]+\.({})$",
         extensions.join("|")
     );
     assert_eq!(filename["pattern"].as_str(), Some(expected.as_str()));
@@ -165,6 +165,8 @@ fn the_file_name_schema_states_the_limits_safe_filename_enforces() {
         "`\\`",
         "`..`",
         "control character",
+        "NFC",
+        "not start with `.`",
         &AUDIO_EXTENSIONS.join(", ").replace(", oga", " or oga"),
         "bad_filename",
     ] {
@@ -181,6 +183,7 @@ fn the_file_name_schema_states_the_limits_safe_filename_enforces() {
         "a..b.mp3",
         "a\u{85}.mp3",
         ".mp3",
+        ".hidden.mp3",
         "a.txt",
     ] {
         assert!(safe_filename(refused).is_err(), "{refused}");
@@ -368,6 +371,7 @@ fn codes_in_source() -> BTreeMap<String, u16> {
                 "METHOD_NOT_ALLOWED" => 405,
                 "PAYLOAD_TOO_LARGE" => 413,
                 "MISDIRECTED_REQUEST" => 421,
+                "RANGE_NOT_SATISFIABLE" => 416,
                 "INTERNAL_SERVER_ERROR" => 500,
                 "SERVICE_UNAVAILABLE" => 503,
                 "INSUFFICIENT_STORAGE" => 507,
@@ -380,11 +384,12 @@ fn codes_in_source() -> BTreeMap<String, u16> {
 }
 
 /// Codes only the local runner's `/files/` route answers with (docs/local.md); not this API's.
-const FILES_ROUTE_CODES: [&str; 4] = [
+const FILES_ROUTE_CODES: [&str; 5] = [
     "link_refused",
     "incomplete_upload",
     "file_not_found",
     "quota_exceeded",
+    "range_not_satisfiable",
 ];
 
 #[test]

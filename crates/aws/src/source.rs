@@ -116,6 +116,7 @@ mod tests {
             bucket: "audio-transcoder-media".into(),
             key: ObjectKey::new("media/alice/song.mp3").unwrap(),
             etag: etag.map(str::to_owned),
+            size: None,
         }
     }
 

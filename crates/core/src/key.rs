@@ -1,7 +1,9 @@
 //! Object keys: decoding them from S3 event notifications, and naming the files in them.
 
+use std::borrow::Cow;
 use std::fmt;
 
+use icu_normalizer::ComposingNormalizerBorrowed;
 use percent_encoding::percent_decode_str;
 
 /// An S3 object key, decoded: exactly the key the object is stored under.
@@ -74,16 +76,52 @@ impl ObjectKey {
     }
 }
 
+/// `text` in Unicode normalization form C: the one spelling of `café` (`e` and a combining accent
+/// become `é`), so names that look the same are the same key.
+pub fn nfc(text: &str) -> Cow<'_, str> {
+    ComposingNormalizerBorrowed::new_nfc().normalize(text)
+}
+
+/// Whether `text` is already in normalization form C (see [`nfc`]).
+pub fn is_nfc(text: &str) -> bool {
+    ComposingNormalizerBorrowed::new_nfc().is_normalized(text)
+}
+
+/// Characters that are invisible or reorder the text around them: bidirectional controls (U+202E
+/// shows `3pm.exe` as `exe.mp3`), zero-width and other format characters, line and paragraph
+/// separators. A log line must show them, not obey them.
+fn is_invisible(c: char) -> bool {
+    matches!(
+        c,
+        '\u{ad}'
+            | '\u{34f}'
+            | '\u{61c}'
+            | '\u{115f}'..='\u{1160}'
+            | '\u{17b4}'..='\u{17b5}'
+            | '\u{180e}'
+            | '\u{200b}'..='\u{200f}'
+            | '\u{2028}'..='\u{202e}'
+            | '\u{2060}'..='\u{206f}'
+            | '\u{3164}'
+            | '\u{feff}'
+            | '\u{ffa0}'
+            | '\u{fff9}'..='\u{fffb}'
+            | '\u{1d173}'..='\u{1d17a}'
+            | '\u{e0000}'..='\u{e0fff}'
+    )
+}
+
 /// A key or any other text from outside, fit for a log line: control characters (a newline that
-/// would forge a second log line, an escape sequence for the terminal) are written escaped, as
-/// `\n` or `\u{1b}`; everything else is written as it is.
+/// would forge a second log line, an escape sequence for the terminal) and invisible or
+/// reordering ones (U+202E, a zero-width space) are written escaped, as `\n`, `\u{1b}` or
+/// `\u{202e}`; everything else is written as it is.
 #[derive(Debug, Clone, Copy)]
 pub struct Escaped<'a>(pub &'a str);
 
 impl fmt::Display for Escaped<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for c in self.0.chars() {
-            if c.is_control() {
+            if c.is_control() || is_invisible(c) {
                 write!(f, "{}", c.escape_default())?;
             } else {
                 write!(f, "{c}")?;
@@ -198,6 +236,32 @@ mod tests {
             Escaped("plain (live) + 100%").to_string(),
             "plain (live) + 100%"
         );
+    }
+
+    #[test]
+    fn bidi_and_invisible_characters_are_escaped_for_logs() {
+        assert_eq!(
+            Escaped("media/alice/\u{202e}3pm.exe").to_string(),
+            "media/alice/\\u{202e}3pm.exe"
+        );
+        assert_eq!(
+            Escaped("a\u{200b}b\u{2066}c\u{feff}d\u{2028}e").to_string(),
+            "a\\u{200b}b\\u{2066}c\\u{feff}d\\u{2028}e"
+        );
+        // Letters of any script, accents and emoji are shown as they are.
+        assert_eq!(
+            Escaped("café 音楽 عربى 🎵").to_string(),
+            "café 音楽 عربى 🎵"
+        );
+    }
+
+    #[test]
+    fn names_are_normalized_to_nfc() {
+        let decomposed = "cafe\u{301}.mp3";
+        assert!(!is_nfc(decomposed));
+        assert_eq!(nfc(decomposed), "caf\u{e9}.mp3");
+        assert!(is_nfc("caf\u{e9}.mp3"));
+        assert!(matches!(nfc("plain.mp3"), Cow::Borrowed(_)));
     }
 
     #[test]

@@ -94,8 +94,49 @@ pub enum NotAudio {
     Unknown,
     #[error("not an audio file: its ID3 tag is damaged")]
     BadId3,
+    /// The ID3 tags claim more bytes than the whole file holds.
+    #[error(
+        "not an audio file: its ID3 tag claims {} but the file is {}",
+        Bytes(*tag),
+        Bytes(*size)
+    )]
+    TagPastEnd { tag: u64, size: u64 },
+    /// Nothing follows the ID3 tags (or the file's size is not known, and they reach its end).
+    #[error(
+        "not an audio file: its ID3 tag claims {} and no audio follows it",
+        Bytes(*tag)
+    )]
+    NoAudioAfterTag { tag: u64 },
     #[error("not an audio file: an MP4 file whose brand is not audio")]
     NotAudioBrand,
+}
+
+impl NotAudio {
+    /// Why a file whose ID3 tags end at `tag` bytes has nothing after them; `size` is the file's,
+    /// if it is known.
+    pub fn nothing_after_tag(tag: u64, size: Option<u64>) -> Self {
+        match size {
+            Some(size) if size < tag => Self::TagPastEnd { tag, size },
+            _ => Self::NoAudioAfterTag { tag },
+        }
+    }
+}
+
+/// A number of bytes as a person reads it: `56 KiB`, `256 MiB`, `1.5 GiB`, `900 bytes`.
+struct Bytes(u64);
+
+impl fmt::Display for Bytes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        const UNITS: [(&str, u64); 3] = [("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)];
+        match UNITS.iter().find(|(_, unit)| self.0 >= *unit) {
+            Some((name, unit)) => {
+                let value = self.0 as f64 / *unit as f64;
+                let decimals = if value < 10.0 { 1 } else { 0 };
+                write!(f, "{value:.decimals$} {name}")
+            }
+            None => write!(f, "{} bytes", self.0),
+        }
+    }
 }
 
 /// Identifies the container of `head`, the first bytes of a file (or the bytes after an ID3 tag,

@@ -17,6 +17,8 @@ pub struct SourceObject {
     /// The ETag the event reported: a reader that can should read only that version, so that a
     /// newer upload of the key (which has its own event) is never judged on this one's behalf.
     pub etag: Option<String>,
+    /// The size the event reported, if it did: what a refusal can compare a header's claims with.
+    pub size: Option<u64>,
 }
 
 /// Why an upload's bytes could not be read.
@@ -52,8 +54,17 @@ pub async fn identify(
     upload: &SourceObject,
 ) -> Result<Result<AudioFormat, NotAudio>, SourceError> {
     let mut offset = 0;
+    let mut size = upload.size;
     for _ in 0..MAX_READS {
         let head = reader.read_range(upload, offset, SNIFF_BYTES).await?;
+        if head.is_empty() && offset > 0 {
+            // The tags before `offset` end at or past the end of the file: say so, not "empty".
+            return Ok(Err(NotAudio::nothing_after_tag(offset, size)));
+        }
+        if head.len() < SNIFF_BYTES {
+            // A short read ends at the end of the file.
+            size = size.or(Some(offset + head.len() as u64));
+        }
         match sniff(&head) {
             Sniffed::Audio(format) => return Ok(Ok(format)),
             Sniffed::NotAudio(reason) => return Ok(Err(reason)),
@@ -151,6 +162,7 @@ mod tests {
             bucket: "bucket".into(),
             key: ObjectKey::new(key).unwrap(),
             etag: None,
+            size: None,
         }
     }
 
@@ -208,11 +220,46 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_tag_with_nothing_after_it_is_an_empty_file_and_a_missing_one_is_gone() {
-        let source = counting("e.mp3", id3(SNIFF_BYTES * 2));
+    async fn a_tag_with_nothing_after_it_says_so_and_a_missing_file_is_gone() {
+        let tag = id3(SNIFF_BYTES * 2);
+        let source = counting("e.mp3", tag.clone());
         assert_eq!(
             identify(&source, &upload("e.mp3")).await,
-            Ok(Err(NotAudio::Empty))
+            Ok(Err(NotAudio::NoAudioAfterTag {
+                tag: tag.len() as u64
+            }))
+        );
+        // A header that claims 256 MiB in a 56 KiB file, its size known from the event.
+        let mut bomb = b"ID3\x04\x00\x00\x7F\x7F\x7F\x7F".to_vec();
+        bomb.resize(56 * 1024, 0);
+        let source = counting("f.mp3", bomb.clone());
+        let sized = SourceObject {
+            size: Some(56 * 1024),
+            ..upload("f.mp3")
+        };
+        let reason = identify(&source, &sized).await.unwrap().unwrap_err();
+        assert_eq!(
+            reason.to_string(),
+            "not an audio file: its ID3 tag claims 256 MiB but the file is 56 KiB"
+        );
+        // A short first read tells the size too.
+        let small = counting("g.mp3", bomb[..1000].to_vec());
+        let reason = identify(&small, &upload("g.mp3"))
+            .await
+            .unwrap()
+            .unwrap_err();
+        assert_eq!(
+            reason.to_string(),
+            "not an audio file: its ID3 tag claims 256 MiB but the file is 1000 bytes"
+        );
+        // Without the size, the reason still names the tag rather than calling the file empty.
+        let reason = identify(&source, &upload("f.mp3"))
+            .await
+            .unwrap()
+            .unwrap_err();
+        assert_eq!(
+            reason.to_string(),
+            "not an audio file: its ID3 tag claims 256 MiB and no audio follows it"
         );
         assert!(matches!(
             identify(&source, &upload("missing.mp3")).await,

@@ -206,7 +206,7 @@ const REJECTED: &str = "rejected-";
 /// are read only under the claim, so a redelivery costs no read.
 async fn start_once(
     job: &TranscodeJob,
-    etag: Option<String>,
+    (etag, size): (Option<String>, Option<u64>),
     source: &impl SourceReader,
     transcoder: &impl Transcoder,
     store: &(impl ClaimStore + MessageStore + UploadStore),
@@ -226,6 +226,7 @@ async fn start_once(
         bucket: job.bucket.clone(),
         key: job.source.clone(),
         etag,
+        size,
     };
     let format = match identify(source, &object).await {
         Ok(Ok(format)) => format,
@@ -327,9 +328,13 @@ pub async fn start_transcode(
             .map(str::to_owned);
         let planned = serde_json::from_value::<S3EventRecord>(raw)
             .map_err(|e| Skip::Malformed(e.to_string()))
-            .and_then(|record| Ok((plan(&record, config)?, record.s3.object.e_tag)));
+            .and_then(|record| {
+                let object = &record.s3.object;
+                let size = object.size.and_then(|s| u64::try_from(s).ok());
+                Ok((plan(&record, config)?, (object.e_tag.clone(), size)))
+            });
         match planned {
-            Ok((job, etag)) => jobs.push((index, job, etag)),
+            Ok((job, version)) => jobs.push((index, job, version)),
             Err(skip) => {
                 let key = Escaped(raw_key.as_deref().unwrap_or("<none>"));
                 if skip.is_malformed() {
@@ -348,8 +353,8 @@ pub async fn start_transcode(
 
     let attempted = jobs.len();
     let results: Vec<_> = stream::iter(jobs)
-        .map(|(index, job, etag)| async move {
-            let result = start_once(&job, etag, source, transcoder, store).await;
+        .map(|(index, job, version)| async move {
+            let result = start_once(&job, version, source, transcoder, store).await;
             (index, job, result)
         })
         .buffered(config.max_concurrent_jobs)
@@ -360,7 +365,7 @@ pub async fn start_transcode(
     for (index, job, result) in results {
         match result {
             Ok(Attempt::New(job_id, format)) => {
-                info!(record = index, key = %job.source.escaped(), owner = %job.owner, %format, %job_id, "job started");
+                info!(record = index, key = %job.source.escaped(), owner = %Escaped(job.owner.as_str()), %format, %job_id, "job started");
                 report.started.push(Started {
                     record: index,
                     key: job.source.to_string(),

@@ -5,14 +5,15 @@
 //! starter's claims keep finished ones from being transcoded twice. [`BucketFolder`] reads an
 //! upload's bytes back for the starter, as S3 answers a ranged GET.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io::SeekFrom;
 use std::path::{Component, Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
-use transcoder_core::{SourceError, SourceObject, SourceReader};
+use tracing::warn;
+use transcoder_core::{Escaped, SourceError, SourceObject, SourceReader, is_nfc};
 
 /// What a file looked like at the last scan.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,6 +32,8 @@ pub struct Watcher {
     input_prefix: String,
     settle: Duration,
     seen: HashMap<String, Seen>,
+    /// Entries skipped at the last scan, each logged once, when it was first skipped.
+    skipped: HashSet<PathBuf>,
 }
 
 impl Watcher {
@@ -47,18 +50,28 @@ impl Watcher {
             input_prefix: input_prefix.to_owned(),
             settle,
             seen: HashMap::new(),
+            skipped: HashSet::new(),
         }
     }
 
     /// One scan at `now`: the S3 event records of files that have settled since they last changed.
     pub fn scan(&mut self, now: SystemTime) -> Vec<Value> {
         let mut files = Vec::new();
-        walk(&self.bucket.join(&self.input_prefix), &mut files);
+        let mut skipped = Vec::new();
+        walk(
+            &self.bucket.join(&self.input_prefix),
+            &mut files,
+            &mut skipped,
+        );
         let mut present = HashMap::with_capacity(files.len());
         let mut records = Vec::new();
         for path in files {
-            let Some(key) = key_of(&self.bucket, &path) else {
-                continue;
+            let key = match key_of(&self.bucket, &path) {
+                Ok(key) => key,
+                Err(reason) => {
+                    skipped.push((path, reason));
+                    continue;
+                }
             };
             let Ok(meta) = std::fs::metadata(&path) else {
                 continue;
@@ -86,7 +99,22 @@ impl Watcher {
             present.insert(key, current);
         }
         self.seen = present;
+        self.report(skipped);
         records
+    }
+
+    /// Logs each skipped entry once, the first scan it is skipped at; one that goes away and
+    /// comes back is logged again.
+    fn report(&mut self, skipped: Vec<(PathBuf, Skip)>) {
+        let mut now_skipped = HashSet::with_capacity(skipped.len());
+        for (path, reason) in skipped {
+            if !self.skipped.contains(&path) {
+                let shown = path.strip_prefix(&self.bucket).unwrap_or(&path);
+                warn!(path = %Escaped(&shown.to_string_lossy()), "skipped: {reason}");
+            }
+            now_skipped.insert(path);
+        }
+        self.skipped = now_skipped;
     }
 
     /// Forgets a file, so that it is announced again once it has settled: the local retry.
@@ -177,32 +205,60 @@ impl SourceReader for BucketFolder {
     }
 }
 
-/// Files below `dir`, skipping hidden names (temporary files of uploads and of copies in flight).
-fn walk(dir: &Path, files: &mut Vec<PathBuf>) {
+/// Why an entry under the input prefix is not an upload. Hidden names are not among them: they
+/// are temporary files of uploads and of copies in flight, skipped without a word.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Skip {
+    #[error("a symbolic link, which is never followed (it could point anywhere on the machine)")]
+    Symlink,
+    #[error("not a regular file (a FIFO, a socket or a device)")]
+    NotAFile,
+    #[error("its name is not UTF-8, and an object key must be: rename it")]
+    NotUtf8,
+    #[error(
+        "its name is not in Unicode NFC (an accent typed as a separate character): rename it, or upload it through the page, which normalizes names"
+    )]
+    NotNfc,
+    #[error("it cannot be read: its type is unknown")]
+    Unreadable,
+}
+
+/// Files below `dir`, and the entries skipped with their reason; hidden names are left out.
+fn walk(dir: &Path, files: &mut Vec<PathBuf>, skipped: &mut Vec<(PathBuf, Skip)>) {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;
     };
     for entry in entries.flatten() {
-        if entry.file_name().to_string_lossy().starts_with('.') {
+        if entry.file_name().as_encoded_bytes().starts_with(b".") {
             continue;
         }
         let path = entry.path();
+        // The entry's own type: a symbolic link is never followed.
         match entry.file_type() {
-            Ok(t) if t.is_dir() => walk(&path, files),
+            Ok(t) if t.is_dir() => walk(&path, files, skipped),
             Ok(t) if t.is_file() => files.push(path),
-            _ => {}
+            Ok(t) if t.is_symlink() => skipped.push((path, Skip::Symlink)),
+            Ok(_) => skipped.push((path, Skip::NotAFile)),
+            Err(_) => skipped.push((path, Skip::Unreadable)),
         }
     }
 }
 
-/// The object key of a file in the bucket folder: its relative path with `/` separators.
-pub fn key_of(bucket: &Path, path: &Path) -> Option<String> {
-    let relative = path.strip_prefix(bucket).ok()?;
+/// The object key of a file in the bucket folder: its relative path with `/` separators. A name
+/// that is not UTF-8 has no key; one not in NFC is refused, so that `café` typed two ways is
+/// never two keys that look the same (the API normalizes what it is sent).
+pub fn key_of(bucket: &Path, path: &Path) -> Result<String, Skip> {
+    let relative = path.strip_prefix(bucket).map_err(|_| Skip::Unreadable)?;
     let parts: Option<Vec<&str>> = relative
         .components()
         .map(|c| c.as_os_str().to_str())
         .collect();
-    Some(parts?.join("/"))
+    let key = parts.ok_or(Skip::NotUtf8)?.join("/");
+    if is_nfc(&key) {
+        Ok(key)
+    } else {
+        Err(Skip::NotNfc)
+    }
 }
 
 /// Encodes a key as S3 event notifications do: form-URL-encoding, `/` kept, space as `+`.
@@ -249,6 +305,25 @@ mod tests {
         );
     }
 
+    #[test]
+    fn a_key_is_a_utf8_path_in_nfc() {
+        let bucket = Path::new("/b");
+        assert_eq!(
+            key_of(bucket, Path::new("/b/media/alice/caf\u{e9}.mp3")),
+            Ok("media/alice/caf\u{e9}.mp3".to_owned())
+        );
+        assert_eq!(
+            key_of(bucket, Path::new("/b/media/alice/cafe\u{301}.mp3")),
+            Err(Skip::NotNfc)
+        );
+        #[cfg(unix)]
+        {
+            use std::os::unix::ffi::OsStrExt;
+            let name = std::ffi::OsStr::from_bytes(b"/b/media/alice/\xFF.mp3");
+            assert_eq!(key_of(bucket, Path::new(name)), Err(Skip::NotUtf8));
+        }
+    }
+
     #[tokio::test]
     async fn the_folder_reads_a_range_and_nothing_outside_the_bucket() {
         let dir = std::env::temp_dir().join(format!("bucket-folder-{}", std::process::id()));
@@ -260,6 +335,7 @@ mod tests {
             bucket: "local".into(),
             key: ObjectKey::new(key).unwrap(),
             etag: None,
+            size: None,
         };
         let read = |key: &'static str, offset, len| {
             let folder = folder.clone();

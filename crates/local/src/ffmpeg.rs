@@ -12,19 +12,19 @@
 //! in time and every output in size, and a job's temporary files are its own.
 
 use std::ffi::OsString;
-use std::io::SeekFrom;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncSeekExt, BufReader};
+use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
 use tracing::{info, warn};
 use transcoder_core::{
-    AudioFormat, Escaped, JobId, OutputFormat, SNIFF_BYTES, Sniffed, TranscodeJob, metadata, sniff,
+    AudioFormat, Escaped, JobId, OutputFormat, SourceObject, TranscodeJob, metadata,
 };
 
+use crate::bucket::BucketFolder;
 use crate::space::{
     DEFAULT_JOB_OUTPUT_BYTES, DEFAULT_USER_QUOTA_BYTES, bytes, bytes_under, is_no_space,
     says_no_space,
@@ -339,7 +339,7 @@ impl Ffmpeg {
         progress: Option<ProgressSender>,
     ) -> Result<(Option<String>, f64), Failure> {
         let upload = Upload::of(input).await?;
-        let format = identify(input).await?;
+        let format = identify(&self.bucket, job, upload.size).await?;
         let duration = probe_duration(input, format, self.limits.base_time).await?;
         let limit = self.limits.max_duration.as_secs_f64();
         if duration > limit {
@@ -633,30 +633,20 @@ pub fn remove_leftover_parts(dir: &Path) -> usize {
     removed
 }
 
-/// The container of the file at `path`, from its bytes: what ffmpeg is told to read it as.
-async fn identify(path: &Path) -> Result<AudioFormat, String> {
-    let mut file = tokio::fs::File::open(path)
-        .await
-        .map_err(|e| format!("the file cannot be read: {e}"))?;
-    let mut offset = 0u64;
-    // Taggers write one ID3 tag, now and then two; more is a file made to keep us reading.
-    for _ in 0..4 {
-        let mut head = Vec::with_capacity(SNIFF_BYTES);
-        file.seek(SeekFrom::Start(offset))
-            .await
-            .map_err(|e| format!("the file cannot be read: {e}"))?;
-        (&mut file)
-            .take(SNIFF_BYTES as u64)
-            .read_to_end(&mut head)
-            .await
-            .map_err(|e| format!("the file cannot be read: {e}"))?;
-        match sniff(&head) {
-            Sniffed::Audio(format) => return Ok(format),
-            Sniffed::NotAudio(why) => return Err(why.to_string()),
-            Sniffed::SkipTo { offset: next } => offset = offset.saturating_add(next),
-        }
+/// The container of the job's input, from its bytes, as the starter identified it (the same
+/// [`transcoder_core::identify`], read again now): what ffmpeg is told to read it as.
+async fn identify(bucket: &Path, job: &TranscodeJob, size: u64) -> Result<AudioFormat, String> {
+    let upload = SourceObject {
+        bucket: job.bucket.clone(),
+        key: job.source.clone(),
+        etag: None,
+        size: Some(size),
+    };
+    match transcoder_core::identify(&BucketFolder::new(bucket), &upload).await {
+        Ok(Ok(format)) => Ok(format),
+        Ok(Err(not_audio)) => Err(not_audio.to_string()),
+        Err(e) => Err(format!("the file cannot be read: {e}")),
     }
-    Err("not an audio file: it starts with more ID3 tags than audio files have".to_owned())
 }
 
 /// The demuxers ffmpeg may use at all: those of the accepted containers.
@@ -965,7 +955,9 @@ mod tests {
         for (name, format) in cases {
             let path = bucket.join("media/alice").join(name);
             tone(&path, 1.5).await;
-            assert_eq!(identify(&path).await, Ok(format), "{name}");
+            let size = std::fs::metadata(&path).unwrap().len();
+            let job = job(&format!("media/alice/{name}"), "alice");
+            assert_eq!(identify(&bucket, &job, size).await, Ok(format), "{name}");
             let seconds = probe_duration(&path, format, Duration::from_secs(60))
                 .await
                 .unwrap();

@@ -4,6 +4,7 @@
 //! swaps the adapters.
 
 pub mod bucket;
+pub mod connections;
 pub mod ffmpeg;
 pub mod jobs;
 pub mod owner;

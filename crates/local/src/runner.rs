@@ -15,6 +15,7 @@ use transcoder_core::{RawS3Event, RecordConfig, StartConfig, start_transcode};
 use transcoder_sqlite::SqliteStore;
 
 use crate::bucket::{BucketFolder, Watcher};
+use crate::connections::{Timeouts, serve};
 use crate::ffmpeg::{Budget, Ffmpeg, Limits, remove_leftover_parts};
 use crate::jobs::{LOCAL_TOPIC, LocalJobs};
 use crate::owner::Owner;
@@ -30,6 +31,10 @@ const LOCAL_BUCKET: &str = "local-bucket";
 const DEFAULT_MAX_DURATION: u64 = 4 * 3600;
 /// The largest `MAX_DURATION_SECONDS` accepted: a day.
 const MOST_MAX_DURATION: u64 = 24 * 3600;
+/// `HEADER_TIMEOUT_SECONDS` and `IDLE_TIMEOUT_SECONDS` by default: time enough for a slow phone,
+/// too little for a pile of sockets left half open to matter.
+const DEFAULT_HEADER_TIMEOUT: u64 = 10;
+const DEFAULT_IDLE_TIMEOUT: u64 = 60;
 
 pub type Error = Box<dyn std::error::Error + Send + Sync>;
 
@@ -58,6 +63,8 @@ pub struct LocalConfig {
     /// The free space kept on the bucket's and the store's disks (`MIN_FREE_BYTES`); `None`:
     /// 5 % of each disk, at most 1 GiB.
     pub min_free_bytes: Option<u64>,
+    /// The deadlines of the API's connections (`HEADER_TIMEOUT_SECONDS`, `IDLE_TIMEOUT_SECONDS`).
+    pub timeouts: Timeouts,
     pub start: StartConfig,
 }
 
@@ -105,9 +112,26 @@ impl LocalConfig {
             settle: Duration::from_millis(env.parse("SETTLE_MS", 1000)?),
             max_upload_bytes: max_upload_bytes(env)?,
             max_duration: Duration::from_secs(max_duration),
+            timeouts: Timeouts {
+                header: seconds(env, "HEADER_TIMEOUT_SECONDS", DEFAULT_HEADER_TIMEOUT)?,
+                idle: seconds(env, "IDLE_TIMEOUT_SECONDS", DEFAULT_IDLE_TIMEOUT)?,
+            },
             start: StartConfig::from_env(env)?,
         })
     }
+}
+
+/// A timeout of 1 second to an hour from `name`.
+fn seconds(env: &impl Env, name: &'static str, default: u64) -> Result<Duration, ConfigError> {
+    let value = env.parse(name, default)?;
+    if !(1..=3600).contains(&value) {
+        return Err(ConfigError::invalid(
+            name,
+            &value.to_string(),
+            "must be between 1 and 3600 seconds",
+        ));
+    }
+    Ok(Duration::from_secs(value))
 }
 
 /// Runs until interrupted (Ctrl-C or SIGTERM).
@@ -198,9 +222,7 @@ pub async fn run(config: LocalConfig) -> Result<(), Error> {
 
     let workers = jobs.spawn(config.concurrency);
     let watcher = tokio::spawn(watch(config.clone(), jobs.clone(), store, store_space));
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown())
-        .await?;
+    serve(listener, router(state), config.timeouts, shutdown()).await;
     watcher.abort();
     let waiting = jobs.stop(workers).await?;
     info!(
@@ -331,6 +353,31 @@ mod tests {
             assert!(
                 err.starts_with(&format!(
                     "MAX_DURATION_SECONDS='{value}' is invalid: {reason}"
+                )),
+                "{err}"
+            );
+        }
+    }
+
+    #[test]
+    fn connection_timeouts_default_to_seconds_and_refuse_zero() {
+        let config = LocalConfig::from_env(&[("SETTLE_MS", "400")]).unwrap();
+        assert_eq!(
+            config.timeouts,
+            Timeouts {
+                header: Duration::from_secs(10),
+                idle: Duration::from_secs(60)
+            }
+        );
+        let config = LocalConfig::from_env(&[("HEADER_TIMEOUT_SECONDS", "2")]).unwrap();
+        assert_eq!(config.timeouts.header, Duration::from_secs(2));
+        for name in ["HEADER_TIMEOUT_SECONDS", "IDLE_TIMEOUT_SECONDS"] {
+            let err = LocalConfig::from_env(&[(name, "0")])
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.starts_with(&format!(
+                    "{name}='0' is invalid: must be between 1 and 3600"
                 )),
                 "{err}"
             );

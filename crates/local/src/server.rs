@@ -15,7 +15,7 @@ use axum::Router;
 use axum::body::Body;
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path as UrlPath, Query, Request, State};
-use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::middleware::{Next, from_fn, map_request, map_request_with_state};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -27,7 +27,8 @@ use hmac::{Hmac, KeyInit, Mac};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use serde::Deserialize;
 use sha2::Sha256;
-use tokio::io::AsyncWriteExt;
+use std::io::SeekFrom;
+use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 use tokio_util::io::ReaderStream;
 use tracing::{info, warn};
 use transcoder_api::{Api, ApiError, Identity, PageConfig, page};
@@ -378,12 +379,14 @@ fn verified<S>(
         .ok_or_else(|| ApiError::link_refused("the link is invalid or has expired"))
 }
 
-/// `GET /files/{key}`: the file, streamed from disk with its length.
+/// `GET /files/{key}`: the file, streamed from disk with its length; or the one byte range a
+/// `Range` header asks for (206), as S3 answers it, so that a player can seek.
 async fn download<S: Send + Sync>(
     State(state): State<Arc<ServerState<S>>>,
     method: Method,
     key: Result<UrlPath<String>, PathRejection>,
     query: Result<Query<LinkQuery>, QueryRejection>,
+    headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let key = file_key(key)?;
     // HEAD is signed as the GET it stands for.
@@ -393,19 +396,111 @@ async fn download<S: Send + Sync>(
         method
     };
     verified(&state, &signed, &key, query)?;
-    let file = tokio::fs::File::open(state.bucket.join(&key))
+    let mut file = tokio::fs::File::open(state.bucket.join(&key))
         .await
         .map_err(|_| ApiError::file_not_found())?;
-    match file.metadata().await {
-        Ok(meta) if meta.is_file() => Ok((
-            [
-                (header::CONTENT_TYPE, "application/octet-stream".to_owned()),
-                (header::CONTENT_LENGTH, meta.len().to_string()),
-            ],
-            Body::from_stream(ReaderStream::new(file)),
-        )
-            .into_response()),
-        _ => Err(ApiError::file_not_found()),
+    let len = match file.metadata().await {
+        Ok(meta) if meta.is_file() => meta.len(),
+        _ => return Err(ApiError::file_not_found()),
+    };
+    let (status, start, count) = match wanted_range(&headers, len) {
+        Wanted::Whole => (StatusCode::OK, 0, len),
+        Wanted::Part { start, end } => (StatusCode::PARTIAL_CONTENT, start, end - start + 1),
+        Wanted::Unsatisfiable => {
+            let mut refused = ApiError::range_not_satisfiable(len).into_response();
+            refused.headers_mut().insert(
+                header::CONTENT_RANGE,
+                HeaderValue::from_str(&format!("bytes */{len}"))
+                    .map_err(|_| ApiError::internal())?,
+            );
+            return Ok(refused);
+        }
+    };
+    if start > 0 {
+        file.seek(SeekFrom::Start(start))
+            .await
+            .map_err(|_| ApiError::internal())?;
+    }
+    let mut response = (
+        status,
+        [
+            (header::CONTENT_TYPE, "application/octet-stream".to_owned()),
+            (header::CONTENT_LENGTH, count.to_string()),
+            (header::ACCEPT_RANGES, "bytes".to_owned()),
+        ],
+        Body::from_stream(ReaderStream::new(file.take(count))),
+    )
+        .into_response();
+    if status == StatusCode::PARTIAL_CONTENT {
+        let range = format!("bytes {start}-{}/{len}", start + count - 1);
+        response.headers_mut().insert(
+            header::CONTENT_RANGE,
+            HeaderValue::from_str(&range).map_err(|_| ApiError::internal())?,
+        );
+    }
+    Ok(response)
+}
+
+/// What a download's `Range` header asks of a file of `len` bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Wanted {
+    /// No header, one this server does not read (not `bytes=`, malformed), or several ranges:
+    /// the whole file with 200, as S3 answers a request for more than one range.
+    Whole,
+    /// Bytes `start` to `end`, both included.
+    Part { start: u64, end: u64 },
+    /// A range that starts at or past the end of the file: 416.
+    Unsatisfiable,
+}
+
+/// Reads `Range: bytes=a-b`, `bytes=a-` and `bytes=-n` (the last `n` bytes), as RFC 9110 and S3
+/// read them; `b` past the end is the end.
+fn wanted_range(headers: &HeaderMap, len: u64) -> Wanted {
+    let Some(spec) = headers
+        .get(header::RANGE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().strip_prefix("bytes="))
+    else {
+        return Wanted::Whole;
+    };
+    if spec.contains(',') {
+        return Wanted::Whole;
+    }
+    let Some((first, last)) = spec.trim().split_once('-') else {
+        return Wanted::Whole;
+    };
+    let number = |s: &str| {
+        (!s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| s.parse::<u64>().ok())
+            .flatten()
+    };
+    match (first.trim(), last.trim()) {
+        ("", suffix) => match number(suffix) {
+            Some(0) => Wanted::Unsatisfiable,
+            Some(_) if len == 0 => Wanted::Unsatisfiable,
+            Some(n) => Wanted::Part {
+                start: len.saturating_sub(n),
+                end: len - 1,
+            },
+            None => Wanted::Whole,
+        },
+        (start, "") => match number(start) {
+            Some(start) if start >= len => Wanted::Unsatisfiable,
+            Some(start) => Wanted::Part {
+                start,
+                end: len - 1,
+            },
+            None => Wanted::Whole,
+        },
+        (start, end) => match (number(start), number(end)) {
+            (Some(start), Some(end)) if start > end => Wanted::Whole,
+            (Some(start), Some(_)) if start >= len => Wanted::Unsatisfiable,
+            (Some(start), Some(end)) => Wanted::Part {
+                start,
+                end: end.min(len - 1),
+            },
+            _ => Wanted::Whole,
+        },
     }
 }
 
@@ -622,6 +717,45 @@ mod tests {
             "",
         ] {
             assert!(!is_loopback(host), "{host}");
+        }
+    }
+
+    #[test]
+    fn ranges_are_read_as_s3_reads_them() {
+        let ask = |range: &str, len: u64| {
+            let mut headers = HeaderMap::new();
+            headers.insert(header::RANGE, HeaderValue::from_str(range).unwrap());
+            wanted_range(&headers, len)
+        };
+        let part = |start, end| Wanted::Part { start, end };
+        assert_eq!(wanted_range(&HeaderMap::new(), 10), Wanted::Whole);
+        assert_eq!(ask("bytes=0-3", 10), part(0, 3));
+        assert_eq!(ask("bytes=4-", 10), part(4, 9));
+        assert_eq!(ask("bytes=-3", 10), part(7, 9));
+        assert_eq!(ask("bytes=-30", 10), part(0, 9));
+        assert_eq!(ask("bytes=8-100", 10), part(8, 9));
+        assert_eq!(ask("bytes=9-9", 10), part(9, 9));
+        for unsatisfiable in ["bytes=10-", "bytes=10-20", "bytes=-0"] {
+            assert_eq!(
+                ask(unsatisfiable, 10),
+                Wanted::Unsatisfiable,
+                "{unsatisfiable}"
+            );
+        }
+        assert_eq!(ask("bytes=-1", 0), Wanted::Unsatisfiable);
+        assert_eq!(ask("bytes=0-", 0), Wanted::Unsatisfiable);
+        // Several ranges, another unit, or what is not a range: the whole file.
+        for whole in [
+            "bytes=0-1,4-5",
+            "items=0-1",
+            "bytes=5-2",
+            "bytes=a-b",
+            "bytes=--1",
+            "bytes=+1-2",
+            "bytes=",
+            "bytes=99999999999999999999999-",
+        ] {
+            assert_eq!(ask(whole, 10), Wanted::Whole, "{whole}");
         }
     }
 
