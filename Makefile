@@ -6,16 +6,17 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
 # Python tools, pinned in tools/*.txt: the SAM CLI, cfn-lint, cargo-lambda and zig in .venv (its bin
-# first on PATH: cargo-lambda finds zig there, as python-zig); checkov in .venv-checkov, because it
-# pins boto3 differently from the SAM CLI.
+# first on PATH: cargo-lambda finds zig there, as python-zig); checkov in .venv-checkov and moto's
+# server (S3, SQS and SNS for the system tests) in .venv-moto, because each pins boto3 its own way.
 VENV := $(CURDIR)/.venv
 CHECKOV_VENV := $(CURDIR)/.venv-checkov
+MOTO_VENV := $(CURDIR)/.venv-moto
 export PATH := $(VENV)/bin:$(PATH)
 export SAM_CLI_TELEMETRY := 0
 CARGO ?= cargo
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: help run demo binaries bench test fuzz build fmt lint check-template check-rust test-tools system-packages browser
+.PHONY: help run demo binaries bench test fuzz build layer fmt lint check-template check-rust test-tools system-packages browser
 
 help:
 	@echo "make run    the whole pipeline on this machine: open http://127.0.0.1:3000/ (or drop audio into data/bucket/media/{user}/)"
@@ -24,6 +25,7 @@ help:
 	@echo "make test   install test dependencies, then formatting, clippy and every test"
 	@echo "make fuzz   each cargo-fuzz target for FUZZ_SECONDS (60), then the property tests with PROPTEST_CASES (20000)"
 	@echo "make build  sam build: arm64 bootstraps in .aws-sam/build/<Function>/ (tools from PyPI into .venv)"
+	@echo "make layer  the Lambda layer's static arm64 ffmpeg, from a pinned PyPI wheel, in $(LAYER)/"
 	@echo "make check-template  sam validate --lint, cfn-lint and checkov on template.yaml"
 	@echo "make fmt    format the code"
 	@echo "make lint   clippy with -D warnings"
@@ -51,7 +53,7 @@ bench: check-rust test-tools
 # still alive (and kills it), so that nothing the tests start outlives `make test`.
 TEST_RUN_ID := $(shell date +%s%N)
 
-test: check-rust test-tools check-template
+test: check-rust test-tools check-template layer
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
 	# The process-level tests in tests/ run the built binaries.
@@ -114,10 +116,25 @@ check-rust:
 	@$(CARGO) fmt --version >/dev/null 2>&1 || rustup component add rustfmt
 	@$(CARGO) clippy --version >/dev/null 2>&1 || rustup component add clippy
 
+# The layer's ffmpeg, unpacked from the one wheel tools/ffmpeg-layer.txt pins by version and SHA-256.
+# A Lambda layer is unpacked into /opt, so bin/ffmpeg is /opt/bin/ffmpeg, on the function's PATH.
+# tests/layer_ffmpeg.rs runs it under qemu-aarch64-static with the runner's own encoder arguments.
+LAYER := target/layer/ffmpeg
+layer: $(LAYER)/bin/ffmpeg
+
+$(LAYER)/bin/ffmpeg: tools/ffmpeg-layer.txt | $(VENV)/.tools
+	rm -rf target/layer/wheel
+	$(VENV)/bin/pip download --quiet --no-deps --only-binary=:all: --platform manylinux2014_aarch64 \
+		--require-hashes -r tools/ffmpeg-layer.txt -d target/layer/wheel
+	$(VENV)/bin/python -m zipfile -e target/layer/wheel/imageio_ffmpeg-*.whl target/layer/wheel/unpacked
+	mkdir -p $(@D)
+	install -m 0755 target/layer/wheel/unpacked/imageio_ffmpeg/binaries/ffmpeg-linux-aarch64-v7.0.2 $@
+
 # What the tests run besides cargo: DynamoDB Local (Java 17, and the npm package that ships it),
-# ffmpeg and ffprobe, curl for the demo, and for the browser tests Debian's chromium with the npm
-# package playwright-core, which drives it (never a browser download).
-test-tools: system-packages browser node_modules/.installed
+# moto's server, ffmpeg and ffprobe, curl for the demo, qemu-user-static for the arm64 artifacts,
+# and for the browser tests Debian's chromium with the npm package playwright-core, which drives it
+# (never a browser download).
+test-tools: system-packages browser node_modules/.installed $(MOTO_VENV)/.installed
 
 browser:
 	@command -v chromium >/dev/null || { \
@@ -131,13 +148,14 @@ browser:
 # Debian 12 has openjdk-17, later releases a newer default JRE. Debian ships venv (with ensurepip)
 # apart from Python, as python3-venv.
 system-packages:
-	@need_java=""; need_node=""; need_venv=""; need_media=""; \
+	@need_java=""; need_node=""; need_venv=""; need_media=""; need_qemu=""; \
 	java_major=$$(java -version 2>&1 | sed -n 's/.* version "\(1\.\)\{0,1\}\([0-9]*\).*/\2/p' | head -n 1 || true); \
 	[ -n "$$java_major" ] && [ "$$java_major" -ge 17 ] || need_java=1; \
 	command -v npm >/dev/null || need_node=1; \
 	python3 -c 'import ensurepip, venv' 2>/dev/null || need_venv=1; \
 	{ command -v ffmpeg && command -v ffprobe && command -v curl; } >/dev/null || need_media=1; \
-	if [ -n "$$need_java$$need_node$$need_venv$$need_media" ]; then \
+	command -v qemu-aarch64-static >/dev/null || need_qemu=1; \
+	if [ -n "$$need_java$$need_node$$need_venv$$need_media$$need_qemu" ]; then \
 		$(SUDO) apt-get update -qq; \
 		packages=""; \
 		if [ -n "$$need_java" ]; then \
@@ -147,6 +165,7 @@ system-packages:
 		[ -z "$$need_node" ] || packages="$$packages nodejs npm"; \
 		[ -z "$$need_venv" ] || packages="$$packages python3 python3-venv"; \
 		[ -z "$$need_media" ] || packages="$$packages ffmpeg curl"; \
+		[ -z "$$need_qemu" ] || packages="$$packages qemu-user-static"; \
 		echo "Installing $$packages"; \
 		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$packages; \
 	fi
@@ -164,4 +183,9 @@ $(VENV)/.tools: tools/requirements.txt | system-packages
 $(CHECKOV_VENV)/.installed: tools/checkov-requirements.txt | system-packages
 	python3 -m venv $(CHECKOV_VENV)
 	$(CHECKOV_VENV)/bin/pip install --quiet --disable-pip-version-check -r $<
+	touch $@
+
+$(MOTO_VENV)/.installed: tools/moto-requirements.txt | system-packages
+	python3 -m venv $(MOTO_VENV)
+	$(MOTO_VENV)/bin/pip install --quiet --disable-pip-version-check -r $<
 	touch $@

@@ -207,7 +207,7 @@ async fn a_thousand_deliveries_of_ten_uploads_start_ten_jobs() {
             functions::start_transcode(
                 ElasticTranscoder,
                 &stub,
-                &bucket,
+                &bucket.url(),
                 &db,
                 "claims-binaries",
                 &env,

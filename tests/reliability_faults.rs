@@ -108,7 +108,7 @@ async fn start_transcode(
     functions::start_transcode(
         ElasticTranscoder,
         &transcoder.stub,
-        &bucket,
+        &bucket.url(),
         db,
         table,
         &env,

@@ -170,18 +170,7 @@ impl DynamoDbLocal {
     /// An SDK configuration for this instance: region eu-west-1 and fake static credentials
     /// (requests must be signed, with anything).
     pub fn sdk_config(&self) -> SdkConfig {
-        SdkConfig::builder()
-            .behavior_version(BehaviorVersion::latest())
-            .region(Region::from_static("eu-west-1"))
-            .credentials_provider(SharedCredentialsProvider::new(Credentials::new(
-                "AKIDLOCALTEST",
-                "local-test-secret",
-                None,
-                None,
-                "dynamodb-local",
-            )))
-            .endpoint_url(self.endpoint())
-            .build()
+        crate::local_sdk_config(&self.endpoint(), "dynamodb-local")
     }
 
     pub fn client(&self) -> Client {
@@ -293,7 +282,7 @@ fn installation() -> PathBuf {
 /// once the listener is dropped, and Java takes it a moment later; the kernel may hand the same
 /// port to the next caller meanwhile, or hand out the port of an instance stopped for a restart,
 /// and two tests would then share one database without knowing it.
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     static GIVEN: Mutex<Vec<u16>> = Mutex::new(Vec::new());
     let mut given = GIVEN
         .lock()

@@ -132,24 +132,25 @@ impl TranscoderStub {
         table: &str,
         env: &[(&str, &str)],
     ) -> Function {
-        start_transcode(self.backend, &self.stub, bucket, db, table, env).await
+        start_transcode(self.backend, &self.stub, &bucket.url(), db, table, env).await
     }
 }
 
-/// Starts `start-transcode` sending its jobs to `transcoder`, which stands in for `backend`.
-/// The transcoder, S3 and DynamoDB get their own endpoints, as the SDK allows per service.
+/// Starts `start-transcode` sending its jobs to `transcoder`, which stands in for `backend`, and
+/// reading the uploads from the S3 endpoint `s3` (a bucket stub's or moto's URL). The
+/// transcoder, S3 and DynamoDB get their own endpoints, as the SDK allows per service.
 pub async fn start_transcode(
     backend: Backend,
     transcoder: &Stub,
-    bucket: &Stub,
+    s3: &str,
     db: &DynamoDbLocal,
     table: &str,
     env: &[(&str, &str)],
 ) -> Function {
-    let (url, endpoint, s3) = (transcoder.url(), db.endpoint(), bucket.url());
+    let (url, endpoint) = (transcoder.url(), db.endpoint());
     let mut all = vec![
         (backend.endpoint_variable(), url.as_str()),
-        ("AWS_ENDPOINT_URL_S3", s3.as_str()),
+        ("AWS_ENDPOINT_URL_S3", s3),
         ("AWS_ENDPOINT_URL_DYNAMODB", endpoint.as_str()),
         ("TRANSCODER", backend.name()),
         ("TABLE_NAME", table),
@@ -213,11 +214,15 @@ pub async fn record_completion(db: &DynamoDbLocal, table: &str) -> Function {
 /// Starts `messages-api` reading `table`, handing out links to [`BUCKET`]. Only DynamoDB's
 /// endpoint is local: the links name S3's real one.
 pub async fn messages_api(db: &DynamoDbLocal, table: &str) -> Function {
+    messages_api_with(db, table, &[]).await
+}
+
+/// [`messages_api`] with more environment variables, which win over its own
+/// (`AWS_ENDPOINT_URL_S3`, say, for links to moto's bucket).
+pub async fn messages_api_with(db: &DynamoDbLocal, table: &str, env: &[(&str, &str)]) -> Function {
     let endpoint = db.endpoint();
-    Function::start(
-        "messages-api",
-        &[
-            ("AWS_ENDPOINT_URL_DYNAMODB", &endpoint),
+    let mut all = vec![
+            ("AWS_ENDPOINT_URL_DYNAMODB", endpoint.as_str()),
             ("TABLE_NAME", table),
             ("COGNITO_URL", "https://cognito-idp.eu-west-1.amazonaws.com"),
             ("USER_POOL_CLIENT_ID", "4example0client0id"),
@@ -226,9 +231,9 @@ pub async fn messages_api(db: &DynamoDbLocal, table: &str) -> Function {
                 "https://audio-transcoder-media.s3.eu-west-1.amazonaws.com",
             ),
             ("BUCKET_NAME", BUCKET),
-        ],
-    )
-    .await
+    ];
+    all.extend_from_slice(env);
+    Function::start("messages-api", &all).await
 }
 
 /// The status and JSON body of an API Gateway (payload 2.0) response.

@@ -6,6 +6,7 @@
 //! `AWS_ENDPOINT_URL`, and the tests assert the requests that reached the wire.
 //! [`dynamodb_local::DynamoDbLocal`] is a real DynamoDB, in memory, for the stores' tests.
 //! [`local::Runner`] runs the local pipeline (`make run`'s binary) for its process-level tests.
+//! [`moto::Moto`] is moto's server: S3, SQS and SNS with their real semantics.
 //! [`s3::bucket`] is a [`Stub`] that answers S3's ranged GetObject with bytes,
 //! [`functions::Backend::stub`] one that answers a transcoder's CreateJob. [`functions`] starts each
 //! Lambda function against these stand-ins, the same way for every test. The `local-aws` binary
@@ -18,6 +19,7 @@ pub mod env_file;
 pub mod functions;
 pub mod local;
 pub mod processes;
+pub mod moto;
 pub mod s3;
 pub mod template;
 
@@ -58,6 +60,25 @@ pub fn binary(name: &str) -> PathBuf {
         path.display()
     );
     path
+}
+
+/// An SDK configuration for a service emulated on loopback at `endpoint`: region eu-west-1 and
+/// the tests' fake static credentials (requests must be signed, with anything).
+pub fn local_sdk_config(endpoint: &str, provider: &'static str) -> aws_config::SdkConfig {
+    use aws_config::{BehaviorVersion, Region};
+    use aws_sdk_dynamodb::config::{Credentials, SharedCredentialsProvider};
+    aws_config::SdkConfig::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::from_static("eu-west-1"))
+        .credentials_provider(SharedCredentialsProvider::new(Credentials::new(
+            "AKIDLOCALTEST",
+            "local-test-secret",
+            None,
+            None,
+            provider,
+        )))
+        .endpoint_url(endpoint)
+        .build()
 }
 
 /// What a function answered to one invocation.

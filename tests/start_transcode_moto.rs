@@ -1,0 +1,130 @@
+//! `start-transcode` and `messages-api` against S3 itself, as moto's server mode serves it: an
+//! upload link from `messages-api`, a PUT of real audio through it, S3's own notification of
+//! that PUT (after its `s3:TestEvent`), and `start-transcode` reading the object's bytes by
+//! ranged GET before it starts one MediaConvert job (a recording stub: it has no emulator).
+
+use std::path::Path;
+
+use base64::Engine;
+use serde_json::{Value, json};
+use system_tests::dynamodb_local::DynamoDbLocal;
+use system_tests::functions::Backend::MediaConvert;
+use system_tests::functions::{
+    self, BUCKET, create_jobs, http, messages_api_with, sources, table, unread,
+};
+use system_tests::moto::Moto;
+use system_tests::{Function, local, sample_event};
+use transcoder_aws::DynamoStore;
+
+/// Asks `api` for alice's upload link for `filename`, `bytes` long, of `content_type`.
+async fn upload_link(api: &mut Function, filename: &str, bytes: usize, content_type: &str) -> Value {
+    let mut event = sample_event("http-upload-alice.json");
+    let body = json!({"filename": filename, "size": bytes, "content_type": content_type});
+    event["body"] = base64::engine::general_purpose::STANDARD
+        .encode(body.to_string())
+        .into();
+    event["isBase64Encoded"] = true.into();
+    let (status, link) = http(api.invoke(&event).await.response());
+    assert_eq!(status, 201, "{link}");
+    link
+}
+
+/// PUTs the file at `path` to `link` with the headers it was signed for, as the page does.
+async fn put(link: &Value, path: &Path) {
+    let headers = &link["headers"];
+    let output = tokio::process::Command::new("curl")
+        .args(["--silent", "--show-error", "--fail", "--request", "PUT"])
+        .arg("--header")
+        .arg(format!("Content-Type: {}", headers["Content-Type"].as_str().unwrap()))
+        .arg("--data-binary")
+        .arg(format!("@{}", path.display()))
+        .arg(link["url"].as_str().unwrap())
+        .output()
+        .await
+        .expect("curl runs");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+}
+
+#[tokio::test]
+async fn an_upload_through_its_link_into_s3_starts_one_job_from_s3s_own_notification() {
+    let moto = Moto::start().await;
+    let intake = moto.bucket_notifying_queue(BUCKET, "media/").await;
+    let db = DynamoDbLocal::start().await;
+    let table = table(&db).await;
+    let transcoder = MediaConvert.stub().await;
+    let s3 = moto.endpoint();
+    let mut api = messages_api_with(&db, &table, &[("AWS_ENDPOINT_URL_S3", &s3)]).await;
+    let mut starter = functions::start_transcode(
+        MediaConvert,
+        &transcoder,
+        &s3,
+        &db,
+        &table,
+        &[("MEDIACONVERT_ROLE_ARN", "arn:aws:iam::123456789012:role/mc")],
+    )
+    .await;
+
+    // S3 first tests the notification: a message with no records, which a consumer must skip.
+    let test_event = moto.take_messages(&intake, 1).await;
+    assert_eq!(test_event[0]["Event"], "s3:TestEvent", "{test_event:?}");
+
+    let dir = local::scratch();
+    let song = dir.join("Café Song.mp3");
+    local::tone(&song, 3.0).await;
+    let size = std::fs::metadata(&song).unwrap().len() as usize;
+    let link = upload_link(&mut api, "Café Song.mp3", size, "audio/mpeg").await;
+    assert_eq!(link["key"], "media/alice/Café Song.mp3");
+    put(&link, &song).await;
+
+    // S3's own event for the PUT, its key URL-encoded with `+` for a space, as S3 sends it.
+    let events = moto.take_messages(&intake, 1).await;
+    let key = events[0]["Records"][0]["s3"]["object"]["key"].as_str().unwrap();
+    assert_eq!(key, "media%2Falice%2FCaf%C3%A9+Song.mp3");
+    let response = starter.invoke(&events[0]).await.response();
+    assert_eq!(response["started"][0]["key"], "media/alice/Café Song.mp3", "{response}");
+    // The same event again (S3 delivers at least once): still one job.
+    starter.invoke(&events[0]).await.response();
+    let jobs = create_jobs(&transcoder);
+    assert_eq!(sources(&jobs), ["media/alice/Café Song.mp3"]);
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[tokio::test]
+async fn a_playlist_named_mp3_in_s3_is_rejected_from_its_bytes_and_its_owner_told() {
+    let moto = Moto::start().await;
+    let intake = moto.bucket_notifying_queue(BUCKET, "media/").await;
+    moto.take_messages(&intake, 1).await;
+    let db = DynamoDbLocal::start().await;
+    let table = table(&db).await;
+    let transcoder = MediaConvert.stub().await;
+    let s3 = moto.endpoint();
+    let mut api = messages_api_with(&db, &table, &[("AWS_ENDPOINT_URL_S3", &s3)]).await;
+    let mut starter = functions::start_transcode(
+        MediaConvert,
+        &transcoder,
+        &s3,
+        &db,
+        &table,
+        &[("MEDIACONVERT_ROLE_ARN", "arn:aws:iam::123456789012:role/mc")],
+    )
+    .await;
+
+    let dir = local::scratch();
+    let playlist = dir.join("song.mp3");
+    std::fs::write(&playlist, local::hls_playlist("http://127.0.0.1:9/a.ts", 3)).unwrap();
+    let size = std::fs::metadata(&playlist).unwrap().len() as usize;
+    let link = upload_link(&mut api, "song.mp3", size, "audio/mpeg").await;
+    put(&link, &playlist).await;
+    let events = moto.take_messages(&intake, 1).await;
+    starter.invoke(&events[0]).await.response();
+
+    assert!(create_jobs(&transcoder).is_empty());
+    let messages = unread(&DynamoStore::new(db.client(), &table, 30), "alice").await;
+    assert_eq!(messages.len(), 1, "{messages:?}");
+    assert!(
+        messages[0].text.contains("not an audio file"),
+        "{:?}",
+        messages[0]
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}
