@@ -489,6 +489,30 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_superseded_upload_is_not_moved_by_its_old_jobs_late_notifications() {
+        let store = MemoryStore::default();
+        let upload = crate::upload::UploadRef {
+            owner: Owner::new("bob").unwrap(),
+            id: UploadId(BOBS_UPLOAD.into()),
+            source: crate::ObjectKey::new("media/bob/Long Set.MP3").unwrap(),
+        };
+        let replaced = crate::upload::REPLACED;
+        let superseded = UploadRecord::superseded(&upload, replaced, chrono::Utc::now());
+        assert!(store.advance(&superseded).await.unwrap());
+        for late in [
+            "sns-mediaconvert-status-update.json",
+            "sns-mediaconvert-complete.json",
+        ] {
+            let report = record(&store, late).await;
+            assert!(report.uploads.is_empty(), "{late} moved the record");
+        }
+        assert_eq!(
+            upload_of(&store, "bob", BOBS_UPLOAD).await,
+            Some(superseded)
+        );
+    }
+
+    #[tokio::test]
     async fn an_unavailable_upload_record_keeps_the_message_and_the_retry_moves_it() {
         let store = MemoryStore::default();
         store.fail_upload_writes(&UploadState::ALL);
