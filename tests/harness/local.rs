@@ -187,17 +187,7 @@ impl Runner {
         stream.write_all(request.as_bytes()).await.unwrap();
         let mut response = Vec::new();
         stream.read_to_end(&mut response).await.unwrap();
-        let response = String::from_utf8_lossy(&response);
-        let status = response
-            .split(' ')
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .unwrap();
-        let body = response
-            .split_once("\r\n\r\n")
-            .map(|(_, b)| b)
-            .unwrap_or_default();
-        (status, serde_json::from_str(body).unwrap_or(Value::Null))
+        answer(&response)
     }
 
     /// PUTs `body` to `path` (an upload link's path and query) as `content_type`; returns the
@@ -214,17 +204,7 @@ impl Runner {
         let _ = stream.write_all(body).await;
         let mut response = Vec::new();
         let _ = stream.read_to_end(&mut response).await;
-        let response = String::from_utf8_lossy(&response);
-        let status = response
-            .split(' ')
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(0);
-        let body = response
-            .split_once("\r\n\r\n")
-            .map(|(_, b)| b)
-            .unwrap_or_default();
-        (status, serde_json::from_str(body).unwrap_or(Value::Null))
+        answer(&response)
     }
 
     pub async fn messages(&self, user: &str) -> Vec<Value> {
@@ -284,6 +264,22 @@ impl Runner {
         let logs = self.logs.lock().unwrap().clone();
         (status, logs)
     }
+}
+
+/// An HTTP/1.1 response's status (0 if there is none) and its body parsed as JSON (Null if
+/// empty or not JSON).
+fn answer(response: &[u8]) -> (u16, Value) {
+    let response = String::from_utf8_lossy(response);
+    let status = response
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b)
+        .unwrap_or_default();
+    (status, serde_json::from_str(body).unwrap_or(Value::Null))
 }
 
 /// Runs ffmpeg with `args` (after `-y`) and asserts that it succeeded.

@@ -169,17 +169,23 @@ impl Default for Budget {
 
 impl Budget {
     /// What `owner`'s files take below `bucket`, less `replaced` (files a job or upload
-    /// overwrites, which it does not add).
-    pub fn used_by(&self, bucket: &Path, owner: &str, replaced: &[PathBuf]) -> u64 {
-        let mine = bytes_under(&bucket.join(format!("{}{owner}", self.input_prefix)))
-            + bytes_under(&bucket.join(format!("{}{owner}", self.output_prefix)));
-        let replaced: u64 = replaced
-            .iter()
-            .filter_map(|p| std::fs::symlink_metadata(p).ok())
-            .filter(|m| m.is_file())
-            .map(|m| m.len())
-            .sum();
-        mine.saturating_sub(replaced)
+    /// overwrites, which it does not add). The folders are walked on a blocking thread.
+    pub async fn used_by(&self, bucket: &Path, owner: &str, replaced: Vec<PathBuf>) -> u64 {
+        let mine = [
+            bucket.join(format!("{}{owner}", self.input_prefix)),
+            bucket.join(format!("{}{owner}", self.output_prefix)),
+        ];
+        let walk = move || {
+            let replaced: u64 = replaced
+                .iter()
+                .filter_map(|p| std::fs::symlink_metadata(p).ok())
+                .filter(|m| m.is_file())
+                .map(|m| m.len())
+                .sum();
+            let total: u64 = mine.iter().map(|dir| bytes_under(dir)).sum();
+            total.saturating_sub(replaced)
+        };
+        tokio::task::spawn_blocking(walk).await.unwrap_or(0)
     }
 }
 
@@ -484,16 +490,13 @@ impl Ffmpeg {
                 bytes(self.budget.per_job)
             )));
         }
-        let (bucket, budget) = (self.bucket.clone(), self.budget.clone());
-        let owner = job.owner.to_string();
-        let replaced: Vec<PathBuf> = job
+        let replaced = job
             .outputs
             .iter()
             .map(|o| self.bucket.join(o.key.as_str()))
             .collect();
-        let used = tokio::task::spawn_blocking(move || budget.used_by(&bucket, &owner, &replaced))
-            .await
-            .unwrap_or(0);
+        let owner = job.owner.as_str();
+        let used = self.budget.used_by(&self.bucket, owner, replaced).await;
         if used.saturating_add(outputs) > self.budget.per_user {
             return Err(Failure::Reason(format!(
                 "your files take {} and the outputs of this one would be {} more, past your {} quota: remove some of your files and upload it again",

@@ -250,12 +250,8 @@ impl<S> ServerState<S> {
         else {
             return Ok(());
         };
-        let (bucket, budget) = (self.bucket.clone(), self.budget.clone());
         let replaced = vec![self.bucket.join(key)];
-        let who = owner.clone();
-        let used = tokio::task::spawn_blocking(move || budget.used_by(&bucket, &who, &replaced))
-            .await
-            .unwrap_or(0);
+        let used = self.budget.used_by(&self.bucket, &owner, replaced).await;
         if used.saturating_add(size) > self.budget.per_user {
             warn!(owner = %Escaped(&owner), used_bytes = used, bytes = size, "upload refused: past the user's quota");
             return Err(ApiError::quota_exceeded(format!(
