@@ -214,6 +214,22 @@ async fn an_upload_link_is_for_the_callers_own_folder_size_and_type() {
 }
 
 #[tokio::test]
+async fn a_caller_is_one_folder_however_the_accents_of_the_name_are_typed() {
+    let api = api().await;
+    let body = r#"{"filename": "song.mp3", "size": 10, "content_type": "audio/mpeg"}"#;
+    for user in ["Ren\u{e9}e", "Rene\u{301}e"] {
+        let (status, link, _) = call(&api, Some(user), "POST", "/uploads", body).await;
+        assert_eq!(status, StatusCode::CREATED, "{link}");
+        assert_eq!(link["key"], "media/Ren\u{e9}e/song.mp3", "{user:?}");
+    }
+    for user in [".bob", "..."] {
+        let (status, refused, _) = call(&api, Some(user), "POST", "/uploads", body).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{refused}");
+        assert_eq!(error_code(&refused), "bad_user");
+    }
+}
+
+#[tokio::test]
 async fn bad_upload_requests_are_400_or_413() {
     let api = api().await;
     let upload = |name: &str| {
