@@ -10,16 +10,11 @@
 //! are compared with the documented ports put back.
 
 use std::collections::HashMap;
-use std::path::Path;
-use std::process::Stdio;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::Value;
 use system_tests::dynamodb_local::workspace_root;
-use system_tests::{Function, binary, env_file, sample_event};
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::Command;
+use system_tests::{Function, env_file, sample_event};
 
 const ENV_FILE: &str = "events/local-aws.env";
 const ENDPOINTS: [&str; 3] = [
@@ -152,43 +147,6 @@ fn with_free_ports(vars: &[(String, String)]) -> (Vec<(String, String)>, HashMap
     (vars, swapped)
 }
 
-/// Starts `local-aws` on the env file at `path` and waits for its ready line; the lines it prints
-/// after that are gathered in the second value.
-async fn local_aws(path: &Path) -> (tokio::process::Child, Arc<Mutex<Vec<String>>>) {
-    let mut child = Command::new(binary("local-aws"))
-        .arg(path)
-        .current_dir(workspace_root())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("start local-aws");
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let ready = tokio::time::timeout(Duration::from_secs(90), async {
-        while let Ok(Some(line)) = lines.next_line().await {
-            if line.starts_with("local-aws ready:") {
-                return line;
-            }
-        }
-        panic!("local-aws ended before it was ready")
-    })
-    .await
-    .expect("local-aws is ready within 90 s");
-    assert!(
-        ready.contains("(table audio-transcoder-messages)"),
-        "{ready}"
-    );
-    let output = Arc::new(Mutex::new(Vec::new()));
-    let gathered = output.clone();
-    tokio::spawn(async move {
-        while let Ok(Some(line)) = lines.next_line().await {
-            gathered.lock().unwrap().push(line);
-        }
-    });
-    (child, output)
-}
-
 #[tokio::test]
 async fn the_documented_recipe_answers_as_documented() {
     let (commands, steps) = recipe();
@@ -214,7 +172,11 @@ async fn the_documented_recipe_answers_as_documented() {
     let env_path = dir.join("local-aws.env");
     let text: String = vars.iter().map(|(k, v)| format!("{k}={v}\n")).collect();
     std::fs::write(&env_path, text).unwrap();
-    let (_services, logged) = local_aws(&env_path).await;
+    let (_services, ready, logged) = system_tests::local_aws(&env_path).await;
+    assert!(
+        ready.contains("(table audio-transcoder-messages)"),
+        "{ready}"
+    );
 
     let env: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     let mut functions: HashMap<String, Function> = HashMap::new();

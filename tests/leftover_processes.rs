@@ -2,12 +2,8 @@
 //! `local-aws` killed by `kill -9` (what `cargo_lambda_recipe`'s drop does), and `make test`'s own
 //! check (`tests/leftover-processes.sh`) finds a process of its run left behind, and only those.
 
-use std::process::Stdio;
-use std::time::Duration;
-
 use system_tests::dynamodb_local::workspace_root;
-use system_tests::{binary, processes};
-use tokio::io::{AsyncBufReadExt, BufReader};
+use system_tests::processes;
 use tokio::process::Command;
 
 fn free_port() -> u16 {
@@ -26,33 +22,14 @@ async fn dynamodb_local_dies_with_a_killed_local_aws() {
     std::fs::write(
         &env,
         format!(
-            "AWS_ENDPOINT_URL_DYNAMODB=http://127.0.0.1:{}\nAWS_ENDPOINT_URL_S3=http://127.0.0.1:{}\n\
+            "AWS_ENDPOINT_URL_DYNAMODB=http://127.0.0.1:{}\n\
+             AWS_ENDPOINT_URL_S3=http://127.0.0.1:{}\n\
              AWS_ENDPOINT_URL_MEDIACONVERT=http://127.0.0.1:{}\nTABLE_NAME=leftovers\n",
             ports[0], ports[1], ports[2]
         ),
     )
     .unwrap();
-    // Started plainly, as a developer's shell would, so that only local-aws's own binding counts.
-    let mut local_aws = Command::new(binary("local-aws"))
-        .arg(&env)
-        .current_dir(workspace_root())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("start local-aws");
-    let mut lines = BufReader::new(local_aws.stdout.take().unwrap()).lines();
-    let ready = tokio::time::timeout(Duration::from_secs(90), async {
-        while let Ok(Some(line)) = lines.next_line().await {
-            if line.starts_with("local-aws ready:") {
-                return true;
-            }
-        }
-        false
-    })
-    .await;
-    assert_eq!(ready, Ok(true), "local-aws did not get ready");
+    let (mut local_aws, _, _) = system_tests::local_aws(&env).await;
     let parent = local_aws.id().unwrap();
     let java: Vec<_> = processes::matching(&["DynamoDBLocal.jar", &ports[0].to_string()])
         .into_iter()

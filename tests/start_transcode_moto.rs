@@ -17,7 +17,12 @@ use system_tests::{Function, local, sample_event};
 use transcoder_aws::DynamoStore;
 
 /// Asks `api` for alice's upload link for `filename`, `bytes` long, of `content_type`.
-async fn upload_link(api: &mut Function, filename: &str, bytes: usize, content_type: &str) -> Value {
+async fn upload_link(
+    api: &mut Function,
+    filename: &str,
+    bytes: usize,
+    content_type: &str,
+) -> Value {
     let mut event = sample_event("http-upload-alice.json");
     let body = json!({"filename": filename, "size": bytes, "content_type": content_type});
     event["body"] = base64::engine::general_purpose::STANDARD
@@ -35,14 +40,21 @@ async fn put(link: &Value, path: &Path) {
     let output = tokio::process::Command::new("curl")
         .args(["--silent", "--show-error", "--fail", "--request", "PUT"])
         .arg("--header")
-        .arg(format!("Content-Type: {}", headers["Content-Type"].as_str().unwrap()))
+        .arg(format!(
+            "Content-Type: {}",
+            headers["Content-Type"].as_str().unwrap()
+        ))
         .arg("--data-binary")
         .arg(format!("@{}", path.display()))
         .arg(link["url"].as_str().unwrap())
         .output()
         .await
         .expect("curl runs");
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
 }
 
 #[tokio::test]
@@ -78,10 +90,15 @@ async fn an_upload_through_its_link_into_s3_starts_one_job_from_s3s_own_notifica
 
     // S3's own event for the PUT, its key URL-encoded with `+` for a space, as S3 sends it.
     let events = moto.take_messages(&intake, 1).await;
-    let key = events[0]["Records"][0]["s3"]["object"]["key"].as_str().unwrap();
+    let key = events[0]["Records"][0]["s3"]["object"]["key"]
+        .as_str()
+        .unwrap();
     assert_eq!(key, "media%2Falice%2FCaf%C3%A9+Song.mp3");
     let response = starter.invoke(&events[0]).await.response();
-    assert_eq!(response["started"][0]["key"], "media/alice/Café Song.mp3", "{response}");
+    assert_eq!(
+        response["started"][0]["key"], "media/alice/Café Song.mp3",
+        "{response}"
+    );
     // The same event again (S3 delivers at least once): still one job.
     starter.invoke(&events[0]).await.response();
     let jobs = create_jobs(&transcoder);

@@ -222,15 +222,15 @@ pub async fn messages_api(db: &DynamoDbLocal, table: &str) -> Function {
 pub async fn messages_api_with(db: &DynamoDbLocal, table: &str, env: &[(&str, &str)]) -> Function {
     let endpoint = db.endpoint();
     let mut all = vec![
-            ("AWS_ENDPOINT_URL_DYNAMODB", endpoint.as_str()),
-            ("TABLE_NAME", table),
-            ("COGNITO_URL", "https://cognito-idp.eu-west-1.amazonaws.com"),
-            ("USER_POOL_CLIENT_ID", "4example0client0id"),
-            (
-                "BUCKET_URL",
-                "https://audio-transcoder-media.s3.eu-west-1.amazonaws.com",
-            ),
-            ("BUCKET_NAME", BUCKET),
+        ("AWS_ENDPOINT_URL_DYNAMODB", endpoint.as_str()),
+        ("TABLE_NAME", table),
+        ("COGNITO_URL", "https://cognito-idp.eu-west-1.amazonaws.com"),
+        ("USER_POOL_CLIENT_ID", "4example0client0id"),
+        (
+            "BUCKET_URL",
+            "https://audio-transcoder-media.s3.eu-west-1.amazonaws.com",
+        ),
+        ("BUCKET_NAME", BUCKET),
     ];
     all.extend_from_slice(env);
     Function::start("messages-api", &all).await

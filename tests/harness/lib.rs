@@ -18,8 +18,8 @@ pub mod dynamodb_local;
 pub mod env_file;
 pub mod functions;
 pub mod local;
-pub mod processes;
 pub mod moto;
+pub mod processes;
 pub mod s3;
 pub mod template;
 
@@ -353,6 +353,42 @@ fn collect_lines(
             into.lock().unwrap().push(line);
         }
     });
+}
+
+/// Starts the `local-aws` binary on the env file at `path` plainly, as a developer's shell would
+/// (so only its own binding of DynamoDB Local counts), and waits for its ready line: returns the
+/// process, that line, and the lines it prints after it.
+pub async fn local_aws(
+    path: &std::path::Path,
+) -> (tokio::process::Child, String, Arc<Mutex<Vec<String>>>) {
+    let mut child = Command::new(binary("local-aws"))
+        .arg(path)
+        .current_dir(dynamodb_local::workspace_root())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start local-aws");
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let ready = tokio::time::timeout(Duration::from_secs(90), async {
+        while let Ok(Some(line)) = lines.next_line().await {
+            if line.starts_with("local-aws ready:") {
+                return line;
+            }
+        }
+        panic!("local-aws ended before it was ready")
+    })
+    .await
+    .expect("local-aws is ready within 90 s");
+    let output = Arc::new(Mutex::new(Vec::new()));
+    let gathered = output.clone();
+    tokio::spawn(async move {
+        while let Ok(Some(line)) = lines.next_line().await {
+            gathered.lock().unwrap().push(line);
+        }
+    });
+    (child, ready, output)
 }
 
 /// Serves `app` on a free loopback port and returns its `host:port`.

@@ -35,20 +35,9 @@ impl Runner {
     /// Starts the runner as [`Runner::start_with`] does, expecting it to refuse to start: returns
     /// its exit status and log lines. A runner still running after 20 s fails the test.
     pub async fn start_refused(dir: &Path, env: &[(&str, &str)]) -> (ExitStatus, Vec<String>) {
-        let mut runner = Self::spawn(Command::new(binary("transcoder-local")), dir, env);
-        let status = tokio::time::timeout(Duration::from_secs(20), runner.child.wait())
+        Self::spawn(Command::new(binary("transcoder-local")), dir, env)
+            .exit("refuse to start")
             .await
-            .unwrap_or_else(|_| {
-                panic!(
-                    "the runner did not refuse to start; logs:\n{}",
-                    runner.logs.lock().unwrap().join("\n")
-                )
-            })
-            .unwrap();
-        // The last log lines may still be in the pipe.
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        let logs = runner.logs.lock().unwrap().clone();
-        (status, logs)
     }
 
     /// [`Runner::start_with`] on a disk of its own: a tmpfs of `size` (`20m`) mounted on `dir`
@@ -232,37 +221,44 @@ impl Runner {
     /// `kill -9` of the runner alone, and waits for it to exit. Unlike [`Runner::signal`], the
     /// runner is kept (its process group not yet killed), so a test can look at what it left.
     pub async fn crash(&mut self) -> ExitStatus {
-        let pid = self.pid().to_string();
-        let killed = Command::new("kill").args(["-KILL", &pid]).status().await;
-        assert!(killed.is_ok_and(|s| s.success()), "kill -KILL {pid}");
-        tokio::time::timeout(Duration::from_secs(20), self.child.wait())
-            .await
-            .expect("a killed runner exits")
-            .unwrap()
+        self.send("KILL").await;
+        self.wait_exit("exit within 20 s of SIGKILL").await
     }
 
     /// Sends `signal` (`INT` for Ctrl-C, `KILL` for a crash) and waits for the runner to exit; a
     /// runner still there after 20 seconds fails the test.
-    pub async fn signal(mut self, signal: &str) -> (ExitStatus, Vec<String>) {
-        let pid = self.child.id().unwrap().to_string();
-        Command::new("kill")
+    pub async fn signal(self, signal: &str) -> (ExitStatus, Vec<String>) {
+        self.send(signal).await;
+        self.exit(&format!("exit within 20 s of SIG{signal}")).await
+    }
+
+    async fn send(&self, signal: &str) {
+        let pid = self.pid().to_string();
+        let sent = Command::new("kill")
             .args([format!("-{signal}"), pid])
             .status()
-            .await
-            .unwrap();
-        let status = tokio::time::timeout(Duration::from_secs(20), self.child.wait())
-            .await
-            .unwrap_or_else(|_| {
-                panic!(
-                    "the runner did not exit within 20 s of SIG{signal}; logs:\n{}",
-                    self.logs.lock().unwrap().join("\n")
-                )
-            })
-            .unwrap();
+            .await;
+        assert!(sent.is_ok_and(|s| s.success()), "kill -{signal}");
+    }
+
+    /// Waits for the runner to exit, as it should `what`; returns its status and every log line.
+    async fn exit(mut self, what: &str) -> (ExitStatus, Vec<String>) {
+        let status = self.wait_exit(what).await;
         // The last log lines may still be in the pipe.
         tokio::time::sleep(Duration::from_millis(100)).await;
-        let logs = self.logs.lock().unwrap().clone();
-        (status, logs)
+        (status, self.logs())
+    }
+
+    /// Waits up to 20 s for the runner to exit, as it should `what`.
+    async fn wait_exit(&mut self, what: &str) -> ExitStatus {
+        let exited = tokio::time::timeout(Duration::from_secs(20), self.child.wait()).await;
+        match exited {
+            Ok(status) => status.expect("the runner's status"),
+            Err(_) => panic!(
+                "the runner did not {what}; logs:\n{}",
+                self.logs().join("\n")
+            ),
+        }
     }
 }
 

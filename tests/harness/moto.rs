@@ -82,7 +82,9 @@ impl Moto {
                 self.fail(&format!("moto_server exited with {status}"));
             }
             if started.elapsed() > START_TIMEOUT {
-                self.fail(&format!("moto_server did not listen within {START_TIMEOUT:?}"));
+                self.fail(&format!(
+                    "moto_server did not listen within {START_TIMEOUT:?}"
+                ));
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
@@ -172,7 +174,11 @@ impl Moto {
         let notify = QueueConfiguration::builder()
             .queue_arn(arn)
             .events(Event::from("s3:ObjectCreated:*"))
-            .filter(NotificationConfigurationFilter::builder().key(filter).build())
+            .filter(
+                NotificationConfigurationFilter::builder()
+                    .key(filter)
+                    .build(),
+            )
             .build()
             .expect("a queue configuration has its ARN and events");
         s3.put_bucket_notification_configuration()
@@ -214,8 +220,7 @@ impl Moto {
             for message in received.messages() {
                 let body = message.body().unwrap_or_default();
                 bodies.push(
-                    serde_json::from_str(body)
-                        .unwrap_or_else(|e| panic!("not JSON ({e}): {body}")),
+                    serde_json::from_str(body).unwrap_or_else(|e| panic!("not JSON ({e}): {body}")),
                 );
                 sqs.delete_message()
                     .queue_url(queue)

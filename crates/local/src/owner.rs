@@ -43,7 +43,8 @@ pub struct Owner {
 impl Owner {
     /// Takes the data folders of a runner: the bucket folder (`BUCKET_DIR`, the lock file inside
     /// it) and the store (`STORE_PATH`, the lock file `{STORE_PATH}.lock` beside it), creating the
-    /// folders that hold them. Fails at once, touching nothing else, if another process holds either.
+    /// folders that hold them. Fails at once, touching nothing else, if another process holds
+    /// either.
     pub fn take(bucket: &Path, store: &Path) -> Result<Self, OwnerError> {
         let mut store_lock = store.as_os_str().to_owned();
         store_lock.push(".lock");
@@ -106,19 +107,7 @@ fn lock_file(folder: &Path, lock: &Path) -> Result<File, OwnerError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn scratch() -> PathBuf {
-        let dir = std::env::temp_dir().join(format!(
-            "owner-{}-{}",
-            std::process::id(),
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap_or_default()
-                .as_nanos()
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
-        dir
-    }
+    use system_tests::local::scratch;
 
     #[test]
     fn a_second_owner_is_refused_with_the_holders_pid_until_the_first_lets_go() {

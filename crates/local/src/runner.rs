@@ -136,8 +136,9 @@ fn seconds(env: &impl Env, name: &'static str, default: u64) -> Result<Duration,
 
 /// Runs until interrupted (Ctrl-C or SIGTERM).
 pub async fn run(config: LocalConfig) -> Result<(), Error> {
-    // Before anything else: the recovery below is only safe while no other runner uses the folders,
-    // and a second runner must fail before it touches them, whether the folders or the port are taken.
+    // Before anything else: the recovery below is only safe while no other runner uses the
+    // folders, and a second runner must fail before it touches them, whether the folders or the
+    // port are taken.
     let _owner = Owner::take(&config.bucket, &config.store)?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
