@@ -428,7 +428,9 @@ async function loadMessages() {
 function settleSent(key, outcome) {
   for (const li of $('sending').querySelectorAll('li[data-state="sent"]')) {
     if (li.dataset.key !== key) continue;
-    li.dataset.state = outcome;
+    // A refused upload's record says `rejected` and its message `failed`; whichever the page
+    // sees first settles the row, so both read as one outcome.
+    li.dataset.state = outcome === 'rejected' ? 'failed' : outcome;
     const done = outcome === 'completed' || outcome === 'completed_with_warnings';
     const state = li.querySelector('.state');
     if (outcome === 'superseded') {
