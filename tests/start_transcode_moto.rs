@@ -12,7 +12,7 @@ use system_tests::functions::Backend::MediaConvert;
 use system_tests::functions::{
     self, BUCKET, create_jobs, http, messages_api_with, sources, table, unread,
 };
-use system_tests::moto::Moto;
+use system_tests::moto::{Moto, as_s3_sends};
 use system_tests::{Function, local, sample_event};
 use transcoder_aws::DynamoStore;
 
@@ -89,18 +89,16 @@ async fn an_upload_through_its_link_into_s3_starts_one_job_from_s3s_own_notifica
     put(&link, &song).await;
 
     // S3's own event for the PUT, its key URL-encoded with `+` for a space, as S3 sends it.
-    let events = moto.take_messages(&intake, 1).await;
-    let key = events[0]["Records"][0]["s3"]["object"]["key"]
-        .as_str()
-        .unwrap();
+    let event = as_s3_sends(moto.take_messages(&intake, 1).await.remove(0));
+    let key = event["Records"][0]["s3"]["object"]["key"].as_str().unwrap();
     assert_eq!(key, "media%2Falice%2FCaf%C3%A9+Song.mp3");
-    let response = starter.invoke(&events[0]).await.response();
+    let response = starter.invoke(&event).await.response();
     assert_eq!(
         response["started"][0]["key"], "media/alice/Café Song.mp3",
         "{response}"
     );
     // The same event again (S3 delivers at least once): still one job.
-    starter.invoke(&events[0]).await.response();
+    starter.invoke(&event).await.response();
     let jobs = create_jobs(&transcoder);
     assert_eq!(sources(&jobs), ["media/alice/Café Song.mp3"]);
     std::fs::remove_dir_all(&dir).ok();
@@ -132,8 +130,8 @@ async fn a_playlist_named_mp3_in_s3_is_rejected_from_its_bytes_and_its_owner_tol
     let size = std::fs::metadata(&playlist).unwrap().len() as usize;
     let link = upload_link(&mut api, "song.mp3", size, "audio/mpeg").await;
     put(&link, &playlist).await;
-    let events = moto.take_messages(&intake, 1).await;
-    starter.invoke(&events[0]).await.response();
+    let event = as_s3_sends(moto.take_messages(&intake, 1).await.remove(0));
+    starter.invoke(&event).await.response();
 
     assert!(create_jobs(&transcoder).is_empty());
     let messages = unread(&DynamoStore::new(db.client(), &table, 30), "alice").await;

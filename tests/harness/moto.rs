@@ -233,3 +233,22 @@ impl Moto {
         bodies
     }
 }
+
+/// `event` (an S3 notification from moto) with what S3 itself always sends and moto leaves out:
+/// each record's `userIdentity` and `requestParameters` (docs/aws-shapes.md). Nothing moto sent
+/// is changed.
+pub fn as_s3_sends(mut event: serde_json::Value) -> serde_json::Value {
+    let records = event["Records"].as_array_mut();
+    for record in records.into_iter().flatten() {
+        let Some(fields) = record.as_object_mut() else {
+            continue;
+        };
+        fields
+            .entry("userIdentity")
+            .or_insert_with(|| serde_json::json!({"principalId": "AWS:AIDAMOTOEXAMPLE"}));
+        fields
+            .entry("requestParameters")
+            .or_insert_with(|| serde_json::json!({"sourceIPAddress": "127.0.0.1"}));
+    }
+    event
+}
