@@ -317,10 +317,13 @@ pub async fn probe(path: &Path) -> (String, u64, u64, f64) {
     )
 }
 
-/// A new empty folder for one test.
+/// A new empty folder for one test. Numbered within the process: tests that start in the same
+/// microsecond must not share (and remove) one folder.
 pub fn scratch() -> PathBuf {
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let dir = std::env::temp_dir().join(format!(
-        "local-pipeline-{}-{}",
+        "local-pipeline-{}-{}-{n}",
         std::process::id(),
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
