@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use system_tests::dynamodb_local::DynamoDbLocal;
 use system_tests::functions::Backend::MediaConvert;
 use system_tests::functions::{
-    self, BUCKET, create_jobs, http, messages_api_with, sources, table, unread,
+    self, BUCKET, TranscoderStub, create_jobs, http, messages_api_with, sources, table, unread,
 };
 use system_tests::moto::{Moto, as_s3_sends};
 use system_tests::{Function, local, sample_event};
@@ -57,24 +57,54 @@ async fn put(link: &Value, path: &Path) {
     );
 }
 
+/// moto's bucket notifying its intake queue, `messages-api` signing links to it and
+/// `start-transcode` reading from it, both on one table of DynamoDB Local, with MediaConvert's stub.
+struct Stack {
+    moto: Moto,
+    intake: String,
+    db: DynamoDbLocal,
+    table: String,
+    transcoder: TranscoderStub,
+    api: Function,
+    starter: Function,
+}
+
+impl Stack {
+    async fn start() -> Self {
+        let moto = Moto::start().await;
+        let intake = moto.bucket_notifying_queue(BUCKET, "media/").await;
+        let db = DynamoDbLocal::start().await;
+        let table = table(&db).await;
+        let transcoder = MediaConvert.stub().await;
+        let s3 = moto.endpoint();
+        let api = messages_api_with(&db, &table, &[("AWS_ENDPOINT_URL_S3", &s3)]).await;
+        let role = ("MEDIACONVERT_ROLE_ARN", "arn:aws:iam::123456789012:role/mc");
+        let starter =
+            functions::start_transcode(MediaConvert, &transcoder, &s3, &db, &table, &[role]).await;
+        Self {
+            moto,
+            intake,
+            db,
+            table,
+            transcoder,
+            api,
+            starter,
+        }
+    }
+}
+
 #[tokio::test]
 async fn an_upload_through_its_link_into_s3_starts_one_job_from_s3s_own_notification() {
-    let moto = Moto::start().await;
-    let intake = moto.bucket_notifying_queue(BUCKET, "media/").await;
-    let db = DynamoDbLocal::start().await;
-    let table = table(&db).await;
-    let transcoder = MediaConvert.stub().await;
-    let s3 = moto.endpoint();
-    let mut api = messages_api_with(&db, &table, &[("AWS_ENDPOINT_URL_S3", &s3)]).await;
-    let mut starter = functions::start_transcode(
-        MediaConvert,
-        &transcoder,
-        &s3,
-        &db,
-        &table,
-        &[("MEDIACONVERT_ROLE_ARN", "arn:aws:iam::123456789012:role/mc")],
-    )
-    .await;
+    let Stack {
+        moto,
+        intake,
+        transcoder,
+        mut api,
+        mut starter,
+        // Held, not used: DynamoDB Local lives as long as this binding.
+        db: _db,
+        table: _,
+    } = Stack::start().await;
 
     // S3 first tests the notification: a message with no records, which a consumer must skip.
     let test_event = moto.take_messages(&intake, 1).await;
@@ -106,23 +136,16 @@ async fn an_upload_through_its_link_into_s3_starts_one_job_from_s3s_own_notifica
 
 #[tokio::test]
 async fn a_playlist_named_mp3_in_s3_is_rejected_from_its_bytes_and_its_owner_told() {
-    let moto = Moto::start().await;
-    let intake = moto.bucket_notifying_queue(BUCKET, "media/").await;
+    let Stack {
+        moto,
+        intake,
+        db,
+        table,
+        transcoder,
+        mut api,
+        mut starter,
+    } = Stack::start().await;
     moto.take_messages(&intake, 1).await;
-    let db = DynamoDbLocal::start().await;
-    let table = table(&db).await;
-    let transcoder = MediaConvert.stub().await;
-    let s3 = moto.endpoint();
-    let mut api = messages_api_with(&db, &table, &[("AWS_ENDPOINT_URL_S3", &s3)]).await;
-    let mut starter = functions::start_transcode(
-        MediaConvert,
-        &transcoder,
-        &s3,
-        &db,
-        &table,
-        &[("MEDIACONVERT_ROLE_ARN", "arn:aws:iam::123456789012:role/mc")],
-    )
-    .await;
 
     let dir = local::scratch();
     let playlist = dir.join("song.mp3");
