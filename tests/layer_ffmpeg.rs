@@ -6,6 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
+use system_tests::local;
 use tokio::process::Command;
 use transcoder_core::{AudioFormat, OutputFormat};
 use transcoder_local::ffmpeg::encoder_args;
@@ -48,50 +49,12 @@ fn source_args(format: AudioFormat) -> &'static [&'static str] {
 /// Two seconds of a 440 Hz tone in `format`, written by the host's ffmpeg.
 async fn source(dir: &Path, format: AudioFormat) -> PathBuf {
     let path = dir.join(format!("source.{}", format.demuxer()));
-    let output = Command::new("ffmpeg")
-        .args([
-            "-hide_banner",
-            "-loglevel",
-            "error",
-            "-y",
-            "-f",
-            "lavfi",
-            "-i",
-        ])
-        .arg("sine=frequency=440:duration=2")
-        .args(["-ac", "2", "-ar", "44100"])
-        .args(source_args(format))
-        .arg(&path)
-        .output()
-        .await
-        .expect("ffmpeg runs");
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let mut args = vec!["-f", "lavfi", "-i", "sine=frequency=440:duration=2"];
+    args.extend(["-ac", "2", "-ar", "44100"]);
+    args.extend(source_args(format));
+    args.push(path.to_str().unwrap());
+    local::ffmpeg(&args).await;
     path
-}
-
-/// The duration the host's ffprobe reads from `path`, in seconds.
-async fn duration(path: &Path) -> f64 {
-    let output = Command::new("ffprobe")
-        .args([
-            "-v",
-            "error",
-            "-show_entries",
-            "format=duration",
-            "-of",
-            "csv=p=0",
-        ])
-        .arg(path)
-        .output()
-        .await
-        .expect("ffprobe runs");
-    let text = String::from_utf8_lossy(&output.stdout);
-    text.trim()
-        .parse()
-        .unwrap_or_else(|_| panic!("no duration for {}: {text:?}", path.display()))
 }
 
 /// The input as the runner gives it: its exact demuxer, the `file` protocol only, and only the
@@ -130,7 +93,7 @@ async fn the_layers_ffmpeg_reads_every_accepted_container_and_writes_every_outpu
             "{input} into {output}: {}",
             String::from_utf8_lossy(&run.stderr)
         );
-        let seconds = duration(&target).await;
+        let (_, _, _, seconds) = local::probe(&target).await;
         assert!(
             (seconds - 2.0).abs() < 0.1,
             "{input} into {output} lasts {seconds} s, not 2 s"
