@@ -71,6 +71,11 @@ pub enum Notification {
     /// Progress, input information, status updates: no message, only the upload record moves.
     /// Such events can arrive after the final one and must never overwrite it.
     Progress(Progress),
+    /// The job's input was replaced by a newer upload, or deleted, before its outputs were
+    /// written: nothing was written and the owner gets no message (the newer upload has its own
+    /// job), but the upload record ends `superseded`. Our own workers' `SUPERSEDED` state, in
+    /// Elastic Transcoder's shape; no AWS service sends it.
+    Superseded(Progress),
 }
 
 /// Why a notification cannot be used. All of these are poison: a retry would fail the same way.
@@ -138,17 +143,17 @@ fn progress(
     percent: Option<u8>,
     metadata: &HashMap<String, String>,
     input_key: Option<&str>,
-) -> Notification {
+) -> Progress {
     let upload = upload_id(metadata).and_then(|id| {
         let (owner, source) = identify(&job_id, metadata, input_key).ok()?;
         Some(UploadRef { owner, id, source })
     });
-    Notification::Progress(Progress {
+    Progress {
         job_id,
         state,
         percent: percent.map(|p| p.min(100)),
         upload,
-    })
+    }
 }
 
 /// Owner and source from the job's user metadata; Elastic Transcoder also names its input.
@@ -229,15 +234,21 @@ impl ElasticTranscoderNotification {
             "COMPLETED" | "COMPLETE" => Outcome::Completed,
             "WARNING" => Outcome::CompletedWithWarnings,
             "ERROR" => Outcome::Failed,
-            "PROGRESSING" | "SUBMITTED" => {
+            state @ ("PROGRESSING" | "SUBMITTED" | "SUPERSEDED") => {
+                let superseded = state == "SUPERSEDED";
                 let input_key = self.input.as_ref().and_then(|i| i.key.as_deref());
-                return Ok(progress(
+                let progress = progress(
                     self.job_id,
                     self.state,
                     None,
                     &self.user_metadata,
                     input_key,
-                ));
+                );
+                return Ok(if superseded {
+                    Notification::Superseded(progress)
+                } else {
+                    Notification::Progress(progress)
+                });
             }
             _ => {
                 return Err(NotificationError::UnknownState {
@@ -376,13 +387,13 @@ impl MediaConvertEvent {
                     .job_progress
                     .and_then(|p| p.job_percent_complete)
                     .map(|p| u8::try_from(p.min(100)).unwrap_or(100));
-                return Ok(progress(
+                return Ok(Notification::Progress(progress(
                     d.job_id,
                     d.status,
                     percent,
                     &d.user_metadata,
                     None,
-                ));
+                )));
             }
             _ => {
                 return Err(NotificationError::UnknownState {

@@ -151,6 +151,10 @@ pub struct TranscodeJob {
     pub source: ObjectKey,
     /// Which upload of `source` this is: the event's sequencer, or the object's ETag.
     pub version: String,
+    /// The ETag the event reported, if it did: a transcoder that reads the bytes itself reads
+    /// only that version (`If-Match`), so a newer upload is never transcoded on this one's behalf.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub etag: Option<String>,
     pub owner: Owner,
     pub outputs: Vec<JobOutput>,
 }
@@ -188,9 +192,17 @@ impl TranscodeJob {
             bucket: bucket.to_owned(),
             source,
             version: version.to_owned(),
+            etag: None,
             owner,
             outputs,
         }
+    }
+
+    /// This job's id with a transcoder that takes the id from the job (the `lambda` backend's
+    /// queue): the same upload always gets the same id, so a redelivered event never makes two
+    /// different jobs, and the id is the upload's claim token, as the upload record's is.
+    pub fn deterministic_id(&self, prefix: &str) -> String {
+        format!("{prefix}{}", self.claim().token())
     }
 
     /// The upload record this job's upload has: its id is the claim's token.

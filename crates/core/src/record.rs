@@ -15,7 +15,7 @@ use crate::job::Owner;
 use crate::key::{Escaped, ObjectKey};
 use crate::message::Message;
 use crate::store::{MessageStore, StoreError, UploadStore};
-use crate::upload::UploadRecord;
+use crate::upload::{GONE, UploadRecord};
 
 /// An SNS event with its records still raw, so one malformed record cannot hide the others.
 #[derive(Debug, Default, Deserialize, Serialize)]
@@ -159,6 +159,13 @@ fn announced(record: serde_json::Value, config: &RecordConfig) -> Result<Announc
             let at = record.sns.timestamp;
             Ok(Announced::Progress(progress.upload.map(|upload| {
                 UploadRecord::progress(&upload, progress.percent, at)
+            })))
+        }
+        Notification::Superseded(replaced) => {
+            info!(job_id = %Escaped(&replaced.job_id), "input replaced or deleted before the job wrote anything: no message");
+            let at = record.sns.timestamp;
+            Ok(Announced::Progress(replaced.upload.map(|upload| {
+                UploadRecord::superseded(&upload, GONE, at)
             })))
         }
         Notification::Final(mut completion) => {
@@ -510,6 +517,22 @@ mod tests {
             upload_of(&store, "bob", BOBS_UPLOAD).await,
             Some(superseded)
         );
+    }
+
+    #[tokio::test]
+    async fn a_job_whose_input_was_replaced_ends_its_upload_superseded_with_no_message() {
+        let store = MemoryStore::default();
+        let alices = "a1ce0000000000000000000000000001";
+        let report = record(&store, "sns-lambda-superseded.json").await;
+        assert_eq!((report.recorded.len(), report.progress), (0, 1));
+        assert_eq!(report.uploads, [alices]);
+        assert!(unread(&store, "alice").await.is_empty());
+        let ended = upload_of(&store, "alice", alices).await.unwrap();
+        assert_eq!(ended.state, UploadState::Superseded);
+        assert_eq!(ended.reason.as_deref(), Some(crate::upload::GONE));
+        // A redelivery moves nothing and tells nobody.
+        let again = record(&store, "sns-lambda-superseded.json").await;
+        assert!(again.uploads.is_empty() && again.recorded.is_empty());
     }
 
     #[tokio::test]

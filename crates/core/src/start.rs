@@ -106,7 +106,7 @@ pub fn plan(record: &S3EventRecord, config: &StartConfig) -> Result<TranscodeJob
         .as_deref()
         .or(object.e_tag.as_deref())
         .unwrap_or("unversioned");
-    Ok(TranscodeJob::plan(
+    let mut job = TranscodeJob::plan(
         bucket,
         key,
         version,
@@ -114,7 +114,9 @@ pub fn plan(record: &S3EventRecord, config: &StartConfig) -> Result<TranscodeJob
         &path,
         config.prefixes.output(),
         &config.outputs,
-    ))
+    );
+    job.etag = object.e_tag.clone().filter(|etag| !etag.is_empty());
+    Ok(job)
 }
 
 /// What one invocation did; returned to the caller as JSON.
@@ -504,6 +506,8 @@ mod tests {
         assert_eq!(jobs[0].bucket, "audio-transcoder-media");
         assert_eq!(jobs[0].source.as_str(), "media/alice/song.mp3");
         assert_eq!(jobs[0].owner.as_str(), "alice");
+        // The version the event named travels with the job, for a transcoder that reads it.
+        assert_eq!(jobs[0].etag.as_deref(), Some("d41d8cd98f00b204e9800998ecf8427e"));
         let outputs: Vec<_> = jobs[0]
             .outputs
             .iter()

@@ -357,7 +357,7 @@ proptest! {
                     prop_assert!(!output.key.as_str().is_empty());
                 }
             }
-            Ok(Notification::Progress(p)) => {
+            Ok(Notification::Progress(p) | Notification::Superseded(p)) => {
                 prop_assert!(progress, "{} is final", state);
                 prop_assert_eq!(p.job_id, "job-1");
             }
