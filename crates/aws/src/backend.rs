@@ -6,14 +6,21 @@ use transcoder_core::config::{ConfigError, Env};
 use transcoder_core::{JobId, TranscodeJob, Transcoder, TranscoderError};
 
 use crate::elastic_transcoder::ElasticTranscoder;
+use crate::jobs_queue::JobsQueue;
 use crate::mediaconvert::{self, MediaConvert};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SetupError {
     #[error(transparent)]
     Config(#[from] ConfigError),
-    #[error("TRANSCODER='{0}' is not a known backend (known: mediaconvert, elastictranscoder)")]
+    #[error(
+        "TRANSCODER='{0}' is not a known backend (known: lambda, mediaconvert, elastictranscoder)"
+    )]
     UnknownBackend(String),
+    #[error(
+        "TRANSCODER=lambda needs JOBS_QUEUE_URL: the queue transcode-audio takes its jobs from"
+    )]
+    NoJobsQueue,
     #[error(
         "TRANSCODER=mediaconvert needs MEDIACONVERT_ROLE_ARN: the role MediaConvert assumes to \
          read uploads and write outputs"
@@ -32,6 +39,8 @@ pub enum SetupError {
 /// A cloud transcoding backend.
 #[derive(Debug, Clone)]
 pub enum CloudTranscoder {
+    /// Our own `transcode-audio` function, fed by the jobs queue: template.yaml's default.
+    Lambda(JobsQueue),
     ElasticTranscoder(ElasticTranscoder),
     MediaConvert(MediaConvert),
 }
@@ -45,13 +54,30 @@ impl CloudTranscoder {
         "MEDIACONVERT_ROLE_ARN",
         "MEDIACONVERT_QUEUE_ARN",
         "JOB_TAG",
+        "JOBS_QUEUE_URL",
     ];
 
-    /// Builds the backend named by `TRANSCODER` (default `mediaconvert`, as in template.yaml: Elastic
-    /// Transcoder was discontinued on 13 Nov 2025).
+    /// Builds the backend named by `TRANSCODER` (default `lambda`, as in template.yaml: our own
+    /// worker, fed by a queue; Elastic Transcoder was discontinued on 13 Nov 2025).
     pub async fn from_env(sdk: &SdkConfig, env: &impl Env) -> Result<Self, SetupError> {
-        let backend = env.get_or("TRANSCODER", "mediaconvert");
+        let backend = env.get_or("TRANSCODER", "lambda");
         match backend.trim().to_ascii_lowercase().as_str() {
+            "lambda" => {
+                let url = env.get("JOBS_QUEUE_URL").ok_or(SetupError::NoJobsQueue)?;
+                let url = url.trim();
+                if !url.starts_with("https://") && !url.starts_with("http://") {
+                    return Err(ConfigError::invalid(
+                        "JOBS_QUEUE_URL",
+                        url,
+                        "not a queue URL such as https://sqs.eu-west-1.amazonaws.com/123456789012/jobs",
+                    )
+                    .into());
+                }
+                Ok(Self::Lambda(JobsQueue::new(
+                    aws_sdk_sqs::Client::new(sdk),
+                    url,
+                )))
+            }
             "elastictranscoder" => {
                 let client = aws_sdk_elastictranscoder::Client::new(sdk);
                 let pipeline_id = match (env.get("PIPELINE_ID"), env.get("PIPELINE_NAME")) {
@@ -105,6 +131,7 @@ impl CloudTranscoder {
 impl Transcoder for CloudTranscoder {
     async fn start_job(&self, job: &TranscodeJob) -> Result<JobId, TranscoderError> {
         match self {
+            Self::Lambda(queue) => queue.start_job(job).await,
             Self::ElasticTranscoder(et) => et.start_job(job).await,
             Self::MediaConvert(mc) => mc.start_job(job).await,
         }
@@ -254,11 +281,29 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn mediaconvert_is_the_default_as_in_the_template() {
-        let chosen = backend(&[("MEDIACONVERT_ROLE_ARN", ROLE), ("PIPELINE_ID", "1-abc")]).await;
-        assert!(matches!(chosen, Ok(CloudTranscoder::MediaConvert(_))));
-        let err = backend(&[("PIPELINE_ID", "1-abc")]).await.unwrap_err();
-        assert!(matches!(err, SetupError::NoMediaConvertRole), "{err}");
+    async fn lambda_is_the_default_as_in_the_template() {
+        let queue = ("JOBS_QUEUE_URL", "https://sqs.eu-west-1.amazonaws.com/1/jobs");
+        let chosen = backend(&[("MEDIACONVERT_ROLE_ARN", ROLE), queue]).await;
+        assert!(matches!(chosen, Ok(CloudTranscoder::Lambda(_))));
+        let err = backend(&[("MEDIACONVERT_ROLE_ARN", ROLE)]).await.unwrap_err();
+        assert!(matches!(err, SetupError::NoJobsQueue), "{err}");
+    }
+
+    #[tokio::test]
+    async fn lambda_sends_to_the_jobs_queue_it_is_given() {
+        const QUEUE: &str = "https://sqs.eu-west-1.amazonaws.com/123456789012/jobs";
+        let Ok(CloudTranscoder::Lambda(queue)) =
+            backend(&[("TRANSCODER", "Lambda"), ("JOBS_QUEUE_URL", QUEUE)]).await
+        else {
+            panic!("expected the lambda backend");
+        };
+        assert_eq!(queue.queue_url(), QUEUE);
+        let err = backend(&[("TRANSCODER", "lambda")]).await.unwrap_err();
+        assert!(matches!(err, SetupError::NoJobsQueue), "{err}");
+        let err = backend(&[("TRANSCODER", "lambda"), ("JOBS_QUEUE_URL", "jobs")])
+            .await
+            .unwrap_err();
+        assert!(err.to_string().starts_with("JOBS_QUEUE_URL='jobs'"), "{err}");
     }
 
     #[tokio::test]
@@ -266,7 +311,7 @@ mod tests {
         let err = backend(&[("TRANSCODER", "handbrake")]).await.unwrap_err();
         assert_eq!(
             err.to_string(),
-            "TRANSCODER='handbrake' is not a known backend (known: mediaconvert, elastictranscoder)"
+            "TRANSCODER='handbrake' is not a known backend (known: lambda, mediaconvert, elastictranscoder)"
         );
     }
 }

@@ -4,6 +4,7 @@
 pub mod backend;
 pub mod dynamodb;
 pub mod elastic_transcoder;
+pub mod jobs_queue;
 pub mod mediaconvert;
 pub mod s3;
 pub mod source;
@@ -11,6 +12,7 @@ pub mod source;
 pub use backend::{CloudTranscoder, SetupError};
 pub use dynamodb::DynamoStore;
 pub use elastic_transcoder::ElasticTranscoder;
+pub use jobs_queue::JobsQueue;
 pub use mediaconvert::MediaConvert;
 pub use s3::S3Links;
 pub use source::S3Source;

@@ -224,6 +224,15 @@ impl TranscodeJob {
     }
 }
 
+/// A job as the `lambda` backend's jobs queue carries it: the body of one SQS message, which
+/// `transcode-audio` runs. Its id is [`TranscodeJob::deterministic_id`], so two deliveries of one
+/// upload's event send the same job under the same id.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct JobMessage {
+    pub job_id: String,
+    pub job: TranscodeJob,
+}
+
 /// One version of one uploaded object: the unit of "start exactly one job".
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Claim {

@@ -25,7 +25,7 @@ pub mod upload;
 
 pub use completion::{Completion, Notification, NotificationError, Outcome};
 pub use config::{ConfigError, Prefixes, StartConfig};
-pub use job::{Claim, JobOutput, OutputFormat, Owner, TranscodeJob};
+pub use job::{Claim, JobMessage, JobOutput, OutputFormat, Owner, TranscodeJob};
 pub use key::{Escaped, KeyError, ObjectKey, is_nfc, nfc};
 pub use links::{Link, LinkError, Links, Upload};
 pub use message::{Message, MessageId};
