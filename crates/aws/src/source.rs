@@ -4,6 +4,7 @@
 
 use aws_sdk_s3::Client;
 use aws_sdk_s3::error::SdkError;
+use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use aws_smithy_types::error::display::DisplayErrorContext;
 use transcoder_core::{SourceError, SourceObject, SourceReader};
 
@@ -32,6 +33,91 @@ fn entity_tag(etag: &str) -> String {
     }
 }
 
+/// Why S3 did not give the bytes of `upload`: gone, or unavailable for now.
+fn refused<E>(upload: &SourceObject, err: SdkError<E, HttpResponse>) -> SourceError
+where
+    E: std::error::Error + Send + Sync + 'static,
+{
+    let key = upload.key.escaped();
+    match err {
+        SdkError::ServiceError(err) => {
+            let status = err.raw().status().as_u16();
+            let detail = format!("'{key}': {}", DisplayErrorContext(err.err()));
+            match status {
+                // 412: If-Match failed, a newer upload replaced this one.
+                404 | 412 => SourceError::Gone(detail),
+                // 403 too: without s3:ListBucket a deleted key reads as denied, and a denial
+                // of ours is for an operator to see in the failure queue after the retries.
+                _ => SourceError::Unavailable(format!("{detail} (HTTP {status})")),
+            }
+        }
+        // HeadObject's errors have no body: a 412 or 404 comes as a bare response.
+        SdkError::ResponseError(ref e) if matches!(e.raw().status().as_u16(), 404 | 412) => {
+            SourceError::Gone(format!("'{key}': HTTP {}", e.raw().status().as_u16()))
+        }
+        err => SourceError::Unavailable(format!("'{key}': {}", DisplayErrorContext(err))),
+    }
+}
+
+impl S3Source {
+    /// Writes the whole of `upload`, the version its ETag names, to `path`; returns its size.
+    /// A newer upload or a deletion since is [`SourceError::Gone`]; a local write that fails
+    /// (a full disk) is [`SourceError::Unavailable`] with the file system's words.
+    pub async fn download(
+        &self,
+        upload: &SourceObject,
+        path: &std::path::Path,
+    ) -> Result<u64, SourceError> {
+        use tokio::io::AsyncWriteExt;
+        let mut request = self
+            .client
+            .get_object()
+            .bucket(&upload.bucket)
+            .key(upload.key.as_str());
+        if let Some(etag) = &upload.etag {
+            request = request.if_match(entity_tag(etag));
+        }
+        let output = request.send().await.map_err(|e| refused(upload, e))?;
+        let key = upload.key.escaped();
+        let write = |e: std::io::Error| SourceError::Unavailable(format!("'{key}': {e}"));
+        let mut file = tokio::fs::File::create(path).await.map_err(write)?;
+        let mut body = output.body;
+        let mut size = 0;
+        loop {
+            match body.try_next().await {
+                Ok(Some(chunk)) => {
+                    file.write_all(&chunk).await.map_err(write)?;
+                    size += chunk.len() as u64;
+                }
+                Ok(None) => break,
+                Err(err) => {
+                    return Err(SourceError::Unavailable(format!(
+                        "'{key}': the response broke off: {}",
+                        DisplayErrorContext(err)
+                    )));
+                }
+            }
+        }
+        file.flush().await.map_err(write)?;
+        Ok(size)
+    }
+
+    /// Checks that `upload` is still the object at its key (HeadObject, `If-Match` its ETag):
+    /// [`SourceError::Gone`] once a newer upload replaced it or it was deleted.
+    pub async fn still_current(&self, upload: &SourceObject) -> Result<(), SourceError> {
+        let mut request = self
+            .client
+            .head_object()
+            .bucket(&upload.bucket)
+            .key(upload.key.as_str());
+        if let Some(etag) = &upload.etag {
+            request = request.if_match(entity_tag(etag));
+        }
+        request.send().await.map_err(|e| refused(upload, e))?;
+        Ok(())
+    }
+}
+
 impl SourceReader for S3Source {
     async fn read_range(
         &self,
@@ -55,27 +141,11 @@ impl SourceReader for S3Source {
         let key = upload.key.escaped();
         let output = match request.send().await {
             Ok(output) => output,
-            Err(SdkError::ServiceError(err)) => {
-                let status = err.raw().status().as_u16();
-                let detail = format!("'{key}': {}", DisplayErrorContext(err.err()));
-                return match status {
-                    // 412: If-Match failed, a newer upload replaced this one.
-                    404 | 412 => Err(SourceError::Gone(detail)),
-                    // 416: the range starts at or past the end of the object.
-                    416 => Ok(Vec::new()),
-                    // 403 too: without s3:ListBucket a deleted key reads as denied, and a denial
-                    // of ours is for an operator to see in the failure queue after the retries.
-                    _ => Err(SourceError::Unavailable(format!(
-                        "{detail} (HTTP {status})"
-                    ))),
-                };
+            // 416: the range starts at or past the end of the object.
+            Err(SdkError::ServiceError(err)) if err.raw().status().as_u16() == 416 => {
+                return Ok(Vec::new());
             }
-            Err(err) => {
-                return Err(SourceError::Unavailable(format!(
-                    "'{key}': {}",
-                    DisplayErrorContext(err)
-                )));
-            }
+            Err(err) => return Err(refused(upload, err)),
         };
         // Never more than asked for, whatever the response holds.
         let mut body = output.body;
