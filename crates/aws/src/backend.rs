@@ -282,10 +282,15 @@ mod tests {
 
     #[tokio::test]
     async fn lambda_is_the_default_as_in_the_template() {
-        let queue = ("JOBS_QUEUE_URL", "https://sqs.eu-west-1.amazonaws.com/1/jobs");
+        let queue = (
+            "JOBS_QUEUE_URL",
+            "https://sqs.eu-west-1.amazonaws.com/1/jobs",
+        );
         let chosen = backend(&[("MEDIACONVERT_ROLE_ARN", ROLE), queue]).await;
         assert!(matches!(chosen, Ok(CloudTranscoder::Lambda(_))));
-        let err = backend(&[("MEDIACONVERT_ROLE_ARN", ROLE)]).await.unwrap_err();
+        let err = backend(&[("MEDIACONVERT_ROLE_ARN", ROLE)])
+            .await
+            .unwrap_err();
         assert!(matches!(err, SetupError::NoJobsQueue), "{err}");
     }
 
@@ -303,7 +308,10 @@ mod tests {
         let err = backend(&[("TRANSCODER", "lambda"), ("JOBS_QUEUE_URL", "jobs")])
             .await
             .unwrap_err();
-        assert!(err.to_string().starts_with("JOBS_QUEUE_URL='jobs'"), "{err}");
+        assert!(
+            err.to_string().starts_with("JOBS_QUEUE_URL='jobs'"),
+            "{err}"
+        );
     }
 
     #[tokio::test]

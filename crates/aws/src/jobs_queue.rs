@@ -70,10 +70,15 @@ mod tests {
         let seen = bodies.clone();
         let rule = mock!(Client::send_message).then_compute_output(move |input| {
             assert_eq!(input.queue_url(), Some(QUEUE));
-            seen.lock().unwrap().push(input.message_body().unwrap().to_owned());
+            seen.lock()
+                .unwrap()
+                .push(input.message_body().unwrap().to_owned());
             SendMessageOutput::builder().message_id("sqs-1").build()
         });
-        let queue = JobsQueue::new(mock_client!(aws_sdk_sqs, RuleMode::MatchAny, [&rule]), QUEUE);
+        let queue = JobsQueue::new(
+            mock_client!(aws_sdk_sqs, RuleMode::MatchAny, [&rule]),
+            QUEUE,
+        );
         let event = include_str!("../../../events/s3-put.json");
         let mut ids = Vec::new();
         // Two deliveries of one event, each to a fresh store: as if the claim had been lost.

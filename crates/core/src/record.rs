@@ -164,9 +164,11 @@ fn announced(record: serde_json::Value, config: &RecordConfig) -> Result<Announc
         Notification::Superseded(replaced) => {
             info!(job_id = %Escaped(&replaced.job_id), "input replaced or deleted before the job wrote anything: no message");
             let at = record.sns.timestamp;
-            Ok(Announced::Progress(replaced.upload.map(|upload| {
-                UploadRecord::superseded(&upload, GONE, at)
-            })))
+            Ok(Announced::Progress(
+                replaced
+                    .upload
+                    .map(|upload| UploadRecord::superseded(&upload, GONE, at)),
+            ))
         }
         Notification::Final(mut completion) => {
             keep_own_outputs(&mut completion, &config.output_prefix);

@@ -507,7 +507,10 @@ mod tests {
         assert_eq!(jobs[0].source.as_str(), "media/alice/song.mp3");
         assert_eq!(jobs[0].owner.as_str(), "alice");
         // The version the event named travels with the job, for a transcoder that reads it.
-        assert_eq!(jobs[0].etag.as_deref(), Some("d41d8cd98f00b204e9800998ecf8427e"));
+        assert_eq!(
+            jobs[0].etag.as_deref(),
+            Some("d41d8cd98f00b204e9800998ecf8427e")
+        );
         let outputs: Vec<_> = jobs[0]
             .outputs
             .iter()
