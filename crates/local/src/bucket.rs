@@ -6,14 +6,13 @@
 //! upload's bytes back for the starter, as S3 answers a ranged GET.
 
 use std::collections::{HashMap, HashSet};
-use std::io::SeekFrom;
 use std::path::{Component, Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::{Value, json};
-use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tracing::warn;
 use transcoder_core::{Escaped, SourceError, SourceObject, SourceReader, is_nfc};
+use transcoder_ffmpeg::FileSource;
 
 /// What a file looked like at the last scan.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -179,29 +178,13 @@ impl SourceReader for BucketFolder {
         offset: u64,
         len: usize,
     ) -> Result<Vec<u8>, SourceError> {
-        let key = upload.key.escaped();
-        let gone = |why: &str| SourceError::Gone(format!("'{key}': {why}"));
-        let path = self
-            .path_of(upload.key.as_str())
-            .ok_or_else(|| gone("not a file name in the bucket"))?;
-        // Not followed: a link in the bucket folder could point at any file on the machine.
-        match tokio::fs::symlink_metadata(&path).await {
-            Ok(meta) if meta.is_file() => {}
-            Ok(_) => return Err(gone("not a regular file")),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(gone("no such file")),
-            Err(e) => return Err(SourceError::Unavailable(format!("'{key}': {e}"))),
-        }
-        let unavailable = |e: std::io::Error| SourceError::Unavailable(format!("'{key}': {e}"));
-        let mut file = tokio::fs::File::open(&path).await.map_err(unavailable)?;
-        file.seek(SeekFrom::Start(offset))
-            .await
-            .map_err(unavailable)?;
-        let mut bytes = Vec::with_capacity(len);
-        file.take(len as u64)
-            .read_to_end(&mut bytes)
-            .await
-            .map_err(unavailable)?;
-        Ok(bytes)
+        let path = self.path_of(upload.key.as_str()).ok_or_else(|| {
+            SourceError::Gone(format!(
+                "'{}': not a file name in the bucket",
+                upload.key.escaped()
+            ))
+        })?;
+        FileSource(&path).read_range(upload, offset, len).await
     }
 }
 

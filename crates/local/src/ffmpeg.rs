@@ -1,148 +1,34 @@
 //! ffmpeg on this machine as the transcoder: what runs a job of the third `Transcoder`, the local
-//! queue (`crate::jobs`). One ffmpeg run per job decodes the input once and encodes every output
-//! from it. When a job ends, it is reported in Elastic Transcoder's notification shape, so the
-//! completion goes through the same parser and the same `record_completion` handler as in the cloud.
-//! While it runs, its progress (ffmpeg's `-progress`, as a share of the probed duration) is
-//! reported at each further tenth, in MediaConvert's `STATUS_UPDATE` shape, the one with a
-//! percentage.
+//! queue (`crate::jobs`). How ffmpeg is run over an untrusted upload (exact demuxer, `file`
+//! protocol only, time and size bounds, progress, the notifications) is `transcoder_ffmpeg`'s,
+//! shared with the `transcode-audio` Lambda; this module adds what only the bucket folder has: a
+//! budget per job and a quota per owner on its disk, outputs written under temporary names of the
+//! job's own and renamed into place, and a newer upload of the key replacing the input mid-job.
 //!
-//! Uploads are untrusted: an input is identified by its bytes before ffmpeg sees it, and ffmpeg
-//! and ffprobe are told its exact demuxer, may open only local files and only the accepted
-//! containers, so no playlist, concat list or network URL is ever followed. Every run is bounded
-//! in time and every output in size, and a job's temporary files are its own.
+//! When a job ends, it is reported in Elastic Transcoder's notification shape, so the completion
+//! goes through the same parser and the same `record_completion` handler as in the cloud; while
+//! it runs, its progress at each further tenth, in MediaConvert's `STATUS_UPDATE` shape.
 
-use std::ffi::OsString;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use serde_json::{Value, json};
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::Command;
+use serde_json::Value;
 use tracing::{info, warn};
-use transcoder_core::{
-    AudioFormat, Escaped, JobId, OutputFormat, SourceObject, TranscodeJob, metadata,
+use transcoder_core::{Escaped, JobId, SourceObject, TranscodeJob};
+use transcoder_ffmpeg::{
+    Done, Failure, Output, ProgressSender, encode, final_notification, inspect, probe_outputs, span,
 };
 
-use crate::bucket::BucketFolder;
-use crate::space::{
-    DEFAULT_JOB_OUTPUT_BYTES, DEFAULT_USER_QUOTA_BYTES, bytes, bytes_under, is_no_space,
-    says_no_space,
-};
-/// The encoder arguments of each output: the settings of Elastic Transcoder's system presets.
-/// Every output is stereo, as in the cloud, which also keeps its size within its bound.
-pub fn encoder_args(format: OutputFormat) -> &'static [&'static str] {
-    match format {
-        OutputFormat::Wav => &["-c:a", "pcm_s16le", "-ar", "44100", "-ac", "2", "-f", "wav"],
-        OutputFormat::Flac => &[
-            "-c:a",
-            "flac",
-            "-ar",
-            "44100",
-            "-ac",
-            "2",
-            "-sample_fmt",
-            "s16",
-            "-f",
-            "flac",
-        ],
-        OutputFormat::Aac => &[
-            "-c:a",
-            "aac",
-            "-b:a",
-            "256k",
-            "-ar",
-            "44100",
-            "-ac",
-            "2",
-            "-movflags",
-            "+faststart",
-            "-f",
-            "mp4",
-        ],
-        OutputFormat::Mp3 => &[
-            "-c:a",
-            "libmp3lame",
-            "-b:a",
-            "192k",
-            "-ar",
-            "44100",
-            "-ac",
-            "2",
-            "-f",
-            "mp3",
-        ],
-    }
-}
+use crate::space::{DEFAULT_JOB_OUTPUT_BYTES, DEFAULT_USER_QUOTA_BYTES, bytes, bytes_under};
 
-/// The most bytes a second of audio takes in each output, before headroom: what bounds an
-/// output's size (`ffmpeg -fs`).
-fn bytes_per_second(format: OutputFormat) -> u64 {
-    match format {
-        // 44.1 kHz, 16 bits, two channels (`encoder_args` mixes more down).
-        OutputFormat::Wav => 176_400,
-        // FLAC falls back to verbatim frames, so it never needs much more than PCM.
-        OutputFormat::Flac => 176_400,
-        OutputFormat::Aac => 256_000 / 8,
-        OutputFormat::Mp3 => 192_000 / 8,
-    }
-}
+/// The limits this runner's jobs run under, and the arguments its outputs are encoded with: the
+/// shared crate's, named here for the runner's callers (the benchmark, the layer's tests).
+pub use transcoder_ffmpeg::{Limits, encoder_args};
 
-/// The container an output is written in, to read it back with the same guarded flags.
-fn container_of(format: OutputFormat) -> AudioFormat {
-    match format {
-        OutputFormat::Wav => AudioFormat::Wav,
-        OutputFormat::Flac => AudioFormat::Flac,
-        OutputFormat::Aac => AudioFormat::Mp4,
-        OutputFormat::Mp3 => AudioFormat::Mp3,
-    }
-}
-
-/// What one job may cost: how long its audio may be, and how long each ffmpeg or ffprobe run
-/// for it may take before it is killed.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Limits {
-    /// The longest audio transcoded (`MAX_DURATION_SECONDS`); a longer input fails.
-    pub max_duration: Duration,
-    /// Time any run may take, whatever the audio: process start-up, a busy disk.
-    pub base_time: Duration,
-    /// Time added per second of audio, for a run that reads or writes all of it.
-    pub time_per_audio_second: Duration,
-}
-
-impl Limits {
-    /// 60 s per run and 1 s more per second of audio: ffmpeg writes the outputs many times
-    /// faster than real time even on a busy core, so only a stuck or cheated run gets there.
-    pub fn new(max_duration: Duration) -> Self {
-        Self {
-            max_duration,
-            base_time: Duration::from_secs(60),
-            time_per_audio_second: Duration::from_secs(1),
-        }
-    }
-
-    /// How long a run over `seconds` of audio may take.
-    fn time_for(&self, seconds: f64) -> Duration {
-        let seconds = seconds.clamp(0.0, self.max_duration.as_secs_f64());
-        self.base_time + self.time_per_audio_second.mul_f64(seconds)
-    }
-
-    /// The largest an output of `seconds` of audio may grow: a quarter more and 1 MiB for
-    /// container overhead, encoder overshoot and a duration the probe slightly underestimated.
-    fn output_bytes(&self, format: OutputFormat, seconds: f64) -> u64 {
-        let seconds = seconds.clamp(0.0, self.max_duration.as_secs_f64());
-        (seconds * bytes_per_second(format) as f64 * 1.25) as u64 + (1 << 20)
-    }
-
-    /// What the outputs of `seconds` of audio in `formats` take at their byte rates: what a job
-    /// is charged against its budget and its owner's quota before it encodes.
-    fn job_bytes(&self, formats: impl Iterator<Item = OutputFormat>, seconds: f64) -> u64 {
-        let seconds = seconds.clamp(0.0, self.max_duration.as_secs_f64());
-        formats
-            .map(|format| (seconds * bytes_per_second(format) as f64) as u64)
-            .sum()
-    }
-}
+/// The `pipelineId` of this runner's final notifications.
+pub const PIPELINE: &str = "local-ffmpeg";
+/// The `source` of this runner's progress notifications.
+pub const PROGRESS_SOURCE: &str = "local.ffmpeg";
 
 /// What a job may add to the disk: its outputs' size (`MAX_JOB_OUTPUT_BYTES`), and what its
 /// owner's uploads and outputs may take in all (`USER_QUOTA_BYTES`). Both are checked from the
@@ -211,32 +97,6 @@ pub enum Ended {
     NoSpace,
 }
 
-/// Where a running job's progress goes: whole percentages, each higher than the last.
-pub type ProgressSender = tokio::sync::mpsc::UnboundedSender<u8>;
-
-/// The user metadata every notification of `job` carries, as the transcoders in the cloud do.
-fn user_metadata(job: &TranscodeJob) -> serde_json::Map<String, Value> {
-    metadata::for_job(job)
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), Value::String(v)))
-        .collect()
-}
-
-/// A running job's progress as a notification: MediaConvert's `STATUS_UPDATE`, the shape that
-/// carries a percentage (Elastic Transcoder's `PROGRESSING` has none).
-pub fn progress_notification(job_id: &JobId, job: &TranscodeJob, percent: u8) -> Value {
-    json!({
-        "detail-type": "MediaConvert Job State Change",
-        "source": "local.ffmpeg",
-        "detail": {
-            "jobId": job_id.0,
-            "status": "STATUS_UPDATE",
-            "userMetadata": user_metadata(job),
-            "jobProgress": {"jobPercentComplete": percent},
-        },
-    })
-}
-
 impl Ffmpeg {
     pub fn new(bucket: impl Into<PathBuf>, limits: Limits) -> Self {
         Self {
@@ -261,32 +121,20 @@ impl Ffmpeg {
         let job_id = job_id.0.as_str();
         let input = self.bucket.join(job.source.as_str());
         let result = match self.transcode(job_id, job, &input, progress).await {
-            Err(Failure::Replaced) => {
+            Err(Stop::Replaced) => {
                 info!(job_id, key = %job.source.escaped(), "a newer upload replaced the file: outputs dropped");
                 return Ended::Replaced;
             }
-            Err(Failure::NoSpace(complaint)) => {
+            Err(Stop::Failed(Failure::NoSpace(complaint))) => {
                 warn!(job_id, key = %job.source.escaped(), complaint = %Escaped(&complaint), "the disk is full: outputs dropped; the job runs again once more space is free");
                 return Ended::NoSpace;
             }
-            Err(Failure::Reason(reason)) => Err(reason),
+            Err(Stop::Failed(Failure::Reason(reason))) => Err(reason),
             Ok(done) => Ok(done),
         };
-        let mut outputs = Vec::new();
         let state = match &result {
-            Ok((warning, seconds)) => {
-                let allowed = self.limits.time_for(*seconds);
-                // The outputs are probed at once: one ffprobe start-up each is most of the cost.
-                let probes = job.outputs.iter().map(|output| {
-                    let path = self.bucket.join(output.key.as_str());
-                    async move {
-                        let size = tokio::fs::metadata(&path).await.map_or(0, |m| m.len());
-                        let duration = probe_duration(&path, container_of(output.format), allowed);
-                        (size, duration.await.ok())
-                    }
-                });
-                let probed = futures::future::join_all(probes).await;
-                for (i, (output, (size, duration))) in job.outputs.iter().zip(probed).enumerate() {
+            Ok(done) => {
+                for (output, (size, duration)) in job.outputs.iter().zip(&done.outputs) {
                     info!(
                         job_id,
                         key = %output.key.escaped(),
@@ -295,14 +143,8 @@ impl Ffmpeg {
                         seconds = duration.map(|d| format!("{d:.2}")),
                         "output written"
                     );
-                    let status = if warning.is_some() {
-                        "Warning"
-                    } else {
-                        "Complete"
-                    };
-                    outputs.push(json!({"id": (i + 1).to_string(), "key": output.key.as_str(), "status": status, "statusDetail": warning, "duration": duration}));
                 }
-                if warning.is_some() {
+                if done.warning.is_some() {
                     "WARNING"
                 } else {
                     "COMPLETED"
@@ -310,171 +152,49 @@ impl Ffmpeg {
             }
             Err(reason) => {
                 warn!(job_id, key = %job.source.escaped(), reason = %Escaped(reason), "job failed");
-                for (i, output) in job.outputs.iter().enumerate() {
-                    outputs.push(json!({"id": (i + 1).to_string(), "key": output.key.as_str(), "status": "Error", "statusDetail": reason}));
-                }
                 "ERROR"
             }
         };
         info!(job_id, key = %job.source.escaped(), state, seconds = format!("{:.2}", started.elapsed().as_secs_f64()), "job finished");
-        let mut notification = json!({
-            "state": state,
-            "version": "2012-09-25",
-            "jobId": job_id,
-            "pipelineId": "local-ffmpeg",
-            "input": {"key": job.source.as_str()},
-            "inputCount": 1,
-            "outputKeyPrefix": "",
-            "outputs": outputs,
-            "userMetadata": user_metadata(job),
-        });
-        match result {
-            Err(reason) | Ok((Some(reason), _)) => notification["messageDetails"] = reason.into(),
-            Ok((None, _)) => {}
-        }
-        Ended::Notification(notification)
+        Ended::Notification(final_notification(PIPELINE, job_id, job, &result))
     }
 
-    /// Identifies, probes and transcodes the input. Returns what ffmpeg complained of while it
-    /// still succeeded (a damaged frame, say), if anything, and the input's duration in seconds.
+    /// Inspects, budgets and transcodes the input, and moves the outputs into place. Returns
+    /// what ffmpeg complained of while it still succeeded (a damaged frame, say), if anything,
+    /// and each output's size and duration.
     async fn transcode(
         &self,
         job_id: &str,
         job: &TranscodeJob,
         input: &Path,
         progress: Option<ProgressSender>,
-    ) -> Result<(Option<String>, f64), Failure> {
+    ) -> Result<Done, Stop> {
         let upload = Upload::of(input).await?;
-        let format = identify(&self.bucket, job, upload.size).await?;
-        let duration = probe_duration(input, format, self.limits.base_time).await?;
-        let limit = self.limits.max_duration.as_secs_f64();
-        if duration > limit {
-            return Err(Failure::Reason(format!(
-                "the file is too long: {} of audio; the limit is {}",
-                span(duration),
-                span(limit)
-            )));
-        }
-        self.afford(job, duration).await?;
+        let source = SourceObject {
+            bucket: job.bucket.clone(),
+            key: job.source.clone(),
+            etag: None,
+            size: Some(upload.size),
+        };
+        let inspected = inspect(input, &source, &self.limits).await?;
+        self.afford(job, inspected.duration).await?;
         // Outputs are written under names of this job's own and renamed when complete, so nobody
         // downloads half a file and two jobs for one key never write into the same file.
-        let mut parts = Parts::default();
-        let mut command = Command::new("ffmpeg");
-        command
-            .args([
-                "-hide_banner",
-                "-nostdin",
-                "-loglevel",
-                "error",
-                "-progress",
-                "pipe:1",
-                "-y",
-                "-t",
-            ])
-            .arg(limit.to_string());
-        read_as(&mut command, format, input)?;
-        for output in &job.outputs {
-            let path = self.bucket.join(output.key.as_str());
-            if let Some(dir) = path.parent() {
-                tokio::fs::create_dir_all(dir).await.map_err(|e| {
-                    Failure::of_io(
-                        format!("cannot create {}", Escaped(&dir.to_string_lossy())),
-                        &e,
-                    )
-                })?;
-            }
-            let temporary = path.with_file_name(format!(
-                ".{}.{job_id}.part",
-                path.file_name()
-                    .map(|n| n.to_string_lossy())
-                    .unwrap_or_default()
-            ));
-            let most_bytes = self.limits.output_bytes(output.format, duration);
-            command
-                .args(["-map", "0:a:0", "-map_metadata", "-1", "-vn"])
-                .args(encoder_args(output.format))
-                .arg("-fs")
-                .arg(most_bytes.to_string())
-                .arg(file_url(&temporary)?);
-            parts.0.push(Part {
-                temporary,
-                path,
-                most_bytes,
-            });
-        }
-        command
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        // Its process group is killed on every way out of this function (a timeout, an aborted
-        // job, a shutdown), and by the kernel if the runner itself is killed.
-        let mut child =
-            transcoder_process::spawn(command).map_err(|e| format!("cannot run ffmpeg: {e}"))?;
-
-        // Progress at every further tenth of the input: reported, and logged for long files.
-        let stdout = child.stdout.take();
-        let key = job.source.escaped().to_string();
-        let job_id_owned = job_id.to_owned();
-        let progress = tokio::spawn(async move {
-            let Some(stdout) = stdout else { return };
-            let mut lines = BufReader::new(stdout).lines();
-            let mut reported = 0;
-            while let Ok(Some(line)) = lines.next_line().await {
-                let Some(micros) = line
-                    .strip_prefix("out_time_us=")
-                    .and_then(|v| v.parse::<f64>().ok())
-                else {
-                    continue;
-                };
-                let tenth = ((micros / 1e6 / duration) * 10.0).floor() as i32;
-                if tenth > reported && tenth < 10 {
-                    reported = tenth;
-                    let percent = (tenth * 10) as u8;
-                    if let Some(progress) = &progress {
-                        // The receiver is gone only when the job's reporting stopped: nobody asks.
-                        let _ = progress.send(percent);
-                    }
-                    if duration >= 30.0 {
-                        info!(job_id = job_id_owned, key, percent, "transcoding");
-                    }
-                }
-            }
-        });
-        let allowed = self.limits.time_for(duration);
-        let stderr = child.stderr.take();
-        let finished = tokio::time::timeout(allowed, async {
-            let stderr = tail(stderr).await;
-            (child.wait().await, stderr)
-        })
-        .await;
-        let Ok((status, stderr)) = finished else {
-            let _ = child.kill().await;
-            progress.abort();
-            return Err(Failure::Reason(format!(
-                "transcoding took longer than {}, the most allowed for {} of audio",
-                span(allowed.as_secs_f64()),
-                span(duration)
-            )));
-        };
-        let status = status.map_err(|e| format!("ffmpeg did not finish: {e}"))?;
-        let _ = progress.await;
-        if !status.success() {
-            if says_no_space(&stderr) {
-                return Err(Failure::NoSpace(complaint(&stderr)));
-            }
-            return Err(Failure::Reason(readable(&stderr)));
-        }
-        parts.check(duration).await?;
+        let parts = Parts::of(&self.bucket, job_id, job);
+        let outputs = parts.outputs();
+        let limits = &self.limits;
+        let warning = encode(job_id, job, input, &inspected, &outputs, limits, progress).await?;
+        let probed = probe_outputs(&outputs, limits.time_for(inspected.duration)).await;
         // A newer upload of the key has its own job: these outputs would overwrite its outputs
         // with the older audio if that job finished first.
         if Upload::of(input).await? != upload {
-            return Err(Failure::Replaced);
+            return Err(Stop::Replaced);
         }
         parts.commit().await?;
-        Ok((
-            (!stderr.trim().is_empty()).then(|| readable(&stderr)),
-            duration,
-        ))
+        Ok(Done {
+            warning,
+            outputs: probed,
+        })
     }
 
     /// Refuses, before anything is encoded, a job whose outputs would pass the budget of one
@@ -509,30 +229,23 @@ impl Ffmpeg {
     }
 }
 
-/// Why a job wrote no outputs.
-enum Failure {
-    /// Something a user can read: the job fails with it.
-    Reason(String),
+/// Why a job of this runner wrote no outputs: ffmpeg's reasons, or a newer upload.
+enum Stop {
+    /// The job failed, or the disk is full.
+    Failed(Failure),
     /// A newer upload of the key replaced the input.
     Replaced,
-    /// The disk is full (ffmpeg's complaint or our own write's error): not the user's fault.
-    NoSpace(String),
 }
 
-impl Failure {
-    /// `what` failed with `err`: a full disk, or a reason the job fails with.
-    fn of_io(what: String, err: &std::io::Error) -> Self {
-        if is_no_space(err) {
-            Self::NoSpace(format!("{what}: {err}"))
-        } else {
-            Self::Reason(format!("{what}: {err}"))
-        }
+impl From<Failure> for Stop {
+    fn from(failure: Failure) -> Self {
+        Self::Failed(failure)
     }
 }
 
-impl From<String> for Failure {
+impl From<String> for Stop {
     fn from(reason: String) -> Self {
-        Self::Reason(reason)
+        Self::Failed(Failure::Reason(reason))
     }
 }
 
@@ -556,42 +269,47 @@ impl Upload {
     }
 }
 
-/// One output of a running job: the file ffmpeg writes, and where it goes when complete.
+/// One output of a running job: the temporary file ffmpeg writes, and where it goes when
+/// complete.
 struct Part {
-    temporary: PathBuf,
+    output: Output,
     path: PathBuf,
-    /// The size ffmpeg stops writing at (`-fs`); an output that reaches it was cut off.
-    most_bytes: u64,
 }
 
 /// A job's temporary outputs. Whatever has not been moved into place is removed when they are
 /// dropped, so no way out of a job (a refusal, a timeout, a stopped runner) leaves one behind.
-#[derive(Default)]
 struct Parts(Vec<Part>);
 
 impl Parts {
-    /// Refuses outputs that ffmpeg cut off at their size limit: the audio decoded to more than
-    /// its header said, so each would be silently shorter than the source.
-    async fn check(&self, seconds: f64) -> Result<(), String> {
-        for part in &self.0 {
-            let size = tokio::fs::metadata(&part.temporary)
-                .await
-                .map_or(0, |m| m.len());
-            if size >= part.most_bytes {
-                return Err(format!(
-                    "the audio is longer than the {} its header states, so its outputs were cut off",
-                    span(seconds)
-                ));
-            }
-        }
-        Ok(())
+    /// Each output of `job` below `bucket`, under a temporary name of the job's own beside it.
+    fn of(bucket: &Path, job_id: &str, job: &TranscodeJob) -> Self {
+        let parts = job.outputs.iter().map(|output| {
+            let path = bucket.join(output.key.as_str());
+            let temporary = path.with_file_name(format!(
+                ".{}.{job_id}.part",
+                path.file_name()
+                    .map(|n| n.to_string_lossy())
+                    .unwrap_or_default()
+            ));
+            let output = Output {
+                format: output.format,
+                path: temporary,
+            };
+            Part { output, path }
+        });
+        Self(parts.collect())
+    }
+
+    /// What ffmpeg writes: the temporary files.
+    fn outputs(&self) -> Vec<Output> {
+        self.0.iter().map(|part| part.output.clone()).collect()
     }
 
     /// Moves every output into place.
     async fn commit(mut self) -> Result<(), Failure> {
         while let Some(part) = self.0.pop() {
-            if let Err(e) = tokio::fs::rename(&part.temporary, &part.path).await {
-                let _ = tokio::fs::remove_file(&part.temporary).await;
+            if let Err(e) = tokio::fs::rename(&part.output.path, &part.path).await {
+                let _ = tokio::fs::remove_file(&part.output.path).await;
                 return Err(Failure::of_io(
                     format!(
                         "cannot move {} into place",
@@ -608,7 +326,7 @@ impl Parts {
 impl Drop for Parts {
     fn drop(&mut self) {
         for part in &self.0 {
-            let _ = std::fs::remove_file(&part.temporary);
+            let _ = std::fs::remove_file(&part.output.path);
         }
     }
 }
@@ -636,164 +354,13 @@ pub fn remove_leftover_parts(dir: &Path) -> usize {
     removed
 }
 
-/// The container of the job's input, from its bytes, as the starter identified it (the same
-/// [`transcoder_core::identify`], read again now): what ffmpeg is told to read it as.
-async fn identify(bucket: &Path, job: &TranscodeJob, size: u64) -> Result<AudioFormat, String> {
-    let upload = SourceObject {
-        bucket: job.bucket.clone(),
-        key: job.source.clone(),
-        etag: None,
-        size: Some(size),
-    };
-    match transcoder_core::identify(&BucketFolder::new(bucket), &upload).await {
-        Ok(Ok(format)) => Ok(format),
-        Ok(Err(not_audio)) => Err(not_audio.to_string()),
-        Err(e) => Err(format!("the file cannot be read: {e}")),
-    }
-}
-
-/// The demuxers ffmpeg may use at all: those of the accepted containers.
-fn accepted_demuxers() -> String {
-    AudioFormat::ALL.map(AudioFormat::demuxer).join(",")
-}
-
-/// Adds the input `path` to `command` (ffmpeg or ffprobe), to be read as `format` and nothing
-/// else: its exact demuxer rather than a guess from the content, only the `file` protocol, and
-/// only the accepted demuxers, so neither the input nor anything inside it can open a playlist
-/// (HLS), a concat list, an image sequence or a URL.
-fn read_as(command: &mut Command, format: AudioFormat, path: &Path) -> Result<(), String> {
-    command
-        .args(["-f", format.demuxer(), "-protocol_whitelist", "file"])
-        .arg("-format_whitelist")
-        .arg(accepted_demuxers())
-        .arg("-i")
-        .arg(file_url(path)?);
-    Ok(())
-}
-
-/// `file:` and the absolute path, so that no name (`http:x.mp3`, `concat:a|b`) is taken for a
-/// protocol.
-fn file_url(path: &Path) -> Result<OsString, String> {
-    let absolute = std::path::absolute(path)
-        .map_err(|e| format!("cannot resolve {}: {e}", Escaped(&path.to_string_lossy())))?;
-    let mut url = OsString::from("file:");
-    url.push(absolute);
-    Ok(url)
-}
-
-/// The duration of a media file read as `format`, in seconds, or why it cannot be read as audio.
-/// ffprobe is killed if it takes longer than `allowed`.
-pub async fn probe_duration(
-    path: &Path,
-    format: AudioFormat,
-    allowed: Duration,
-) -> Result<f64, String> {
-    let mut command = Command::new("ffprobe");
-    command.args([
-        "-v",
-        "error",
-        "-select_streams",
-        "a:0",
-        "-show_entries",
-        "format=duration",
-        "-of",
-        "csv=p=0",
-    ]);
-    read_as(&mut command, format, path)?;
-    command
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let run = transcoder_process::spawn(command)
-        .map_err(|e| format!("cannot run ffprobe: {e}"))?
-        .output();
-    let output = tokio::time::timeout(allowed, run)
-        .await
-        .map_err(|_| {
-            format!(
-                "reading the file took longer than {}",
-                span(allowed.as_secs_f64())
-            )
-        })?
-        .map_err(|e| format!("cannot run ffprobe: {e}"))?;
-    let text = String::from_utf8_lossy(&output.stdout);
-    match text.trim().parse::<f64>() {
-        Ok(duration) if output.status.success() && duration > 0.0 && duration.is_finite() => {
-            Ok(duration)
-        }
-        _ => Err(format!(
-            "it is not audio that could be read ({})",
-            complaint(&String::from_utf8_lossy(&output.stderr))
-        )),
-    }
-}
-
-/// The last lines of ffmpeg's complaints. The pipe is read to its end so that ffmpeg never
-/// blocks on it, but only a few lines are kept however much a damaged file makes it complain.
-async fn tail(pipe: Option<tokio::process::ChildStderr>) -> String {
-    const KEPT: usize = 20;
-    let Some(pipe) = pipe else {
-        return String::new();
-    };
-    let mut reader = BufReader::new(pipe);
-    let mut lines = std::collections::VecDeque::with_capacity(KEPT);
-    let mut line = Vec::new();
-    loop {
-        line.clear();
-        match reader.read_until(b'\n', &mut line).await {
-            Ok(0) | Err(_) => break,
-            Ok(_) => {
-                if lines.len() == KEPT {
-                    lines.pop_front();
-                }
-                lines.push_back(String::from_utf8_lossy(&line).trim_end().to_owned());
-            }
-        }
-    }
-    Vec::from(lines).join("\n")
-}
-
-/// A length of time as a person reads it: "2.5 s", "12 min 5 s", "4 h 0 min".
-fn span(seconds: f64) -> String {
-    if seconds < 60.0 {
-        return format!("{seconds:.1} s");
-    }
-    let whole = seconds.round() as u64;
-    if whole < 3600 {
-        format!("{} min {} s", whole / 60, whole % 60)
-    } else {
-        format!("{} h {} min", whole / 3600, whole % 3600 / 60)
-    }
-}
-
-/// ffmpeg's complaint, as a reason a person can read.
-fn readable(stderr: &str) -> String {
-    format!(
-        "the audio could not be decoded cleanly ({})",
-        complaint(stderr)
-    )
-}
-
-/// The last thing ffmpeg or ffprobe complained of, without the file path it starts with.
-fn complaint(stderr: &str) -> String {
-    let line = stderr
-        .lines()
-        .rev()
-        .find(|l| !l.trim().is_empty())
-        .unwrap_or_default();
-    let reason = line.rsplit_once(": ").map_or(line, |(_, r)| r).trim();
-    if reason.is_empty() {
-        "no details".to_owned()
-    } else {
-        reason.to_owned()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
     use system_tests::local::{ffmpeg, files_under, hls_playlist, probe, scratch, tone};
-    use transcoder_core::{ObjectKey, Owner};
+    use transcoder_core::{AudioFormat, ObjectKey, OutputFormat, Owner};
+    use transcoder_ffmpeg::probe_duration;
 
     /// A new bucket folder with an input folder for alice and one for bob.
     fn bucket() -> PathBuf {
@@ -825,85 +392,8 @@ mod tests {
         }
     }
 
-    /// What plain ffprobe, with none of our flags, makes of `path`: format name and duration.
-    async fn plain_probe(path: &Path) -> Option<(String, f64)> {
-        let output = Command::new("ffprobe")
-            .args([
-                "-v",
-                "error",
-                "-show_entries",
-                "format=format_name,duration",
-            ])
-            .args(["-of", "csv=p=0"])
-            .arg(path)
-            .output()
-            .await
-            .unwrap();
-        let text = String::from_utf8_lossy(&output.stdout);
-        let (name, duration) = text.trim().split_once(',')?;
-        Some((name.to_owned(), duration.parse().unwrap_or(0.0)))
-    }
-
     fn four_hours() -> Limits {
         Limits::new(Duration::from_secs(4 * 3600))
-    }
-
-    #[tokio::test]
-    async fn the_flags_refuse_playlists_and_concat_lists_that_plain_ffprobe_follows() {
-        let bucket = bucket();
-        let song = bucket.join("media/alice/song.mp3");
-        tone(&song, 2.0).await;
-        std::fs::copy(&song, bucket.join("media/bob/mine.mp3")).unwrap();
-        let absolute = std::path::absolute(&song).unwrap();
-        let cases = [
-            (
-                "absolute.mp3",
-                hls_playlist(absolute.to_str().unwrap(), 1),
-                "hls",
-            ),
-            ("relative.mp3", hls_playlist("../alice/song.mp3", 1), "hls"),
-            (
-                "repeated.mp3",
-                hls_playlist("../alice/song.mp3", 500),
-                "hls",
-            ),
-            // The concat demuxer's own `safe` mode allows a plain name beside the list.
-            (
-                "list.mp3",
-                "ffconcat version 1.0\nfile mine.mp3\n".into(),
-                "concat",
-            ),
-        ];
-        for (name, text, demuxer) in cases {
-            let path = bucket.join("media/bob").join(name);
-            std::fs::write(&path, text).unwrap();
-            // Without the flags, ffprobe follows the list into the audio it names...
-            let (found, seconds) = plain_probe(&path).await.unwrap_or_default();
-            assert_eq!(found, demuxer, "{name}");
-            assert!(seconds > 0.0 || demuxer == "concat", "{name}: {seconds}");
-            // ...with them, read as the MP3 its name claims, it finds nothing to play.
-            let refused = probe_duration(&path, AudioFormat::Mp3, Duration::from_secs(60)).await;
-            assert!(refused.is_err(), "{name}: {refused:?}");
-            // The whitelist alone refuses the demuxer, even when it is asked for by name.
-            let forced = Command::new("ffprobe")
-                .args(["-v", "error", "-f", demuxer, "-protocol_whitelist", "file"])
-                .arg("-format_whitelist")
-                .arg(accepted_demuxers())
-                .arg("-i")
-                .arg(file_url(&path).unwrap())
-                .output()
-                .await
-                .unwrap();
-            assert!(!forced.status.success(), "{name}");
-            assert!(
-                String::from_utf8_lossy(&forced.stderr).contains("not on whitelist"),
-                "{name}: {}",
-                String::from_utf8_lossy(&forced.stderr)
-            );
-        }
-        let repeated = plain_probe(&bucket.join("media/bob/repeated.mp3")).await;
-        assert_eq!(repeated.map(|(_, s)| s.round()), Some(1000.0));
-        let _ = std::fs::remove_dir_all(&bucket);
     }
 
     #[tokio::test]
@@ -941,31 +431,6 @@ mod tests {
             files_under(&bucket.join("transcoded")),
             Vec::<PathBuf>::new()
         );
-        let _ = std::fs::remove_dir_all(&bucket);
-    }
-
-    #[tokio::test]
-    async fn every_accepted_container_is_identified_and_read_with_the_flags() {
-        let bucket = bucket();
-        let cases = [
-            ("a.mp3", AudioFormat::Mp3),
-            ("a.aac", AudioFormat::Aac),
-            ("a.wav", AudioFormat::Wav),
-            ("a.flac", AudioFormat::Flac),
-            ("a.ogg", AudioFormat::Ogg),
-            ("a.m4a", AudioFormat::Mp4),
-        ];
-        for (name, format) in cases {
-            let path = bucket.join("media/alice").join(name);
-            tone(&path, 1.5).await;
-            let size = std::fs::metadata(&path).unwrap().len();
-            let job = job(&format!("media/alice/{name}"), "alice");
-            assert_eq!(identify(&bucket, &job, size).await, Ok(format), "{name}");
-            let seconds = probe_duration(&path, format, Duration::from_secs(60))
-                .await
-                .unwrap();
-            assert!((seconds - 1.5).abs() < 0.1, "{name}: {seconds}");
-        }
         let _ = std::fs::remove_dir_all(&bucket);
     }
 
@@ -1016,45 +481,6 @@ mod tests {
             assert!((seconds - 5.0).abs() < 0.1, "{}: {seconds}", output.key);
         }
         let _ = std::fs::remove_dir_all(&bucket);
-    }
-
-    #[tokio::test]
-    async fn a_run_reports_its_progress_in_rising_tenths_as_a_status_update() {
-        let bucket = bucket();
-        tone(&bucket.join("media/alice/long.wav"), 120.0).await;
-        let job = job("media/alice/long.wav", "alice");
-        let (sender, mut percents) = tokio::sync::mpsc::unbounded_channel();
-        let id = JobId("local-progress".into());
-        let ended = Ffmpeg::new(&bucket, four_hours())
-            .run(&id, &job, Some(sender))
-            .await;
-        assert!(
-            matches!(&ended, Ended::Notification(n) if n["state"] == "COMPLETED"),
-            "{ended:?}"
-        );
-        let mut reported = Vec::new();
-        while let Ok(percent) = percents.try_recv() {
-            reported.push(percent);
-        }
-        assert!(!reported.is_empty(), "no progress for two minutes of audio");
-        assert!(reported.windows(2).all(|w| w[0] < w[1]), "{reported:?}");
-        assert!(
-            reported
-                .iter()
-                .all(|p| p % 10 == 0 && (10..=90).contains(p)),
-            "{reported:?}"
-        );
-        let _ = std::fs::remove_dir_all(&bucket);
-
-        // Each becomes the notification record_completion reads as progress of this upload.
-        let message = progress_notification(&id, &job, 40).to_string();
-        match transcoder_core::Notification::parse(&message) {
-            Ok(transcoder_core::Notification::Progress(p)) => {
-                assert_eq!((p.job_id.as_str(), p.percent), ("local-progress", Some(40)));
-                assert_eq!(p.upload, Some(job.upload_ref()));
-            }
-            other => panic!("{other:?}"),
-        }
     }
 
     #[tokio::test]
@@ -1181,29 +607,5 @@ mod tests {
         expected.sort();
         assert_eq!(found, expected);
         assert_eq!(remove_leftover_parts(&dir.join("missing")), 0);
-    }
-
-    #[test]
-    fn outputs_are_bounded_by_their_bitrate_and_the_duration() {
-        let limits = Limits::new(Duration::from_secs(100));
-        // 10 s of WAV is 1,764,000 bytes; the bound leaves a quarter and 1 MiB above it.
-        assert_eq!(
-            limits.output_bytes(OutputFormat::Wav, 10.0),
-            2_205_000 + 1_048_576
-        );
-        // A duration above the limit counts as the limit.
-        assert_eq!(
-            limits.output_bytes(OutputFormat::Mp3, 1000.0),
-            limits.output_bytes(OutputFormat::Mp3, 100.0)
-        );
-        assert_eq!(limits.time_for(30.0), Duration::from_secs(90));
-        assert_eq!(limits.time_for(f64::INFINITY), Duration::from_secs(160));
-    }
-
-    #[test]
-    fn spans_read_as_a_person_would_say_them() {
-        assert_eq!(span(2.46), "2.5 s");
-        assert_eq!(span(725.0), "12 min 5 s");
-        assert_eq!(span(14_400.0), "4 h 0 min");
     }
 }

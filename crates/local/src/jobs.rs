@@ -33,7 +33,9 @@ use transcoder_core::{
     TranscodeJob, Transcoder, TranscoderError, UploadStore, record_completion,
 };
 
-use crate::ffmpeg::{Ended, Ffmpeg, ProgressSender, progress_notification};
+use transcoder_ffmpeg::{ProgressSender, progress_notification};
+
+use crate::ffmpeg::{Ended, Ffmpeg, PROGRESS_SOURCE};
 use crate::space::{MIB, Space, says_no_space};
 
 /// The topic the local transcoder "publishes" to; `record_completion` accepts only this one.
@@ -232,7 +234,8 @@ impl<S: JobQueue + MessageStore + UploadStore + 'static> LocalJobs<S> {
         let (this, id, job) = (self.clone(), queued.id.clone(), queued.job.clone());
         tokio::spawn(async move {
             while let Some(percent) = percents.recv().await {
-                let notification = progress_notification(&id, &job, percent).to_string();
+                let notification =
+                    progress_notification(PROGRESS_SOURCE, &id, &job, percent).to_string();
                 let event = RawSnsEvent {
                     records: vec![sns_record(&id, &notification)],
                 };

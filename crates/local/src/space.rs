@@ -99,24 +99,9 @@ pub fn default_min_free(dir: &Path) -> u64 {
     })
 }
 
-/// Whether a write failed because the disk (or the user's disk quota) is full.
-pub fn is_no_space(err: &std::io::Error) -> bool {
-    matches!(
-        err.kind(),
-        std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded
-    ) || err.raw_os_error() == Some(28)
-}
-
-/// Whether a program's complaint (ffmpeg's stderr, SQLite's error) says the disk is full.
-pub fn says_no_space(text: &str) -> bool {
-    [
-        "No space left on device",
-        "Disk quota exceeded",
-        "disk is full",
-    ]
-    .iter()
-    .any(|s| text.contains(s))
-}
+/// What a full disk looks like in an error or a complaint: one definition, shared with the
+/// ffmpeg runs.
+pub use transcoder_ffmpeg::{is_no_space, says_no_space};
 
 /// The bytes the files below `dir` take, without following links; 0 if it does not exist.
 pub fn bytes_under(dir: &Path) -> u64 {
@@ -156,22 +141,6 @@ mod tests {
         assert_eq!(bytes(3 * MIB + MIB / 5), "3.2 MiB");
         assert_eq!(bytes(GIB), "1 GiB");
         assert_eq!(bytes(2_500_000_000), "2.3 GiB");
-    }
-
-    #[test]
-    fn a_full_disk_is_recognised_in_errors_and_complaints() {
-        assert!(is_no_space(&std::io::Error::from_raw_os_error(28)));
-        assert!(is_no_space(&std::io::Error::from(
-            std::io::ErrorKind::StorageFull
-        )));
-        assert!(!is_no_space(&std::io::Error::from(
-            std::io::ErrorKind::PermissionDenied
-        )));
-        assert!(says_no_space(
-            "[out#0/wav @ 0x1] Error writing trailer: No space left on device"
-        ));
-        assert!(says_no_space("SQLite: database or disk is full"));
-        assert!(!says_no_space("Invalid data found when processing input"));
     }
 
     #[test]
