@@ -6,7 +6,8 @@
 //! `AWS_ENDPOINT_URL`, and the tests assert the requests that reached the wire.
 //! [`dynamodb_local::DynamoDbLocal`] is a real DynamoDB, in memory, for the stores' tests.
 //! [`local::Runner`] runs the local pipeline (`make run`'s binary) for its process-level tests.
-//! [`moto::Moto`] is moto's server: S3, SQS and SNS with their real semantics.
+//! [`moto::Moto`] is moto's server: S3, SQS and SNS with their real semantics; [`event_sources`]
+//! plays Lambda's SQS event-source mapping and SNS subscriptions against it.
 //! [`s3::bucket`] is a [`Stub`] that answers S3's ranged GetObject with bytes,
 //! [`functions::Backend::stub`] one that answers a transcoder's CreateJob. [`functions`] starts each
 //! Lambda function against these stand-ins, the same way for every test. The `local-aws` binary
@@ -16,6 +17,7 @@
 
 pub mod dynamodb_local;
 pub mod env_file;
+pub mod event_sources;
 pub mod functions;
 pub mod local;
 pub mod moto;

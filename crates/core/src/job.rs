@@ -43,6 +43,16 @@ impl OutputFormat {
         }
     }
 
+    /// The media type an output is stored and served with.
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Self::Wav => "audio/wav",
+            Self::Flac => "audio/flac",
+            Self::Aac => "audio/mp4",
+            Self::Mp3 => "audio/mpeg",
+        }
+    }
+
     /// The output file's extension. AAC goes in an audio-only MP4, which players know as `.m4a`.
     pub fn extension(self) -> &'static str {
         match self {
