@@ -87,23 +87,29 @@ fuzz: check-rust
 	PROPTEST_CASES=$(PROPTEST_CASES) $(CARGO) test --locked --package transcoder-core --package transcoder-api --test properties
 
 # Each function's BuildProperties.Binary becomes `cargo lambda build --release --arm64 --bin <name>`
-# in the workspace; offline once the crates are fetched.
-build: $(VENV)/.tools
+# in the workspace; offline once the crates are fetched. FfmpegLayer's ContentUri is $(LAYER)/.
+build: $(VENV)/.tools layer
 	sam build
 
 # What tests/template_*.rs cannot know: the template is valid SAM and CloudFormation, and passes
 # checkov's checks (those that cannot apply are skipped in the template, with the reason). checkov
-# reads conditions with the parameters' defaults, so it also runs on a copy whose TranscoderBackend
-# defaults to ElasticTranscoder: both backends' stacks pass.
+# reads conditions with the parameters' defaults, so it also runs on one copy per other backend,
+# whose TranscoderBackend defaults to that backend: every backend's stack passes.
+DEFAULT_BACKEND := Lambda
+OTHER_BACKENDS := MediaConvert ElasticTranscoder
+
 check-template: $(VENV)/.tools $(CHECKOV_VENV)/.installed
 	sam validate --lint --template template.yaml
 	cfn-lint template.yaml
 	$(CHECKOV_VENV)/bin/checkov --file template.yaml --framework cloudformation --quiet --compact --skip-download
-	@mkdir -p target/template-elastictranscoder
-	sed 's/^    Default: MediaConvert$$/    Default: ElasticTranscoder/' template.yaml > target/template-elastictranscoder/template.yaml
-	grep -q '^    Default: ElasticTranscoder$$' target/template-elastictranscoder/template.yaml
-	cfn-lint target/template-elastictranscoder/template.yaml
-	$(CHECKOV_VENV)/bin/checkov --file target/template-elastictranscoder/template.yaml --framework cloudformation --quiet --compact --skip-download
+	for backend in $(OTHER_BACKENDS); do \
+		copy="target/template-$${backend,,}/template.yaml"; \
+		mkdir -p "$$(dirname "$$copy")"; \
+		sed "s/^    Default: $(DEFAULT_BACKEND)\$$/    Default: $$backend/" template.yaml > "$$copy"; \
+		grep -q "^    Default: $$backend\$$" "$$copy" || { echo "$$copy: TranscoderBackend's default is not $(DEFAULT_BACKEND) in template.yaml" >&2; exit 1; }; \
+		cfn-lint "$$copy"; \
+		$(CHECKOV_VENV)/bin/checkov --file "$$copy" --framework cloudformation --quiet --compact --skip-download; \
+	done
 
 fmt:
 	$(CARGO) fmt --all
@@ -146,16 +152,18 @@ browser:
 # Installs only what is missing, with one `apt-get update`. The local runner needs ffmpeg and
 # ffprobe (Debian's ffmpeg package has both). DynamoDB Local needs Java 17 or later:
 # Debian 12 has openjdk-17, later releases a newer default JRE. Debian ships venv (with ensurepip)
-# apart from Python, as python3-venv.
+# apart from Python, as python3-venv. qemu-user-static runs the arm64 bootstraps, whose loader and
+# glibc come from libc6-arm64-cross (qemu-aarch64-static -L /usr/aarch64-linux-gnu).
 system-packages:
-	@need_java=""; need_node=""; need_venv=""; need_media=""; need_qemu=""; \
+	@need_java=""; need_node=""; need_venv=""; need_media=""; need_qemu=""; need_cross=""; \
 	java_major=$$(java -version 2>&1 | sed -n 's/.* version "\(1\.\)\{0,1\}\([0-9]*\).*/\2/p' | head -n 1 || true); \
 	[ -n "$$java_major" ] && [ "$$java_major" -ge 17 ] || need_java=1; \
 	command -v npm >/dev/null || need_node=1; \
 	python3 -c 'import ensurepip, venv' 2>/dev/null || need_venv=1; \
 	{ command -v ffmpeg && command -v ffprobe && command -v curl; } >/dev/null || need_media=1; \
 	command -v qemu-aarch64-static >/dev/null || need_qemu=1; \
-	if [ -n "$$need_java$$need_node$$need_venv$$need_media$$need_qemu" ]; then \
+	[ -e /usr/aarch64-linux-gnu/lib/ld-linux-aarch64.so.1 ] || need_cross=1; \
+	if [ -n "$$need_java$$need_node$$need_venv$$need_media$$need_qemu$$need_cross" ]; then \
 		$(SUDO) apt-get update -qq; \
 		packages=""; \
 		if [ -n "$$need_java" ]; then \
@@ -166,6 +174,7 @@ system-packages:
 		[ -z "$$need_venv" ] || packages="$$packages python3 python3-venv"; \
 		[ -z "$$need_media" ] || packages="$$packages ffmpeg curl"; \
 		[ -z "$$need_qemu" ] || packages="$$packages qemu-user-static"; \
+		[ -z "$$need_cross" ] || packages="$$packages libc6-arm64-cross"; \
 		echo "Installing $$packages"; \
 		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$packages; \
 	fi
