@@ -16,7 +16,7 @@ export SAM_CLI_TELEMETRY := 0
 CARGO ?= cargo
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: help run demo binaries bench test fuzz build layer fmt lint check-template check-rust test-tools system-packages browser
+.PHONY: help run demo binaries bench test fuzz build arm64-artifacts layer fmt lint check-template check-rust test-tools system-packages browser
 
 help:
 	@echo "make run    the whole pipeline on this machine: open http://127.0.0.1:3000/ (or drop audio into data/bucket/media/{user}/)"
@@ -25,6 +25,7 @@ help:
 	@echo "make test   install test dependencies, then formatting, clippy and every test"
 	@echo "make fuzz   each cargo-fuzz target for FUZZ_SECONDS (60), then the property tests with PROPTEST_CASES (20000)"
 	@echo "make build  sam build: arm64 bootstraps in .aws-sam/build/<Function>/ (tools from PyPI into .venv)"
+	@echo "make arm64-artifacts  sam build of only the functions tests/arm64_artifacts.rs runs under qemu"
 	@echo "make layer  the Lambda layer's static arm64 ffmpeg, from a pinned PyPI wheel, in $(LAYER)/"
 	@echo "make check-template  sam validate --lint, cfn-lint and checkov on template.yaml"
 	@echo "make fmt    format the code"
@@ -53,7 +54,7 @@ bench: check-rust test-tools
 # still alive (and kills it), so that nothing the tests start outlives `make test`.
 TEST_RUN_ID := $(shell date +%s%N)
 
-test: check-rust test-tools check-template layer
+test: check-rust test-tools check-template layer arm64-artifacts
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
 	# The process-level tests in tests/ run the built binaries.
@@ -62,7 +63,8 @@ test: check-rust test-tools check-template layer
 	@echo "make demo: passed (its output is in target/demo.log)"
 	# The web page in Debian's chromium, against the built local runner; screenshots in target/screenshots/.
 	SYSTEM_TESTS_RUN_ID=$(TEST_RUN_ID) node --test tests/browser/page.test.mjs
-	SYSTEM_TESTS_RUN_ID=$(TEST_RUN_ID) $(CARGO) test --workspace --locked 2>&1 | tee target/test.log
+	# REQUIRE_ARM64: a missing arm64 artifact fails tests/arm64_artifacts.rs instead of skipping it.
+	SYSTEM_TESTS_RUN_ID=$(TEST_RUN_ID) REQUIRE_ARM64=1 $(CARGO) test --workspace --locked 2>&1 | tee target/test.log
 	@awk '/^test result:/ { passed += $$4; failed += $$6 } END { printf "cargo test: %d passed, %d failed\n", passed, failed }' target/test.log
 	bash tests/leftover-processes.sh $(TEST_RUN_ID)
 	@echo "no process the tests started is still running"
@@ -90,6 +92,18 @@ fuzz: check-rust
 # in the workspace; offline once the crates are fetched. FfmpegLayer's ContentUri is $(LAYER)/.
 build: $(VENV)/.tools layer
 	sam build
+
+# What tests/arm64_artifacts.rs runs under qemu: the same `sam build`, for only the functions it
+# needs (all of them, cold, takes longer than the rest of `make test`; docs/testing.md has the times).
+# `sam build <Function>` empties its build folder first, so each builds into one of its own and its
+# bootstrap is copied to .aws-sam/build/<Function>/, where `make build` leaves it.
+ARM64_FUNCTIONS := RecordCompletionFunction TranscodeAudioFunction
+arm64-artifacts: $(VENV)/.tools layer
+	for function in $(ARM64_FUNCTIONS); do \
+		sam build "$$function" --build-dir "target/sam-build/$$function"; \
+		mkdir -p ".aws-sam/build/$$function"; \
+		cp "target/sam-build/$$function/$$function/bootstrap" ".aws-sam/build/$$function/bootstrap"; \
+	done
 
 # What tests/template_*.rs cannot know: the template is valid SAM and CloudFormation, and passes
 # checkov's checks (those that cannot apply are skipped in the template, with the reason). checkov
