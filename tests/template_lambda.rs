@@ -42,6 +42,9 @@ const CONSUME: [&str; 4] = [
     "sqs:ChangeMessageVisibility",
 ];
 
+/// The actions one statement allows, and its resources.
+type Grant<'a> = (Vec<&'a str>, Value);
+
 /// A number in the template, as written or as a string.
 fn number(value: &Value) -> Option<u64> {
     value
@@ -383,7 +386,7 @@ fn role_problems(t: &Value) -> Vec<String> {
     let policies = policies_of(t, WORKER_ROLE);
     let bucket_path =
         |prefix: &str| json!({"Fn::Sub": format!("${{MediaBucket.Arn}}/${{{prefix}}}*")});
-    let expected: [(&str, Vec<(Vec<&str>, Value)>); 4] = [
+    let expected: [(&str, Vec<Grant>); 4] = [
         (
             "s3:",
             vec![
@@ -411,7 +414,7 @@ fn role_problems(t: &Value) -> Vec<String> {
         ),
     ];
     for (service, allowed) in &expected {
-        let found: Vec<(Vec<&str>, Value)> = grants(&policies, service)
+        let found: Vec<Grant> = grants(&policies, service)
             .into_iter()
             .map(|(actions, resource)| (actions, resource.clone()))
             .collect();
@@ -482,7 +485,7 @@ fn starter_problems(t: &Value) -> Vec<String> {
             variables["JOBS_QUEUE_URL"]
         ));
     }
-    let sqs: Vec<(Vec<&str>, Value)> = grants(&policies_of(t, "StartTranscodeRole"), "sqs:")
+    let sqs: Vec<Grant> = grants(&policies_of(t, "StartTranscodeRole"), "sqs:")
         .into_iter()
         .map(|(actions, resource)| (actions, resource.clone()))
         .collect();
