@@ -16,7 +16,7 @@ export SAM_CLI_TELEMETRY := 0
 CARGO ?= cargo
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: help run demo binaries bench test fuzz build layer fmt lint check-template check-rust test-tools system-packages browser
+.PHONY: help run demo binaries bench test fuzz build arm64-artifacts layer fmt lint check-template check-rust test-tools system-packages browser
 
 help:
 	@echo "make run    the whole pipeline on this machine: open http://127.0.0.1:3000/ (or drop audio into data/bucket/media/{user}/)"
@@ -25,6 +25,7 @@ help:
 	@echo "make test   install test dependencies, then formatting, clippy and every test"
 	@echo "make fuzz   each cargo-fuzz target for FUZZ_SECONDS (60), then the property tests with PROPTEST_CASES (20000)"
 	@echo "make build  sam build: arm64 bootstraps in .aws-sam/build/<Function>/ (tools from PyPI into .venv)"
+	@echo "make arm64-artifacts  sam build of only the functions tests/arm64_artifacts.rs runs under qemu"
 	@echo "make layer  the Lambda layer's static arm64 ffmpeg, from a pinned PyPI wheel, in $(LAYER)/"
 	@echo "make check-template  sam validate --lint, cfn-lint and checkov on template.yaml"
 	@echo "make fmt    format the code"
@@ -53,7 +54,7 @@ bench: check-rust test-tools
 # still alive (and kills it), so that nothing the tests start outlives `make test`.
 TEST_RUN_ID := $(shell date +%s%N)
 
-test: check-rust test-tools check-template layer
+test: check-rust test-tools check-template layer arm64-artifacts
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
 	# The process-level tests in tests/ run the built binaries.
@@ -62,7 +63,8 @@ test: check-rust test-tools check-template layer
 	@echo "make demo: passed (its output is in target/demo.log)"
 	# The web page in Debian's chromium, against the built local runner; screenshots in target/screenshots/.
 	SYSTEM_TESTS_RUN_ID=$(TEST_RUN_ID) node --test tests/browser/page.test.mjs
-	SYSTEM_TESTS_RUN_ID=$(TEST_RUN_ID) $(CARGO) test --workspace --locked 2>&1 | tee target/test.log
+	# REQUIRE_ARM64: a missing arm64 artifact fails tests/arm64_artifacts.rs instead of skipping it.
+	SYSTEM_TESTS_RUN_ID=$(TEST_RUN_ID) REQUIRE_ARM64=1 $(CARGO) test --workspace --locked 2>&1 | tee target/test.log
 	@awk '/^test result:/ { passed += $$4; failed += $$6 } END { printf "cargo test: %d passed, %d failed\n", passed, failed }' target/test.log
 	bash tests/leftover-processes.sh $(TEST_RUN_ID)
 	@echo "no process the tests started is still running"
@@ -87,23 +89,41 @@ fuzz: check-rust
 	PROPTEST_CASES=$(PROPTEST_CASES) $(CARGO) test --locked --package transcoder-core --package transcoder-api --test properties
 
 # Each function's BuildProperties.Binary becomes `cargo lambda build --release --arm64 --bin <name>`
-# in the workspace; offline once the crates are fetched.
-build: $(VENV)/.tools
+# in the workspace; offline once the crates are fetched. FfmpegLayer's ContentUri is $(LAYER)/.
+build: $(VENV)/.tools layer
 	sam build
+
+# What tests/arm64_artifacts.rs runs under qemu: the same `sam build`, for only the functions it
+# needs (all of them, cold, takes longer than the rest of `make test`; docs/testing.md has the times).
+# `sam build <Function>` empties its build folder first, so each builds into one of its own and its
+# bootstrap is copied to .aws-sam/build/<Function>/, where `make build` leaves it.
+ARM64_FUNCTIONS := RecordCompletionFunction TranscodeAudioFunction
+arm64-artifacts: $(VENV)/.tools layer
+	for function in $(ARM64_FUNCTIONS); do \
+		sam build "$$function" --build-dir "target/sam-build/$$function"; \
+		mkdir -p ".aws-sam/build/$$function"; \
+		cp "target/sam-build/$$function/$$function/bootstrap" ".aws-sam/build/$$function/bootstrap"; \
+	done
 
 # What tests/template_*.rs cannot know: the template is valid SAM and CloudFormation, and passes
 # checkov's checks (those that cannot apply are skipped in the template, with the reason). checkov
-# reads conditions with the parameters' defaults, so it also runs on a copy whose TranscoderBackend
-# defaults to ElasticTranscoder: both backends' stacks pass.
+# reads conditions with the parameters' defaults, so it also runs on one copy per other backend,
+# whose TranscoderBackend defaults to that backend: every backend's stack passes.
+DEFAULT_BACKEND := Lambda
+OTHER_BACKENDS := MediaConvert ElasticTranscoder
+
 check-template: $(VENV)/.tools $(CHECKOV_VENV)/.installed
 	sam validate --lint --template template.yaml
 	cfn-lint template.yaml
 	$(CHECKOV_VENV)/bin/checkov --file template.yaml --framework cloudformation --quiet --compact --skip-download
-	@mkdir -p target/template-elastictranscoder
-	sed 's/^    Default: MediaConvert$$/    Default: ElasticTranscoder/' template.yaml > target/template-elastictranscoder/template.yaml
-	grep -q '^    Default: ElasticTranscoder$$' target/template-elastictranscoder/template.yaml
-	cfn-lint target/template-elastictranscoder/template.yaml
-	$(CHECKOV_VENV)/bin/checkov --file target/template-elastictranscoder/template.yaml --framework cloudformation --quiet --compact --skip-download
+	for backend in $(OTHER_BACKENDS); do \
+		copy="target/template-$${backend,,}/template.yaml"; \
+		mkdir -p "$$(dirname "$$copy")"; \
+		sed "s/^    Default: $(DEFAULT_BACKEND)\$$/    Default: $$backend/" template.yaml > "$$copy"; \
+		grep -q "^    Default: $$backend\$$" "$$copy" || { echo "$$copy: TranscoderBackend's default is not $(DEFAULT_BACKEND) in template.yaml" >&2; exit 1; }; \
+		cfn-lint "$$copy"; \
+		$(CHECKOV_VENV)/bin/checkov --file "$$copy" --framework cloudformation --quiet --compact --skip-download; \
+	done
 
 fmt:
 	$(CARGO) fmt --all
@@ -146,16 +166,18 @@ browser:
 # Installs only what is missing, with one `apt-get update`. The local runner needs ffmpeg and
 # ffprobe (Debian's ffmpeg package has both). DynamoDB Local needs Java 17 or later:
 # Debian 12 has openjdk-17, later releases a newer default JRE. Debian ships venv (with ensurepip)
-# apart from Python, as python3-venv.
+# apart from Python, as python3-venv. qemu-user-static runs the arm64 bootstraps, whose loader and
+# glibc come from libc6-arm64-cross (qemu-aarch64-static -L /usr/aarch64-linux-gnu).
 system-packages:
-	@need_java=""; need_node=""; need_venv=""; need_media=""; need_qemu=""; \
+	@need_java=""; need_node=""; need_venv=""; need_media=""; need_qemu=""; need_cross=""; \
 	java_major=$$(java -version 2>&1 | sed -n 's/.* version "\(1\.\)\{0,1\}\([0-9]*\).*/\2/p' | head -n 1 || true); \
 	[ -n "$$java_major" ] && [ "$$java_major" -ge 17 ] || need_java=1; \
 	command -v npm >/dev/null || need_node=1; \
 	python3 -c 'import ensurepip, venv' 2>/dev/null || need_venv=1; \
 	{ command -v ffmpeg && command -v ffprobe && command -v curl; } >/dev/null || need_media=1; \
 	command -v qemu-aarch64-static >/dev/null || need_qemu=1; \
-	if [ -n "$$need_java$$need_node$$need_venv$$need_media$$need_qemu" ]; then \
+	[ -e /usr/aarch64-linux-gnu/lib/ld-linux-aarch64.so.1 ] || need_cross=1; \
+	if [ -n "$$need_java$$need_node$$need_venv$$need_media$$need_qemu$$need_cross" ]; then \
 		$(SUDO) apt-get update -qq; \
 		packages=""; \
 		if [ -n "$$need_java" ]; then \
@@ -166,6 +188,7 @@ system-packages:
 		[ -z "$$need_venv" ] || packages="$$packages python3 python3-venv"; \
 		[ -z "$$need_media" ] || packages="$$packages ffmpeg curl"; \
 		[ -z "$$need_qemu" ] || packages="$$packages qemu-user-static"; \
+		[ -z "$$need_cross" ] || packages="$$packages libc6-arm64-cross"; \
 		echo "Installing $$packages"; \
 		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$packages; \
 	fi

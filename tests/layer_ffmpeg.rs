@@ -6,26 +6,15 @@
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
-use system_tests::local;
+use system_tests::{arm64, local};
 use tokio::process::Command;
 use transcoder_core::{AudioFormat, OutputFormat};
 use transcoder_local::ffmpeg::encoder_args;
 
-/// The unpacked layer, as Lambda mounts it under /opt.
-fn layer_ffmpeg() -> PathBuf {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/layer/ffmpeg/bin/ffmpeg");
-    assert!(
-        path.exists(),
-        "{} is missing: build the layer first with `make layer` (`make test` does)",
-        path.display()
-    );
-    path
-}
-
 /// Runs the layer's ffmpeg with `args` under qemu, the way an arm64 Lambda would run it.
 async fn arm64_ffmpeg(args: &[&str]) -> Output {
     Command::new("qemu-aarch64-static")
-        .arg(layer_ffmpeg())
+        .arg(arm64::layer_ffmpeg())
         .args(["-hide_banner", "-nostdin", "-loglevel", "error", "-y"])
         .args(args)
         .kill_on_drop(true)

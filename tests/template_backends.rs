@@ -1,6 +1,7 @@
 //! `template.yaml` as each value of `TranscoderBackend` deploys it: `TRANSCODER` names the
-//! backend and nothing of the other is there; with MediaConvert, jobs get their role and their
-//! final states and progress reach record-completion's topic.
+//! backend and nothing of the others is there; Lambda is the default; with MediaConvert, jobs get
+//! their role and their final states and progress reach record-completion's topic (the Lambda
+//! backend's own checks are in tests/template_lambda.rs).
 //!
 //! Also the reading all the template tests stand on: short forms become long forms, and a
 //! condition the deployment cannot evaluate fails rather than passing unseen. Every check runs
@@ -46,11 +47,23 @@ fn backend_problems(t: &Value, backend: &str) -> Vec<String> {
         ));
     }
     let (own, other): (&[&str], &[&str]) = match backend {
+        "Lambda" => (
+            &["JOBS_QUEUE_URL"],
+            &[
+                "PIPELINE_ID",
+                "PIPELINE_NAME",
+                "MEDIACONVERT_ROLE_ARN",
+                "JOB_TAG",
+            ],
+        ),
         "MediaConvert" => (
             &["MEDIACONVERT_ROLE_ARN", "JOB_TAG"],
-            &["PIPELINE_ID", "PIPELINE_NAME"],
+            &["PIPELINE_ID", "PIPELINE_NAME", "JOBS_QUEUE_URL"],
         ),
-        _ => (&["PIPELINE_ID"], &["MEDIACONVERT_ROLE_ARN", "JOB_TAG"]),
+        _ => (
+            &["PIPELINE_ID"],
+            &["MEDIACONVERT_ROLE_ARN", "JOB_TAG", "JOBS_QUEUE_URL"],
+        ),
     };
     for name in own {
         if variables[*name].is_null() {
@@ -62,13 +75,21 @@ fn backend_problems(t: &Value, backend: &str) -> Vec<String> {
             problems.push(format!("with {backend}, start-transcode gets {name}"));
         }
     }
-    // The other backend's resources and permissions are not deployed.
-    let foreign: &[&str] = match backend {
-        "MediaConvert" => &["elastictranscoder"],
-        _ => &["mediaconvert", "iam:PassRole", "events.amazonaws.com"],
+    // The other backends' resources and permissions are not deployed.
+    const LAMBDA: [&str; 4] = [
+        "JobsQueue",
+        "JobsDeadLetterQueue",
+        "FfmpegLayer",
+        "TranscodeAudio",
+    ];
+    const MEDIACONVERT: [&str; 3] = ["mediaconvert", "iam:PassRole", "events.amazonaws.com"];
+    let foreign: Vec<&str> = match backend {
+        "Lambda" => [&MEDIACONVERT[..], &["elastictranscoder"]].concat(),
+        "MediaConvert" => [&LAMBDA[..], &["elastictranscoder"]].concat(),
+        _ => [&LAMBDA[..], &MEDIACONVERT[..]].concat(),
     };
     let text = t["Resources"].to_string();
-    for word in foreign {
+    for word in &foreign {
         if text.contains(word) {
             problems.push(format!("with {backend}, the stack still mentions {word}"));
         }
@@ -93,12 +114,6 @@ fn mediaconvert_problems(t: &Value) -> Vec<String> {
     let allowed: BTreeSet<&str> = strings(&params["AllowedValues"]).into_iter().collect();
     if allowed != BACKENDS.iter().map(|(b, _)| *b).collect() {
         problems.push(format!("TranscoderBackend allows {allowed:?}"));
-    }
-    if params["Default"] != "MediaConvert" {
-        problems.push(format!(
-            "TranscoderBackend defaults to {}, not MediaConvert, the backend that works today",
-            params["Default"]
-        ));
     }
     let t = &deployed_with(t, "MediaConvert");
     let start = &resource(t, "StartTranscodeFunction")["Properties"];
@@ -295,7 +310,7 @@ fn the_reader_turns_short_forms_into_long_forms() {
 }
 
 /// The other checks of the template run on each backend's deployment in their own files
-/// (`assert_passes_deployed`); this one is what differs between the two.
+/// (`assert_passes_deployed`); this one is what differs between them.
 #[test]
 fn each_backend_deploys_a_checked_stack_with_nothing_of_the_other() {
     let t = template();
@@ -363,6 +378,63 @@ fn each_backend_deploys_a_checked_stack_with_nothing_of_the_other() {
     ];
     assert_refuses(mediaconvert, &t, mediaconvert_cases);
 
+    let lambda: Check = |t| backend_problems(&deployed_with(t, "Lambda"), "Lambda");
+    let lambda_cases: &[Case] = &[
+        (
+            "start-transcode gets no JOBS_QUEUE_URL",
+            |t| remove(t, &format!("{START_ENV}/JOBS_QUEUE_URL")),
+            "gets no JOBS_QUEUE_URL",
+        ),
+        (
+            "Lambda maps to a TRANSCODER the code does not know",
+            |t| set(t, "/Mappings/Transcoders/Lambda/Variable", json!("Lambda")),
+            "TRANSCODER=",
+        ),
+        (
+            "MediaConvert's job-state rule is deployed with every backend",
+            |t| remove(t, "/Resources/MediaConvertJobStates/Condition"),
+            "still mentions mediaconvert",
+        ),
+    ];
+    assert_refuses(lambda, &t, lambda_cases);
+
+    // The Lambda backend's resources exist only with it.
+    let others: Check = |t| {
+        ["MediaConvert", "ElasticTranscoder"]
+            .into_iter()
+            .flat_map(|backend| backend_problems(&deployed_with(t, backend), backend))
+            .collect()
+    };
+    let others_cases: &[Case] = &[
+        (
+            "the jobs queue is deployed with every backend",
+            |t| remove(t, "/Resources/JobsQueue/Condition"),
+            "still mentions JobsQueue",
+        ),
+        (
+            "the worker is deployed with every backend",
+            |t| remove(t, "/Resources/TranscodeAudioFunction/Condition"),
+            "still mentions TranscodeAudio",
+        ),
+        (
+            "the layer is deployed with every backend",
+            |t| remove(t, "/Resources/FfmpegLayer/Condition"),
+            "still mentions FfmpegLayer",
+        ),
+        (
+            "start-transcode gets JOBS_QUEUE_URL with every backend",
+            |t| {
+                set(
+                    t,
+                    &format!("{START_ENV}/JOBS_QUEUE_URL"),
+                    r#ref("JobsQueue"),
+                )
+            },
+            "gets JOBS_QUEUE_URL",
+        ),
+    ];
+    assert_refuses(others, &t, others_cases);
+
     // A condition this cannot evaluate is a failure, not a pass.
     let unknown = std::panic::catch_unwind(|| {
         deployed_with(
@@ -387,15 +459,15 @@ fn mediaconvert_jobs_get_their_role_and_their_final_states_reach_the_topic() {
 
     let cases: &[Case] = &[
         (
-            "the default backend is Elastic Transcoder",
+            "TranscoderBackend does not allow MediaConvert",
             |t| {
                 set(
                     t,
-                    "/Parameters/TranscoderBackend/Default",
-                    json!("ElasticTranscoder"),
+                    "/Parameters/TranscoderBackend/AllowedValues",
+                    json!(["Lambda", "ElasticTranscoder"]),
                 )
             },
-            "defaults to",
+            "TranscoderBackend allows",
         ),
         (
             "the rule forgets CANCELED",

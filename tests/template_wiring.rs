@@ -13,6 +13,7 @@ use system_tests::template::{
     Case, assert_passes_deployed, assert_refuses, events, r#ref, remove, resource, set, strings,
     template,
 };
+use transcode_audio::WorkerConfig;
 use transcoder_api::{ApiConfig, PageConfig};
 use transcoder_aws::{CloudTranscoder, DynamoStore};
 use transcoder_core::{RecordConfig, StartConfig};
@@ -25,6 +26,9 @@ struct Function {
     reads: Vec<&'static str>,
     /// Variables it cannot start without, or that the deployment must not leave to a default.
     requires: &'static [&'static str],
+    /// Deployed only with the Lambda backend (`UseLambda`): absent from a stack whose
+    /// start-transcode sends its jobs elsewhere.
+    lambda_only: bool,
 }
 
 fn functions() -> Vec<Function> {
@@ -39,12 +43,21 @@ fn functions() -> Vec<Function> {
             ]
             .concat(),
             requires: &["TABLE_NAME", "INPUT_PREFIX", "OUTPUT_PREFIX"],
+            lambda_only: false,
         },
         Function {
             logical_id: "RecordCompletionFunction",
             binary: "record-completion",
             reads: [RecordConfig::VARIABLES, DynamoStore::VARIABLES].concat(),
             requires: &["TABLE_NAME", "TOPIC_ARN"],
+            lambda_only: false,
+        },
+        Function {
+            logical_id: "TranscodeAudioFunction",
+            binary: "transcode-audio",
+            reads: WorkerConfig::VARIABLES.to_vec(),
+            requires: &["TOPIC_ARN", "INPUT_PREFIX", "OUTPUT_PREFIX"],
+            lambda_only: true,
         },
         Function {
             logical_id: "MessagesApiFunction",
@@ -63,6 +76,7 @@ fn functions() -> Vec<Function> {
                 "USER_POOL_CLIENT_ID",
                 "BUCKET_URL",
             ],
+            lambda_only: false,
         },
     ]
 }
@@ -170,8 +184,16 @@ fn environment_problems(t: &Value) -> Vec<String> {
     if !t["Globals"]["Function"]["Environment"].is_null() {
         problems.push("Globals gives every function the same Environment".into());
     }
+    let start = &resource(t, "StartTranscodeFunction")["Properties"]["Environment"]["Variables"];
+    // In the template as written TRANSCODER is a lookup, so every function must be there.
+    let sends_elsewhere = start["TRANSCODER"]
+        .as_str()
+        .is_some_and(|backend| backend != "lambda");
     for f in functions() {
         let function = resource(t, f.logical_id);
+        if function.is_null() && f.lambda_only && sends_elsewhere {
+            continue;
+        }
         if function["Type"] != "AWS::Serverless::Function" {
             problems.push(format!("{} is not a function", f.logical_id));
             continue;
@@ -205,7 +227,7 @@ fn environment_problems(t: &Value) -> Vec<String> {
                 problems.push(format!("{} does not set {name}", f.logical_id));
             }
         }
-        if !names.is_empty() && variables["TABLE_NAME"] != r#ref("MessagesTable") {
+        if names.contains("TABLE_NAME") && variables["TABLE_NAME"] != r#ref("MessagesTable") {
             problems.push(format!(
                 "{}'s TABLE_NAME is not MessagesTable",
                 f.logical_id
@@ -267,6 +289,7 @@ const UPLOAD_EVENT: &str = "/Resources/StartTranscodeFunction/Properties/Events/
 const START_ENV: &str = "/Resources/StartTranscodeFunction/Properties/Environment/Variables";
 const RECORD_ENV: &str = "/Resources/RecordCompletionFunction/Properties/Environment/Variables";
 const API_ENV: &str = "/Resources/MessagesApiFunction/Properties/Environment/Variables";
+const WORKER_ENV: &str = "/Resources/TranscodeAudioFunction/Properties/Environment/Variables";
 
 #[test]
 fn only_uploads_under_the_input_prefix_reach_start_transcode() {
@@ -373,6 +396,40 @@ fn each_function_gets_exactly_the_variables_its_code_reads() {
                     json!({"Variables": {"TABLE_NAME": r#ref("MessagesTable")}})
             },
             "Globals",
+        ),
+        (
+            "the worker gets the table, which it never reads",
+            |t| {
+                set(
+                    t,
+                    &format!("{WORKER_ENV}/TABLE_NAME"),
+                    r#ref("MessagesTable"),
+                )
+            },
+            "TranscodeAudioFunction sets TABLE_NAME",
+        ),
+        (
+            "the worker gets no TOPIC_ARN",
+            |t| remove(t, &format!("{WORKER_ENV}/TOPIC_ARN")),
+            "TranscodeAudioFunction does not set TOPIC_ARN",
+        ),
+        (
+            "the worker is left to the default output prefix",
+            |t| remove(t, &format!("{WORKER_ENV}/OUTPUT_PREFIX")),
+            "TranscodeAudioFunction does not set OUTPUT_PREFIX",
+        ),
+        (
+            "the worker builds start-transcode's binary",
+            |t| {
+                let path = "/Resources/TranscodeAudioFunction/Metadata/BuildProperties/Binary";
+                set(t, path, json!("start-transcode"))
+            },
+            "binary transcode-audio",
+        ),
+        (
+            "there is no worker",
+            |t| remove(t, "/Resources/TranscodeAudioFunction"),
+            "TranscodeAudioFunction is not a function",
         ),
         (
             "start-transcode gets no TABLE_NAME",

@@ -5,7 +5,9 @@
 //! loopback that stands in for an AWS service with no emulator: the SDK is pointed at it with
 //! `AWS_ENDPOINT_URL`, and the tests assert the requests that reached the wire.
 //! [`dynamodb_local::DynamoDbLocal`] is a real DynamoDB, in memory, for the stores' tests.
-//! [`local::Runner`] runs the local pipeline (`make run`'s binary) for its process-level tests.
+//! [`Function::start_arm64`] runs the arm64 artifact `sam build` made, under qemu, and [`arm64`]
+//! finds it and the layer's ffmpeg. [`local::Runner`] runs the local pipeline (`make run`'s
+//! binary) for its process-level tests.
 //! [`moto::Moto`] is moto's server: S3, SQS and SNS with their real semantics; [`event_sources`]
 //! plays Lambda's SQS event-source mapping and SNS subscriptions against it.
 //! [`s3::bucket`] is a [`Stub`] that answers S3's ranged GetObject with bytes,
@@ -15,6 +17,7 @@
 //! says, for `cargo lambda watch` (docs/local.md). Every process the harness starts is bound to the
 //! test process (`transcoder_process`): none outlives it; [`processes`] finds those that would.
 
+pub mod arm64;
 pub mod dynamodb_local;
 pub mod env_file;
 pub mod event_sources;
@@ -144,6 +147,22 @@ impl Function {
     /// Spawns the workspace binary `name` with only the given environment (plus the variables
     /// Lambda itself sets), so nothing from the developer's machine leaks in.
     pub async fn start(name: &str, env: &[(&str, &str)]) -> Self {
+        Self::start_command(Command::new(binary(name)), name, env).await
+    }
+
+    /// Spawns the arm64 `bootstrap` that `sam build` made for the template's function
+    /// `logical_id` (`.aws-sam/build/{logical_id}/bootstrap`, see [`arm64::bootstrap`]) under
+    /// `qemu-aarch64-static`, with the loader and glibc of Debian's libc6-arm64-cross, through the
+    /// same Runtime API as [`Function::start`]: the binary that deploys is the one tested.
+    pub async fn start_arm64(logical_id: &str, env: &[(&str, &str)]) -> Self {
+        let mut command = Command::new(arm64::QEMU);
+        command
+            .args(["-L", arm64::SYSROOT])
+            .arg(arm64::bootstrap(logical_id));
+        Self::start_command(command, logical_id, env).await
+    }
+
+    async fn start_command(mut command: Command, name: &str, env: &[(&str, &str)]) -> Self {
         let (invocations, queue) = mpsc::unbounded_channel();
         let state = Arc::new(RuntimeState {
             queue: tokio::sync::Mutex::new(queue),
@@ -165,7 +184,6 @@ impl Function {
             .with_state(state.clone());
         let address = serve(app).await;
 
-        let mut command = Command::new(binary(name));
         command
             .env_clear()
             .env("AWS_LAMBDA_RUNTIME_API", &address)

@@ -166,7 +166,7 @@ pub fn statements(value: &Value) -> Vec<(String, &Value)> {
     found
 }
 
-// ------------------------------------------------------------------------------ the two backends
+// ---------------------------------------------------------------------------------- the backends
 
 /// Every policy that attaches to `role`: its inline policies, and policy resources naming it.
 pub fn policies_of<'a>(t: &'a Value, role: &str) -> Vec<&'a Value> {
@@ -212,8 +212,10 @@ pub fn grants<'a>(policies: &[&'a Value], service: &str) -> Vec<(Vec<&'a str>, &
         .collect()
 }
 
-/// The values of the `TranscoderBackend` parameter, and the `TRANSCODER` each one must set.
-pub const BACKENDS: [(&str, &str); 2] = [
+/// The values of the `TranscoderBackend` parameter, and the `TRANSCODER` each one must set; the
+/// first is the default.
+pub const BACKENDS: [(&str, &str); 3] = [
+    ("Lambda", "lambda"),
     ("MediaConvert", "mediaconvert"),
     ("ElasticTranscoder", "elastictranscoder"),
 ];
