@@ -77,7 +77,7 @@ async fn a_second_runner_on_the_same_folders_exits_at_once_and_touches_nothing()
     std::fs::copy(&long, bucket.join("media/alice/long.wav")).unwrap();
     wait_until("ffmpeg to write", || !hidden(&out, ".", ".part").is_empty()).await;
     // Paused, so that the job is surely running while the second runner starts.
-    let ffmpeg = processes::ffmpeg_in(&dir);
+    let ffmpeg = processes::transcodes_in(&dir);
     assert_eq!(ffmpeg.len(), 1, "{ffmpeg:?}");
     signal(ffmpeg[0].pid, "STOP").await;
     // An upload in flight: its head and half its body sent.
@@ -199,7 +199,7 @@ async fn a_killed_runner_leaves_no_ffmpeg_behind_and_the_restart_runs_the_job_on
             "20 % of the transcode",
         )
         .await;
-    let running = processes::ffmpeg_in(&dir);
+    let running = processes::transcodes_in(&dir);
     assert_eq!(running.len(), 1, "{running:?}");
     let pid = runner.pid();
     assert_eq!(running[0].parent, pid, "{running:?}");
@@ -220,10 +220,10 @@ async fn a_killed_runner_leaves_no_ffmpeg_behind_and_the_restart_runs_the_job_on
     let mut most = 0;
     let mut seen = Vec::new();
     while runner.count(&["message written"]) == 0 {
-        let now = processes::ffmpeg_in(&dir);
+        let now = processes::transcodes_in(&dir);
         most = most.max(now.len());
         seen.extend(now.iter().map(|p| p.pid));
-        assert!(most <= 1, "two ffmpeg for one job: {now:?}");
+        assert!(most <= 1, "two ffmpeg transcoding one job: {now:?}");
         tokio::time::sleep(Duration::from_millis(100)).await;
         assert!(
             runner.count(&["job finished"]) <= 1,

@@ -3,59 +3,15 @@
 //! that PUT (after its `s3:TestEvent`), and `start-transcode` reading the object's bytes by
 //! ranged GET before it starts one MediaConvert job (a recording stub: it has no emulator).
 
-use std::path::Path;
-
-use base64::Engine;
-use serde_json::{Value, json};
+use system_tests::cloud::{put, upload_link};
 use system_tests::dynamodb_local::DynamoDbLocal;
 use system_tests::functions::Backend::MediaConvert;
 use system_tests::functions::{
-    self, BUCKET, TranscoderStub, create_jobs, http, messages_api_with, sources, table, unread,
+    self, BUCKET, TranscoderStub, create_jobs, messages_api_with, sources, table, unread,
 };
 use system_tests::moto::{Moto, as_s3_sends};
-use system_tests::{Function, local, sample_event};
+use system_tests::{Function, local};
 use transcoder_aws::DynamoStore;
-
-/// Asks `api` for alice's upload link for `filename`, `bytes` long, of `content_type`.
-async fn upload_link(
-    api: &mut Function,
-    filename: &str,
-    bytes: usize,
-    content_type: &str,
-) -> Value {
-    let mut event = sample_event("http-upload-alice.json");
-    let body = json!({"filename": filename, "size": bytes, "content_type": content_type});
-    event["body"] = base64::engine::general_purpose::STANDARD
-        .encode(body.to_string())
-        .into();
-    event["isBase64Encoded"] = true.into();
-    let (status, link) = http(api.invoke(&event).await.response());
-    assert_eq!(status, 201, "{link}");
-    link
-}
-
-/// PUTs the file at `path` to `link` with the headers it was signed for, as the page does.
-async fn put(link: &Value, path: &Path) {
-    let headers = &link["headers"];
-    let output = tokio::process::Command::new("curl")
-        .args(["--silent", "--show-error", "--fail", "--request", "PUT"])
-        .arg("--header")
-        .arg(format!(
-            "Content-Type: {}",
-            headers["Content-Type"].as_str().unwrap()
-        ))
-        .arg("--data-binary")
-        .arg(format!("@{}", path.display()))
-        .arg(link["url"].as_str().unwrap())
-        .output()
-        .await
-        .expect("curl runs");
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-}
 
 /// moto's bucket notifying its intake queue, `messages-api` signing links to it and
 /// `start-transcode` reading from it, both on one table of DynamoDB Local, with MediaConvert's stub.

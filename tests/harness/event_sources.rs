@@ -39,13 +39,10 @@ impl Moto {
         dead_letter: Option<(&Queue, u32)>,
     ) -> Queue {
         let sqs = self.sqs();
-        let mut create = sqs
-            .create_queue()
-            .queue_name(name)
-            .attributes(
-                QueueAttributeName::VisibilityTimeout,
-                visibility.as_secs().to_string(),
-            );
+        let mut create = sqs.create_queue().queue_name(name).attributes(
+            QueueAttributeName::VisibilityTimeout,
+            visibility.as_secs().to_string(),
+        );
         if let Some((dlq, max_receives)) = dead_letter {
             let policy = json!({"deadLetterTargetArn": dlq.arn, "maxReceiveCount": max_receives});
             create = create.attributes(QueueAttributeName::RedrivePolicy, policy.to_string());

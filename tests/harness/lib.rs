@@ -9,7 +9,8 @@
 //! finds it and the layer's ffmpeg. [`local::Runner`] runs the local pipeline (`make run`'s
 //! binary) for its process-level tests.
 //! [`moto::Moto`] is moto's server: S3, SQS and SNS with their real semantics; [`event_sources`]
-//! plays Lambda's SQS event-source mapping and SNS subscriptions against it.
+//! plays Lambda's SQS event-source mapping and SNS subscriptions against it, and
+//! [`cloud::LambdaStack`] is the whole cloud pipeline with the `lambda` backend on them.
 //! [`s3::bucket`] is a [`Stub`] that answers S3's ranged GetObject with bytes,
 //! [`functions::Backend::stub`] one that answers a transcoder's CreateJob. [`functions`] starts each
 //! Lambda function against these stand-ins, the same way for every test. The `local-aws` binary
@@ -18,6 +19,7 @@
 //! test process (`transcoder_process`): none outlives it; [`processes`] finds those that would.
 
 pub mod arm64;
+pub mod cloud;
 pub mod dynamodb_local;
 pub mod env_file;
 pub mod event_sources;

@@ -51,6 +51,15 @@ pub fn ffmpeg_in(dir: &Path) -> Vec<Process> {
         .collect()
 }
 
+/// The ffmpeg processes below `dir` that transcode an upload (their input is under a `media/`
+/// folder), not those that probe its finished outputs back.
+pub fn transcodes_in(dir: &Path) -> Vec<Process> {
+    ffmpeg_in(dir)
+        .into_iter()
+        .filter(|p| p.command.contains("/media/"))
+        .collect()
+}
+
 /// Whether `pid` is a live process.
 pub fn alive(pid: u32) -> bool {
     read(pid).is_some()

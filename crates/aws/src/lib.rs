@@ -12,7 +12,7 @@ pub mod source;
 pub use backend::{CloudTranscoder, SetupError};
 pub use dynamodb::DynamoStore;
 pub use elastic_transcoder::ElasticTranscoder;
-pub use jobs_queue::JobsQueue;
+pub use jobs_queue::{JOB_ID_PREFIX, JobsQueue};
 pub use mediaconvert::MediaConvert;
 pub use s3::S3Links;
 pub use source::S3Source;

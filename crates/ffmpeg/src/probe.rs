@@ -197,7 +197,7 @@ mod tests {
         let name = path.file_name().unwrap().to_string_lossy();
         SourceObject {
             bucket: "test-bucket".into(),
-            key: ObjectKey::new(&format!("media/alice/{name}")).unwrap(),
+            key: ObjectKey::new(format!("media/alice/{name}")).unwrap(),
             etag: None,
             size: std::fs::metadata(path).ok().map(|m| m.len()),
         }

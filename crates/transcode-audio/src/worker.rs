@@ -174,7 +174,10 @@ impl Worker {
         let input = format!("{}{}/", self.config.prefixes.input(), job.owner);
         let output = format!("{}{}/", self.config.prefixes.output(), job.owner);
         if !job.source.as_str().starts_with(&input) {
-            return Err(format!("source {} is outside {input}", job.source.escaped()));
+            return Err(format!(
+                "source {} is outside {input}",
+                job.source.escaped()
+            ));
         }
         if job.outputs.is_empty() {
             return Err("the job has no outputs".into());
@@ -182,7 +185,10 @@ impl Worker {
         if let Some(stray) = job.outputs.iter().find(|o| {
             !o.key.as_str().starts_with(&output) || o.key.as_str().split('/').any(|s| s == "..")
         }) {
-            return Err(format!("output {} is outside {output}", stray.key.escaped()));
+            return Err(format!(
+                "output {} is outside {output}",
+                stray.key.escaped()
+            ));
         }
         Ok(message)
     }
@@ -261,7 +267,8 @@ impl Worker {
                 )));
             }
         };
-        let probed = transcoder_ffmpeg::probe_outputs(&outputs, limits.time_for(inspected.duration)).await;
+        let probed =
+            transcoder_ffmpeg::probe_outputs(&outputs, limits.time_for(inspected.duration)).await;
         // A newer upload has its own job: these outputs would overwrite its outputs with the
         // older audio if that job finished first.
         match self.source.still_current(&upload).await {
@@ -356,8 +363,10 @@ fn ended_by(failure: Failure, hint: &str) -> Result<Ended, Retry> {
 /// The end of a job whose source was replaced or deleted: Elastic Transcoder's shape with our
 /// own state `SUPERSEDED`, which ends the upload `superseded` with no message.
 fn superseded_notification(job_id: &str, job: &TranscodeJob) -> Value {
-    let reason = "the file was replaced by a newer upload, or deleted, before its outputs were written";
-    let mut notification = transcoder_ffmpeg::final_notification(PIPELINE, job_id, job, &Err(reason.into()));
+    let reason =
+        "the file was replaced by a newer upload, or deleted, before its outputs were written";
+    let mut notification =
+        transcoder_ffmpeg::final_notification(PIPELINE, job_id, job, &Err(reason.into()));
     notification["state"] = "SUPERSEDED".into();
     notification["outputs"] = Value::Array(Vec::new());
     notification
@@ -393,10 +402,17 @@ mod tests {
         let sdk = aws_config::SdkConfig::builder()
             .behavior_version(aws_config::BehaviorVersion::latest())
             .build();
-        Worker::new(WorkerConfig::from_env(env).unwrap(), &sdk, "/tmp/jobs".into())
+        Worker::new(
+            WorkerConfig::from_env(env).unwrap(),
+            &sdk,
+            "/tmp/jobs".into(),
+        )
     }
 
-    const TOPIC: (&str, &str) = ("TOPIC_ARN", "arn:aws:sns:eu-west-1:123456789012:completions");
+    const TOPIC: (&str, &str) = (
+        "TOPIC_ARN",
+        "arn:aws:sns:eu-west-1:123456789012:completions",
+    );
 
     fn job(owner: &str, source: &str) -> TranscodeJob {
         TranscodeJob::plan(
