@@ -4,6 +4,7 @@
 //! with the reason printed, unless `REQUIRE_ARM64` is set (`make test` sets it), where it fails.
 
 use serde_json::Value;
+use system_tests::cloud::{LambdaStack, Worker, download};
 use system_tests::dynamodb_local::DynamoDbLocal;
 use system_tests::functions::{self, TOPIC, ids};
 use system_tests::{Function, arm64, local, sample_event};
@@ -95,5 +96,45 @@ async fn the_ffmpeg_wrapper_runs_the_layers_arm64_ffmpeg_with_its_arguments() {
         .expect("the wrapper runs");
     let text = String::from_utf8_lossy(&version.stdout);
     assert!(text.starts_with("ffmpeg version 7.0.2"), "{text}");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// The arm64 transcode-audio with the layer's ffmpeg, both under qemu, runs a real upload's job
+/// from the jobs queue of the whole pipeline on moto (tests/lambda_pipeline.rs runs the native
+/// build through the same steps): the owner's downloads are the source's length.
+#[tokio::test]
+async fn the_arm64_transcode_audio_bootstrap_and_the_layers_ffmpeg_transcode_an_upload_under_qemu()
+{
+    let Some(mut stack) = LambdaStack::start(Worker::Arm64, &[]).await else {
+        return;
+    };
+    let dir = local::scratch();
+    let song = dir.join("song.mp3");
+    local::tone(&song, 2.0).await;
+    stack.upload(&song, "song.mp3", "audio/mpeg").await;
+    let delivered = stack.run_job().await;
+    assert_eq!((delivered.received, delivered.failed), (1, vec![]));
+    let notifications = stack.record(1).await;
+    assert_eq!(
+        notifications.last().unwrap()["state"],
+        "COMPLETED",
+        "{notifications:#?}"
+    );
+    let upload = stack.upload_of("song.mp3").await;
+    assert_eq!(upload["state"], "completed", "{upload}");
+    let outputs = upload["outputs"].as_array().cloned().unwrap_or_default();
+    assert_eq!(outputs.len(), 3, "{upload}");
+    for output in outputs {
+        let key = output["key"].as_str().unwrap_or_default();
+        let file = dir.join(key.rsplit('/').next().unwrap_or("output"));
+        std::fs::write(
+            &file,
+            download(output["url"].as_str().unwrap_or_default()).await,
+        )
+        .unwrap();
+        let (_, rate, channels, duration) = local::probe(&file).await;
+        assert_eq!((rate, channels), (44100, 2), "{key}");
+        assert!((duration - 2.0).abs() < 0.1, "{key}: {duration} s");
+    }
     std::fs::remove_dir_all(&dir).ok();
 }

@@ -49,7 +49,8 @@ use tokio::process::Command;
 use tokio::sync::{mpsc, oneshot};
 use transcoder_process::Group;
 
-/// How long an invocation may take before the test gives up on the function.
+/// How long an invocation may take (its deadline, as the function's `Timeout` gives it on Lambda)
+/// before the test gives up on the function, unless [`Function::set_timeout`] says otherwise.
 const INVOKE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The path of a workspace binary, built beside the test executable.
@@ -125,6 +126,8 @@ impl Outcome {
 struct Invocation {
     id: String,
     event: Vec<u8>,
+    /// When Lambda would stop it (`Lambda-Runtime-Deadline-Ms`).
+    deadline: SystemTime,
 }
 
 struct RuntimeState {
@@ -143,6 +146,7 @@ pub struct Function {
     output: Arc<Mutex<Vec<String>>>,
     next_id: u64,
     spawned_at: Instant,
+    timeout: Duration,
 }
 
 impl Function {
@@ -219,6 +223,7 @@ impl Function {
             output,
             next_id: 0,
             spawned_at,
+            timeout: INVOKE_TIMEOUT,
         }
     }
 
@@ -248,14 +253,27 @@ impl Function {
             .unwrap()
             .insert(id.clone(), answer);
         let event = serde_json::to_vec(event).unwrap();
-        self.invocations.send(Invocation { id, event }).unwrap();
-        match tokio::time::timeout(INVOKE_TIMEOUT, answered).await {
+        let timeout = self.timeout;
+        let deadline = SystemTime::now() + timeout;
+        let invocation = Invocation {
+            id,
+            event,
+            deadline,
+        };
+        self.invocations.send(invocation).unwrap();
+        match tokio::time::timeout(timeout, answered).await {
             Ok(Ok(outcome)) => outcome,
             _ => panic!(
-                "the function did not answer within {INVOKE_TIMEOUT:?}; its output:\n{}",
+                "the function did not answer within {timeout:?}; its output:\n{}",
                 self.output().join("\n")
             ),
         }
+    }
+
+    /// Gives each later invocation `timeout` (60 s unless set): its deadline, and how long the
+    /// harness waits for its answer. Lambda's own limit is 15 minutes.
+    pub fn set_timeout(&mut self, timeout: Duration) {
+        self.timeout = timeout;
     }
 
     /// Every line the function has written to stdout or stderr so far.
@@ -304,7 +322,10 @@ async fn next_invocation(State(state): State<Arc<RuntimeState>>) -> Response {
     let Some(invocation) = state.queue.lock().await.recv().await else {
         return StatusCode::GONE.into_response();
     };
-    let deadline = SystemTime::now().duration_since(UNIX_EPOCH).unwrap() + INVOKE_TIMEOUT;
+    let deadline = invocation
+        .deadline
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
     let headers = [
         ("lambda-runtime-aws-request-id", invocation.id),
         (

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use system_tests::{Function, Recorded, Stub, sample_event};
 
+mod lambda;
 mod scale;
 mod transcode;
 
@@ -30,6 +31,9 @@ async fn main() {
     }
     if wants("transcode") {
         transcode::local_transcode().await;
+    }
+    if wants("lambda") {
+        lambda::lambda_worker().await;
     }
 }
 

@@ -1,6 +1,7 @@
 //! The local backend against the bare ffmpeg command that makes the same three outputs from one
 //! decode: what the runner adds (probing, notifications, renames) on top of ffmpeg itself.
 
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use tokio::process::Command;
@@ -9,15 +10,9 @@ use transcoder_local::ffmpeg::{Ended, Ffmpeg, Limits, encoder_args};
 
 use crate::{median, ms};
 
-pub async fn local_transcode() {
-    let seconds: u32 = std::env::var("BENCH_AUDIO_SECONDS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(300);
-    let dir = std::env::temp_dir().join(format!("bench-transcode-{}", std::process::id()));
-    let bucket = dir.join("bucket");
-    std::fs::create_dir_all(bucket.join("media/alice")).unwrap();
-    let input = bucket.join("media/alice/input.mp3");
+/// `seconds` of a 440 Hz sine mixed with noise (so that FLAC has something to compress), as a
+/// stereo 44.1 kHz mp3 at 192 kb/s at `path`: the input of every transcode benchmark.
+pub async fn make_input(path: &Path, seconds: u32) {
     let made = Command::new("ffmpeg")
         .args([
             "-hide_banner",
@@ -45,27 +40,44 @@ pub async fn local_transcode() {
             "-b:a",
             "192k",
         ])
-        .arg(&input)
+        .arg(path)
         .status()
         .await
         .unwrap();
     assert!(made.success());
+}
 
+/// One run of the bare ffmpeg command that makes the default outputs of `input` into `dir`, with
+/// the encoder arguments every backend uses, from one decode; returns its wall time.
+pub async fn bare_ffmpeg(input: &Path, dir: &Path) -> Duration {
+    let mut command = Command::new("ffmpeg");
+    command
+        .args(["-hide_banner", "-nostdin", "-loglevel", "error", "-y", "-i"])
+        .arg(input);
+    for format in OutputFormat::DEFAULT {
+        command
+            .args(["-map", "0:a:0", "-map_metadata", "-1", "-vn"])
+            .args(encoder_args(format))
+            .arg(dir.join(format!("bare.{}", format.extension())));
+    }
+    let started = Instant::now();
+    assert!(command.status().await.unwrap().success());
+    started.elapsed()
+}
+
+pub async fn local_transcode() {
+    let seconds: u32 = std::env::var("BENCH_AUDIO_SECONDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(300);
+    let dir = std::env::temp_dir().join(format!("bench-transcode-{}", std::process::id()));
+    let bucket = dir.join("bucket");
+    std::fs::create_dir_all(bucket.join("media/alice")).unwrap();
+    let input = bucket.join("media/alice/input.mp3");
+    make_input(&input, seconds).await;
     let mut bare = Vec::new();
     for _ in 0..3 {
-        let mut command = Command::new("ffmpeg");
-        command
-            .args(["-hide_banner", "-nostdin", "-loglevel", "error", "-y", "-i"])
-            .arg(&input);
-        for format in OutputFormat::DEFAULT {
-            command
-                .args(["-map", "0:a:0", "-map_metadata", "-1", "-vn"])
-                .args(encoder_args(format))
-                .arg(dir.join(format!("bare.{}", format.extension())));
-        }
-        let started = Instant::now();
-        assert!(command.status().await.unwrap().success());
-        bare.push(started.elapsed());
+        bare.push(bare_ffmpeg(&input, &dir).await);
     }
 
     let backend = Ffmpeg::new(&bucket, Limits::new(Duration::from_secs(4 * 3600)));

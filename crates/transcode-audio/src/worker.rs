@@ -256,7 +256,15 @@ impl Worker {
             &limits,
             Some(progress),
         );
+        let started = Instant::now();
         let (encoded, ()) = tokio::join!(tokio::time::timeout(allowed, encode), announcer);
+        // What an operator sizes the function by (and `make bench SECTION=lambda` reads).
+        info!(
+            job_id,
+            audio_seconds = inspected.duration,
+            encode_ms = started.elapsed().as_millis() as u64,
+            "ffmpeg finished"
+        );
         let warning = match encoded {
             Ok(Ok(warning)) => warning,
             Ok(Err(failure)) => return ended_by(failure, ""),
