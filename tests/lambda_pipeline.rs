@@ -299,7 +299,7 @@ async fn put_object(stack: &LambdaStack, key: &str, bytes: Vec<u8>) {
 }
 
 #[tokio::test]
-async fn hostile_files_end_failed_with_their_reason_and_write_nothing() {
+async fn hostile_files_end_with_their_reason_and_the_refused_ones_write_nothing() {
     let mut stack = stack(&[("MAX_DURATION_SECONDS", "600")]).await;
     let dir = scratch();
 
@@ -357,7 +357,11 @@ async fn hostile_files_end_failed_with_their_reason_and_write_nothing() {
         bomb_text.contains("too long") && bomb_text.contains("MediaConvert"),
         "{bomb_text}"
     );
-    assert_eq!(stack.upload_of("bomb.flac").await["state"], "failed");
+    // Refused from their bytes before anything was encoded: `rejected`, as the starter's are.
+    for refused in ["bomb.flac", "list.mp3"] {
+        let upload = stack.upload_of(refused).await;
+        assert_eq!(upload["state"], "rejected", "{upload}");
+    }
     // The truncated file is what is left of it: 3 KB of mp3.
     let cut_upload = stack.upload_of("cut.mp3").await;
     assert!(

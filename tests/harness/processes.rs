@@ -52,11 +52,12 @@ pub fn ffmpeg_in(dir: &Path) -> Vec<Process> {
 }
 
 /// The ffmpeg processes below `dir` that transcode an upload (their input is under a `media/`
-/// folder), not those that probe its finished outputs back.
+/// folder and they report `-progress`), not those that probe the upload's duration first or its
+/// finished outputs after.
 pub fn transcodes_in(dir: &Path) -> Vec<Process> {
     ffmpeg_in(dir)
         .into_iter()
-        .filter(|p| p.command.contains("/media/"))
+        .filter(|p| p.command.contains("/media/") && p.command.contains(" -progress "))
         .collect()
 }
 

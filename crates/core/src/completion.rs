@@ -38,6 +38,10 @@ pub struct Completion {
     pub detail: Option<String>,
     /// The upload record the job belongs to, when its metadata names one.
     pub upload: Option<UploadId>,
+    /// The job refused its file from its bytes (not audio, too long) before it encoded
+    /// anything: `outcome` is `Failed` and the upload ends `rejected`, as the starter's refusals
+    /// do. Our own workers' `REJECTED` state, in Elastic Transcoder's shape; no AWS service sends it.
+    pub rejected: bool,
 }
 
 impl Completion {
@@ -233,7 +237,7 @@ impl ElasticTranscoderNotification {
         let outcome = match self.state.to_ascii_uppercase().as_str() {
             "COMPLETED" | "COMPLETE" => Outcome::Completed,
             "WARNING" => Outcome::CompletedWithWarnings,
-            "ERROR" => Outcome::Failed,
+            "ERROR" | "REJECTED" => Outcome::Failed,
             state @ ("PROGRESSING" | "SUBMITTED" | "SUPERSEDED") => {
                 let superseded = state == "SUPERSEDED";
                 let input_key = self.input.as_ref().and_then(|i| i.key.as_deref());
@@ -302,6 +306,7 @@ impl ElasticTranscoderNotification {
         }
         Ok(Notification::Final(Completion {
             upload: upload_id(&self.user_metadata),
+            rejected: self.state.eq_ignore_ascii_case("REJECTED"),
             job_id: self.job_id,
             owner,
             source,
@@ -427,6 +432,7 @@ impl MediaConvertEvent {
             .or_else(|| default_detail.map(str::to_owned));
         Ok(Notification::Final(Completion {
             upload: upload_id(&d.user_metadata),
+            rejected: false,
             job_id: d.job_id,
             owner,
             source,

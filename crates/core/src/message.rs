@@ -114,6 +114,7 @@ mod tests {
 
     fn completion(outcome: Outcome, detail: Option<&str>) -> Completion {
         Completion {
+            rejected: false,
             job_id: "1700000000000-abc001".into(),
             owner: Owner::new("alice").unwrap(),
             source: ObjectKey::new("media/alice/live/red flower.mp3").unwrap(),

@@ -538,6 +538,26 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_file_the_worker_refused_from_its_bytes_ends_its_upload_rejected_with_a_message() {
+        let store = MemoryStore::default();
+        let alices = "a1ce0000000000000000000000000001";
+        let report = record(&store, "sns-lambda-rejected.json").await;
+        assert_eq!(report.recorded, ["audio-a1ce0000000000000000000000000001"]);
+        let ended = upload_of(&store, "alice", alices).await.unwrap();
+        assert_eq!((ended.state, ended.percent), (UploadState::Rejected, None));
+        let reason = ended.reason.unwrap();
+        assert!(reason.starts_with("the file is too long"), "{reason}");
+        let messages = unread(&store, "alice").await;
+        assert_eq!(messages.len(), 1);
+        assert_eq!(messages[0].state, Outcome::Failed);
+        assert!(
+            messages[0].text.contains("MediaConvert"),
+            "{:?}",
+            messages[0]
+        );
+    }
+
+    #[tokio::test]
     async fn an_unavailable_upload_record_keeps_the_message_and_the_retry_moves_it() {
         let store = MemoryStore::default();
         store.fail_upload_writes(&UploadState::ALL);

@@ -286,6 +286,7 @@ async fn reject(
         outcome: Outcome::Failed,
         outputs: Vec::new(),
         detail: Some(reason.to_string()),
+        rejected: true,
     };
     let message = Message::for_completion(&completion, Utc::now());
     let rejected = UploadRecord::rejected(&upload, reason.to_string(), message.created_at);

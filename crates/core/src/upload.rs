@@ -162,9 +162,17 @@ impl UploadRecord {
 
     /// The end of a job, with the outputs and the reason its message gives.
     pub fn ended(upload: &UploadRef, completion: &Completion, at: DateTime<Utc>) -> Self {
-        let state = UploadState::from(completion.outcome);
+        let state = if completion.rejected {
+            UploadState::Rejected
+        } else {
+            UploadState::from(completion.outcome)
+        };
+        let transcoded = matches!(
+            state,
+            UploadState::Completed | UploadState::CompletedWithWarnings
+        );
         Self {
-            percent: (state != UploadState::Failed).then_some(100),
+            percent: transcoded.then_some(100),
             reason: completion.detail.clone(),
             outputs: crate::message::outputs_of(completion),
             ..Self::new(upload, state, at)

@@ -226,6 +226,26 @@ pub fn says_no_space(text: &str) -> bool {
     .any(|s| text.contains(s))
 }
 
+/// The bytes an unprivileged writer may still write on the disk under `dir` (statvfs's
+/// `f_bavail`), or `None` when the disk cannot be asked.
+pub fn free_bytes(dir: &std::path::Path) -> Option<u64> {
+    let stat = rustix::fs::statvfs(dir).ok()?;
+    Some(stat.f_bavail.saturating_mul(stat.f_frsize))
+}
+
+/// A size as a person reads it: "512 bytes", "3.2 MiB", "1 GiB".
+pub fn bytes(n: u64) -> String {
+    const KIB: u64 = 1 << 10;
+    let (unit, name) = match n {
+        n if n >= KIB * KIB * KIB => (KIB * KIB * KIB, "GiB"),
+        n if n >= KIB * KIB => (KIB * KIB, "MiB"),
+        n if n >= KIB => (KIB, "KiB"),
+        n => return format!("{n} bytes"),
+    };
+    let value = format!("{:.1}", n as f64 / unit as f64);
+    format!("{} {name}", value.trim_end_matches(".0"))
+}
+
 /// A length of time as a person reads it: "2.5 s", "12 min 5 s", "4 h 0 min".
 pub fn span(seconds: f64) -> String {
     if seconds < 60.0 {
@@ -318,6 +338,20 @@ fn complaint(stderr: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sizes_read_as_a_person_would_say_them() {
+        assert_eq!(bytes(512), "512 bytes");
+        assert_eq!(bytes(3 * (1 << 20) + (1 << 20) / 5), "3.2 MiB");
+        assert_eq!(bytes(1 << 30), "1 GiB");
+        assert_eq!(bytes(2_500_000_000), "2.3 GiB");
+    }
+
+    #[test]
+    fn free_space_is_asked_of_the_disk_and_none_for_a_missing_folder() {
+        assert!(free_bytes(&std::env::temp_dir()).is_some_and(|free| free > 0));
+        assert_eq!(free_bytes(std::path::Path::new("/no/such/folder")), None);
+    }
 
     #[test]
     fn outputs_are_bounded_by_their_bitrate_and_the_duration() {

@@ -48,8 +48,7 @@ impl Space {
     /// The bytes an unprivileged writer may still write (statvfs's `f_bavail`), or `None` when
     /// the disk cannot be asked: then only the writes themselves can say it is full.
     pub fn free(&self) -> Option<u64> {
-        let stat = rustix::fs::statvfs(&self.dir).ok()?;
-        Some(stat.f_bavail.saturating_mul(stat.f_frsize))
+        transcoder_ffmpeg::free_bytes(&self.dir)
     }
 
     /// The free space, if writing `bytes` more would take it below the floor.
@@ -119,29 +118,12 @@ pub fn bytes_under(dir: &Path) -> u64 {
     total
 }
 
-/// A size as a person reads it: "512 bytes", "3.2 MiB", "1 GiB".
-pub fn bytes(n: u64) -> String {
-    let (unit, name) = match n {
-        n if n >= GIB => (GIB, "GiB"),
-        n if n >= MIB => (MIB, "MiB"),
-        n if n >= 1 << 10 => (1 << 10, "KiB"),
-        n => return format!("{n} bytes"),
-    };
-    let value = format!("{:.1}", n as f64 / unit as f64);
-    format!("{} {name}", value.trim_end_matches(".0"))
-}
+/// A size as a person reads it: one definition, shared with the Lambda worker's messages.
+pub use transcoder_ffmpeg::bytes;
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn sizes_read_as_a_person_would_say_them() {
-        assert_eq!(bytes(512), "512 bytes");
-        assert_eq!(bytes(3 * MIB + MIB / 5), "3.2 MiB");
-        assert_eq!(bytes(GIB), "1 GiB");
-        assert_eq!(bytes(2_500_000_000), "2.3 GiB");
-    }
 
     #[test]
     fn the_default_floor_is_a_twentieth_of_the_disk_and_at_most_a_gib() {

@@ -1,5 +1,6 @@
-//! Child processes that cannot outlive the process that started them: the local runner's ffmpeg
-//! and ffprobe, and the servers the test harness starts (DynamoDB Local, the runner itself).
+//! Child processes that cannot outlive the process that started them: every ffmpeg run of the
+//! local runner and of `transcode-audio`, and the servers the test harness starts (DynamoDB
+//! Local, the runner itself).
 //!
 //! [`spawn`] puts the child in a process group of its own, which [`Group`] kills whole when it is
 //! dropped or told to ([`Group::kill`]): a timeout, an aborted job, a shutdown. A `kill -9` of this

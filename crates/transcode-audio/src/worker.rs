@@ -61,6 +61,9 @@ pub struct Worker {
 enum Ended {
     Completed(Done),
     Failed(String),
+    /// Refused from its bytes (not audio, too long, too big) before anything was encoded: the
+    /// upload ends `rejected`, as the starter's refusals do, with a `failed` message.
+    Rejected(String),
     /// A newer upload replaced the source, or it was deleted: nothing was written.
     Superseded,
 }
@@ -150,7 +153,8 @@ impl Worker {
             Ended::Failed(reason) => {
                 transcoder_ffmpeg::final_notification(PIPELINE, &job_id, &job, &Err(reason))
             }
-            Ended::Superseded => superseded_notification(&job_id, &job),
+            Ended::Rejected(reason) => own_end("REJECTED", &job_id, &job, reason),
+            Ended::Superseded => own_end("SUPERSEDED", &job_id, &job, SUPERSEDED.into()),
         };
         self.publish(&notification).await?;
         info!(job_id, %key, state = %notification["state"], "job ended and announced");
@@ -229,8 +233,15 @@ impl Worker {
         let limits = self.limits();
         let inspected = match transcoder_ffmpeg::inspect(&input, &upload, &limits).await {
             Ok(inspected) => inspected,
-            Err(failure) => return ended_by(failure, LONGER_FILES),
+            Err(failure) => return ended_by(failure, Stage::Inspect),
         };
+        // Known before anything is encoded, from the probed duration: a job that cannot fit in
+        // the function's storage fails now, for this deployment, instead of filling it three times.
+        let needed = limits.job_bytes(job.outputs.iter().map(|o| o.format), inspected.duration);
+        let free = transcoder_ffmpeg::free_bytes(&dir.0);
+        if let Some(reason) = no_room(needed, free, inspected.duration) {
+            return Ok(Ended::Rejected(reason));
+        }
         let outputs: Vec<Output> = job
             .outputs
             .iter()
@@ -267,7 +278,7 @@ impl Worker {
         );
         let warning = match encoded {
             Ok(Ok(warning)) => warning,
-            Ok(Err(failure)) => return ended_by(failure, ""),
+            Ok(Err(failure)) => return ended_by(failure, Stage::Encode),
             Err(_) => {
                 return Ok(Ended::Failed(format!(
                     "transcoding {} of audio did not finish within the function's time limit: try a shorter file, or a deployment with the MediaConvert backend",
@@ -354,28 +365,53 @@ impl Worker {
     }
 }
 
-/// The end a run's failure comes to: the file's fault ends the job, with `hint` after a reason
-/// that the file is too long; a full storage is retried.
-fn ended_by(failure: Failure, hint: &str) -> Result<Ended, Retry> {
-    match failure {
-        Failure::Reason(reason) if reason.starts_with("the file is too long") => {
-            Ok(Ended::Failed(format!("{reason}{hint}")))
+/// Where in a job a run failed.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Stage {
+    /// Identifying and probing the source: nothing encoded yet.
+    Inspect,
+    Encode,
+}
+
+/// The end a run's failure comes to: the file's fault ends the job (`rejected` before
+/// encoding, a too-long file told where a longer one can go; `failed` after); a full storage is
+/// retried.
+fn ended_by(failure: Failure, stage: Stage) -> Result<Ended, Retry> {
+    match (failure, stage) {
+        (Failure::Reason(reason), Stage::Inspect) if reason.starts_with("the file is too long") => {
+            Ok(Ended::Rejected(format!("{reason}{LONGER_FILES}")))
         }
-        Failure::Reason(reason) => Ok(Ended::Failed(reason)),
-        Failure::NoSpace(complaint) => Err(Retry(format!(
+        (Failure::Reason(reason), Stage::Inspect) => Ok(Ended::Rejected(reason)),
+        (Failure::Reason(reason), Stage::Encode) => Ok(Ended::Failed(reason)),
+        (Failure::NoSpace(complaint), _) => Err(Retry(format!(
             "the function's temporary storage is full ({complaint}): raise WorkerEphemeralStorageMB"
         ))),
     }
 }
 
-/// The end of a job whose source was replaced or deleted: Elastic Transcoder's shape with our
-/// own state `SUPERSEDED`, which ends the upload `superseded` with no message.
-fn superseded_notification(job_id: &str, job: &TranscodeJob) -> Value {
-    let reason =
-        "the file was replaced by a newer upload, or deleted, before its outputs were written";
+/// Why outputs of `needed` bytes (of `seconds` of audio) cannot be written where `free` bytes are
+/// left, if they cannot; nothing if the disk cannot be asked (then only a write can say).
+fn no_room(needed: u64, free: Option<u64>, seconds: f64) -> Option<String> {
+    let free = free.filter(|&free| needed > free)?;
+    Some(format!(
+        "the outputs of its {} of audio would be {}, more than the {} free in the function's temporary storage: a deployment with a larger WorkerEphemeralStorageMB, or the MediaConvert backend, takes it",
+        transcoder_ffmpeg::span(seconds),
+        transcoder_ffmpeg::bytes(needed),
+        transcoder_ffmpeg::bytes(free)
+    ))
+}
+
+/// Why a job whose source was replaced or deleted wrote nothing.
+const SUPERSEDED: &str =
+    "the file was replaced by a newer upload, or deleted, before its outputs were written";
+
+/// The end of a job that wrote nothing, for `reason`, in Elastic Transcoder's shape with one of
+/// our own states: `SUPERSEDED` (the upload ends `superseded`, no message) or `REJECTED` (it
+/// ends `rejected`, and its owner is told why).
+fn own_end(state: &str, job_id: &str, job: &TranscodeJob, reason: String) -> Value {
     let mut notification =
-        transcoder_ffmpeg::final_notification(PIPELINE, job_id, job, &Err(reason.into()));
-    notification["state"] = "SUPERSEDED".into();
+        transcoder_ffmpeg::final_notification(PIPELINE, job_id, job, &Err(reason));
+    notification["state"] = state.into();
     notification["outputs"] = Value::Array(Vec::new());
     notification
 }
@@ -473,7 +509,7 @@ mod tests {
     #[test]
     fn a_superseded_end_is_our_own_state_and_names_no_output() {
         let job = job("alice", "media/alice/song.mp3");
-        let notification = superseded_notification("audio-1", &job);
+        let notification = own_end("SUPERSEDED", "audio-1", &job, SUPERSEDED.into());
         match transcoder_core::Notification::parse(&notification.to_string()) {
             Ok(transcoder_core::Notification::Superseded(p)) => {
                 assert_eq!(p.job_id, "audio-1");
@@ -484,14 +520,50 @@ mod tests {
     }
 
     #[test]
-    fn only_a_full_storage_is_retried() {
+    fn a_rejected_end_is_our_own_state_and_a_failure_with_its_reason() {
+        let job = job("alice", "media/alice/song.mp3");
+        let notification = own_end("REJECTED", "audio-1", &job, "not an audio file".into());
+        match transcoder_core::Notification::parse(&notification.to_string()) {
+            Ok(transcoder_core::Notification::Final(c)) => {
+                assert!(c.rejected);
+                assert_eq!(c.outcome, transcoder_core::Outcome::Failed);
+                assert_eq!(c.detail.as_deref(), Some("not an audio file"));
+                assert!(c.outputs.is_empty());
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_job_too_big_for_the_storage_fails_saying_what_would_take_it() {
+        let reason = no_room(1_400_000_000, Some(500 << 20), 3600.0).unwrap();
+        assert_eq!(
+            reason,
+            "the outputs of its 1 h 0 min of audio would be 1.3 GiB, more than the 500 MiB free in the function's temporary storage: a deployment with a larger WorkerEphemeralStorageMB, or the MediaConvert backend, takes it"
+        );
+        assert_eq!(no_room(100, Some(100), 1.0), None);
+        assert_eq!(no_room(u64::MAX, None, 1.0), None);
+    }
+
+    #[test]
+    fn only_a_full_storage_is_retried_and_only_a_refusal_before_encoding_is_a_rejection() {
+        for stage in [Stage::Inspect, Stage::Encode] {
+            assert!(matches!(
+                ended_by(Failure::NoSpace("No space left on device".into()), stage),
+                Err(Retry(r)) if r.contains("WorkerEphemeralStorageMB")
+            ));
+        }
         assert!(matches!(
-            ended_by(Failure::NoSpace("No space left on device".into()), ""),
-            Err(Retry(r)) if r.contains("WorkerEphemeralStorageMB")
+            ended_by(Failure::Reason("the file is too long: 3 h".into()), Stage::Inspect),
+            Ok(Ended::Rejected(r)) if r == format!("the file is too long: 3 h{LONGER_FILES}")
         ));
         assert!(matches!(
-            ended_by(Failure::Reason("the file is too long: 3 h".into()), "; see MediaConvert"),
-            Ok(Ended::Failed(r)) if r == "the file is too long: 3 h; see MediaConvert"
+            ended_by(Failure::Reason("not an audio file".into()), Stage::Inspect),
+            Ok(Ended::Rejected(r)) if r == "not an audio file"
+        ));
+        assert!(matches!(
+            ended_by(Failure::Reason("ffmpeg failed".into()), Stage::Encode),
+            Ok(Ended::Failed(r)) if r == "ffmpeg failed"
         ));
     }
 }
