@@ -451,3 +451,36 @@ async fn a_job_that_never_finishes_reaches_the_dead_letter_queue_and_its_owner_i
     assert!(stack.keys("transcoded/").await.is_empty());
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[tokio::test]
+async fn a_source_the_worker_cannot_read_is_retried_and_fails_for_its_owner_on_the_last_receive() {
+    // Nothing listens on port 9 of loopback: every GetObject fails as a network error would.
+    let mut stack = stack(&[("AWS_ENDPOINT_URL_S3", "http://127.0.0.1:9")]).await;
+    let dir = scratch();
+    let song = dir.join("song.mp3");
+    tone(&song, 1.0).await;
+    stack.upload(&song, "song.mp3", "audio/mpeg").await;
+    for receive in 1..MAX_RECEIVES {
+        let delivered = stack.run_job().await;
+        assert_eq!(
+            (delivered.received, delivered.failed.len()),
+            (1, 1),
+            "receive {receive}"
+        );
+        assert_eq!(stack.upload_of("song.mp3").await["state"], "transcoding");
+        tokio::time::sleep(system_tests::cloud::JOB_VISIBILITY).await;
+    }
+    // The last receive: not retried again, but ended, and the owner told why.
+    let delivered = stack.run_job().await;
+    assert_eq!((delivered.received, delivered.failed.len()), (1, 0));
+    stack.record(1).await;
+    let upload = stack.upload_of("song.mp3").await;
+    assert_eq!(upload["state"], "failed", "{upload}");
+    let reason = upload["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains("could not be read") && reason.contains("tried 3 times"),
+        "{reason}"
+    );
+    assert_eq!(messages(&stack).await.len(), 1);
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -56,7 +56,7 @@ pub async fn lambda_worker() {
 async fn one_job(dir: &Path, minutes: u32) -> Run {
     let input = dir.join(format!("input-{minutes}.mp3"));
     make_input(&input, minutes * 60).await;
-    let mut stack = LambdaStack::start(Worker::Native, &[])
+    let mut stack = LambdaStack::start(Worker::Native, WORKER_ENV)
         .await
         .expect("the native worker starts");
     stack.worker.set_timeout(LAMBDA_LIMIT);
@@ -80,7 +80,10 @@ async fn one_job(dir: &Path, minutes: u32) -> Run {
         notifications.last().map(|n| n["state"].clone()),
         Some("COMPLETED".into())
     );
-    let encode = last_encode(&stack.worker.output()).expect("the worker logs its ffmpeg run");
+    let output = stack.worker.output();
+    let Some(encode) = last_encode(&output) else {
+        panic!("the worker logged no ffmpeg run:\n{}", output.join("\n"));
+    };
     drop(stack);
     let bare = bare_ffmpeg(&input, dir).await;
     let _ = std::fs::remove_file(&input);
@@ -99,7 +102,7 @@ async fn one_job(dir: &Path, minutes: u32) -> Run {
 async fn chain_overhead(dir: &Path) -> (Duration, Duration) {
     let input = dir.join("short.mp3");
     make_input(&input, 1).await;
-    let mut stack = LambdaStack::start(Worker::Native, &[])
+    let mut stack = LambdaStack::start(Worker::Native, WORKER_ENV)
         .await
         .expect("the native worker starts");
     let size = std::fs::metadata(&input).unwrap().len() as usize;
@@ -191,11 +194,15 @@ fn report(runs: &[Run], (overhead, short_encode): (Duration, Duration)) {
             "\nAt the {} min job's speed ({speed:.0} × real time) the {:.0} s Lambda leaves after the worker's 60 s",
             longest.minutes, usable
         );
+        let holds = speed * usable;
         println!(
-            "wrap-up hold {:.1} h of audio; `WorkerMaxDurationSeconds` (7200 s) is a third of that, for a slower",
-            speed * usable / 3600.0
+            "wrap-up hold {:.1} h of audio; `WorkerMaxDurationSeconds` (7200 s) is {:.1} × less, a margin for",
+            holds / 3600.0,
+            holds / 7200.0
         );
-        println!("CPU and a smaller memory setting.\n");
+        println!(
+            "Graviton's slower cores at 2048 MB (about 1.2 vCPU) and for a smaller memory setting.\n"
+        );
     }
     println!(
         "The chain's own time from S3's event on the intake queue to the end recorded in DynamoDB Local, less"
@@ -211,15 +218,19 @@ fn report(runs: &[Run], (overhead, short_encode): (Duration, Duration)) {
     println!("SQS, and record-completion, each through the Runtime API harness.\n");
 }
 
-/// The `encode_ms` of the worker's last "ffmpeg finished" line.
+/// How the worker is started: logs in JSON, so that its "ffmpeg finished" line can be read.
+const WORKER_ENV: &[(&str, &str)] = &[("AWS_LAMBDA_LOG_FORMAT", "JSON")];
+
+/// The `encode_ms` of the worker's last "ffmpeg finished" log line.
 fn last_encode(output: &[String]) -> Option<Duration> {
-    let line = output
-        .iter()
-        .rev()
-        .find(|l| l.contains("ffmpeg finished"))?;
-    let value = line.split("encode_ms=").nth(1)?;
-    let digits: String = value.chars().take_while(char::is_ascii_digit).collect();
-    digits.parse().ok().map(Duration::from_millis)
+    output.iter().rev().find_map(|line| {
+        let line: serde_json::Value = serde_json::from_str(line).ok()?;
+        let fields = line.get("fields")?;
+        (fields["message"] == "ffmpeg finished")
+            .then(|| fields["encode_ms"].as_u64())
+            .flatten()
+            .map(Duration::from_millis)
+    })
 }
 
 /// User + system time of `pid` and of its children it has waited for (ffmpeg), from
