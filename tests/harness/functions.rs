@@ -3,9 +3,10 @@
 //! DynamoDB Local. One place for their endpoints and environment, so that every test starts them
 //! alike.
 
+use std::collections::HashMap;
 use std::ops::Deref;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -20,6 +21,10 @@ pub const PIPELINE: &str = "1111111111111-abcde1";
 pub const BUCKET: &str = "audio-transcoder-media";
 /// The topic `record-completion` accepts notifications from.
 pub const TOPIC: &str = "arn:aws:sns:eu-west-1:123456789012:audio-transcoder-completions";
+
+/// How many CreateJobs of one `throttled` key [`Backend::stub`] refuses: the SDK's three attempts
+/// of one delivery.
+pub const THROTTLED_ATTEMPTS: usize = 3;
 
 /// The transcoder `start-transcode` sends its jobs to (`TRANSCODER`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -46,8 +51,10 @@ impl Backend {
     }
 
     /// The service's REST API as far as the starter uses it: CreateJob answers 201 with numbered
-    /// job ids (`1700000000000-job001`, `1763885000000-mc0001`), and 503 every time for a source
-    /// key containing `refuse`. Elastic Transcoder also lists two pipelines, one of them
+    /// job ids (`1700000000000-job001`, `1763885000000-mc0001`), 503 every time for a source key
+    /// containing `refuse`, and `429 TooManyRequestsException` to the first [`THROTTLED_ATTEMPTS`]
+    /// CreateJobs of a source key containing `throttled` (one delivery's attempts, the SDK's
+    /// retries included), as a busy service answers a burst. Elastic Transcoder also lists two pipelines, one of them
     /// [`PIPELINE`] named `audio-transcoder`.
     pub async fn stub(self) -> TranscoderStub {
         self.stub_at("127.0.0.1:0").await
@@ -56,10 +63,21 @@ impl Backend {
     /// [`Backend::stub`] on `address` (`host:port`), as the `local-aws` binary serves it.
     pub async fn stub_at(self, address: &str) -> TranscoderStub {
         let jobs = Arc::new(AtomicUsize::new(0));
+        let throttled = Arc::new(Mutex::new(HashMap::<String, usize>::new()));
         let stub = Stub::start_at(address, Duration::ZERO, move |req: &Recorded| {
             if is_create_job(req) {
-                if source(req).contains("refuse") {
+                let key = source(req);
+                if key.contains("refuse") {
                     return (503, json!({"message": "Service Unavailable"}));
+                }
+                if key.contains("throttled") {
+                    let mut attempts = throttled.lock().unwrap();
+                    let attempt = attempts.entry(key).or_default();
+                    *attempt += 1;
+                    if *attempt <= THROTTLED_ATTEMPTS {
+                        let body = json!({"__type": "TooManyRequestsException", "message": "Too Many Requests"});
+                        return (429, body);
+                    }
                 }
                 let n = jobs.fetch_add(1, Ordering::SeqCst) + 1;
                 return (201, created(self, n, req));

@@ -8,6 +8,7 @@ pub mod completion;
 pub mod config;
 #[cfg(any(test, feature = "contract"))]
 pub mod contract;
+pub mod intake;
 pub mod job;
 pub mod key;
 pub mod links;
@@ -20,11 +21,14 @@ pub mod sniff;
 pub mod source;
 pub mod start;
 pub mod store;
+#[cfg(test)]
+mod test_support;
 pub mod transcoder;
 pub mod upload;
 
 pub use completion::{Completion, Notification, NotificationError, Outcome};
 pub use config::{ConfigError, Prefixes, StartConfig};
+pub use intake::{BatchResponse, Handled, StartEvent, start_from_event};
 pub use job::{Claim, JobMessage, JobOutput, OutputFormat, Owner, TranscodeJob};
 pub use key::{Escaped, KeyError, ObjectKey, is_nfc, nfc};
 pub use links::{Link, LinkError, Links, Upload};

@@ -421,8 +421,7 @@ pub async fn start_transcode(
 #[cfg(test)]
 mod tests {
     use std::sync::Mutex;
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    use std::time::Duration;
+    use std::sync::atomic::Ordering;
 
     use super::*;
     use crate::config::Env;
@@ -430,33 +429,7 @@ mod tests {
     use crate::memory::MemoryStore;
     use crate::source::MemorySource;
     use crate::store::UploadStore;
-
-    /// Records the jobs it is given; refuses those whose key contains `fail_on`.
-    #[derive(Default)]
-    struct FakeTranscoder {
-        jobs: Mutex<Vec<TranscodeJob>>,
-        fail_on: Option<&'static str>,
-        in_flight: AtomicUsize,
-        most_in_flight: AtomicUsize,
-    }
-
-    impl Transcoder for FakeTranscoder {
-        async fn start_job(&self, job: &TranscodeJob) -> Result<JobId, TranscoderError> {
-            let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
-            self.most_in_flight.fetch_max(now, Ordering::SeqCst);
-            tokio::time::sleep(Duration::from_millis(10)).await;
-            self.in_flight.fetch_sub(1, Ordering::SeqCst);
-            if self
-                .fail_on
-                .is_some_and(|f| job.source.as_str().contains(f))
-            {
-                return Err(TranscoderError::new("service unavailable"));
-            }
-            let mut jobs = self.jobs.lock().unwrap();
-            jobs.push(job.clone());
-            Ok(JobId(format!("job-{}", jobs.len())))
-        }
-    }
+    use crate::test_support::FakeTranscoder;
 
     fn config(env: &impl Env) -> StartConfig {
         StartConfig::from_env(env).unwrap()

@@ -1,10 +1,11 @@
-//! `start-transcode`: the Lambda function S3 invokes when objects are created under the input
-//! prefix. Configuration and clients are built once per cold start.
+//! `start-transcode`: the Lambda function on the intake queue, which S3 notifies when objects are
+//! created under the input prefix; it takes a plain S3 event too (`sam local invoke`). Configuration
+//! and clients are built once per cold start.
 
 use lambda_runtime::{Diagnostic, Error, LambdaEvent, run, service_fn, tracing};
 use transcoder_aws::{CloudTranscoder, DynamoStore, S3Source};
 use transcoder_core::config::ProcessEnv;
-use transcoder_core::{RawS3Event, StartConfig, start_transcode};
+use transcoder_core::{Handled, StartConfig, StartEvent, start_from_event};
 
 // One thread: the work is waiting on AWS, and at the memory sizes in template.yaml Lambda gives a
 // fraction of a vCPU; a single-threaded runtime saves the cross-thread wake-ups of every call.
@@ -14,13 +15,24 @@ async fn main() -> Result<(), Error> {
     let (config, source, transcoder, store) = setup()
         .await
         .inspect_err(|e| tracing::error!("start-up refused: {e}"))?;
-    run(service_fn(|event: LambdaEvent<RawS3Event>| async {
-        start_transcode(event.payload, &config, &source, &transcoder, &store)
-            .await
-            .map_err(|e| Diagnostic {
-                error_type: "JobsNotStarted".into(),
-                error_message: e.to_string(),
-            })
+    run(service_fn(|event: LambdaEvent<StartEvent>| async {
+        let handled = start_from_event(event.payload, &config, &source, &transcoder, &store).await;
+        // A queue batch is answered with its batch-item failures only; a plain S3 event with
+        // its report, or an error that has Lambda retry it.
+        let answer = match handled {
+            Handled::Batch(response) => serde_json::to_value(response),
+            Handled::Direct(Ok(report)) => serde_json::to_value(report),
+            Handled::Direct(Err(e)) => {
+                return Err(Diagnostic {
+                    error_type: "JobsNotStarted".into(),
+                    error_message: e.to_string(),
+                });
+            }
+        };
+        answer.map_err(|e| Diagnostic {
+            error_type: "AnswerNotWritten".into(),
+            error_message: e.to_string(),
+        })
     }))
     .await
 }

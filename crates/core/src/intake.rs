@@ -1,0 +1,318 @@
+//! `start-transcode`'s event in every shape it is given: a batch of the intake queue, whose
+//! message bodies are S3 notifications (each with one or more records, or S3's `s3:TestEvent`),
+//! or a plain S3 event (S3 invoking the function, `sam local invoke`, `cargo lambda invoke`).
+//!
+//! A queue batch never fails as a whole: the messages whose jobs could not be started now
+//! (throttled, a store or the source unavailable) are its `batchItemFailures`, and come back after
+//! the visibility timeout with their claims given back; the rest are acknowledged, their jobs
+//! started once. A message that is not an S3 notification is poison: logged, and acknowledged.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use tracing::{info, warn};
+
+use crate::config::StartConfig;
+use crate::key::Escaped;
+use crate::source::SourceReader;
+use crate::start::{RawS3Event, StartError, StartReport, start_transcode};
+use crate::store::{ClaimStore, MessageStore, UploadStore};
+use crate::transcoder::Transcoder;
+
+/// The event, its records still raw: which shape it is, is decided from them.
+#[derive(Debug, Default, Deserialize)]
+pub struct StartEvent {
+    #[serde(rename = "Records", default)]
+    records: Vec<Value>,
+    /// S3's `s3:TestEvent`, when it is given as the whole event.
+    #[serde(rename = "Event", default)]
+    event: Option<String>,
+}
+
+/// What the function answers an intake batch with: the shape Lambda reads with
+/// `ReportBatchItemFailures`, and nothing else.
+#[derive(Debug, Default, PartialEq, Serialize)]
+pub struct BatchResponse {
+    #[serde(rename = "batchItemFailures")]
+    pub batch_item_failures: Vec<ItemFailure>,
+}
+
+#[derive(Debug, PartialEq, Serialize)]
+pub struct ItemFailure {
+    #[serde(rename = "itemIdentifier")]
+    pub item_identifier: String,
+}
+
+/// What became of an event.
+#[derive(Debug)]
+pub enum Handled {
+    /// A batch of the intake queue: its answer to Lambda.
+    Batch(BatchResponse),
+    /// A plain S3 event, as before the queue: its report, or the error that has Lambda retry it.
+    Direct(Result<StartReport, StartError>),
+}
+
+impl StartEvent {
+    /// Whether this is a batch of an SQS queue: its records are SQS messages.
+    fn is_batch(&self) -> bool {
+        self.records
+            .first()
+            .and_then(|r| r.get("eventSource"))
+            .is_some_and(|source| source == "aws:sqs")
+    }
+}
+
+/// Handles `event` in whichever shape it came.
+pub async fn start_from_event(
+    event: StartEvent,
+    config: &StartConfig,
+    source: &impl SourceReader,
+    transcoder: &impl Transcoder,
+    store: &(impl ClaimStore + MessageStore + UploadStore),
+) -> Handled {
+    if event.is_batch() {
+        return Handled::Batch(start_batch(event.records, config, source, transcoder, store).await);
+    }
+    if let Some(test) = event.event.as_deref() {
+        info!(event = %Escaped(test), "S3's test of the notification: nothing to start");
+    }
+    let records = RawS3Event {
+        records: event.records,
+    };
+    Handled::Direct(start_transcode(records, config, source, transcoder, store).await)
+}
+
+/// What one queue message carries.
+enum Body {
+    /// S3 notification records, to start jobs for.
+    Records(Vec<Value>),
+    /// Nothing to do: S3's test event.
+    Test,
+}
+
+/// The records of one queue message's body, or why it has none to start.
+fn body_of(message: &Value) -> Result<Body, String> {
+    let body = message
+        .get("body")
+        .and_then(Value::as_str)
+        .ok_or("the message has no body")?;
+    let body: Value =
+        serde_json::from_str(body).map_err(|e| format!("the body is not JSON: {e}"))?;
+    if body.get("Event").is_some_and(|e| e == "s3:TestEvent") {
+        return Ok(Body::Test);
+    }
+    match body.get("Records").and_then(Value::as_array) {
+        Some(records) if !records.is_empty() => Ok(Body::Records(records.clone())),
+        _ => Err("the body is not an S3 notification (it has no Records)".into()),
+    }
+}
+
+/// Starts the jobs of every message of an intake batch, all at once (at most
+/// `MAX_CONCURRENT_JOBS`), and names the messages to be received again.
+async fn start_batch(
+    messages: Vec<Value>,
+    config: &StartConfig,
+    source: &impl SourceReader,
+    transcoder: &impl Transcoder,
+    store: &(impl ClaimStore + MessageStore + UploadStore),
+) -> BatchResponse {
+    // Every record of every message, and which message each came from.
+    let mut records = Vec::new();
+    let mut owners: Vec<String> = Vec::new();
+    for (index, message) in messages.iter().enumerate() {
+        let id = message.get("messageId").and_then(Value::as_str);
+        match (id, body_of(message)) {
+            (None, _) => {
+                warn!(
+                    message = index,
+                    "an intake message with no messageId: acknowledged"
+                );
+            }
+            (Some(id), Ok(Body::Test)) => {
+                info!(message = index, sqs_message_id = %Escaped(id), "S3's test of the notification: acknowledged");
+            }
+            (Some(id), Ok(Body::Records(body))) => {
+                for record in body {
+                    records.push(record);
+                    owners.push(id.to_owned());
+                }
+            }
+            (Some(id), Err(reason)) => {
+                warn!(message = index, sqs_message_id = %Escaped(id), reason = %Escaped(&reason), "poison intake message: acknowledged");
+            }
+        }
+    }
+    let failed =
+        match start_transcode(RawS3Event { records }, config, source, transcoder, store).await {
+            Ok(_) => Vec::new(),
+            Err(StartError { failed, .. }) => failed,
+        };
+    let mut response = BatchResponse::default();
+    for (record, _, _) in failed {
+        let Some(id) = owners.get(record) else {
+            continue;
+        };
+        if !response
+            .batch_item_failures
+            .iter()
+            .any(|f| &f.item_identifier == id)
+        {
+            response.batch_item_failures.push(ItemFailure {
+                item_identifier: id.clone(),
+            });
+        }
+    }
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::memory::MemoryStore;
+    use crate::source::MemorySource;
+    use crate::test_support::FakeTranscoder;
+
+    fn config() -> StartConfig {
+        let no_variables: [(&str, &str); 0] = [];
+        StartConfig::from_env(&no_variables).unwrap()
+    }
+
+    fn sample(name: &str) -> StartEvent {
+        let path = format!("{}/../../events/{name}", env!("CARGO_MANIFEST_DIR"));
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+    }
+
+    async fn handle(event: StartEvent, t: &FakeTranscoder, store: &MemoryStore) -> Handled {
+        start_from_event(event, &config(), &MemorySource::audio(), t, store).await
+    }
+
+    fn batch(handled: Handled) -> Vec<String> {
+        match handled {
+            Handled::Batch(response) => response
+                .batch_item_failures
+                .into_iter()
+                .map(|f| f.item_identifier)
+                .collect(),
+            Handled::Direct(other) => panic!("not handled as a batch: {other:?}"),
+        }
+    }
+
+    fn keys(t: &FakeTranscoder) -> Vec<String> {
+        let mut keys: Vec<String> = t
+            .jobs
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|j| j.source.to_string())
+            .collect();
+        keys.sort();
+        keys
+    }
+
+    /// An intake message whose body is S3's notification of `key` (events/s3-put.json's record,
+    /// for another key and version).
+    fn message(id: usize, key: &str) -> Value {
+        let path = format!("{}/../../events/s3-put.json", env!("CARGO_MANIFEST_DIR"));
+        let mut body: Value =
+            serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        let object = &mut body["Records"][0]["s3"]["object"];
+        object["key"] = key.into();
+        object["eTag"] = format!("e{id}").into();
+        object["sequencer"] = format!("{id:018X}").into();
+        json!({"messageId": format!("m{id}"), "body": body.to_string(), "eventSource": "aws:sqs"})
+    }
+
+    fn event_of(messages: Vec<Value>) -> StartEvent {
+        serde_json::from_value(json!({ "Records": messages })).unwrap()
+    }
+
+    #[tokio::test]
+    async fn the_sample_batch_acknowledges_s3s_test_and_starts_every_record_of_every_message() {
+        let (t, store) = (FakeTranscoder::default(), MemoryStore::default());
+        let failures = batch(handle(sample("sqs-intake.json"), &t, &store).await);
+        assert_eq!(failures, Vec::<String>::new());
+        assert_eq!(
+            keys(&t),
+            [
+                "media/alice/song.mp3",
+                "media/bob/live set.flac",
+                "media/bob/talk.wav"
+            ]
+        );
+        // The same batch again (SQS delivers at least once): no job twice.
+        let failures = batch(handle(sample("sqs-intake.json"), &t, &store).await);
+        assert!(failures.is_empty());
+        assert_eq!(t.jobs.lock().unwrap().len(), 3);
+    }
+
+    #[tokio::test]
+    async fn throttled_jobs_are_exactly_the_batch_item_failures_and_their_redelivery_starts_them_once()
+     {
+        let store = MemoryStore::default();
+        let keys_of = |n: usize| {
+            (0..n)
+                .map(|i| {
+                    let name = if i < 7 { "throttled" } else { "song" };
+                    format!("media/alice/{name}-{i}.mp3")
+                })
+                .collect::<Vec<_>>()
+        };
+        let messages: Vec<Value> = keys_of(10)
+            .iter()
+            .enumerate()
+            .map(|(i, k)| message(i, k))
+            .collect();
+        let throttling = FakeTranscoder {
+            fail_on: Some("throttled"),
+            ..FakeTranscoder::default()
+        };
+        let mut failures = batch(handle(event_of(messages.clone()), &throttling, &store).await);
+        failures.sort();
+        assert_eq!(failures, ["m0", "m1", "m2", "m3", "m4", "m5", "m6"]);
+        assert_eq!(throttling.jobs.lock().unwrap().len(), 3);
+
+        // The whole batch comes back (the failed messages, and the others once more): only the
+        // seven throttled start, once each; the claims of the throttled were given back.
+        let recovered = FakeTranscoder::default();
+        let failures = batch(handle(event_of(messages), &recovered, &store).await);
+        assert!(failures.is_empty(), "{failures:?}");
+        let started = keys(&recovered);
+        assert_eq!(started.len(), 7, "{started:?}");
+        assert!(started.iter().all(|k| k.contains("throttled")));
+    }
+
+    #[tokio::test]
+    async fn poison_messages_are_acknowledged_and_never_block_the_batch() {
+        let (t, store) = (FakeTranscoder::default(), MemoryStore::default());
+        let poison = vec![
+            json!({"messageId": "no-json", "body": "{not json", "eventSource": "aws:sqs"}),
+            json!({"messageId": "not-s3", "body": "{\"hello\": 1}", "eventSource": "aws:sqs"}),
+            json!({"messageId": "no-body", "eventSource": "aws:sqs"}),
+            json!({"body": "{}", "eventSource": "aws:sqs"}),
+            json!({"messageId": "bad-record", "body": "{\"Records\": [{\"s3\": 5}]}", "eventSource": "aws:sqs"}),
+            message(1, "media/alice/song.mp3"),
+        ];
+        let failures = batch(handle(event_of(poison), &t, &store).await);
+        assert!(failures.is_empty(), "{failures:?}");
+        assert_eq!(keys(&t), ["media/alice/song.mp3"]);
+    }
+
+    #[tokio::test]
+    async fn a_plain_s3_event_is_handled_as_before_the_queue() {
+        let (t, store) = (FakeTranscoder::default(), MemoryStore::default());
+        match handle(sample("s3-put.json"), &t, &store).await {
+            Handled::Direct(Ok(report)) => assert_eq!(report.started.len(), 1),
+            other => panic!("{other:?}"),
+        }
+        let refusing = FakeTranscoder {
+            fail_on: Some("song"),
+            ..FakeTranscoder::default()
+        };
+        let other = MemoryStore::default();
+        assert!(matches!(
+            handle(sample("s3-put.json"), &refusing, &other).await,
+            Handled::Direct(Err(_))
+        ));
+    }
+}

@@ -1,0 +1,143 @@
+//! `start-transcode` on its intake queue, through the built binary: a batch of S3 notifications
+//! whose throttled jobs are exactly its batch-item failures, a redelivery that starts only those,
+//! and poison messages that never block a batch.
+
+use serde_json::{Value, json};
+use system_tests::dynamodb_local::DynamoDbLocal;
+use system_tests::functions::Backend::MediaConvert;
+use system_tests::functions::{
+    THROTTLED_ATTEMPTS, TranscoderStub, create_jobs, sources, table, unread,
+};
+use system_tests::s3::{self, Object};
+use system_tests::{Function, sample_event};
+use transcoder_aws::DynamoStore;
+
+/// An intake message: S3's notification of `key` as its body (events/s3-put.json's record, for
+/// another key and version), in the shape of events/sqs-intake.json's messages.
+fn message(id: usize, key: &str) -> Value {
+    let mut body = sample_event("s3-put.json");
+    let object = &mut body["Records"][0]["s3"]["object"];
+    object["key"] = key.into();
+    object["eTag"] = format!("{id:032x}").into();
+    object["sequencer"] = format!("{id:018X}").into();
+    let mut message = sample_event("sqs-intake.json")["Records"][1].clone();
+    message["messageId"] = format!("message-{id}").into();
+    message["body"] = body.to_string().into();
+    message
+}
+
+fn batch(messages: Vec<Value>) -> Value {
+    json!({ "Records": messages })
+}
+
+fn failures(response: &Value) -> Vec<String> {
+    let mut ids: Vec<String> = response["batchItemFailures"]
+        .as_array()
+        .unwrap_or_else(|| panic!("not a batch response: {response}"))
+        .iter()
+        .map(|f| f["itemIdentifier"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    ids.sort();
+    ids
+}
+
+async fn starter(
+    db: &DynamoDbLocal,
+    bucket: &system_tests::Stub,
+) -> (TranscoderStub, Function, String) {
+    let transcoder = MediaConvert.stub().await;
+    let table = table(db).await;
+    let role = ("MEDIACONVERT_ROLE_ARN", "arn:aws:iam::123456789012:role/mc");
+    let function = transcoder.start_on(bucket, db, &table, &[role]).await;
+    (transcoder, function, table)
+}
+
+#[tokio::test]
+async fn throttled_jobs_of_a_batch_are_its_item_failures_and_the_redelivery_starts_only_them() {
+    let db = DynamoDbLocal::start().await;
+    let bucket = s3::bucket(Vec::new()).await;
+    let (transcoder, mut starter, _) = starter(&db, &bucket).await;
+    let keys: Vec<String> = (0..10)
+        .map(|i| match i {
+            0..7 => format!("media/alice/throttled-{i}.mp3"),
+            _ => format!("media/alice/song-{i}.mp3"),
+        })
+        .collect();
+    let event = batch(
+        keys.iter()
+            .enumerate()
+            .map(|(i, k)| message(i, k))
+            .collect(),
+    );
+
+    let response = starter.invoke(&event).await.response();
+    let throttled: Vec<String> = (0..7).map(|i| format!("message-{i}")).collect();
+    assert_eq!(failures(&response), throttled, "{response}");
+    // Nothing else in the answer: Lambda reads exactly this shape.
+    assert_eq!(response.as_object().map(|o| o.len()), Some(1), "{response}");
+    assert_eq!(
+        sources(&create_jobs(&transcoder)).len(),
+        7 * THROTTLED_ATTEMPTS + 3
+    );
+
+    // The whole batch again, as SQS would redeliver it: the seven start, once each.
+    let response = starter.invoke(&event).await.response();
+    assert_eq!(failures(&response), Vec::<String>::new(), "{response}");
+    // Each throttled key was asked for three times and accepted on the fourth; each other key
+    // accepted at once: ten jobs, none twice.
+    let requests = sources(&create_jobs(&transcoder));
+    for key in &keys {
+        let asked = requests.iter().filter(|k| *k == key).count();
+        let expected = if key.contains("throttled") {
+            THROTTLED_ATTEMPTS + 1
+        } else {
+            1
+        };
+        assert_eq!(asked, expected, "{key}: {requests:?}");
+    }
+}
+
+#[tokio::test]
+async fn poison_messages_are_acknowledged_and_a_refused_upload_is_rejected_for_its_owner() {
+    let db = DynamoDbLocal::start().await;
+    let page = b"<!doctype html><html><body>not audio</body></html>";
+    let bucket = s3::bucket(vec![("media/alice/page.mp3", Object::from(&page[..]))]).await;
+    let (transcoder, mut starter, table) = starter(&db, &bucket).await;
+    let mut poison = Vec::new();
+    for (id, body) in [
+        ("not-json", "{not json".to_owned()),
+        ("not-s3", json!({"hello": "world"}).to_string()),
+        ("bad-record", json!({"Records": [{"s3": 5}]}).to_string()),
+    ] {
+        let mut message = message(90, "media/alice/x.mp3");
+        message["messageId"] = id.into();
+        message["body"] = body.into();
+        poison.push(message);
+    }
+    let mut event = sample_event("sqs-intake.json");
+    let records = event["Records"].as_array_mut().unwrap();
+    records.extend(poison);
+    records.push(message(91, "media/alice/page.mp3"));
+
+    let response = starter.invoke(&event).await.response();
+    assert_eq!(failures(&response), Vec::<String>::new(), "{response}");
+    assert!(starter.logged(&["poison intake message", "not-json"]));
+    assert!(starter.logged(&["poison intake message", "not-s3"]));
+    assert!(starter.logged(&["S3's test of the notification"]));
+    // The sample's three uploads started; the page named .mp3 refused, and its owner told.
+    assert_eq!(
+        sources(&create_jobs(&transcoder)),
+        [
+            "media/alice/song.mp3",
+            "media/bob/live set.flac",
+            "media/bob/talk.wav"
+        ]
+    );
+    let messages = unread(&DynamoStore::new(db.client(), &table, 30), "alice").await;
+    assert_eq!(messages.len(), 1, "{messages:?}");
+    assert!(
+        messages[0].text.contains("not an audio file"),
+        "{:?}",
+        messages[0]
+    );
+}
