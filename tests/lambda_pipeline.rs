@@ -11,7 +11,7 @@ use std::time::Duration;
 use serde_json::Value;
 use system_tests::cloud::{LambdaStack, MAX_RECEIVES, Worker, download, is_end};
 use system_tests::functions::{BUCKET, unread};
-use system_tests::local::{self, ffmpeg, probe, scratch, tone};
+use system_tests::local::{self, probe, scratch, silence_bomb, tone};
 use system_tests::{Function, sample_event};
 use transcoder_aws::{DynamoStore, JOB_ID_PREFIX};
 use transcoder_core::{JobMessage, ObjectKey, OutputFormat, Owner, TranscodeJob};
@@ -309,18 +309,7 @@ async fn hostile_files_end_with_their_reason_and_the_refused_ones_write_nothing(
     job_for(&stack, "media/alice/list.mp3").await;
     // A silence bomb: an hour of silence in about 650 KB of FLAC.
     let bomb = dir.join("bomb.flac");
-    ffmpeg(&[
-        "-f",
-        "lavfi",
-        "-i",
-        "anullsrc=r=8000:cl=mono",
-        "-t",
-        "3600",
-        "-c:a",
-        "flac",
-        bomb.to_str().unwrap(),
-    ])
-    .await;
+    silence_bomb(&bomb, 3600).await;
     let report = stack.upload(&bomb, "bomb.flac", "audio/flac").await;
     assert_eq!(
         report["started"].as_array().map(Vec::len),

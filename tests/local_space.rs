@@ -9,7 +9,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use system_tests::local::{Runner, ffmpeg, files_under, scratch, tone};
+use system_tests::local::{Runner, files_under, scratch, silence_bomb, tone};
 
 /// Asks the API for an upload link for `user`; returns the status and the body.
 async fn upload_link(runner: &Runner, user: &str, filename: &str, size: u64) -> (u16, Value) {
@@ -63,18 +63,7 @@ async fn a_silence_bomb_is_refused_before_it_is_encoded() {
     // An hour of 8 kHz mono silence: 656 KB of FLAC that would be 635 MB of WAV and 1.3 GiB in
     // all.
     let bomb = dir.join("bomb.flac");
-    ffmpeg(&[
-        "-f",
-        "lavfi",
-        "-i",
-        "anullsrc=r=8000:cl=mono",
-        "-t",
-        "3600",
-        "-c:a",
-        "flac",
-        bomb.to_str().unwrap(),
-    ])
-    .await;
+    silence_bomb(&bomb, 3600).await;
     assert!(std::fs::metadata(&bomb).unwrap().len() < 2 << 20);
     let runner = Runner::start(&dir).await;
     let bucket = dir.join("bucket");

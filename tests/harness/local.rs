@@ -353,6 +353,23 @@ pub async fn tone(path: &Path, seconds: f64) {
     .await;
 }
 
+/// A silence bomb: `seconds` of 8 kHz mono silence as FLAC at `path`, a few hundred bytes a
+/// minute that decode to 10 MB a minute of the outputs' 44.1 kHz stereo WAV.
+pub async fn silence_bomb(path: &Path, seconds: u32) {
+    ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        "anullsrc=r=8000:cl=mono",
+        "-t",
+        &seconds.to_string(),
+        "-c:a",
+        "flac",
+        path.to_str().unwrap(),
+    ])
+    .await;
+}
+
 /// An HLS playlist that plays `segment` `times` times. Its `#EXT-X-TARGETDURATION` line is what
 /// makes plain ffmpeg recognise it by content, whatever the file is named.
 pub fn hls_playlist(segment: &str, times: usize) -> String {

@@ -198,18 +198,6 @@ mod tests {
         }
     }
 
-    fn keys(t: &FakeTranscoder) -> Vec<String> {
-        let mut keys: Vec<String> = t
-            .jobs
-            .lock()
-            .unwrap()
-            .iter()
-            .map(|j| j.source.to_string())
-            .collect();
-        keys.sort();
-        keys
-    }
-
     /// An intake message whose body is S3's notification of `key` (events/s3-put.json's record,
     /// for another key and version).
     fn message(id: usize, key: &str) -> Value {
@@ -233,7 +221,7 @@ mod tests {
         let failures = batch(handle(sample("sqs-intake.json"), &t, &store).await);
         assert_eq!(failures, Vec::<String>::new());
         assert_eq!(
-            keys(&t),
+            t.keys(),
             [
                 "media/alice/song.mp3",
                 "media/bob/live set.flac",
@@ -277,7 +265,7 @@ mod tests {
         let recovered = FakeTranscoder::default();
         let failures = batch(handle(event_of(messages), &recovered, &store).await);
         assert!(failures.is_empty(), "{failures:?}");
-        let started = keys(&recovered);
+        let started = recovered.keys();
         assert_eq!(started.len(), 7, "{started:?}");
         assert!(started.iter().all(|k| k.contains("throttled")));
     }
@@ -295,7 +283,7 @@ mod tests {
         ];
         let failures = batch(handle(event_of(poison), &t, &store).await);
         assert!(failures.is_empty(), "{failures:?}");
-        assert_eq!(keys(&t), ["media/alice/song.mp3"]);
+        assert_eq!(t.keys(), ["media/alice/song.mp3"]);
     }
 
     #[tokio::test]

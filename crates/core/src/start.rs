@@ -458,15 +458,7 @@ mod tests {
     }
 
     fn sources(t: &FakeTranscoder) -> Vec<String> {
-        let mut keys: Vec<_> = t
-            .jobs
-            .lock()
-            .unwrap()
-            .iter()
-            .map(|j| j.source.to_string())
-            .collect();
-        keys.sort();
-        keys
+        t.keys()
     }
 
     #[tokio::test]

@@ -16,6 +16,21 @@ pub struct FakeTranscoder {
     pub most_in_flight: AtomicUsize,
 }
 
+impl FakeTranscoder {
+    /// The source keys of the jobs started, sorted.
+    pub fn keys(&self) -> Vec<String> {
+        let mut keys: Vec<_> = self
+            .jobs
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|j| j.source.to_string())
+            .collect();
+        keys.sort();
+        keys
+    }
+}
+
 impl Transcoder for FakeTranscoder {
     async fn start_job(&self, job: &TranscodeJob) -> Result<JobId, TranscoderError> {
         let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
