@@ -170,6 +170,9 @@ pub struct StartConfig {
     pub default_owner: Owner,
     /// How many jobs one invocation submits at once.
     pub max_concurrent_jobs: usize,
+    /// The intake queue's dead-letter queue (`INTAKE_DEAD_LETTER_QUEUE_ARN`), also an event
+    /// source: an upload whose message comes from it could not be started, and its owner is told.
+    pub dead_letter_queue_arn: Option<String>,
 }
 
 impl StartConfig {
@@ -184,9 +187,22 @@ impl StartConfig {
         "OUTPUT_FORMATS",
         "DEFAULT_OWNER",
         "MAX_CONCURRENT_JOBS",
+        "INTAKE_DEAD_LETTER_QUEUE_ARN",
     ];
 
     pub fn from_env(env: &impl Env) -> Result<Self, ConfigError> {
+        let dead_letter_queue_arn = env
+            .get("INTAKE_DEAD_LETTER_QUEUE_ARN")
+            .filter(|arn| !arn.is_empty());
+        if let Some(arn) = dead_letter_queue_arn.as_deref() {
+            if !(arn.starts_with("arn:") && arn.contains(":sqs:")) {
+                return Err(ConfigError::invalid(
+                    "INTAKE_DEAD_LETTER_QUEUE_ARN",
+                    arn,
+                    "must be an SQS queue's ARN (arn:aws:sqs:…)",
+                ));
+            }
+        }
         let prefixes = Prefixes::new(
             &env.get_or("INPUT_PREFIX", Self::DEFAULT_INPUT_PREFIX),
             &env.get_or("OUTPUT_PREFIX", Self::DEFAULT_OUTPUT_PREFIX),
@@ -212,6 +228,7 @@ impl StartConfig {
             outputs,
             default_owner,
             max_concurrent_jobs,
+            dead_letter_queue_arn,
         })
     }
 }
@@ -250,6 +267,23 @@ mod tests {
         assert_eq!(config.outputs, OutputFormat::DEFAULT);
         assert_eq!(config.default_owner.as_str(), "_unassigned");
         assert_eq!(config.max_concurrent_jobs, 16);
+    }
+
+    #[test]
+    fn the_intake_dead_letter_queue_is_an_sqs_arn_or_nothing() {
+        let arn = "arn:aws:sqs:eu-west-1:123456789012:intake-dead-letters";
+        let config = StartConfig::from_env(&[("INTAKE_DEAD_LETTER_QUEUE_ARN", arn)]).unwrap();
+        assert_eq!(config.dead_letter_queue_arn.as_deref(), Some(arn));
+        assert_eq!(
+            StartConfig::from_env(&[]).unwrap().dead_letter_queue_arn,
+            None
+        );
+        let err = StartConfig::from_env(&[("INTAKE_DEAD_LETTER_QUEUE_ARN", "intake-dead-letters")])
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("INTAKE_DEAD_LETTER_QUEUE_ARN"),
+            "{err}"
+        );
     }
 
     #[test]

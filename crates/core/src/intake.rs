@@ -7,6 +7,7 @@
 //! the visibility timeout with their claims given back; the rest are acknowledged, their jobs
 //! started once. A message that is not an S3 notification is poison: logged, and acknowledged.
 
+use aws_lambda_events::s3::S3EventRecord;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tracing::{info, warn};
@@ -14,7 +15,7 @@ use tracing::{info, warn};
 use crate::config::StartConfig;
 use crate::key::Escaped;
 use crate::source::SourceReader;
-use crate::start::{RawS3Event, StartError, StartReport, start_transcode};
+use crate::start::{RawS3Event, StartError, StartReport, abandon, plan, start_transcode};
 use crate::store::{ClaimStore, MessageStore, UploadStore};
 use crate::transcoder::Transcoder;
 
@@ -81,6 +82,9 @@ pub async fn start_from_event(
     Handled::Direct(start_transcode(records, config, source, transcoder, store).await)
 }
 
+/// What the owner of an upload whose event reached the dead-letter queue is told.
+pub const ABANDONED_REASON: &str = "it could not be started: the transcoder was too busy or unavailable every time it was tried, for about an hour; upload it again";
+
 /// What one queue message carries.
 enum Body {
     /// S3 notification records, to start jobs for.
@@ -115,9 +119,12 @@ async fn start_batch(
     transcoder: &impl Transcoder,
     store: &(impl ClaimStore + MessageStore + UploadStore),
 ) -> BatchResponse {
-    // Every record of every message, and which message each came from.
+    // Every record of every message, and which message each came from; those of the
+    // dead-letter queue apart, to be told instead of started.
     let mut records = Vec::new();
     let mut owners: Vec<String> = Vec::new();
+    let mut abandoned: Vec<(String, Value)> = Vec::new();
+    let dead_letters = config.dead_letter_queue_arn.as_deref();
     for (index, message) in messages.iter().enumerate() {
         let id = message.get("messageId").and_then(Value::as_str);
         match (id, body_of(message)) {
@@ -131,9 +138,14 @@ async fn start_batch(
                 info!(message = index, sqs_message_id = %Escaped(id), "S3's test of the notification: acknowledged");
             }
             (Some(id), Ok(Body::Records(body))) => {
+                let source = message.get("eventSourceARN").and_then(Value::as_str);
                 for record in body {
-                    records.push(record);
-                    owners.push(id.to_owned());
+                    if dead_letters.is_some() && source == dead_letters {
+                        abandoned.push((id.to_owned(), record));
+                    } else {
+                        records.push(record);
+                        owners.push(id.to_owned());
+                    }
                 }
             }
             (Some(id), Err(reason)) => {
@@ -146,11 +158,32 @@ async fn start_batch(
             Ok(_) => Vec::new(),
             Err(StartError { failed, .. }) => failed,
         };
-    let mut response = BatchResponse::default();
-    for (record, _, _) in failed {
-        let Some(id) = owners.get(record) else {
-            continue;
+    let mut failed_ids: Vec<&String> = failed
+        .iter()
+        .filter_map(|(record, _, _)| owners.get(*record))
+        .collect();
+    for (id, record) in &abandoned {
+        let job = match serde_json::from_value::<S3EventRecord>(record.clone()) {
+            Ok(record) => plan(&record, config).map_err(|skip| skip.to_string()),
+            Err(e) => Err(format!("not an S3 event record: {e}")),
         };
+        match job {
+            Ok(job) => match abandon(&job, ABANDONED_REASON, store).await {
+                Ok(()) => {
+                    warn!(sqs_message_id = %Escaped(id), key = %job.source.escaped(), owner = %job.owner, "upload never started (its event reached the dead-letter queue): its owner is told it failed");
+                }
+                Err(err) => {
+                    warn!(sqs_message_id = %Escaped(id), key = %job.source.escaped(), error = %err, "dead-lettered upload not told yet: its message comes back");
+                    failed_ids.push(id);
+                }
+            },
+            Err(reason) => {
+                warn!(sqs_message_id = %Escaped(id), reason = %Escaped(&reason), "dead-lettered record skipped");
+            }
+        }
+    }
+    let mut response = BatchResponse::default();
+    for id in failed_ids {
         if !response
             .batch_item_failures
             .iter()
@@ -171,7 +204,9 @@ mod tests {
     use super::*;
     use crate::memory::MemoryStore;
     use crate::source::MemorySource;
+    use crate::store::{MessageStore, UploadStore};
     use crate::test_support::FakeTranscoder;
+    use crate::upload::UploadState;
 
     fn config() -> StartConfig {
         let no_variables: [(&str, &str); 0] = [];
@@ -284,6 +319,62 @@ mod tests {
         let failures = batch(handle(event_of(poison), &t, &store).await);
         assert!(failures.is_empty(), "{failures:?}");
         assert_eq!(t.keys(), ["media/alice/song.mp3"]);
+    }
+
+    const DEAD_LETTERS: &str = "arn:aws:sqs:eu-west-1:123456789012:intake-dead-letters";
+
+    #[tokio::test]
+    async fn an_upload_whose_event_reached_the_dead_letter_queue_ends_failed_for_its_owner_once() {
+        let (t, store) = (FakeTranscoder::default(), MemoryStore::default());
+        let config =
+            StartConfig::from_env(&[("INTAKE_DEAD_LETTER_QUEUE_ARN", DEAD_LETTERS)]).unwrap();
+        let mut dead = message(1, "media/alice/never.mp3");
+        dead["eventSourceARN"] = DEAD_LETTERS.into();
+        // One that did start on its last receive, whose message was not deleted in time.
+        let started = message(2, "media/alice/started.mp3");
+        batch(
+            start_from_event(
+                event_of(vec![started.clone()]),
+                &config,
+                &MemorySource::audio(),
+                &t,
+                &store,
+            )
+            .await,
+        );
+        let mut late = started;
+        late["eventSourceARN"] = DEAD_LETTERS.into();
+        for _ in 0..2 {
+            let handled = start_from_event(
+                event_of(vec![dead.clone(), late.clone()]),
+                &config,
+                &MemorySource::audio(),
+                &t,
+                &store,
+            )
+            .await;
+            assert!(batch(handled).is_empty());
+        }
+        // No job for the dead-lettered upload, one message, its upload failed with the reason.
+        assert_eq!(t.keys(), ["media/alice/started.mp3"]);
+        let alice = crate::job::Owner::new("alice").unwrap();
+        let page = store.list_unread(&alice, 10, None).await.unwrap();
+        assert_eq!(page.messages.len(), 1, "{:?}", page.messages);
+        assert_eq!(page.messages[0].file, "never.mp3");
+        assert!(page.messages[0].text.contains("could not be started"));
+        let uploads = store.list_uploads(&alice, 10, None).await.unwrap().uploads;
+        let state_of = |key: &str| {
+            let upload = uploads.iter().find(|u| u.key == key).unwrap();
+            (upload.state, upload.reason.clone())
+        };
+        assert_eq!(
+            state_of("media/alice/never.mp3"),
+            (UploadState::Failed, Some(ABANDONED_REASON.to_owned()))
+        );
+        assert_eq!(
+            state_of("media/alice/started.mp3").0,
+            UploadState::Transcoding
+        );
     }
 
     #[tokio::test]

@@ -306,6 +306,53 @@ async fn reject(
     Ok(Attempt::Rejected(message, reason))
 }
 
+/// What an abandoned upload's message id and claim start with (see [`abandon`]).
+const ABANDONED: &str = "abandoned-";
+
+/// Ends the upload of `job`, whose event reached the intake queue's dead-letter queue: it could
+/// not be started in all the receives its queue allows. Under its claim, so that a late delivery
+/// starts no job after the owner was told; nothing is done if a job was started meanwhile.
+pub(crate) async fn abandon(
+    job: &TranscodeJob,
+    reason: &str,
+    store: &(impl ClaimStore + MessageStore + UploadStore),
+) -> Result<(), NotStarted> {
+    let claim = job.claim();
+    match store.claim(&claim, Utc::now()).await? {
+        ClaimOutcome::Claimed => {}
+        ClaimOutcome::AlreadyStarted { job_id } => {
+            info!(key = %job.source.escaped(), %job_id, "dead-lettered upload already started: nothing to tell");
+            return Ok(());
+        }
+        ClaimOutcome::Held => return Err(NotStarted::Held),
+    }
+    let upload = job.upload_ref();
+    let completion = Completion {
+        upload: Some(upload.id.clone()),
+        job_id: format!("{ABANDONED}{}", claim.token()),
+        owner: job.owner.clone(),
+        source: job.source.clone(),
+        outcome: Outcome::Failed,
+        outputs: Vec::new(),
+        detail: Some(reason.to_owned()),
+        rejected: false,
+    };
+    let message = Message::for_completion(&completion, Utc::now());
+    let ended = UploadRecord::ended(&upload, &completion, message.created_at);
+    if let Err(err) = store.insert(&message).await {
+        release(store, &claim, job).await;
+        return Err(NotStarted::Untold(err));
+    }
+    if let Err(err) = store.advance(&ended).await {
+        release(store, &claim, job).await;
+        return Err(NotStarted::Untold(err));
+    }
+    if let Err(err) = store.record_job(&claim, &message.id.0).await {
+        warn!(key = %job.source.escaped(), error = %err, "abandonment not recorded in its claim");
+    }
+    Ok(())
+}
+
 /// Gives back a claim whose upload started nothing, so that a retry can take it.
 async fn release(store: &impl ClaimStore, claim: &Claim, job: &TranscodeJob) {
     if let Err(err) = store.release(claim).await {
