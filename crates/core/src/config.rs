@@ -194,14 +194,14 @@ impl StartConfig {
         let dead_letter_queue_arn = env
             .get("INTAKE_DEAD_LETTER_QUEUE_ARN")
             .filter(|arn| !arn.is_empty());
-        if let Some(arn) = dead_letter_queue_arn.as_deref() {
-            if !(arn.starts_with("arn:") && arn.contains(":sqs:")) {
-                return Err(ConfigError::invalid(
-                    "INTAKE_DEAD_LETTER_QUEUE_ARN",
-                    arn,
-                    "must be an SQS queue's ARN (arn:aws:sqs:…)",
-                ));
-            }
+        if let Some(arn) = dead_letter_queue_arn.as_deref()
+            && !(arn.starts_with("arn:") && arn.contains(":sqs:"))
+        {
+            return Err(ConfigError::invalid(
+                "INTAKE_DEAD_LETTER_QUEUE_ARN",
+                arn,
+                "must be an SQS queue's ARN (arn:aws:sqs:…)",
+            ));
         }
         let prefixes = Prefixes::new(
             &env.get_or("INPUT_PREFIX", Self::DEFAULT_INPUT_PREFIX),
