@@ -44,7 +44,7 @@ binaries:
 	$(CARGO) build --workspace --bins --locked
 
 # A benchmark, not a test: it reports times and asserts none. `make bench SECTION=cold` runs one part
-# (cold, size, fanout, scale, transcode, lambda). Package sizes need `make build` first (about 7 minutes).
+# (cold, size, fanout, scale, transcode, lambda, burst). Package sizes need `make build` first (about 7 minutes).
 bench: check-rust test-tools
 	$(CARGO) build --release --locked --workspace --bins
 	"$${CARGO_TARGET_DIR:-target}/release/transcoder-bench" $(SECTION) | tee target/bench.md

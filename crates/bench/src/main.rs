@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use system_tests::{Function, Recorded, Stub, sample_event};
 
+mod burst;
 mod lambda;
 mod scale;
 mod transcode;
@@ -34,6 +35,9 @@ async fn main() {
     }
     if wants("lambda") {
         lambda::lambda_worker().await;
+    }
+    if wants("burst") {
+        burst::burst().await;
     }
 }
 

@@ -1,0 +1,251 @@
+//! A burst of uploads many times the transcoder's rate, through the intake queue: the release
+//! `start-transcode` as several concurrent instances, each fed by the harness's event-source
+//! mapping from a queue of moto's, against a MediaConvert stub whose CreateJob is a token bucket
+//! (`429 TooManyRequestsException` beyond it). Then the old direct asynchronous path under the same
+//! burst, simulated with Lambda's documented retry schedule, so that the difference shows.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use aws_sdk_sqs::types::{QueueAttributeName, SendMessageBatchRequestEntry};
+use serde_json::json;
+use system_tests::dynamodb_local::DynamoDbLocal;
+use system_tests::functions::{self, Backend, table};
+use system_tests::moto::Moto;
+use system_tests::{Recorded, Stub, s3, sample_event};
+
+fn setting(name: &str, default: f64) -> f64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// CreateJob as a token bucket of `rate` a second holding at most `burst`: each accepted job is
+/// counted by its source key.
+async fn rate_limited_mediaconvert(
+    rate: f64,
+    burst: f64,
+) -> (Stub, Arc<Mutex<HashMap<String, usize>>>) {
+    let accepted = Arc::new(Mutex::new(HashMap::<String, usize>::new()));
+    let bucket = Mutex::new((burst, Instant::now()));
+    let counted = accepted.clone();
+    let stub = Stub::start(move |req: &Recorded| {
+        if req.method != "POST" || req.path != "/2017-08-29/jobs" {
+            return (404, json!({"message": "not stubbed"}));
+        }
+        let mut state = bucket.lock().unwrap();
+        let (tokens, last) = &mut *state;
+        *tokens = (*tokens + last.elapsed().as_secs_f64() * rate).min(burst);
+        *last = Instant::now();
+        if *tokens < 1.0 {
+            return (
+                429,
+                json!({"__type": "TooManyRequestsException", "message": "Too Many Requests"}),
+            );
+        }
+        *tokens -= 1.0;
+        let key = req.body["settings"]["inputs"][0]["fileInput"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        let mut accepted = counted.lock().unwrap();
+        let n = accepted.values().sum::<usize>() + 1;
+        *accepted.entry(key).or_default() += 1;
+        (
+            201,
+            json!({"job": {"id": format!("1763885000000-b{n:06}"), "status": "SUBMITTED"}}),
+        )
+    })
+    .await;
+    (stub, accepted)
+}
+
+/// S3's notification of one upload, as the intake queue's message body.
+fn notification(n: usize) -> String {
+    let mut body = sample_event("s3-put.json");
+    let object = &mut body["Records"][0]["s3"]["object"];
+    object["key"] = format!("media/user{}/burst-{n:05}.mp3", n % 100).into();
+    object["eTag"] = format!("{n:032x}").into();
+    object["sequencer"] = format!("{n:018X}").into();
+    body.to_string()
+}
+
+pub async fn burst() {
+    let uploads = setting("BENCH_BURST_UPLOADS", 2000.0) as usize;
+    let rate = setting("BENCH_BURST_RATE", 10.0);
+    let burst = setting("BENCH_BURST_BUCKET", 20.0);
+    let instances = setting("BENCH_BURST_INSTANCES", 10.0) as usize;
+    let visibility = Duration::from_secs(setting("BENCH_BURST_VISIBILITY_SECONDS", 5.0) as u64);
+    let max_receives = setting("BENCH_BURST_MAX_RECEIVES", 100.0) as u32;
+
+    let moto = Moto::start().await;
+    let dead_letters = moto.queue("intake-dead-letters", visibility, None).await;
+    let intake = moto
+        .queue("intake", visibility, Some((&dead_letters, max_receives)))
+        .await;
+    let db = DynamoDbLocal::start().await;
+    let table = table(&db).await;
+    let bucket = s3::bucket(Vec::new()).await;
+    let (transcoder, accepted) = rate_limited_mediaconvert(rate, burst).await;
+    let mut starters = Vec::new();
+    for _ in 0..instances {
+        let role = ("MEDIACONVERT_ROLE_ARN", "arn:aws:iam::123456789012:role/mc");
+        let starter = functions::start_transcode(
+            Backend::MediaConvert,
+            &transcoder,
+            &bucket.url(),
+            &db,
+            &table,
+            &[role, ("AWS_LAMBDA_LOG_LEVEL", "error")],
+        )
+        .await;
+        starters.push(starter);
+    }
+
+    // The burst: every upload's notification on the queue at once.
+    let sqs = moto.sqs();
+    for chunk in (0..uploads).collect::<Vec<_>>().chunks(10) {
+        let entries: Vec<SendMessageBatchRequestEntry> = chunk
+            .iter()
+            .map(|&n| {
+                SendMessageBatchRequestEntry::builder()
+                    .id(format!("u{n}"))
+                    .message_body(notification(n))
+                    .build()
+                    .expect("an entry has an id and a body")
+            })
+            .collect();
+        sqs.send_message_batch()
+            .queue_url(&intake.url)
+            .set_entries(Some(entries))
+            .send()
+            .await
+            .expect("moto takes the batch");
+    }
+
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(60) + Duration::from_secs_f64(3.0 * uploads as f64 / rate);
+    let failures = Arc::new(Mutex::new(0usize));
+    let mut tasks = Vec::new();
+    let moto = Arc::new(moto);
+    for mut starter in starters {
+        let (moto, intake, accepted, failures) = (moto.clone(), intake.clone(), accepted.clone(), failures.clone());
+        tasks.push(tokio::spawn(async move {
+            starter.set_timeout(Duration::from_secs(120));
+            while Instant::now() < deadline {
+                let done = accepted.lock().unwrap().len() >= uploads;
+                if done {
+                    break;
+                }
+                let delivered = moto
+                    .deliver(&mut starter, &intake, 10, Duration::from_secs(1))
+                    .await;
+                *failures.lock().unwrap() += delivered.failed.len();
+            }
+            starter
+        }));
+    }
+    for task in tasks {
+        let _ = task.await;
+    }
+    let drained = started.elapsed();
+    let in_dead_letters = waiting(&moto, &dead_letters.url).await;
+    let counts = accepted.lock().unwrap().clone();
+    let jobs = counts.len();
+    let duplicates: usize = counts.values().map(|n| n.saturating_sub(1)).sum();
+    let ideal = uploads as f64 / rate;
+    let retried = *failures.lock().unwrap();
+
+    println!("## A burst of uploads (`SECTION=burst`)\n");
+    println!(
+        "{uploads} uploads' notifications on the intake queue at once (moto), drained by {instances} release `start-transcode`"
+    );
+    println!(
+        "instances through the harness's event-source mapping (batches of 10, `ReportBatchItemFailures`), against a"
+    );
+    println!(
+        "MediaConvert stub whose CreateJob is a token bucket of {rate} a second (at most {burst}), `429 TooManyRequestsException`"
+    );
+    println!(
+        "beyond it; DynamoDB Local holds the claims. The queue's visibility timeout is {} s here (6 × the function's",
+        visibility.as_secs()
+    );
+    println!(
+        "timeout in the stack), and its dead-letter queue takes a message after {max_receives} receives.\n"
+    );
+    println!("| path | uploads | jobs started | lost | duplicates | in the dead-letter queue | drain | ÷ uploads ÷ rate |");
+    println!("| --- | --- | --- | --- | --- | --- | --- | --- |");
+    println!(
+        "| intake queue | {uploads} | {jobs} | {} | {duplicates} | {in_dead_letters} | {:.1} s | {:.2} × |",
+        uploads - jobs.min(uploads),
+        drained.as_secs_f64(),
+        drained.as_secs_f64() / ideal
+    );
+    let (old_jobs, old_lost) = old_async_path(uploads, rate, burst);
+    println!(
+        "| direct asynchronous invocation (simulated) | {uploads} | {old_jobs} | {old_lost} | 0 | {old_lost} in the failure queue | — | — |\n"
+    );
+    println!(
+        "Messages handed back as batch-item failures along the way (throttled, and received again): {retried}."
+    );
+    println!(
+        "The simulated row: each upload invoked once as it arrives (all within the first second), then, as Lambda"
+    );
+    println!(
+        "retries a failed asynchronous invocation, again after 1 minute and after 2 more; each invocation's"
+    );
+    println!(
+        "CreateJob tried three times (the SDK's attempts) against the same token bucket. What fails the third time"
+    );
+    println!("goes to the failure queue, and its owner sees `received` for ever.\n");
+}
+
+/// The messages waiting on the queue at `url`.
+async fn waiting(moto: &Moto, url: &str) -> u64 {
+    let attributes = moto
+        .sqs()
+        .get_queue_attributes()
+        .queue_url(url)
+        .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
+        .send()
+        .await
+        .expect("moto answers");
+    attributes
+        .attributes()
+        .and_then(|a| a.get(&QueueAttributeName::ApproximateNumberOfMessages))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Jobs started and uploads lost by the direct asynchronous path under the same burst: an
+/// invocation per upload at once, Lambda's two retries after 60 s and 180 s, three CreateJobs
+/// each (spread over the SDK's backoff, about a second), one token bucket.
+fn old_async_path(uploads: usize, rate: f64, burst: f64) -> (usize, usize) {
+    let mut attempts: Vec<(f64, usize, u32)> = Vec::new();
+    for n in 0..uploads {
+        let arrival = n as f64 / uploads as f64;
+        for (invocation, at) in [0.0, 60.0, 180.0].into_iter().enumerate() {
+            for sdk in 0..3 {
+                attempts.push((arrival + at + f64::from(sdk) * 0.4, n, invocation as u32 * 3 + sdk));
+            }
+        }
+    }
+    attempts.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let (mut tokens, mut last) = (burst, 0.0);
+    let mut done = vec![false; uploads];
+    for (at, n, _) in attempts {
+        if done[n] {
+            continue;
+        }
+        tokens = (tokens + (at - last) * rate).min(burst);
+        last = at;
+        if tokens >= 1.0 {
+            tokens -= 1.0;
+            done[n] = true;
+        }
+    }
+    let jobs = done.iter().filter(|d| **d).count();
+    (jobs, uploads - jobs)
+}
