@@ -247,7 +247,7 @@ fn worker_problems(t: &Value) -> Vec<String> {
 fn queue_problems(t: &Value) -> Vec<String> {
     let mut problems = Vec::new();
     let timeout = number(&resource(t, WORKER)["Properties"]["Timeout"]).unwrap_or(u64::MAX);
-    let key = &resource(t, "StartTranscodeFailures")["Properties"]["KmsMasterKeyId"];
+    let key = &resource(t, "RecordCompletionFailures")["Properties"]["KmsMasterKeyId"];
     for id in ["JobsQueue", "JobsDeadLetterQueue"] {
         let queue = resource(t, id);
         let properties = &queue["Properties"];
@@ -473,8 +473,8 @@ fn role_problems(t: &Value) -> Vec<String> {
     problems
 }
 
-/// start-transcode is told the jobs queue and may send to it, and to no other queue but its
-/// failure queue.
+/// start-transcode is told the jobs queue and may send to it, and to no other queue; it consumes
+/// its intake queue only.
 fn starter_problems(t: &Value) -> Vec<String> {
     let mut problems = Vec::new();
     let variables =
@@ -491,7 +491,15 @@ fn starter_problems(t: &Value) -> Vec<String> {
         .collect();
     let expected = vec![
         (vec!["sqs:SendMessage"], arn_of("JobsQueue")),
-        (vec!["sqs:SendMessage"], arn_of("StartTranscodeFailures")),
+        (
+            vec![
+                "sqs:ReceiveMessage",
+                "sqs:DeleteMessage",
+                "sqs:GetQueueAttributes",
+                "sqs:ChangeMessageVisibility",
+            ],
+            arn_of("IntakeQueue"),
+        ),
     ];
     if sqs != expected {
         problems.push(format!(
@@ -939,9 +947,9 @@ fn the_worker_may_read_uploads_write_outputs_publish_and_consume_its_queues_and_
             "in sqs:",
         ),
         (
-            "the worker consumes start-transcode's failure queue",
+            "the worker consumes start-transcode's intake queue",
             |t| {
-                let queues = json!([arn_of("JobsQueue"), arn_of("StartTranscodeFailures")]);
+                let queues = json!([arn_of("JobsQueue"), arn_of("IntakeQueue")]);
                 set(t, &format!("{WORKER_STATEMENTS}/4/Resource"), queues)
             },
             "in sqs:",
