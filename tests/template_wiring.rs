@@ -321,6 +321,21 @@ fn only_uploads_under_the_input_prefix_reach_start_transcode() {
             "filter",
         ),
         (
+            "the bucket also announces the transcoder's outputs",
+            |t| {
+                let outputs = json!({"Event": "s3:ObjectCreated:*",
+                                     "Queue": {"Fn::GetAtt": ["IntakeQueue", "Arn"]},
+                                     "Filter": {"S3Key": {"Rules": [
+                                         {"Name": "prefix", "Value": r#ref("OutputPrefix")}]}}});
+                let (parent, _) = UPLOAD_EVENT.rsplit_once('/').expect("a list");
+                let items = t.pointer_mut(parent).and_then(Value::as_array_mut);
+                items
+                    .expect("the bucket's queue notifications")
+                    .push(outputs);
+            },
+            "2 queue notifications",
+        ),
+        (
             "plain PUTs only, no multipart uploads",
             |t| {
                 set(
