@@ -9,31 +9,17 @@
 
 use serde_json::{Value, json};
 use system_tests::template::{
-    Case, arn_of, assert_passes_deployed, assert_refuses, bucket_arn_by_name, events, grants,
-    policies_of, queue_notifications, r#ref, remove, resource, resources_of_type, set, strings,
-    template,
+    CONSUME, Case, arn_of, assert_passes_deployed, assert_refuses, bucket_arn_by_name, events,
+    grants, number, policies_of, queue_notifications, r#ref, remove, resource, resources_of_type,
+    set, strings, template,
 };
 
 const QUEUE: &str = "IntakeQueue";
 const DEAD_LETTERS: &str = "IntakeDeadLetterQueue";
 const START: &str = "StartTranscodeFunction";
-/// What an event source mapping on SQS needs of the function's role, and nothing more.
-const CONSUME: [&str; 4] = [
-    "sqs:ReceiveMessage",
-    "sqs:DeleteMessage",
-    "sqs:GetQueueAttributes",
-    "sqs:ChangeMessageVisibility",
-];
 /// How long a throttled transcoder or DynamoDB must be ridden out before an upload is handed to
 /// an operator.
 const AN_HOUR_SECONDS: u64 = 3600;
-
-/// A number written as a number or as a string (CloudFormation takes both).
-fn number(value: &Value) -> Option<u64> {
-    value
-        .as_u64()
-        .or_else(|| value.as_str().and_then(|s| s.parse().ok()))
-}
 
 /// The receives a message needs to still be received an hour after the first, one every
 /// visibility timeout: the first at 0 s, the n-th at (n - 1) × timeout.

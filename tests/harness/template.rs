@@ -134,6 +134,22 @@ pub fn bucket_arn_by_name(t: &Value) -> Value {
     }
 }
 
+/// A number in the template, as written or as a string (CloudFormation takes both).
+pub fn number(value: &Value) -> Option<u64> {
+    value
+        .as_u64()
+        .or_else(|| value.as_str().and_then(|s| s.parse().ok()))
+}
+
+/// What consuming a queue takes, as Lambda's event source mapping does it with the function's
+/// role, and nothing more.
+pub const CONSUME: [&str; 4] = [
+    "sqs:ReceiveMessage",
+    "sqs:DeleteMessage",
+    "sqs:GetQueueAttributes",
+    "sqs:ChangeMessageVisibility",
+];
+
 /// A string, or the strings of a list.
 pub fn strings(value: &Value) -> Vec<&str> {
     match value {
