@@ -1,8 +1,9 @@
 //! `template.yaml`: no event is lost on its way, and the services that carry one act for this
 //! stack only.
 //!
-//! A failed upload or completion event is retried twice, then kept in an encrypted queue, and
-//! start-transcode ends before another invocation may take over its claims. EventBridge delivers
+//! A failed completion event is retried twice, then kept in an encrypted queue (uploads wait in
+//! the intake queue instead: tests/template_intake.rs), and start-transcode ends before another
+//! invocation may take over its claims. EventBridge delivers
 //! each MediaConvert job state once: the rule's target retries, then keeps what it could not
 //! deliver in a dead-letter queue that only this rule may write to; the topic's key serves
 //! EventBridge for this topic alone; record-completion is told the output prefix, so that its
@@ -16,9 +17,9 @@ use system_tests::template::{
 };
 use transcoder_core::store::CLAIM_LEASE;
 
-/// The functions invoked asynchronously (by S3 and by SNS): Lambda retries them, then keeps the
-/// event in their failure queue.
-const ASYNCHRONOUS: &[&str] = &["StartTranscodeFunction", "RecordCompletionFunction"];
+/// The functions invoked asynchronously (by SNS): Lambda retries them, then keeps the event in
+/// their failure queue. start-transcode is not one: its intake queue's mapping invokes it.
+const ASYNCHRONOUS: &[&str] = &["RecordCompletionFunction"];
 
 const RULE: &str = "MediaConvertJobStates";
 const TARGET: &str = "/Resources/MediaConvertJobStates/Properties/Targets/0";
@@ -296,24 +297,24 @@ fn failed_events_are_retried_twice_then_kept() {
             "no SQS on-failure destination",
         ),
         (
-            "start-transcode's failure queue is not encrypted",
+            "record-completion's failure queue is not encrypted",
             |t| {
                 remove(
                     t,
-                    "/Resources/StartTranscodeFailures/Properties/KmsMasterKeyId",
+                    "/Resources/RecordCompletionFailures/Properties/KmsMasterKeyId",
                 )
             },
             "not encrypted",
         ),
         (
-            "record-completion may send to another function's failure queue only",
+            "record-completion may send to another queue only",
             |t| {
                 let policy = "/Resources/RecordCompletionRole/Properties/Policies/0/PolicyDocument";
                 let send = format!("{policy}/Statement/2/Resource");
                 set(
                     t,
                     &send,
-                    json!({"Fn::GetAtt": ["StartTranscodeFailures", "Arn"]}),
+                    json!({"Fn::GetAtt": ["IntakeDeadLetterQueue", "Arn"]}),
                 )
             },
             "may not send",

@@ -15,8 +15,8 @@ use std::collections::BTreeSet;
 use serde_json::{Value, json};
 use system_tests::dynamodb_local::workspace_root;
 use system_tests::template::{
-    Case, arn_of, assert_refuses, deployed_with, grants, policies_of, r#ref, remove, resource, set,
-    statements_of, strings, template,
+    CONSUME, Case, arn_of, assert_refuses, deployed_with, grants, number, policies_of, r#ref,
+    remove, resource, set, statements_of, strings, template,
 };
 use transcode_audio::WorkerConfig;
 use transcoder_api::config::DEFAULT_MAX_UPLOAD_BYTES;
@@ -33,24 +33,9 @@ const FOURTEEN_DAYS_SECONDS: u64 = 1_209_600;
 /// The most bytes a second of audio takes in each of the three outputs (WAV and FLAC at 44.1 kHz,
 /// 16 bits, stereo; AAC at 256 kbit/s): the ffmpeg module's `bytes_per_second`.
 const OUTPUT_BYTES_PER_SECOND: u64 = 176_400 + 176_400 + 256_000 / 8;
-/// What consuming a queue takes, as Lambda's event source mapping does it with the function's
-/// role.
-const CONSUME: [&str; 4] = [
-    "sqs:ReceiveMessage",
-    "sqs:DeleteMessage",
-    "sqs:GetQueueAttributes",
-    "sqs:ChangeMessageVisibility",
-];
 
 /// The actions one statement allows, and its resources.
 type Grant<'a> = (Vec<&'a str>, Value);
-
-/// A number in the template, as written or as a string.
-fn number(value: &Value) -> Option<u64> {
-    value
-        .as_u64()
-        .or_else(|| value.as_str().and_then(|s| s.parse().ok()))
-}
 
 // ------------------------------------------------------------------------------------------ checks
 
@@ -247,7 +232,7 @@ fn worker_problems(t: &Value) -> Vec<String> {
 fn queue_problems(t: &Value) -> Vec<String> {
     let mut problems = Vec::new();
     let timeout = number(&resource(t, WORKER)["Properties"]["Timeout"]).unwrap_or(u64::MAX);
-    let key = &resource(t, "StartTranscodeFailures")["Properties"]["KmsMasterKeyId"];
+    let key = &resource(t, "RecordCompletionFailures")["Properties"]["KmsMasterKeyId"];
     for id in ["JobsQueue", "JobsDeadLetterQueue"] {
         let queue = resource(t, id);
         let properties = &queue["Properties"];
@@ -473,8 +458,8 @@ fn role_problems(t: &Value) -> Vec<String> {
     problems
 }
 
-/// start-transcode is told the jobs queue and may send to it, and to no other queue but its
-/// failure queue.
+/// start-transcode is told the jobs queue and may send to it, and to no other queue; it consumes
+/// its intake queue only.
 fn starter_problems(t: &Value) -> Vec<String> {
     let mut problems = Vec::new();
     let variables =
@@ -491,7 +476,7 @@ fn starter_problems(t: &Value) -> Vec<String> {
         .collect();
     let expected = vec![
         (vec!["sqs:SendMessage"], arn_of("JobsQueue")),
-        (vec!["sqs:SendMessage"], arn_of("StartTranscodeFailures")),
+        (CONSUME.to_vec(), arn_of("IntakeQueue")),
     ];
     if sqs != expected {
         problems.push(format!(
@@ -939,9 +924,9 @@ fn the_worker_may_read_uploads_write_outputs_publish_and_consume_its_queues_and_
             "in sqs:",
         ),
         (
-            "the worker consumes start-transcode's failure queue",
+            "the worker consumes start-transcode's intake queue",
             |t| {
-                let queues = json!([arn_of("JobsQueue"), arn_of("StartTranscodeFailures")]);
+                let queues = json!([arn_of("JobsQueue"), arn_of("IntakeQueue")]);
                 set(t, &format!("{WORKER_STATEMENTS}/4/Resource"), queues)
             },
             "in sqs:",

@@ -1,5 +1,5 @@
 //! `template.yaml` against the code it deploys: uploads under the input prefix, and only those,
-//! reach start-transcode, and each function is told exactly the variables its code reads.
+//! reach start-transcode (through the intake queue), and each function is told exactly the variables its code reads.
 //!
 //! Every check runs on the real template and on the stack each backend deploys (nothing wrong),
 //! and on copies broken the ways that matter (the check objects), so no check can pass by looking
@@ -10,8 +10,8 @@ use std::collections::BTreeSet;
 
 use serde_json::{Value, json};
 use system_tests::template::{
-    Case, assert_passes_deployed, assert_refuses, events, r#ref, remove, resource, set, strings,
-    template,
+    Case, assert_passes_deployed, assert_refuses, events, queue_notifications, r#ref, remove,
+    resource, set, template,
 };
 use transcode_audio::WorkerConfig;
 use transcoder_api::{ApiConfig, PageConfig};
@@ -132,34 +132,33 @@ fn notification_problems(t: &Value) -> Vec<String> {
         problems.push("no rule asserts that InputPrefix and OutputPrefix differ".into());
     }
 
-    let start = resource(t, "StartTranscodeFunction");
-    let uploads = events(start, "S3");
+    // The bucket announces uploads to the intake queue, which start-transcode consumes
+    // (tests/template_intake.rs checks the queue and the mapping).
+    let uploads = queue_notifications(t);
     if uploads.len() != 1 {
         problems.push(format!(
-            "start-transcode has {} S3 events, not one",
+            "MediaBucket has {} queue notifications, not one",
             uploads.len()
         ));
     }
-    for (name, event) in uploads {
-        if event["Bucket"] != r#ref("MediaBucket") {
-            problems.push(format!("S3 event {name} is not on MediaBucket"));
-        }
+    for notification in uploads {
         // Multipart uploads arrive as ObjectCreated:CompleteMultipartUpload.
-        if strings(&event["Events"]) != ["s3:ObjectCreated:*"] {
+        if notification["Event"] != "s3:ObjectCreated:*" {
             problems.push(format!(
-                "S3 event {name} is for {}, not s3:ObjectCreated:*",
-                event["Events"]
+                "the bucket's notification is for {}, not s3:ObjectCreated:*",
+                notification["Event"]
             ));
         }
-        let rules = &event["Filter"]["S3Key"]["Rules"];
+        let rules = &notification["Filter"]["S3Key"]["Rules"];
         if *rules != json!([{"Name": "prefix", "Value": r#ref("InputPrefix")}]) {
             problems.push(format!(
-                "S3 event {name}'s filter is {rules}, not the prefix InputPrefix alone"
+                "the bucket's notification filter is {rules}, not the prefix InputPrefix alone"
             ));
         }
     }
-    if !resource(t, "MediaBucket")["Properties"]["NotificationConfiguration"].is_null() {
-        problems.push("MediaBucket declares notifications besides start-transcode's event".into());
+    let start = resource(t, "StartTranscodeFunction");
+    if !events(start, "S3").is_empty() {
+        problems.push("start-transcode is still invoked by S3 directly".into());
     }
 
     for (function, variable, param) in [
@@ -285,7 +284,8 @@ fn environment_problems(t: &Value) -> Vec<String> {
 
 // ------------------------------------------------------------------------------------------- tests
 
-const UPLOAD_EVENT: &str = "/Resources/StartTranscodeFunction/Properties/Events/Upload/Properties";
+const UPLOAD_EVENT: &str =
+    "/Resources/MediaBucket/Properties/NotificationConfiguration/QueueConfigurations/0";
 const START_ENV: &str = "/Resources/StartTranscodeFunction/Properties/Environment/Variables";
 const RECORD_ENV: &str = "/Resources/RecordCompletionFunction/Properties/Environment/Variables";
 const API_ENV: &str = "/Resources/MessagesApiFunction/Properties/Environment/Variables";
@@ -321,11 +321,26 @@ fn only_uploads_under_the_input_prefix_reach_start_transcode() {
             "filter",
         ),
         (
+            "the bucket also announces the transcoder's outputs",
+            |t| {
+                let outputs = json!({"Event": "s3:ObjectCreated:*",
+                                     "Queue": {"Fn::GetAtt": ["IntakeQueue", "Arn"]},
+                                     "Filter": {"S3Key": {"Rules": [
+                                         {"Name": "prefix", "Value": r#ref("OutputPrefix")}]}}});
+                let (parent, _) = UPLOAD_EVENT.rsplit_once('/').expect("a list");
+                let items = t.pointer_mut(parent).and_then(Value::as_array_mut);
+                items
+                    .expect("the bucket's queue notifications")
+                    .push(outputs);
+            },
+            "2 queue notifications",
+        ),
+        (
             "plain PUTs only, no multipart uploads",
             |t| {
                 set(
                     t,
-                    &format!("{UPLOAD_EVENT}/Events"),
+                    &format!("{UPLOAD_EVENT}/Event"),
                     json!("s3:ObjectCreated:Put"),
                 )
             },

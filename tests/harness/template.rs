@@ -112,6 +112,44 @@ pub fn events<'a>(function: &'a Value, kind: &str) -> Vec<(&'a str, &'a Value)> 
         .collect()
 }
 
+/// The bucket's notifications to SQS queues (`QueueConfigurations`), as the template writes them.
+pub fn queue_notifications(t: &Value) -> Vec<&Value> {
+    resource(t, "MediaBucket")["Properties"]["NotificationConfiguration"]["QueueConfigurations"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .collect()
+}
+
+/// The ARN of `MediaBucket` spelled from its `BucketName` (an `Fn::Sub` with variables), as a
+/// policy must name it when the bucket depends on that policy; `Null` if the name is not one.
+pub fn bucket_arn_by_name(t: &Value) -> Value {
+    let name = &resource(t, "MediaBucket")["Properties"]["BucketName"]["Fn::Sub"];
+    match (name[0].as_str(), &name[1]) {
+        (Some(pattern), variables) if variables.is_object() => json!({"Fn::Sub": [
+            format!("arn:${{AWS::Partition}}:s3:::{pattern}"),
+            variables
+        ]}),
+        _ => Value::Null,
+    }
+}
+
+/// A number in the template, as written or as a string (CloudFormation takes both).
+pub fn number(value: &Value) -> Option<u64> {
+    value
+        .as_u64()
+        .or_else(|| value.as_str().and_then(|s| s.parse().ok()))
+}
+
+/// What consuming a queue takes, as Lambda's event source mapping does it with the function's
+/// role, and nothing more.
+pub const CONSUME: [&str; 4] = [
+    "sqs:ReceiveMessage",
+    "sqs:DeleteMessage",
+    "sqs:GetQueueAttributes",
+    "sqs:ChangeMessageVisibility",
+];
+
 /// A string, or the strings of a list.
 pub fn strings(value: &Value) -> Vec<&str> {
     match value {
