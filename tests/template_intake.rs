@@ -239,7 +239,8 @@ fn redrive_problems(t: &Value) -> Vec<String> {
         .any(|(_, alarm)| {
             let alarm = &alarm["Properties"];
             alarm["Namespace"] == "AWS/SQS"
-                && alarm["MetricName"] == "ApproximateNumberOfMessagesVisible"
+                && alarm["MetricName"] == "NumberOfMessagesReceived"
+                && alarm["Statistic"] == "Sum"
                 && alarm["Dimensions"]
                     == json!([{"Name": "QueueName",
                                "Value": {"Fn::GetAtt": [DEAD_LETTERS, "QueueName"]}}])
@@ -248,7 +249,7 @@ fn redrive_problems(t: &Value) -> Vec<String> {
         });
     if !watched {
         problems.push(format!(
-            "no alarm goes off while a message waits in {DEAD_LETTERS}"
+            "no alarm goes off when a message reaches {DEAD_LETTERS} (start-transcode takes it at once)"
         ));
     }
     problems
@@ -265,13 +266,40 @@ fn mapping_problems(t: &Value) -> Vec<String> {
         .map(|e| e.len())
         .unwrap_or(0);
     let sqs = events(start, "SQS");
-    if all != 1 || sqs.len() != 1 {
+    if all != 2 || sqs.len() != 2 {
         problems.push(format!(
-            "start-transcode has {all} events, {} on SQS: not the intake queue alone",
+            "start-transcode has {all} events, {} on SQS: not the intake queue and its dead-letter queue",
             sqs.len()
         ));
     }
-    for (name, event) in sqs {
+    let told = &start["Properties"]["Environment"]["Variables"]["INTAKE_DEAD_LETTER_QUEUE_ARN"];
+    if *told != arn_of(DEAD_LETTERS) {
+        problems.push(format!(
+            "start-transcode is told INTAKE_DEAD_LETTER_QUEUE_ARN {told}, not {DEAD_LETTERS}'s: \
+             its owners would never hear of an upload that could not be started"
+        ));
+    }
+    let dead = sqs
+        .iter()
+        .filter(|(_, e)| e["Queue"] == arn_of(DEAD_LETTERS));
+    if dead.clone().count() != 1 {
+        problems.push(format!("start-transcode does not read {DEAD_LETTERS}"));
+    }
+    for (name, event) in dead {
+        if strings(&event["FunctionResponseTypes"]) != ["ReportBatchItemFailures"] {
+            problems.push(format!("{name} does not ReportBatchItemFailures"));
+        }
+    }
+    let intake = sqs
+        .iter()
+        .filter(|(_, e)| e["Queue"] != arn_of(DEAD_LETTERS));
+    let others = intake.clone().count();
+    if others != 1 {
+        problems.push(format!(
+            "start-transcode reads {others} queues besides {DEAD_LETTERS}: not {QUEUE} once"
+        ));
+    }
+    for (name, event) in intake {
         if event["Queue"] != arn_of(QUEUE) {
             problems.push(format!("{name} consumes {}, not {QUEUE}", event["Queue"]));
         }
@@ -317,7 +345,7 @@ fn mapping_problems(t: &Value) -> Vec<String> {
 fn consumer_problems(t: &Value) -> Vec<String> {
     let mut problems = Vec::new();
     let policies = policies_of(t, "StartTranscodeRole");
-    let mut consumed = false;
+    let mut consumed = Vec::new();
     for (actions, resource) in grants(&policies, "sqs:") {
         let consumes = actions
             .iter()
@@ -329,17 +357,21 @@ fn consumer_problems(t: &Value) -> Vec<String> {
         sorted.sort_unstable();
         let mut expected = CONSUME.to_vec();
         expected.sort_unstable();
-        if sorted != expected || *resource != arn_of(QUEUE) {
-            problems.push(format!(
+        let queue = [QUEUE, DEAD_LETTERS]
+            .into_iter()
+            .find(|q| *resource == arn_of(q));
+        match queue {
+            Some(queue) if sorted == expected => consumed.push(queue),
+            _ => problems.push(format!(
                 "start-transcode's role is granted {actions:?} on {resource}: it may consume \
-                 {QUEUE} only, with {CONSUME:?}"
-            ));
-        } else {
-            consumed = true;
+                 {QUEUE} only (and {DEAD_LETTERS}), with {CONSUME:?}"
+            )),
         }
     }
-    if !consumed {
-        problems.push(format!("start-transcode's role may not consume {QUEUE}"));
+    for queue in [QUEUE, DEAD_LETTERS] {
+        if !consumed.contains(&queue) {
+            problems.push(format!("start-transcode's role may not consume {queue}"));
+        }
     }
     problems
 }
@@ -628,6 +660,36 @@ fn start_transcode_takes_batches_reports_failures_and_bounds_its_concurrency() {
             "no event source on the intake queue",
             |t| remove(t, "/Resources/StartTranscodeFunction/Properties/Events"),
             "0 events",
+        ),
+        (
+            "the dead-letter queue is not read",
+            |t| {
+                remove(
+                    t,
+                    "/Resources/StartTranscodeFunction/Properties/Events/DeadIntake",
+                )
+            },
+            "does not read IntakeDeadLetterQueue",
+        ),
+        (
+            "start-transcode is not told its dead-letter queue",
+            |t| {
+                remove(
+                    t,
+                    "/Resources/StartTranscodeFunction/Properties/Environment/Variables/INTAKE_DEAD_LETTER_QUEUE_ARN",
+                )
+            },
+            "never hear of an upload",
+        ),
+        (
+            "the dead-letter queue's failures redeliver the batch",
+            |t| {
+                remove(
+                    t,
+                    "/Resources/StartTranscodeFunction/Properties/Events/DeadIntake/Properties/FunctionResponseTypes",
+                )
+            },
+            "DeadIntake does not ReportBatchItemFailures",
         ),
         (
             "the mapping consumes the dead-letter queue",

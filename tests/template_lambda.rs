@@ -477,6 +477,7 @@ fn starter_problems(t: &Value) -> Vec<String> {
     let expected = vec![
         (vec!["sqs:SendMessage"], arn_of("JobsQueue")),
         (CONSUME.to_vec(), arn_of("IntakeQueue")),
+        (CONSUME.to_vec(), arn_of("IntakeDeadLetterQueue")),
     ];
     if sqs != expected {
         problems.push(format!(
