@@ -181,37 +181,12 @@ impl Moto {
         wait: Duration,
         done: impl Fn(&[Value]) -> bool,
     ) -> Vec<Value> {
-        let sqs = self.sqs();
-        let deadline = Instant::now() + wait;
-        let mut events = Vec::new();
-        while !done(&events) {
-            assert!(
-                Instant::now() < deadline,
-                "{} notifications in {wait:?}, not enough: {events:#?}",
-                events.len()
-            );
-            let received = sqs
-                .receive_message()
-                .queue_url(&queue.url)
-                .max_number_of_messages(10)
-                .wait_time_seconds(1)
-                .send()
-                .await
-                .expect("moto receives");
-            for message in received.messages() {
-                let body = message.body().unwrap_or_default();
-                let envelope: Value = serde_json::from_str(body)
-                    .unwrap_or_else(|e| panic!("not SNS's envelope ({e}): {body}"));
-                events.push(sns_event(&envelope));
-                sqs.delete_message()
-                    .queue_url(&queue.url)
-                    .receipt_handle(message.receipt_handle().unwrap_or_default())
-                    .send()
-                    .await
-                    .expect("moto deletes");
-            }
-        }
-        events
+        // Each body is SNS's envelope, as SNS delivers to SQS.
+        let as_events = |bodies: &[Value]| bodies.iter().map(sns_event).collect::<Vec<_>>();
+        let bodies = self
+            .take_until(&queue.url, wait, |bodies| done(&as_events(bodies)))
+            .await;
+        as_events(&bodies)
     }
 }
 

@@ -200,18 +200,32 @@ impl Moto {
     /// an event-source mapping deletes what its function took. Panics if they do not all come
     /// within 20 s.
     pub async fn take_messages(&self, queue: &str, count: usize) -> Vec<serde_json::Value> {
+        self.take_until(queue, Duration::from_secs(20), |bodies| {
+            bodies.len() >= count
+        })
+        .await
+    }
+
+    /// The bodies (as JSON) of the messages on the queue at `url`, each deleted once read, until
+    /// `enough` says they are; panics if they are not within `wait`.
+    pub async fn take_until(
+        &self,
+        url: &str,
+        wait: Duration,
+        enough: impl Fn(&[serde_json::Value]) -> bool,
+    ) -> Vec<serde_json::Value> {
         let sqs = self.sqs();
-        let deadline = Instant::now() + Duration::from_secs(20);
+        let deadline = Instant::now() + wait;
         let mut bodies = Vec::new();
-        while bodies.len() < count {
+        while !enough(&bodies) {
             assert!(
                 Instant::now() < deadline,
-                "{} of {count} messages on {queue}: {bodies:?}",
+                "{} messages on {url} in {wait:?}, not enough: {bodies:#?}",
                 bodies.len()
             );
             let received = sqs
                 .receive_message()
-                .queue_url(queue)
+                .queue_url(url)
                 .max_number_of_messages(10)
                 .wait_time_seconds(1)
                 .send()
@@ -223,7 +237,7 @@ impl Moto {
                     serde_json::from_str(body).unwrap_or_else(|e| panic!("not JSON ({e}): {body}")),
                 );
                 sqs.delete_message()
-                    .queue_url(queue)
+                    .queue_url(url)
                     .receipt_handle(message.receipt_handle().unwrap_or_default())
                     .send()
                     .await
