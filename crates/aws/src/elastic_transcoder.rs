@@ -10,9 +10,10 @@ use transcoder_core::{JobId, OutputFormat, TranscodeJob, Transcoder, TranscoderE
 
 use crate::backend::{SetupError, created_job};
 
-/// The system preset used for each output format.
-pub fn system_preset(format: OutputFormat) -> &'static str {
-    match format {
+/// The system preset used for each output format; `None` where Elastic Transcoder has none (it
+/// writes no Opus).
+pub fn system_preset(format: OutputFormat) -> Option<&'static str> {
+    Some(match format {
         // "System preset: Audio WAV 44100 Hz, 16 bit - CD Quality"
         OutputFormat::Wav => "1351620000001-300300",
         // "System preset: Audio FLAC - CD"
@@ -21,7 +22,8 @@ pub fn system_preset(format: OutputFormat) -> &'static str {
         OutputFormat::Aac => "1351620000001-100110",
         // "System preset: Audio MP3 - 192k"
         OutputFormat::Mp3 => "1351620000001-300020",
-    }
+        OutputFormat::Opus => return None,
+    })
 }
 
 #[derive(Debug, Clone)]
@@ -72,10 +74,16 @@ impl Transcoder for ElasticTranscoder {
             .pipeline_id(&self.pipeline_id)
             .input(JobInput::builder().key(job.source.as_str()).build());
         for output in &job.outputs {
+            let preset = system_preset(output.format).ok_or_else(|| {
+                TranscoderError::new(format!(
+                    "Elastic Transcoder has no system preset for {}",
+                    output.format
+                ))
+            })?;
             request = request.outputs(
                 CreateJobOutput::builder()
                     .key(output.key.as_str())
-                    .preset_id(system_preset(output.format))
+                    .preset_id(preset)
                     .build(),
             );
         }

@@ -13,7 +13,8 @@ use aws_sdk_mediaconvert::types::{
     AacCodecProfile, AacCodingMode, AacRateControlMode, AacSettings, AudioCodec,
     AudioCodecSettings, AudioDefaultSelection, AudioDescription, AudioSelector, ContainerSettings,
     ContainerType, FileGroupSettings, FlacSettings, Input, JobSettings, Mp3RateControlMode,
-    Mp3Settings, Output, OutputGroup, OutputGroupSettings, OutputGroupType, WavFormat, WavSettings,
+    Mp3Settings, OpusSettings, Output, OutputGroup, OutputGroupSettings, OutputGroupType,
+    WavFormat, WavSettings,
 };
 use transcoder_core::{
     JobId, JobOutput, OutputFormat, TranscodeJob, Transcoder, TranscoderError, metadata,
@@ -150,6 +151,7 @@ pub fn container(format: OutputFormat) -> ContainerType {
     match format {
         OutputFormat::Wav | OutputFormat::Flac | OutputFormat::Mp3 => ContainerType::Raw,
         OutputFormat::Aac => ContainerType::Mp4,
+        OutputFormat::Opus => ContainerType::Ogg,
     }
 }
 
@@ -199,6 +201,16 @@ pub fn audio(format: OutputFormat) -> AudioDescription {
                     .bitrate(192_000)
                     .channels(CHANNELS)
                     .sample_rate(SAMPLE_RATE)
+                    .build(),
+            ),
+        // Opus in Ogg, stereo, 96 kb/s at 48 kHz (Opus has no 44.1 kHz).
+        OutputFormat::Opus => AudioCodecSettings::builder()
+            .codec(AudioCodec::Opus)
+            .opus_settings(
+                OpusSettings::builder()
+                    .bitrate(96_000)
+                    .channels(CHANNELS)
+                    .sample_rate(48_000)
                     .build(),
             ),
     };
@@ -493,7 +505,7 @@ mod tests {
             .collect();
         assert_eq!(
             destinations,
-            ["s3://audio-transcoder-media/transcoded/alice/live/2024.set.MP3"; 4]
+            ["s3://audio-transcoder-media/transcoded/alice/live/2024.set.MP3"; 5]
         );
         let written: Vec<_> = groups.iter().flatten().filter_map(written_key).collect();
         assert_eq!(
@@ -503,6 +515,7 @@ mod tests {
                 "transcoded/alice/live/2024.set.MP3.flac",
                 "transcoded/alice/live/2024.set.MP3.m4a",
                 "transcoded/alice/live/2024.set.MP3.mp3",
+                "transcoded/alice/live/2024.set.MP3.opus",
             ]
         );
     }

@@ -79,6 +79,8 @@ pub async fn burst() {
     let instances = setting("BENCH_BURST_INSTANCES", 10.0) as usize;
     let visibility = Duration::from_secs(setting("BENCH_BURST_VISIBILITY_SECONDS", 5.0) as u64);
     let max_receives = setting("BENCH_BURST_MAX_RECEIVES", 100.0) as u32;
+    // The SDK's retry mode in the instances: `standard` (as deployed) or `adaptive`.
+    let retry_mode = std::env::var("BENCH_BURST_RETRY_MODE").unwrap_or_else(|_| "standard".into());
 
     let moto = Moto::start().await;
     let dead_letters = moto.queue("intake-dead-letters", visibility, None).await;
@@ -98,7 +100,11 @@ pub async fn burst() {
             &bucket.url(),
             &db,
             &table,
-            &[role, ("AWS_LAMBDA_LOG_LEVEL", "error")],
+            &[
+                role,
+                ("AWS_LAMBDA_LOG_LEVEL", "error"),
+                ("AWS_RETRY_MODE", &retry_mode),
+            ],
         )
         .await;
         starters.push(starter);
@@ -181,7 +187,9 @@ pub async fn burst() {
     println!(
         "six times the function's timeout: scaled down so that the bench takes minutes), and its dead-letter queue"
     );
-    println!("takes a message after {max_receives} receives.\n");
+    println!(
+        "takes a message after {max_receives} receives. The SDK's retry mode is `{retry_mode}`.\n"
+    );
     println!(
         "| path | uploads | jobs started | lost | duplicates | in the dead-letter queue | drain | ÷ uploads ÷ rate |"
     );

@@ -1,6 +1,7 @@
 //! Transcode jobs: whose file it is, which outputs it gets, and where they are written.
 
 use std::fmt;
+use std::ops::RangeInclusive;
 use std::str::FromStr;
 
 use crate::key::ObjectKey;
@@ -27,10 +28,12 @@ pub enum OutputFormat {
     Aac,
     /// MP3 (not in the default set).
     Mp3,
+    /// Opus in an Ogg file (not in the default set).
+    Opus,
 }
 
 impl OutputFormat {
-    pub const ALL: [OutputFormat; 4] = [Self::Wav, Self::Flac, Self::Aac, Self::Mp3];
+    pub const ALL: [OutputFormat; 5] = [Self::Wav, Self::Flac, Self::Aac, Self::Mp3, Self::Opus];
     /// The output set of the original design.
     pub const DEFAULT: [OutputFormat; 3] = [Self::Wav, Self::Flac, Self::Aac];
 
@@ -40,6 +43,18 @@ impl OutputFormat {
             Self::Flac => "flac",
             Self::Aac => "aac",
             Self::Mp3 => "mp3",
+            Self::Opus => "opus",
+        }
+    }
+
+    /// The bitrates, in kb/s, a lossy format may be asked for, and the one it gets when none is
+    /// asked for; `None` for a lossless format, which has no bitrate to choose.
+    pub fn bitrates(self) -> Option<(RangeInclusive<u32>, u32)> {
+        match self {
+            Self::Wav | Self::Flac => None,
+            Self::Aac => Some((32..=320, 256)),
+            Self::Mp3 => Some((32..=320, 192)),
+            Self::Opus => Some((16..=256, 96)),
         }
     }
 
@@ -50,6 +65,7 @@ impl OutputFormat {
             Self::Flac => "audio/flac",
             Self::Aac => "audio/mp4",
             Self::Mp3 => "audio/mpeg",
+            Self::Opus => "audio/ogg",
         }
     }
 
@@ -60,6 +76,7 @@ impl OutputFormat {
             Self::Flac => "flac",
             Self::Aac => "m4a",
             Self::Mp3 => "mp3",
+            Self::Opus => "opus",
         }
     }
 }
@@ -71,7 +88,7 @@ impl fmt::Display for OutputFormat {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown output format '{0}' (known: wav, flac, aac, mp3)")]
+#[error("unknown output format '{0}' (known: wav, flac, aac, mp3, opus)")]
 pub struct UnknownFormat(pub String);
 
 impl FromStr for OutputFormat {
@@ -147,10 +164,57 @@ impl fmt::Display for Owner {
 }
 
 /// Where one output of a job is written.
+/// A loudness an upload's outputs are normalized to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Loudness {
+    /// -16 LUFS integrated, true peak at most -1 dBTP: what podcast platforms ask for.
+    Podcast,
+    /// EBU R128: -23 LUFS integrated, true peak at most -1 dBTP.
+    Broadcast,
+}
+
+impl Loudness {
+    pub const ALL: [Loudness; 2] = [Self::Podcast, Self::Broadcast];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Podcast => "podcast",
+            Self::Broadcast => "broadcast",
+        }
+    }
+
+    /// The integrated loudness aimed at, in LUFS (ITU-R BS.1770).
+    pub fn integrated_lufs(self) -> f64 {
+        match self {
+            Self::Podcast => -16.0,
+            Self::Broadcast => -23.0,
+        }
+    }
+
+    /// The highest true peak allowed, in dBTP.
+    pub fn true_peak_dbtp(self) -> f64 {
+        -1.0
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct JobOutput {
     pub format: OutputFormat,
     pub key: ObjectKey,
+    /// The bitrate of a lossy format, in kb/s: the one asked for, or the format's default
+    /// ([`OutputFormat::bitrates`]). `None` for a lossless format, and in jobs queued before
+    /// bitrates could be chosen, which get the default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bitrate_kbps: Option<u32>,
+}
+
+impl JobOutput {
+    /// The bitrate to encode at, in kb/s; `None` for a lossless format.
+    pub fn bitrate(&self) -> Option<u32> {
+        let (_, default) = self.format.bitrates()?;
+        Some(self.bitrate_kbps.unwrap_or(default))
+    }
 }
 
 /// One transcode job: one source file in, one file per configured format out. It serializes, so
@@ -167,6 +231,9 @@ pub struct TranscodeJob {
     pub etag: Option<String>,
     pub owner: Owner,
     pub outputs: Vec<JobOutput>,
+    /// The loudness the outputs are normalized to, if the upload asked for one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loudness: Option<Loudness>,
 }
 
 impl TranscodeJob {
@@ -196,6 +263,7 @@ impl TranscodeJob {
                     "{output_prefix}{owner}/{path}.{}",
                     format.extension()
                 )),
+                bitrate_kbps: format.bitrates().map(|(_, default)| default),
             })
             .collect();
         Self {
@@ -205,6 +273,7 @@ impl TranscodeJob {
             etag: None,
             owner,
             outputs,
+            loudness: None,
         }
     }
 

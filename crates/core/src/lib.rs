@@ -29,7 +29,7 @@ pub mod upload;
 pub use completion::{Completion, Notification, NotificationError, Outcome};
 pub use config::{ConfigError, Prefixes, StartConfig};
 pub use intake::{BatchResponse, Handled, StartEvent, start_from_event};
-pub use job::{Claim, JobMessage, JobOutput, OutputFormat, Owner, TranscodeJob};
+pub use job::{Claim, JobMessage, JobOutput, Loudness, OutputFormat, Owner, TranscodeJob};
 pub use key::{Escaped, KeyError, ObjectKey, is_nfc, nfc};
 pub use links::{Link, LinkError, Links, Upload};
 pub use message::{Message, MessageId};

@@ -71,6 +71,10 @@ pub fn encoder_args(format: OutputFormat) -> &'static [&'static str] {
             "-f",
             "mp3",
         ],
+        // Opus runs at 48 kHz only.
+        OutputFormat::Opus => &[
+            "-c:a", "libopus", "-b:a", "96k", "-ar", "48000", "-ac", "2", "-f", "ogg",
+        ],
     }
 }
 
@@ -84,6 +88,7 @@ fn bytes_per_second(format: OutputFormat) -> u64 {
         OutputFormat::Flac => 176_400,
         OutputFormat::Aac => 256_000 / 8,
         OutputFormat::Mp3 => 192_000 / 8,
+        OutputFormat::Opus => 96_000 / 8,
     }
 }
 
@@ -94,6 +99,7 @@ pub fn container_of(format: OutputFormat) -> AudioFormat {
         OutputFormat::Flac => AudioFormat::Flac,
         OutputFormat::Aac => AudioFormat::Mp4,
         OutputFormat::Mp3 => AudioFormat::Mp3,
+        OutputFormat::Opus => AudioFormat::Ogg,
     }
 }
 
