@@ -141,3 +141,38 @@ async fn poison_messages_are_acknowledged_and_a_refused_upload_is_rejected_for_i
         messages[0]
     );
 }
+
+#[tokio::test]
+async fn on_the_last_receive_an_upload_still_refused_ends_failed_with_the_error() {
+    let db = DynamoDbLocal::start().await;
+    let bucket = s3::bucket(Vec::new()).await;
+    let transcoder = MediaConvert.stub().await;
+    let table = table(&db).await;
+    let env = [
+        ("MEDIACONVERT_ROLE_ARN", "arn:aws:iam::123456789012:role/mc"),
+        ("INTAKE_MAX_RECEIVES", "2"),
+    ];
+    let mut starter = transcoder.start_on(&bucket, &db, &table, &env).await;
+    let store = DynamoStore::new(db.client(), &table, 30);
+    // The stub refuses it every time (503).
+    let mut last = message(1, "media/alice/refuse-late.mp3");
+    let mut told = Vec::new();
+    for receives in ["1", "2"] {
+        last["attributes"]["ApproximateReceiveCount"] = receives.into();
+        let response = starter.invoke(&batch(vec![last.clone()])).await.response();
+        // A failure both times: after the last, SQS moves it to the dead-letter queue.
+        assert_eq!(failures(&response), ["message-1"], "{response}");
+        told.push(unread(&store, "alice").await);
+    }
+    assert!(
+        told[0].is_empty(),
+        "told before the last receive: {:?}",
+        told[0]
+    );
+    assert_eq!(told[1].len(), 1, "{:?}", told[1]);
+    let text = &told[1][0].text;
+    assert!(
+        text.contains("2 tries") && text.contains("the last error: ") && text.contains("503"),
+        "{text}"
+    );
+}

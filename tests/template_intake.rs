@@ -279,6 +279,13 @@ fn mapping_problems(t: &Value) -> Vec<String> {
              its owners would never hear of an upload that could not be started"
         ));
     }
+    let last = &start["Properties"]["Environment"]["Variables"]["INTAKE_MAX_RECEIVES"];
+    if *last != json!({"Ref": "IntakeMaxReceives"}) {
+        problems.push(format!(
+            "start-transcode is told INTAKE_MAX_RECEIVES {last}, not the redrive's IntakeMaxReceives: \
+             the last error of an upload that could not start would not reach its owner"
+        ));
+    }
     let dead = sqs
         .iter()
         .filter(|(_, e)| e["Queue"] == arn_of(DEAD_LETTERS));
@@ -680,6 +687,17 @@ fn start_transcode_takes_batches_reports_failures_and_bounds_its_concurrency() {
                 )
             },
             "never hear of an upload",
+        ),
+        (
+            "start-transcode does not know the last receive",
+            |t| {
+                set(
+                    t,
+                    "/Resources/StartTranscodeFunction/Properties/Environment/Variables/INTAKE_MAX_RECEIVES",
+                    json!(3),
+                )
+            },
+            "the last error",
         ),
         (
             "the dead-letter queue's failures redeliver the batch",

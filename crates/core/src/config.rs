@@ -173,6 +173,10 @@ pub struct StartConfig {
     /// The intake queue's dead-letter queue (`INTAKE_DEAD_LETTER_QUEUE_ARN`), also an event
     /// source: an upload whose message comes from it could not be started, and its owner is told.
     pub dead_letter_queue_arn: Option<String>,
+    /// The intake queue's `maxReceiveCount` (`INTAKE_MAX_RECEIVES`): on that receive, an upload
+    /// that still cannot be started ends `failed` with the last error, before its message goes
+    /// to the dead-letter queue.
+    pub intake_max_receives: Option<u32>,
 }
 
 impl StartConfig {
@@ -188,6 +192,7 @@ impl StartConfig {
         "DEFAULT_OWNER",
         "MAX_CONCURRENT_JOBS",
         "INTAKE_DEAD_LETTER_QUEUE_ARN",
+        "INTAKE_MAX_RECEIVES",
     ];
 
     pub fn from_env(env: &impl Env) -> Result<Self, ConfigError> {
@@ -223,12 +228,29 @@ impl StartConfig {
                 "must be between 1 and 100",
             ));
         }
+        let intake_max_receives = match env.get("INTAKE_MAX_RECEIVES") {
+            None => None,
+            Some(n) => Some(
+                n.trim()
+                    .parse::<u32>()
+                    .ok()
+                    .filter(|n| (1..=1000).contains(n))
+                    .ok_or_else(|| {
+                        ConfigError::invalid(
+                            "INTAKE_MAX_RECEIVES",
+                            &n,
+                            "must be between 1 and 1000",
+                        )
+                    })?,
+            ),
+        };
         Ok(Self {
             prefixes,
             outputs,
             default_owner,
             max_concurrent_jobs,
             dead_letter_queue_arn,
+            intake_max_receives,
         })
     }
 }
@@ -325,7 +347,7 @@ mod tests {
 
     #[test]
     fn bad_values_name_the_variable() {
-        let cases: [(&str, &str); 7] = [
+        let cases: [(&str, &str); 9] = [
             ("INPUT_PREFIX", ""),
             ("INPUT_PREFIX", "/media/"),
             ("OUTPUT_FORMATS", "wav,ogg"),
@@ -333,6 +355,8 @@ mod tests {
             ("OUTPUT_FORMATS", " , "),
             ("MAX_CONCURRENT_JOBS", "0"),
             ("MAX_CONCURRENT_JOBS", "many"),
+            ("INTAKE_MAX_RECEIVES", "0"),
+            ("INTAKE_MAX_RECEIVES", "-1"),
         ];
         for (name, value) in cases {
             // An empty value counts as unset in the process environment; here it is explicit.

@@ -122,7 +122,7 @@ async fn start_batch(
     // Every record of every message, and which message each came from; those of the
     // dead-letter queue apart, to be told instead of started.
     let mut records = Vec::new();
-    let mut owners: Vec<String> = Vec::new();
+    let mut owners: Vec<(String, u32)> = Vec::new();
     let mut abandoned: Vec<(String, Value)> = Vec::new();
     let dead_letters = config.dead_letter_queue_arn.as_deref();
     for (index, message) in messages.iter().enumerate() {
@@ -139,12 +139,13 @@ async fn start_batch(
             }
             (Some(id), Ok(Body::Records(body))) => {
                 let source = message.get("eventSourceARN").and_then(Value::as_str);
+                let receives = receive_count(message);
                 for record in body {
                     if dead_letters.is_some() && source == dead_letters {
                         abandoned.push((id.to_owned(), record));
                     } else {
                         records.push(record);
-                        owners.push(id.to_owned());
+                        owners.push((id.to_owned(), receives));
                     }
                 }
             }
@@ -153,33 +154,33 @@ async fn start_batch(
             }
         }
     }
+    let raw = records.clone();
     let failed =
         match start_transcode(RawS3Event { records }, config, source, transcoder, store).await {
             Ok(_) => Vec::new(),
             Err(StartError { failed, .. }) => failed,
         };
-    let mut failed_ids: Vec<&String> = failed
-        .iter()
-        .filter_map(|(record, _, _)| owners.get(*record))
-        .collect();
-    for (id, record) in &abandoned {
-        let job = match serde_json::from_value::<S3EventRecord>(record.clone()) {
-            Ok(record) => plan(&record, config).map_err(|skip| skip.to_string()),
-            Err(e) => Err(format!("not an S3 event record: {e}")),
+    let mut failed_ids: Vec<&String> = Vec::new();
+    for (record, _, err) in &failed {
+        let (Some((id, receives)), Some(raw)) = (owners.get(*record), raw.get(*record)) else {
+            continue;
         };
-        match job {
-            Ok(job) => match abandon(&job, ABANDONED_REASON, store).await {
-                Ok(()) => {
-                    warn!(sqs_message_id = %Escaped(id), key = %job.source.escaped(), owner = %job.owner, "upload never started (its event reached the dead-letter queue): its owner is told it failed");
-                }
-                Err(err) => {
-                    warn!(sqs_message_id = %Escaped(id), key = %job.source.escaped(), error = %err, "dead-lettered upload not told yet: its message comes back");
-                    failed_ids.push(id);
-                }
-            },
-            Err(reason) => {
-                warn!(sqs_message_id = %Escaped(id), reason = %Escaped(&reason), "dead-lettered record skipped");
-            }
+        // Its message goes to the dead-letter queue after this receive, for the operator to
+        // see; its owner is told now, with the error that kept it from starting.
+        if config
+            .intake_max_receives
+            .is_some_and(|last| *receives >= last)
+        {
+            let reason = format!(
+                "it could not be started in {receives} tries over about an hour; the last error: {err}; upload it again"
+            );
+            tell_abandoned(id, raw, &reason, config, store).await;
+        }
+        failed_ids.push(id);
+    }
+    for (id, record) in &abandoned {
+        if !tell_abandoned(id, record, ABANDONED_REASON, config, store).await {
+            failed_ids.push(id);
         }
     }
     let mut response = BatchResponse::default();
@@ -195,6 +196,48 @@ async fn start_batch(
         }
     }
     response
+}
+
+/// How many times SQS has delivered `message` (`attributes.ApproximateReceiveCount`), 1 if it
+/// does not say.
+fn receive_count(message: &Value) -> u32 {
+    message
+        .pointer("/attributes/ApproximateReceiveCount")
+        .and_then(Value::as_str)
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(1)
+}
+
+/// Ends the upload of `record`, which could not be started, `failed` for `reason`, and tells its
+/// owner. Whether it is done with: `false` if the owner could not be told yet, so that the
+/// message comes back.
+async fn tell_abandoned(
+    id: &str,
+    record: &Value,
+    reason: &str,
+    config: &StartConfig,
+    store: &(impl ClaimStore + MessageStore + UploadStore),
+) -> bool {
+    let job = match serde_json::from_value::<S3EventRecord>(record.clone()) {
+        Ok(record) => plan(&record, config).map_err(|skip| skip.to_string()),
+        Err(e) => Err(format!("not an S3 event record: {e}")),
+    };
+    match job {
+        Ok(job) => match abandon(&job, reason, store).await {
+            Ok(()) => {
+                warn!(sqs_message_id = %Escaped(id), key = %job.source.escaped(), owner = %job.owner, reason = %Escaped(reason), "upload never started: its owner is told it failed");
+                true
+            }
+            Err(err) => {
+                warn!(sqs_message_id = %Escaped(id), key = %job.source.escaped(), error = %err, "upload that could not be started not told yet: its message comes back");
+                false
+            }
+        },
+        Err(reason) => {
+            warn!(sqs_message_id = %Escaped(id), reason = %Escaped(&reason), "abandoned record skipped");
+            true
+        }
+    }
 }
 
 #[cfg(test)]
@@ -322,6 +365,61 @@ mod tests {
     }
 
     const DEAD_LETTERS: &str = "arn:aws:sqs:eu-west-1:123456789012:intake-dead-letters";
+
+    #[tokio::test]
+    async fn on_its_last_receive_an_upload_that_cannot_start_ends_failed_with_the_last_error() {
+        let store = MemoryStore::default();
+        let config = StartConfig::from_env(&[
+            ("INTAKE_DEAD_LETTER_QUEUE_ARN", DEAD_LETTERS),
+            ("INTAKE_MAX_RECEIVES", "3"),
+        ])
+        .unwrap();
+        let throttling = FakeTranscoder {
+            fail_on: Some("busy"),
+            ..FakeTranscoder::default()
+        };
+        let alice = crate::job::Owner::new("alice").unwrap();
+        let mut message = message(1, "media/alice/busy.mp3");
+        let mut states = Vec::new();
+        for receives in ["2", "3"] {
+            message["attributes"] = json!({"ApproximateReceiveCount": receives});
+            let handled = start_from_event(
+                event_of(vec![message.clone()]),
+                &config,
+                &MemorySource::audio(),
+                &throttling,
+                &store,
+            )
+            .await;
+            // Still a failure on the last receive, so that the operator finds it in the queue.
+            assert_eq!(batch(handled), ["m1"]);
+            let uploads = store.list_uploads(&alice, 10, None).await.unwrap().uploads;
+            states.push((uploads[0].state, uploads[0].reason.clone()));
+        }
+        assert_eq!(states[0], (UploadState::Received, None));
+        let (state, reason) = states[1].clone();
+        assert_eq!(state, UploadState::Failed);
+        let reason = reason.unwrap();
+        assert!(
+            reason.contains("3 tries") && reason.contains("service unavailable"),
+            "{reason}"
+        );
+        // Then from the dead-letter queue: the owner was told already, once.
+        message["eventSourceARN"] = DEAD_LETTERS.into();
+        let handled = start_from_event(
+            event_of(vec![message]),
+            &config,
+            &MemorySource::audio(),
+            &throttling,
+            &store,
+        )
+        .await;
+        assert!(batch(handled).is_empty());
+        let page = store.list_unread(&alice, 10, None).await.unwrap();
+        assert_eq!(page.messages.len(), 1, "{:?}", page.messages);
+        assert!(page.messages[0].text.contains("service unavailable"));
+        assert!(throttling.jobs.lock().unwrap().is_empty());
+    }
 
     #[tokio::test]
     async fn an_upload_whose_event_reached_the_dead_letter_queue_ends_failed_for_its_owner_once() {
