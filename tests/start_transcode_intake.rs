@@ -176,3 +176,27 @@ async fn on_the_last_receive_an_upload_still_refused_ends_failed_with_the_error(
         "{text}"
     );
 }
+
+#[tokio::test]
+async fn an_instance_paced_below_its_batch_starts_its_share_and_gives_back_the_rest() {
+    let db = DynamoDbLocal::start().await;
+    let bucket = s3::bucket(Vec::new()).await;
+    let transcoder = MediaConvert.stub().await;
+    let table = table(&db).await;
+    // One job every 40 s for this instance (0.1 a second shared by 4): the first starts now,
+    // the others' turns are past the 10 s a job may wait, so they go back to the queue at once.
+    let env = [
+        ("MEDIACONVERT_ROLE_ARN", "arn:aws:iam::123456789012:role/mc"),
+        ("JOBS_PER_SECOND", "0.1"),
+        ("START_MAX_CONCURRENCY", "4"),
+        ("MAX_CONCURRENT_JOBS", "1"),
+    ];
+    let mut starter = transcoder.start_on(&bucket, &db, &table, &env).await;
+    let messages = (0..3)
+        .map(|i| message(i, &format!("media/alice/song-{i}.mp3")))
+        .collect();
+    let response = starter.invoke(&batch(messages)).await.response();
+    assert_eq!(failures(&response).len(), 2, "{response}");
+    assert_eq!(sources(&create_jobs(&transcoder)).len(), 1);
+    assert!(starter.logged(&["jobs a second are being started already"]));
+}

@@ -286,6 +286,13 @@ fn mapping_problems(t: &Value) -> Vec<String> {
              the last error of an upload that could not start would not reach its owner"
         ));
     }
+    let share = &start["Properties"]["Environment"]["Variables"]["START_MAX_CONCURRENCY"];
+    if *share != json!({"Ref": "StartMaxConcurrency"}) {
+        problems.push(format!(
+            "start-transcode is told START_MAX_CONCURRENCY {share}, not the mapping's StartMaxConcurrency: \
+             its instances together would pace their jobs above or below TranscoderJobsPerSecond"
+        ));
+    }
     let dead = sqs
         .iter()
         .filter(|(_, e)| e["Queue"] == arn_of(DEAD_LETTERS));
@@ -698,6 +705,16 @@ fn start_transcode_takes_batches_reports_failures_and_bounds_its_concurrency() {
                 )
             },
             "the last error",
+        ),
+        (
+            "the instances do not know how many share the rate",
+            |t| {
+                remove(
+                    t,
+                    "/Resources/StartTranscodeFunction/Properties/Environment/Variables/START_MAX_CONCURRENCY",
+                )
+            },
+            "pace their jobs",
         ),
         (
             "the dead-letter queue's failures redeliver the batch",

@@ -81,6 +81,9 @@ pub async fn burst() {
     let max_receives = setting("BENCH_BURST_MAX_RECEIVES", 100.0) as u32;
     // The SDK's retry mode in the instances: `standard` (as deployed) or `adaptive`.
     let retry_mode = std::env::var("BENCH_BURST_RETRY_MODE").unwrap_or_else(|_| "standard".into());
+    // Whether the instances pace themselves at their share of the stub's rate (JOBS_PER_SECOND).
+    let paced = std::env::var("BENCH_BURST_PACED").is_ok_and(|v| v == "1");
+    let (jobs_per_second, concurrency) = (rate.to_string(), instances.to_string());
 
     let moto = Moto::start().await;
     let dead_letters = moto.queue("intake-dead-letters", visibility, None).await;
@@ -94,17 +97,22 @@ pub async fn burst() {
     let mut starters = Vec::new();
     for _ in 0..instances {
         let role = ("MEDIACONVERT_ROLE_ARN", "arn:aws:iam::123456789012:role/mc");
+        let mut env = vec![
+            role,
+            ("AWS_LAMBDA_LOG_LEVEL", "error"),
+            ("AWS_RETRY_MODE", &retry_mode),
+        ];
+        if paced {
+            env.push(("JOBS_PER_SECOND", &jobs_per_second));
+            env.push(("START_MAX_CONCURRENCY", &concurrency));
+        }
         let starter = functions::start_transcode(
             Backend::MediaConvert,
             &transcoder,
             &bucket.url(),
             &db,
             &table,
-            &[
-                role,
-                ("AWS_LAMBDA_LOG_LEVEL", "error"),
-                ("AWS_RETRY_MODE", &retry_mode),
-            ],
+            &env,
         )
         .await;
         starters.push(starter);
@@ -188,7 +196,14 @@ pub async fn burst() {
         "six times the function's timeout: scaled down so that the bench takes minutes), and its dead-letter queue"
     );
     println!(
-        "takes a message after {max_receives} receives. The SDK's retry mode is `{retry_mode}`.\n"
+        "takes a message after {max_receives} receives. The SDK's retry mode is `{retry_mode}`; {}.\n",
+        if paced {
+            format!(
+                "each instance paces its CreateJobs at {rate} ÷ {instances} a second (`JOBS_PER_SECOND`, `START_MAX_CONCURRENCY`)"
+            )
+        } else {
+            "no pace is set".to_owned()
+        }
     );
     println!(
         "| path | uploads | jobs started | lost | duplicates | in the dead-letter queue | drain | ÷ uploads ÷ rate |"

@@ -1,6 +1,7 @@
 //! Configuration of the starter, read from the environment once at start-up and checked there.
 
 use std::collections::HashSet;
+use std::time::Duration;
 
 use crate::job::{OutputFormat, Owner};
 use crate::key::ObjectKey;
@@ -177,6 +178,10 @@ pub struct StartConfig {
     /// that still cannot be started ends `failed` with the last error, before its message goes
     /// to the dead-letter queue.
     pub intake_max_receives: Option<u32>,
+    /// The least time between two jobs one instance starts: its share of the jobs the
+    /// transcoder accepts a second (`JOBS_PER_SECOND`) among the instances that run at once
+    /// (`START_MAX_CONCURRENCY`). `None`: as fast as the jobs come.
+    pub job_interval: Option<Duration>,
 }
 
 impl StartConfig {
@@ -193,7 +198,12 @@ impl StartConfig {
         "MAX_CONCURRENT_JOBS",
         "INTAKE_DEAD_LETTER_QUEUE_ARN",
         "INTAKE_MAX_RECEIVES",
+        "JOBS_PER_SECOND",
+        "START_MAX_CONCURRENCY",
     ];
+    /// The longest a job waits for its turn under `JOBS_PER_SECOND` before it is given back to
+    /// the queue: well within the function's 30 s.
+    pub const LONGEST_TURN_WAIT: Duration = Duration::from_secs(10);
 
     pub fn from_env(env: &impl Env) -> Result<Self, ConfigError> {
         let dead_letter_queue_arn = env
@@ -244,6 +254,33 @@ impl StartConfig {
                     })?,
             ),
         };
+        // 0, as the template's default has it, is no pace.
+        let job_interval = match env.get("JOBS_PER_SECOND").filter(|r| r.trim() != "0") {
+            None => None,
+            Some(rate) => {
+                let per_second = rate
+                    .trim()
+                    .parse::<f64>()
+                    .ok()
+                    .filter(|r| r.is_finite() && (0.01..=10_000.0).contains(r))
+                    .ok_or_else(|| {
+                        ConfigError::invalid(
+                            "JOBS_PER_SECOND",
+                            &rate,
+                            "must be 0 (no pace) or between 0.01 and 10000",
+                        )
+                    })?;
+                let instances: u32 = env.parse("START_MAX_CONCURRENCY", 1)?;
+                if !(1..=1000).contains(&instances) {
+                    return Err(ConfigError::invalid(
+                        "START_MAX_CONCURRENCY",
+                        &instances.to_string(),
+                        "must be between 1 and 1000",
+                    ));
+                }
+                Some(Duration::from_secs_f64(f64::from(instances) / per_second))
+            }
+        };
         Ok(Self {
             prefixes,
             outputs,
@@ -251,6 +288,7 @@ impl StartConfig {
             max_concurrent_jobs,
             dead_letter_queue_arn,
             intake_max_receives,
+            job_interval,
         })
     }
 }
@@ -323,6 +361,19 @@ mod tests {
         assert_eq!(config.outputs, [OutputFormat::Flac, OutputFormat::Mp3]);
         assert_eq!(config.default_owner.as_str(), "admin");
         assert_eq!(config.max_concurrent_jobs, 4);
+        assert_eq!(config.job_interval, None);
+    }
+
+    #[test]
+    fn the_transcoders_rate_is_shared_among_the_instances() {
+        let config =
+            StartConfig::from_env(&[("JOBS_PER_SECOND", "10"), ("START_MAX_CONCURRENCY", "5")])
+                .unwrap();
+        assert_eq!(config.job_interval, Some(Duration::from_millis(500)));
+        let alone = StartConfig::from_env(&[("JOBS_PER_SECOND", "4")]).unwrap();
+        assert_eq!(alone.job_interval, Some(Duration::from_millis(250)));
+        let unpaced = StartConfig::from_env(&[("JOBS_PER_SECOND", "0")]).unwrap();
+        assert_eq!(unpaced.job_interval, None);
     }
 
     #[test]
@@ -347,7 +398,7 @@ mod tests {
 
     #[test]
     fn bad_values_name_the_variable() {
-        let cases: [(&str, &str); 9] = [
+        let cases: [(&str, &str); 11] = [
             ("INPUT_PREFIX", ""),
             ("INPUT_PREFIX", "/media/"),
             ("OUTPUT_FORMATS", "wav,ogg"),
@@ -357,6 +408,8 @@ mod tests {
             ("MAX_CONCURRENT_JOBS", "many"),
             ("INTAKE_MAX_RECEIVES", "0"),
             ("INTAKE_MAX_RECEIVES", "-1"),
+            ("JOBS_PER_SECOND", "-1"),
+            ("JOBS_PER_SECOND", "fast"),
         ];
         for (name, value) in cases {
             // An empty value counts as unset in the process environment; here it is explicit.

@@ -39,5 +39,5 @@ pub use sniff::{AudioFormat, NotAudio, SNIFF_BYTES, Sniffed, sniff};
 pub use source::{SourceError, SourceObject, SourceReader, identify};
 pub use start::{RawS3Event, StartError, StartReport, start_transcode};
 pub use store::{ClaimOutcome, ClaimStore, MessageStore, Page, StoreError, UploadStore};
-pub use transcoder::{JobId, Transcoder, TranscoderError};
+pub use transcoder::{JobId, Paced, Transcoder, TranscoderError};
 pub use upload::{UploadId, UploadPage, UploadRecord, UploadRef, UploadState};

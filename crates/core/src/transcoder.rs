@@ -2,6 +2,10 @@
 
 use std::fmt;
 use std::future::Future;
+use std::sync::{Mutex, PoisonError};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use crate::job::TranscodeJob;
 
@@ -49,5 +53,115 @@ impl TranscoderError {
             message: message.into(),
             source: Some(source.into()),
         }
+    }
+}
+
+/// A transcoder whose jobs are started no faster than a rate: one instance's share of what the
+/// service accepts a second, so that a burst is spread over time instead of throttled. A job
+/// whose turn would come only after `longest_wait` is refused at once (as a throttled one is),
+/// and comes back with its message. Without a rate, every job is passed on at once.
+pub struct Paced<T> {
+    inner: T,
+    interval: Option<Duration>,
+    longest_wait: Duration,
+    /// When the next job may be sent.
+    next: Mutex<Instant>,
+}
+
+impl<T> Paced<T> {
+    /// `inner`, with at least `interval` between two jobs, if given.
+    pub fn new(inner: T, interval: Option<Duration>, longest_wait: Duration) -> Self {
+        Self {
+            inner,
+            interval,
+            longest_wait,
+            next: Mutex::new(Instant::now()),
+        }
+    }
+
+    /// The time at which a job may be sent, taken for it; `None` if that is too far off.
+    fn turn(&self, interval: Duration) -> Option<Instant> {
+        let mut next = self.next.lock().unwrap_or_else(PoisonError::into_inner);
+        let now = Instant::now();
+        let turn = (*next).max(now);
+        if turn - now > self.longest_wait {
+            return None;
+        }
+        *next = turn + interval;
+        Some(turn)
+    }
+}
+
+impl<T: Transcoder> Transcoder for Paced<T> {
+    async fn start_job(&self, job: &TranscodeJob) -> Result<JobId, TranscoderError> {
+        if let Some(interval) = self.interval {
+            let turn = self.turn(interval).ok_or_else(|| {
+                TranscoderError::new(format!(
+                    "{:.1} jobs a second are being started already: tried again later",
+                    1.0 / interval.as_secs_f64()
+                ))
+            })?;
+            tokio::time::sleep_until(turn).await;
+        }
+        self.inner.start_job(job).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_support::FakeTranscoder;
+
+    fn job(n: usize) -> TranscodeJob {
+        let owner = crate::job::Owner::new("alice").unwrap();
+        let key = crate::key::ObjectKey::new(format!("media/alice/{n}.mp3")).unwrap();
+        TranscodeJob::plan(
+            "b",
+            key,
+            "1",
+            owner,
+            &format!("{n}.mp3"),
+            "transcoded/",
+            &crate::job::OutputFormat::DEFAULT,
+        )
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn jobs_are_spaced_at_the_rate_and_one_too_far_off_is_refused_at_once() {
+        let paced = Paced::new(
+            FakeTranscoder::default(),
+            Some(Duration::from_millis(500)),
+            Duration::from_secs(2),
+        );
+        let started = tokio::time::Instant::now();
+        let mut at = Vec::new();
+        for n in 0..5 {
+            paced.start_job(&job(n)).await.unwrap();
+            at.push(started.elapsed().as_millis());
+        }
+        // Each half a second after the last (the fake takes 10 ms); the paused clock makes
+        // this exact.
+        assert_eq!(at, [10, 510, 1010, 1510, 2010]);
+        // Five more at once: the turns up to two seconds ahead are taken, the rest refused.
+        let ahead = futures::future::join_all((5..10).map(|n| {
+            let job = job(n);
+            let paced = &paced;
+            async move { paced.start_job(&job).await }
+        }))
+        .await;
+        let refused = ahead.iter().filter(|r| r.is_err()).count();
+        assert_eq!(refused, 1, "{ahead:?}");
+        assert_eq!(paced.inner.jobs.lock().unwrap().len(), 9);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn without_a_rate_every_job_goes_at_once() {
+        let paced = Paced::new(FakeTranscoder::default(), None, Duration::ZERO);
+        let started = tokio::time::Instant::now();
+        for n in 0..20 {
+            paced.start_job(&job(n)).await.unwrap();
+        }
+        // Only the fake's own 10 ms a job.
+        assert_eq!(started.elapsed(), Duration::from_millis(200));
     }
 }

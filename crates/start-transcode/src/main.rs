@@ -5,7 +5,7 @@
 use lambda_runtime::{Diagnostic, Error, LambdaEvent, run, service_fn, tracing};
 use transcoder_aws::{CloudTranscoder, DynamoStore, S3Source};
 use transcoder_core::config::ProcessEnv;
-use transcoder_core::{Handled, StartConfig, StartEvent, start_from_event};
+use transcoder_core::{Handled, Paced, StartConfig, StartEvent, start_from_event};
 
 // One thread: the work is waiting on AWS, and at the memory sizes in template.yaml Lambda gives a
 // fraction of a vCPU; a single-threaded runtime saves the cross-thread wake-ups of every call.
@@ -37,12 +37,17 @@ async fn main() -> Result<(), Error> {
     .await
 }
 
-async fn setup() -> Result<(StartConfig, S3Source, CloudTranscoder, DynamoStore), Error> {
+async fn setup() -> Result<(StartConfig, S3Source, Paced<CloudTranscoder>, DynamoStore), Error> {
     let config = StartConfig::from_env(&ProcessEnv)?;
     let sdk = aws_config::load_from_env().await;
     // Reads the first bytes of each upload, to know it is audio before a job is created.
     let source = S3Source::from_sdk(&sdk);
-    let transcoder = CloudTranscoder::from_env(&sdk, &ProcessEnv).await?;
+    // At this instance's share of the rate the transcoder accepts, if one is set.
+    let transcoder = Paced::new(
+        CloudTranscoder::from_env(&sdk, &ProcessEnv).await?,
+        config.job_interval,
+        StartConfig::LONGEST_TURN_WAIT,
+    );
     // The claims that keep a redelivered upload from starting a second job, and the messages
     // that tell an owner their file was refused.
     let store = DynamoStore::from_env(&sdk, &ProcessEnv)?;
