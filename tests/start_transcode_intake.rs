@@ -41,14 +41,17 @@ fn failures(response: &Value) -> Vec<String> {
     ids
 }
 
+/// start-transcode on MediaConvert's stub, with `env` besides its role.
 async fn starter(
     db: &DynamoDbLocal,
     bucket: &system_tests::Stub,
+    env: &[(&str, &str)],
 ) -> (TranscoderStub, Function, String) {
     let transcoder = MediaConvert.stub().await;
     let table = table(db).await;
     let role = ("MEDIACONVERT_ROLE_ARN", "arn:aws:iam::123456789012:role/mc");
-    let function = transcoder.start_on(bucket, db, &table, &[role]).await;
+    let env = [&[role][..], env].concat();
+    let function = transcoder.start_on(bucket, db, &table, &env).await;
     (transcoder, function, table)
 }
 
@@ -56,7 +59,7 @@ async fn starter(
 async fn throttled_jobs_of_a_batch_are_its_item_failures_and_the_redelivery_starts_only_them() {
     let db = DynamoDbLocal::start().await;
     let bucket = s3::bucket(Vec::new()).await;
-    let (transcoder, mut starter, _) = starter(&db, &bucket).await;
+    let (transcoder, mut starter, _) = starter(&db, &bucket, &[]).await;
     let keys: Vec<String> = (0..10)
         .map(|i| match i {
             0..7 => format!("media/alice/throttled-{i}.mp3"),
@@ -102,7 +105,7 @@ async fn poison_messages_are_acknowledged_and_a_refused_upload_is_rejected_for_i
     let db = DynamoDbLocal::start().await;
     let page = b"<!doctype html><html><body>not audio</body></html>";
     let bucket = s3::bucket(vec![("media/alice/page.mp3", Object::from(&page[..]))]).await;
-    let (transcoder, mut starter, table) = starter(&db, &bucket).await;
+    let (transcoder, mut starter, table) = starter(&db, &bucket, &[]).await;
     let mut poison = Vec::new();
     for (id, body) in [
         ("not-json", "{not json".to_owned()),
@@ -146,13 +149,7 @@ async fn poison_messages_are_acknowledged_and_a_refused_upload_is_rejected_for_i
 async fn on_the_last_receive_an_upload_still_refused_ends_failed_with_the_error() {
     let db = DynamoDbLocal::start().await;
     let bucket = s3::bucket(Vec::new()).await;
-    let transcoder = MediaConvert.stub().await;
-    let table = table(&db).await;
-    let env = [
-        ("MEDIACONVERT_ROLE_ARN", "arn:aws:iam::123456789012:role/mc"),
-        ("INTAKE_MAX_RECEIVES", "2"),
-    ];
-    let mut starter = transcoder.start_on(&bucket, &db, &table, &env).await;
+    let (_, mut starter, table) = starter(&db, &bucket, &[("INTAKE_MAX_RECEIVES", "2")]).await;
     let store = DynamoStore::new(db.client(), &table, 30);
     // The stub refuses it every time (503).
     let mut last = message(1, "media/alice/refuse-late.mp3");
@@ -181,17 +178,14 @@ async fn on_the_last_receive_an_upload_still_refused_ends_failed_with_the_error(
 async fn an_instance_paced_below_its_batch_starts_its_share_and_gives_back_the_rest() {
     let db = DynamoDbLocal::start().await;
     let bucket = s3::bucket(Vec::new()).await;
-    let transcoder = MediaConvert.stub().await;
-    let table = table(&db).await;
     // One job every 40 s for this instance (0.1 a second shared by 4): the first starts now,
     // the others' turns are past the 10 s a job may wait, so they go back to the queue at once.
     let env = [
-        ("MEDIACONVERT_ROLE_ARN", "arn:aws:iam::123456789012:role/mc"),
         ("JOBS_PER_SECOND", "0.1"),
         ("START_MAX_CONCURRENCY", "4"),
         ("MAX_CONCURRENT_JOBS", "1"),
     ];
-    let mut starter = transcoder.start_on(&bucket, &db, &table, &env).await;
+    let (transcoder, mut starter, _) = starter(&db, &bucket, &env).await;
     let messages = (0..3)
         .map(|i| message(i, &format!("media/alice/song-{i}.mp3")))
         .collect();
