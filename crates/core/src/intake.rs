@@ -265,6 +265,16 @@ mod tests {
         start_from_event(event, &config(), &MemorySource::audio(), t, store).await
     }
 
+    /// The batch-item failures of `messages` handled under `config`.
+    async fn failures_under(
+        config: &StartConfig,
+        messages: Vec<Value>,
+        t: &FakeTranscoder,
+        store: &MemoryStore,
+    ) -> Vec<String> {
+        batch(start_from_event(event_of(messages), config, &MemorySource::audio(), t, store).await)
+    }
+
     fn batch(handled: Handled) -> Vec<String> {
         match handled {
             Handled::Batch(response) => response
@@ -383,16 +393,9 @@ mod tests {
         let mut states = Vec::new();
         for receives in ["2", "3"] {
             message["attributes"] = json!({"ApproximateReceiveCount": receives});
-            let handled = start_from_event(
-                event_of(vec![message.clone()]),
-                &config,
-                &MemorySource::audio(),
-                &throttling,
-                &store,
-            )
-            .await;
+            let handled = failures_under(&config, vec![message.clone()], &throttling, &store).await;
             // Still a failure on the last receive, so that the operator finds it in the queue.
-            assert_eq!(batch(handled), ["m1"]);
+            assert_eq!(handled, ["m1"]);
             let uploads = store.list_uploads(&alice, 10, None).await.unwrap().uploads;
             states.push((uploads[0].state, uploads[0].reason.clone()));
         }
@@ -406,15 +409,8 @@ mod tests {
         );
         // Then from the dead-letter queue: the owner was told already, once.
         message["eventSourceARN"] = DEAD_LETTERS.into();
-        let handled = start_from_event(
-            event_of(vec![message]),
-            &config,
-            &MemorySource::audio(),
-            &throttling,
-            &store,
-        )
-        .await;
-        assert!(batch(handled).is_empty());
+        let handled = failures_under(&config, vec![message], &throttling, &store).await;
+        assert!(handled.is_empty());
         let page = store.list_unread(&alice, 10, None).await.unwrap();
         assert_eq!(page.messages.len(), 1, "{:?}", page.messages);
         assert!(page.messages[0].text.contains("service unavailable"));
@@ -430,28 +426,13 @@ mod tests {
         dead["eventSourceARN"] = DEAD_LETTERS.into();
         // One that did start on its last receive, whose message was not deleted in time.
         let started = message(2, "media/alice/started.mp3");
-        batch(
-            start_from_event(
-                event_of(vec![started.clone()]),
-                &config,
-                &MemorySource::audio(),
-                &t,
-                &store,
-            )
-            .await,
-        );
+        failures_under(&config, vec![started.clone()], &t, &store).await;
         let mut late = started;
         late["eventSourceARN"] = DEAD_LETTERS.into();
         for _ in 0..2 {
-            let handled = start_from_event(
-                event_of(vec![dead.clone(), late.clone()]),
-                &config,
-                &MemorySource::audio(),
-                &t,
-                &store,
-            )
-            .await;
-            assert!(batch(handled).is_empty());
+            let handled =
+                failures_under(&config, vec![dead.clone(), late.clone()], &t, &store).await;
+            assert!(handled.is_empty());
         }
         // No job for the dead-lettered upload, one message, its upload failed with the reason.
         assert_eq!(t.keys(), ["media/alice/started.mp3"]);
