@@ -276,6 +276,68 @@ async fn an_upload_through_its_link_is_transcoded_and_its_outputs_downloaded_who
     }
 }
 
+#[tokio::test]
+async fn an_upload_link_with_a_choice_admits_only_its_headers_and_the_job_makes_what_was_chosen() {
+    let dir = scratch();
+    let song = dir.join("talk.mp3");
+    tone(&song, 1.5).await;
+    let bytes = std::fs::read(&song).unwrap();
+    let runner = Runner::start(&dir).await;
+    let body = json!({
+        "filename": "talk.mp3", "size": bytes.len(), "content_type": "audio/mpeg",
+        "outputs": [{"format": "mp3", "bitrate_kbps": 128}, {"format": "opus", "bitrate_kbps": 64}]
+    });
+    let (status, link) = runner
+        .http("POST", "/uploads", "alice", &body.to_string())
+        .await;
+    assert_eq!(status, 201, "{link}");
+    assert_eq!(link["headers"]["x-amz-meta-outputs"], "mp3:128,opus:64");
+    let path = path_of(&runner, link["url"].as_str().unwrap()).to_owned();
+    let head = |metadata: &str| {
+        format!(
+            "PUT {path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: audio/mpeg\r\nContent-Length: {}{metadata}",
+            bytes.len()
+        )
+    };
+    for refused in [
+        "",
+        "\r\nx-amz-meta-outputs: wav",
+        "\r\nx-amz-meta-outputs: mp3:128,opus:64\r\nx-amz-meta-loudness: podcast",
+    ] {
+        let answer = send(&runner, &head(refused), &bytes).await;
+        assert_ne!(answer.status, 200, "{refused:?}");
+        assert_eq!(answer.error_code(), "link_refused", "{refused:?}");
+    }
+    let answer = send(
+        &runner,
+        &head("\r\nx-amz-meta-outputs: mp3:128,opus:64"),
+        &bytes,
+    )
+    .await;
+    assert_eq!(answer.status, 200);
+    runner
+        .wait_for(
+            |r| r.count(&["message written"]) == 1,
+            "the upload's message",
+        )
+        .await;
+    let messages = runner.messages("alice").await;
+    assert_eq!(messages[0]["state"], "completed", "{messages:?}");
+    let keys: Vec<_> = messages[0]["outputs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["key"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            "transcoded/alice/talk.mp3.mp3",
+            "transcoded/alice/talk.mp3.opus"
+        ]
+    );
+}
+
 /// A transcoded output of a short tone, its download link's path and its bytes on disk.
 async fn an_output(runner: &Runner, dir: &Path) -> (String, Vec<u8>) {
     tone(&dir.join("bucket/media/alice/song.mp3"), 1.5).await;

@@ -3,7 +3,7 @@
 //! that PUT (after its `s3:TestEvent`), and `start-transcode` reading the object's bytes by
 //! ranged GET before it starts one MediaConvert job (a recording stub: it has no emulator).
 
-use system_tests::cloud::{put, upload_link};
+use system_tests::cloud::{put, upload_link, upload_link_choosing};
 use system_tests::dynamodb_local::DynamoDbLocal;
 use system_tests::functions::Backend::MediaConvert;
 use system_tests::functions::{
@@ -87,6 +87,67 @@ async fn an_upload_through_its_link_into_s3_starts_one_job_from_s3s_own_notifica
     starter.invoke(&event).await.response();
     let jobs = create_jobs(&transcoder);
     assert_eq!(sources(&jobs), ["media/alice/Café Song.mp3"]);
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[tokio::test]
+async fn the_choice_signed_into_the_link_travels_with_the_object_to_the_job() {
+    let Stack {
+        moto,
+        intake,
+        transcoder,
+        mut api,
+        mut starter,
+        db: _db,
+        table: _,
+    } = Stack::start().await;
+    moto.take_messages(&intake, 1).await;
+
+    let dir = local::scratch();
+    let song = dir.join("talk.mp3");
+    local::tone(&song, 3.0).await;
+    let size = std::fs::metadata(&song).unwrap().len() as usize;
+    let choice = serde_json::json!({
+        "outputs": [{"format": "mp3", "bitrate_kbps": 128}, {"format": "opus", "bitrate_kbps": 64}],
+        "loudness": "podcast"
+    });
+    let link = upload_link_choosing(&mut api, "talk.mp3", size, "audio/mpeg", choice).await;
+    assert_eq!(link["headers"]["x-amz-meta-outputs"], "mp3:128,opus:64");
+    assert_eq!(link["headers"]["x-amz-meta-loudness"], "podcast");
+    put(&link, &song).await;
+
+    let event = as_s3_sends(moto.take_messages(&intake, 1).await.remove(0));
+    let response = starter.invoke(&event).await.response();
+    assert_eq!(
+        response["started"][0]["key"], "media/alice/talk.mp3",
+        "{response}"
+    );
+    let jobs = create_jobs(&transcoder);
+    assert_eq!(jobs.len(), 1);
+    let groups = jobs[0].body["settings"]["outputGroups"].as_array().unwrap();
+    let audio = |group: &serde_json::Value| group["outputs"][0]["audioDescriptions"][0].clone();
+    let names: Vec<_> = groups.iter().map(|g| g["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["mp3", "opus"]);
+    assert_eq!(
+        audio(&groups[0])["codecSettings"]["mp3Settings"]["bitrate"],
+        128_000
+    );
+    assert_eq!(
+        audio(&groups[1])["codecSettings"]["opusSettings"]["bitrate"],
+        64_000
+    );
+    for group in groups {
+        let normalization = &audio(group)["audioNormalizationSettings"];
+        assert_eq!(normalization["targetLkfs"], -16.0, "{normalization}");
+        assert_eq!(
+            normalization["truePeakLimiterThreshold"], -1.0,
+            "{normalization}"
+        );
+        assert_eq!(
+            normalization["algorithm"], "ITU_BS_1770_3",
+            "{normalization}"
+        );
+    }
     std::fs::remove_dir_all(&dir).ok();
 }
 

@@ -236,17 +236,25 @@ fn cors_problems(t: &Value) -> Vec<String> {
         {"Fn::Join": [",", r#ref("CorsAllowedOrigins")]}
     ]]}]});
     let rules = &t["Resources"]["MediaBucket"]["Properties"]["CorsConfiguration"]["CorsRules"];
+    // The headers upload links sign: the type, and the metadata of an upload's choice.
+    use transcoder_core::choice::{LOUDNESS_KEY, OUTPUTS_KEY};
+    use transcoder_core::links::METADATA_HEADER_PREFIX;
+    let signed = [
+        "content-type".to_owned(),
+        format!("{METADATA_HEADER_PREFIX}{OUTPUTS_KEY}"),
+        format!("{METADATA_HEADER_PREFIX}{LOUDNESS_KEY}"),
+    ];
     if *rules
         != json!([{
             "AllowedOrigins": bucket_origins,
             "AllowedMethods": ["GET", "PUT"],
-            "AllowedHeaders": ["content-type"],
+            "AllowedHeaders": signed,
             "MaxAge": 3000
         }])
     {
         problems.push(format!(
             "MediaBucket's CORS is not the web page's origin and CorsAllowedOrigins, GET and PUT \
-             with Content-Type: {rules}"
+             with Content-Type and the x-amz-meta headers of a choice: {rules}"
         ));
     }
     let api = &t["Resources"]["MessagesHttpApi"]["Properties"]["DefinitionBody"]["x-amazon-apigateway-cors"];

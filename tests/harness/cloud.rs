@@ -32,8 +32,22 @@ pub async fn upload_link(
     bytes: usize,
     content_type: &str,
 ) -> Value {
+    upload_link_choosing(api, filename, bytes, content_type, json!({})).await
+}
+
+/// As [`upload_link`], with the fields of `choice` (`outputs`, `loudness`) in the request.
+pub async fn upload_link_choosing(
+    api: &mut Function,
+    filename: &str,
+    bytes: usize,
+    content_type: &str,
+    choice: Value,
+) -> Value {
     let mut event = sample_event("http-upload-alice.json");
-    let body = json!({"filename": filename, "size": bytes, "content_type": content_type});
+    let mut body = json!({"filename": filename, "size": bytes, "content_type": content_type});
+    if let (Some(body), Some(choice)) = (body.as_object_mut(), choice.as_object()) {
+        body.extend(choice.clone());
+    }
     event["body"] = base64::engine::general_purpose::STANDARD
         .encode(body.to_string())
         .into();
@@ -43,20 +57,20 @@ pub async fn upload_link(
     link
 }
 
-/// PUTs the file at `path` to `link` with the headers it was signed for, as the page does.
+/// PUTs the file at `path` to `link` with the headers it was signed for (curl sets the
+/// Content-Length itself, as a browser does).
 pub async fn put(link: &Value, path: &Path) {
-    let headers = &link["headers"];
-    let content_type = headers["Content-Type"].as_str().unwrap_or_default();
-    curl(&[
-        "--request",
-        "PUT",
-        "--header",
-        &format!("Content-Type: {content_type}"),
-        "--data-binary",
-        &format!("@{}", path.display()),
-        link["url"].as_str().unwrap_or_default(),
-    ])
-    .await;
+    let mut args = vec!["--request".to_owned(), "PUT".to_owned()];
+    for (name, value) in link["headers"].as_object().into_iter().flatten() {
+        if !name.eq_ignore_ascii_case("Content-Length") {
+            args.push("--header".into());
+            args.push(format!("{name}: {}", value.as_str().unwrap_or_default()));
+        }
+    }
+    args.push("--data-binary".into());
+    args.push(format!("@{}", path.display()));
+    args.push(link["url"].as_str().unwrap_or_default().to_owned());
+    curl(&args.iter().map(String::as_str).collect::<Vec<_>>()).await;
 }
 
 /// The body curl gets from `url` (a presigned download link).

@@ -1,7 +1,7 @@
 //! Configuration of the messages API, read once at start-up.
 
-use transcoder_core::StartConfig;
 use transcoder_core::config::{ConfigError, Env, prefix};
+use transcoder_core::{Backend, StartConfig};
 
 /// The default upload limit, 500 MiB: hours of MP3, an album as FLAC, a long talk as WAV.
 pub const DEFAULT_MAX_UPLOAD_BYTES: u64 = 500 * 1024 * 1024;
@@ -16,11 +16,18 @@ pub struct ApiConfig {
     pub input_prefix: String,
     /// The largest file an upload link is signed for (`MAX_UPLOAD_BYTES`).
     pub max_upload_bytes: u64,
+    /// Who transcodes (`TRANSCODER`): an upload link is signed only for what it can honour.
+    pub backend: Backend,
 }
 
 impl ApiConfig {
     /// Every variable [`ApiConfig::from_env`] reads.
-    pub const VARIABLES: &[&str] = &["BUCKET_NAME", "INPUT_PREFIX", "MAX_UPLOAD_BYTES"];
+    pub const VARIABLES: &[&str] = &[
+        "BUCKET_NAME",
+        "INPUT_PREFIX",
+        "MAX_UPLOAD_BYTES",
+        "TRANSCODER",
+    ];
 
     pub fn from_env(env: &impl Env) -> Result<Self, ConfigError> {
         let bucket = env
@@ -35,6 +42,7 @@ impl ApiConfig {
             bucket,
             input_prefix: prefix("INPUT_PREFIX", &input)?,
             max_upload_bytes: max_upload_bytes(env)?,
+            backend: Backend::from_env(env)?,
         })
     }
 }

@@ -243,6 +243,15 @@ pub struct UploadHeaders {
     pub content_type: String,
     #[serde(rename = "Content-Length")]
     pub content_length: String,
+    /// The outputs asked for, as the starter reads them back (`mp3:128,opus:96`).
+    #[serde(rename = "x-amz-meta-outputs", skip_serializing_if = "Option::is_none")]
+    pub outputs: Option<String>,
+    /// The loudness asked for.
+    #[serde(
+        rename = "x-amz-meta-loudness",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub loudness: Option<String>,
 }
 
 /// `limit` (1–100, default 20) and `cursor`, from the query string; other parameters are ignored.
@@ -453,6 +462,8 @@ async fn upload<S: MessageStore, L: Links>(
             url: link.url,
             method: "PUT",
             headers: UploadHeaders {
+                outputs: upload.choice.outputs.as_ref().map(|o| o.to_string()),
+                loudness: upload.choice.loudness.map(|l| l.to_string()),
                 content_type: upload.content_type,
                 content_length: upload.size.to_string(),
             },

@@ -3,7 +3,9 @@
 //! larger file or another type however the link is used.
 
 use serde::Deserialize;
-use transcoder_core::{Escaped, ObjectKey, Owner, Upload, nfc};
+use transcoder_core::{
+    Choice, ChoiceError, Escaped, ObjectKey, OutputChoice, Outputs, Owner, Upload, nfc,
+};
 
 use crate::config::ApiConfig;
 use crate::error::ApiError;
@@ -30,6 +32,21 @@ pub struct UploadRequest {
     pub filename: String,
     pub size: u64,
     pub content_type: String,
+    /// The outputs wanted; the deployment's defaults when absent.
+    #[serde(default)]
+    pub outputs: Option<Vec<OutputRequest>>,
+    /// `podcast` or `broadcast`; no normalization when absent.
+    #[serde(default)]
+    pub loudness: Option<String>,
+}
+
+/// One output asked for in `POST /uploads`. The format is read as text, so that an unknown one
+/// is refused with the formats there are rather than as bad JSON.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct OutputRequest {
+    pub format: String,
+    #[serde(default)]
+    pub bitrate_kbps: Option<u32>,
 }
 
 const EXPECTED: &str =
@@ -75,7 +92,48 @@ impl UploadRequest {
             key,
             size: self.size,
             content_type: content_type.to_owned(),
+            choice: self.choice(config)?,
         })
+    }
+
+    /// The outputs and loudness asked for, if the deployed backend can honour them: a link is
+    /// never signed for an upload that would half-work.
+    fn choice(&self, config: &ApiConfig) -> Result<Choice, ApiError> {
+        let outputs = self
+            .outputs
+            .as_ref()
+            .map(|asked| {
+                let outputs = asked
+                    .iter()
+                    .map(|o| OutputChoice::new(o.format.parse()?, o.bitrate_kbps))
+                    .collect::<Result<Vec<_>, ChoiceError>>()?;
+                Outputs::new(outputs)
+            })
+            .transpose()
+            .map_err(refused)?;
+        let loudness = self
+            .loudness
+            .as_deref()
+            .map(str::parse)
+            .transpose()
+            .map_err(|e| refused(ChoiceError::from(e)))?;
+        if let Some(outputs) = &outputs {
+            config.backend.honours(outputs, None).map_err(refused)?;
+        }
+        if let Some(loudness) = loudness {
+            config.backend.normalizes(loudness).map_err(refused)?;
+        }
+        Ok(Choice { outputs, loudness })
+    }
+}
+
+/// The 400 of a choice that is refused: its code says which part.
+fn refused(err: ChoiceError) -> ApiError {
+    let message = err.to_string();
+    match err {
+        ChoiceError::UnknownLoudness(_) => ApiError::bad_request("bad_loudness", message),
+        ChoiceError::Unsupported { .. } => ApiError::bad_request("unsupported_choice", message),
+        _ => ApiError::bad_request("bad_outputs", message),
     }
 }
 
@@ -136,6 +194,7 @@ mod tests {
                 key: ObjectKey::new("media/alice/Song.FLAC").unwrap(),
                 size: 1000,
                 content_type: "audio/x-flac".into(),
+                choice: Choice::default(),
             })
         );
     }
@@ -166,6 +225,124 @@ mod tests {
             assert_eq!((refused.status.as_u16(), refused.code), (400, "bad_user"));
             assert!(refused.message.contains(user), "{}", refused.message);
         }
+    }
+
+    /// A refusal's status, code and message.
+    type Refusal = (u16, &'static str, String);
+
+    fn choose(backend: &str, choice: serde_json::Value) -> Result<Vec<(String, String)>, Refusal> {
+        let config = ApiConfig::from_env(&[("BUCKET_NAME", "b"), ("TRANSCODER", backend)]).unwrap();
+        let mut body =
+            serde_json::json!({"filename": "a.mp3", "size": 10, "content_type": "audio/mpeg"});
+        body.as_object_mut()
+            .unwrap()
+            .extend(choice.as_object().unwrap().clone());
+        UploadRequest::from_json(body.to_string().as_bytes())
+            .and_then(|r| r.upload(&Owner::new("alice").unwrap(), &config))
+            .map(|u| u.metadata_headers())
+            .map_err(|e| (e.status.as_u16(), e.code, e.message))
+    }
+
+    #[test]
+    fn a_choice_becomes_the_metadata_the_link_binds() {
+        let headers = choose(
+            "lambda",
+            serde_json::json!({
+                "outputs": [{"format": "mp3", "bitrate_kbps": 128}, {"format": "Opus"}, {"format": "flac"}],
+                "loudness": "podcast"
+            }),
+        );
+        assert_eq!(
+            headers,
+            Ok(vec![
+                ("x-amz-meta-outputs".into(), "mp3:128,opus,flac".into()),
+                ("x-amz-meta-loudness".into(), "podcast".into()),
+            ])
+        );
+        assert_eq!(choose("lambda", serde_json::json!({})), Ok(vec![]));
+        assert_eq!(
+            choose("mediaconvert", serde_json::json!({"loudness": "broadcast"})),
+            Ok(vec![("x-amz-meta-loudness".into(), "broadcast".into())])
+        );
+    }
+
+    #[test]
+    fn each_refused_choice_says_why() {
+        let refused = |backend, choice| choose(backend, choice).unwrap_err();
+        use serde_json::json;
+        assert_eq!(
+            refused("lambda", json!({"outputs": [{"format": "ogg"}]})),
+            (
+                400,
+                "bad_outputs",
+                "unknown output format 'ogg' (known: wav, flac, aac, mp3, opus)".into()
+            )
+        );
+        assert_eq!(
+            refused(
+                "lambda",
+                json!({"outputs": [{"format": "mp3", "bitrate_kbps": 500}]})
+            ),
+            (
+                400,
+                "bad_outputs",
+                "mp3 at 500 kb/s is out of range: choose 32 to 320 kb/s".into()
+            )
+        );
+        assert_eq!(
+            refused(
+                "lambda",
+                json!({"outputs": [{"format": "wav", "bitrate_kbps": 128}]})
+            )
+            .1,
+            "bad_outputs"
+        );
+        assert_eq!(
+            refused(
+                "lambda",
+                json!({"outputs": [{"format": "wav"}, {"format": "WAV"}]})
+            )
+            .2,
+            "wav is asked for twice"
+        );
+        assert_eq!(
+            refused("lambda", json!({"outputs": []})).2,
+            "ask for at least one output"
+        );
+        assert_eq!(
+            refused("lambda", json!({"loudness": "loud"})),
+            (
+                400,
+                "bad_loudness",
+                "unknown loudness 'loud' (known: podcast, broadcast)".into()
+            )
+        );
+        assert_eq!(
+            refused("elastictranscoder", json!({"outputs": [{"format": "opus"}]})),
+            (
+                400,
+                "unsupported_choice",
+                "this deployment transcodes with Elastic Transcoder (TRANSCODER=elastictranscoder), which has no system preset for Opus".into()
+            )
+        );
+        assert_eq!(
+            refused("elastictranscoder", json!({"loudness": "podcast"})).1,
+            "unsupported_choice"
+        );
+        let (_, code, message) = refused(
+            "mediaconvert",
+            json!({"outputs": [{"format": "aac", "bitrate_kbps": 150}]}),
+        );
+        assert_eq!(code, "unsupported_choice");
+        assert!(message.contains("MediaConvert"), "{message}");
+        assert_eq!(
+            refused(
+                "lambda",
+                json!({"outputs": [{"format": "mp3", "bitrate_kbps": -1}]})
+            )
+            .1,
+            "bad_json"
+        );
     }
 
     #[test]

@@ -214,6 +214,86 @@ async fn an_upload_link_is_for_the_callers_own_folder_size_and_type() {
 }
 
 #[tokio::test]
+async fn an_upload_link_binds_the_chosen_outputs_and_loudness_headers() {
+    let api = api().await;
+    let (status, body, _) = call(
+        &api,
+        Some("alice"),
+        "POST",
+        "/uploads",
+        r#"{"filename": "talk.wav", "size": 10, "content_type": "audio/wav",
+            "outputs": [{"format": "mp3", "bitrate_kbps": 128}, {"format": "opus", "bitrate_kbps": 96}],
+            "loudness": "podcast"}"#,
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(
+        body["headers"],
+        json!({
+            "Content-Type": "audio/wav",
+            "Content-Length": "10",
+            "x-amz-meta-outputs": "mp3:128,opus:96",
+            "x-amz-meta-loudness": "podcast"
+        })
+    );
+}
+
+#[tokio::test]
+async fn a_choice_is_refused_with_what_is_wrong_and_the_backend_that_cannot() {
+    let api = api().await;
+    let upload = |choice: &str| {
+        format!(r#"{{"filename": "a.mp3", "size": 10, "content_type": "audio/mpeg", {choice}}}"#)
+    };
+    for (choice, code, says) in [
+        (
+            r#""outputs": [{"format": "ogg"}]"#,
+            "bad_outputs",
+            "unknown output format 'ogg'",
+        ),
+        (
+            r#""outputs": [{"format": "opus", "bitrate_kbps": 512}]"#,
+            "bad_outputs",
+            "choose 16 to 256 kb/s",
+        ),
+        (
+            r#""loudness": "quiet""#,
+            "bad_loudness",
+            "podcast, broadcast",
+        ),
+    ] {
+        let (status, body, _) =
+            call(&api, Some("alice"), "POST", "/uploads", &upload(choice)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{choice}");
+        assert_eq!(error_code(&body), code, "{choice}");
+        let message = body["error"]["message"].as_str().unwrap();
+        assert!(message.contains(says), "{choice}: {message}");
+    }
+    let config = ApiConfig::from_env(&[
+        ("BUCKET_NAME", "audio-transcoder-media"),
+        ("TRANSCODER", "elastictranscoder"),
+    ])
+    .unwrap();
+    let et = Api::new(config, MemoryStore::default(), UnsignedLinks);
+    let (status, body, _) = call(
+        &et,
+        Some("alice"),
+        "POST",
+        "/uploads",
+        &upload(r#""outputs": [{"format": "opus"}]"#),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(error_code(&body), "unsupported_choice");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("Elastic Transcoder"),
+        "{body}"
+    );
+}
+
+#[tokio::test]
 async fn a_caller_is_one_folder_however_the_accents_of_the_name_are_typed() {
     let api = api().await;
     let body = r#"{"filename": "song.mp3", "size": 10, "content_type": "audio/mpeg"}"#;

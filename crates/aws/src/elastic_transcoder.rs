@@ -10,19 +10,26 @@ use transcoder_core::{JobId, OutputFormat, TranscodeJob, Transcoder, TranscoderE
 
 use crate::backend::{SetupError, created_job};
 
-/// The system preset used for each output format; `None` where Elastic Transcoder has none (it
-/// writes no Opus).
-pub fn system_preset(format: OutputFormat) -> Option<&'static str> {
-    Some(match format {
+/// The system preset of a format at a bitrate (kb/s; `None` for a lossless format); `None` where
+/// Elastic Transcoder has none: no Opus, and AAC and MP3 only at the bitrates of
+/// [`transcoder_core::choice::ELASTIC_TRANSCODER_KBPS`], which the API and the starter check.
+pub fn system_preset(format: OutputFormat, kbps: Option<u32>) -> Option<&'static str> {
+    Some(match (format, kbps) {
         // "System preset: Audio WAV 44100 Hz, 16 bit - CD Quality"
-        OutputFormat::Wav => "1351620000001-300300",
+        (OutputFormat::Wav, _) => "1351620000001-300300",
         // "System preset: Audio FLAC - CD"
-        OutputFormat::Flac => "1351620000001-300110",
-        // "System preset: Audio AAC - 256k" (MP4 container)
-        OutputFormat::Aac => "1351620000001-100110",
-        // "System preset: Audio MP3 - 192k"
-        OutputFormat::Mp3 => "1351620000001-300020",
-        OutputFormat::Opus => return None,
+        (OutputFormat::Flac, _) => "1351620000001-300110",
+        // "System preset: Audio AAC - 256k" and its siblings (MP4 container)
+        (OutputFormat::Aac, Some(256)) => "1351620000001-100110",
+        (OutputFormat::Aac, Some(160)) => "1351620000001-100120",
+        (OutputFormat::Aac, Some(128)) => "1351620000001-100130",
+        (OutputFormat::Aac, Some(64)) => "1351620000001-100141",
+        // "System preset: Audio MP3 - 192k" and its siblings
+        (OutputFormat::Mp3, Some(320)) => "1351620000001-300010",
+        (OutputFormat::Mp3, Some(192)) => "1351620000001-300020",
+        (OutputFormat::Mp3, Some(160)) => "1351620000001-300030",
+        (OutputFormat::Mp3, Some(128)) => "1351620000001-300040",
+        _ => return None,
     })
 }
 
@@ -73,12 +80,24 @@ impl Transcoder for ElasticTranscoder {
             .create_job()
             .pipeline_id(&self.pipeline_id)
             .input(JobInput::builder().key(job.source.as_str()).build());
+        if let Some(loudness) = job.loudness {
+            return Err(TranscoderError::new(format!(
+                "Elastic Transcoder cannot normalize loudness ({} was asked for)",
+                loudness.name()
+            )));
+        }
         for output in &job.outputs {
-            let preset = system_preset(output.format).ok_or_else(|| {
-                TranscoderError::new(format!(
-                    "Elastic Transcoder has no system preset for {}",
-                    output.format
-                ))
+            let preset = system_preset(output.format, output.bitrate()).ok_or_else(|| {
+                TranscoderError::new(match output.bitrate() {
+                    Some(kbps) => format!(
+                        "Elastic Transcoder has no system preset for {} at {kbps} kb/s",
+                        output.format
+                    ),
+                    None => format!(
+                        "Elastic Transcoder has no system preset for {}",
+                        output.format
+                    ),
+                })
             })?;
             request = request.outputs(
                 CreateJobOutput::builder()
@@ -169,13 +188,22 @@ mod tests {
         event: &str,
         env: &impl Env,
     ) -> (Vec<CreateJobInput>, Result<Vec<String>, String>) {
+        run_reading(event, env, &MemorySource::audio()).await
+    }
+
+    /// As [`run`], the uploads read from `source`.
+    async fn run_reading(
+        event: &str,
+        env: &impl Env,
+        source: &MemorySource,
+    ) -> (Vec<CreateJobInput>, Result<Vec<String>, String>) {
         let (client, requests) = recording_client();
         let transcoder = ElasticTranscoder::new(client, "1111111111111-abcde1");
         let event: RawS3Event = serde_json::from_str(event).unwrap();
         let result = start_transcode(
             event,
             &StartConfig::from_env(env).unwrap(),
-            &MemorySource::audio(),
+            source,
             &transcoder,
             &MemoryStore::default(),
         )
@@ -262,6 +290,78 @@ mod tests {
                 ]
             )]
         );
+    }
+
+    #[tokio::test]
+    async fn an_uploads_choice_gets_the_system_presets_of_its_bitrates() {
+        let source = MemorySource::audio().with_metadata(
+            "media/alice/song.mp3",
+            &[("outputs", "mp3:128,aac:160,wav")],
+        );
+        let env = [("TRANSCODER", "elastictranscoder")];
+        let (requests, result) =
+            run_reading(include_str!("../../../events/s3-put.json"), &env, &source).await;
+        assert_eq!(result, Ok(vec!["job-1".to_owned()]));
+        assert_eq!(
+            requests,
+            [expected(
+                "media/alice/song.mp3",
+                "0062E99A88DC407460",
+                "alice",
+                &[
+                    ("transcoded/alice/song.mp3.mp3", "1351620000001-300040"),
+                    ("transcoded/alice/song.mp3.m4a", "1351620000001-100120"),
+                    ("transcoded/alice/song.mp3.wav", "1351620000001-300300"),
+                ]
+            )]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_choice_it_cannot_honour_gets_the_defaults() {
+        for metadata in [
+            &[("outputs", "opus")][..],
+            &[("outputs", "mp3:96")],
+            &[("loudness", "podcast")],
+        ] {
+            let source = MemorySource::audio().with_metadata("media/alice/song.mp3", metadata);
+            let env = [("TRANSCODER", "elastictranscoder")];
+            let (requests, _) =
+                run_reading(include_str!("../../../events/s3-put.json"), &env, &source).await;
+            let presets: Vec<_> = requests[0]
+                .outputs()
+                .iter()
+                .map(|o| o.preset_id())
+                .collect();
+            assert_eq!(
+                presets,
+                [
+                    Some("1351620000001-300300"),
+                    Some("1351620000001-300110"),
+                    Some("1351620000001-100110")
+                ],
+                "{metadata:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_preset_exists_for_exactly_what_core_says_elastic_transcoder_honours() {
+        use transcoder_core::{Backend, OutputChoice};
+        for format in OutputFormat::ALL {
+            let kbps: Vec<Option<u32>> = match format.bitrates() {
+                None => vec![None],
+                Some((range, _)) => range.map(Some).collect(),
+            };
+            for kbps in kbps {
+                let choice = OutputChoice::new(format, kbps).unwrap();
+                assert_eq!(
+                    system_preset(format, choice.bitrate()).is_some(),
+                    Backend::ElasticTranscoder.writes(choice).is_ok(),
+                    "{choice}"
+                );
+            }
+        }
     }
 
     #[tokio::test]

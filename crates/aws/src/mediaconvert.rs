@@ -11,13 +11,15 @@
 use aws_sdk_mediaconvert::Client;
 use aws_sdk_mediaconvert::types::{
     AacCodecProfile, AacCodingMode, AacRateControlMode, AacSettings, AudioCodec,
-    AudioCodecSettings, AudioDefaultSelection, AudioDescription, AudioSelector, ContainerSettings,
-    ContainerType, FileGroupSettings, FlacSettings, Input, JobSettings, Mp3RateControlMode,
-    Mp3Settings, OpusSettings, Output, OutputGroup, OutputGroupSettings, OutputGroupType,
-    WavFormat, WavSettings,
+    AudioCodecSettings, AudioDefaultSelection, AudioDescription, AudioNormalizationAlgorithm,
+    AudioNormalizationAlgorithmControl, AudioNormalizationLoudnessLogging,
+    AudioNormalizationPeakCalculation, AudioNormalizationSettings, AudioSelector,
+    ContainerSettings, ContainerType, FileGroupSettings, FlacSettings, Input, JobSettings,
+    Mp3RateControlMode, Mp3Settings, OpusSettings, Output, OutputGroup, OutputGroupSettings,
+    OutputGroupType, WavFormat, WavSettings,
 };
 use transcoder_core::{
-    JobId, JobOutput, OutputFormat, TranscodeJob, Transcoder, TranscoderError, metadata,
+    JobId, JobOutput, Loudness, OutputFormat, TranscodeJob, Transcoder, TranscoderError, metadata,
 };
 
 use crate::backend::created_job;
@@ -93,7 +95,7 @@ pub fn job_settings(job: &TranscodeJob) -> Result<JobSettings, TranscoderError> 
     let groups = job
         .outputs
         .iter()
-        .map(|output| output_group(&job.bucket, output))
+        .map(|output| output_group(&job.bucket, output, job.loudness))
         .collect::<Result<Vec<_>, _>>()?;
     Ok(JobSettings::builder()
         .inputs(input)
@@ -102,7 +104,11 @@ pub fn job_settings(job: &TranscodeJob) -> Result<JobSettings, TranscoderError> 
 }
 
 /// The output group that writes `output` to exactly its key.
-fn output_group(bucket: &str, output: &JobOutput) -> Result<OutputGroup, TranscoderError> {
+fn output_group(
+    bucket: &str,
+    output: &JobOutput,
+    loudness: Option<Loudness>,
+) -> Result<OutputGroup, TranscoderError> {
     let key = output.key.as_str();
     let extension = output.format.extension();
     let base = key
@@ -137,7 +143,7 @@ fn output_group(bucket: &str, output: &JobOutput) -> Result<OutputGroup, Transco
                         .container(container(output.format))
                         .build(),
                 )
-                .audio_descriptions(audio(output.format))
+                .audio_descriptions(audio(output, loudness))
                 .extension(extension)
                 .build(),
         )
@@ -155,10 +161,15 @@ pub fn container(format: OutputFormat) -> ContainerType {
     }
 }
 
-/// The audio of each format, equivalent to the Elastic Transcoder system preset of the same name
-/// (`crate::elastic_transcoder::system_preset`).
-pub fn audio(format: OutputFormat) -> AudioDescription {
-    let codec = match format {
+/// The audio of an output: each format as the Elastic Transcoder system preset of the same name
+/// (`crate::elastic_transcoder::system_preset`) at the output's bitrate, normalized to
+/// `loudness` if one was chosen.
+pub fn audio(output: &JobOutput, loudness: Option<Loudness>) -> AudioDescription {
+    // In b/s; a lossless format has none. Within i32: every bitrate is at most 320 kb/s.
+    let bitrate = output
+        .bitrate()
+        .map_or(0, |kbps| i32::try_from(kbps * 1000).unwrap_or(i32::MAX));
+    let codec = match output.format {
         // "Audio WAV 44100 Hz, 16 bit - CD Quality": 16-bit PCM in a RIFF WAVE file.
         OutputFormat::Wav => AudioCodecSettings::builder()
             .codec(AudioCodec::Wav)
@@ -180,7 +191,8 @@ pub fn audio(format: OutputFormat) -> AudioDescription {
                     .sample_rate(SAMPLE_RATE)
                     .build(),
             ),
-        // "Audio AAC - 256k": AAC-LC, stereo, constant 256 kb/s (valid for LC 2.0 at 44.1 kHz).
+        // "Audio AAC - 256k": AAC-LC, stereo, constant bitrate (one of the values MediaConvert
+        // takes for LC 2.0 at 44.1 kHz: transcoder_core::choice::MEDIACONVERT_AAC_KBPS).
         OutputFormat::Aac => AudioCodecSettings::builder()
             .codec(AudioCodec::Aac)
             .aac_settings(
@@ -188,27 +200,27 @@ pub fn audio(format: OutputFormat) -> AudioDescription {
                     .codec_profile(AacCodecProfile::Lc)
                     .coding_mode(AacCodingMode::CodingMode20)
                     .rate_control_mode(AacRateControlMode::Cbr)
-                    .bitrate(256_000)
+                    .bitrate(bitrate)
                     .sample_rate(SAMPLE_RATE)
                     .build(),
             ),
-        // "Audio MP3 - 192k": stereo, constant 192 kb/s.
+        // "Audio MP3 - 192k": stereo, constant bitrate.
         OutputFormat::Mp3 => AudioCodecSettings::builder()
             .codec(AudioCodec::Mp3)
             .mp3_settings(
                 Mp3Settings::builder()
                     .rate_control_mode(Mp3RateControlMode::Cbr)
-                    .bitrate(192_000)
+                    .bitrate(bitrate)
                     .channels(CHANNELS)
                     .sample_rate(SAMPLE_RATE)
                     .build(),
             ),
-        // Opus in Ogg, stereo, 96 kb/s at 48 kHz (Opus has no 44.1 kHz).
+        // Opus in Ogg, stereo, at 48 kHz (Opus has no 44.1 kHz).
         OutputFormat::Opus => AudioCodecSettings::builder()
             .codec(AudioCodec::Opus)
             .opus_settings(
                 OpusSettings::builder()
-                    .bitrate(96_000)
+                    .bitrate(bitrate)
                     .channels(CHANNELS)
                     .sample_rate(48_000)
                     .build(),
@@ -217,6 +229,20 @@ pub fn audio(format: OutputFormat) -> AudioDescription {
     AudioDescription::builder()
         .audio_source_name(AUDIO_SELECTOR)
         .codec_settings(codec.build())
+        .set_audio_normalization_settings(loudness.map(normalization))
+        .build()
+}
+
+/// MediaConvert's own loudness normalization to `loudness`: measured over the whole file
+/// (ITU-R BS.1770-3), corrected to the target, true peaks limited to -1 dBTP.
+pub fn normalization(loudness: Loudness) -> AudioNormalizationSettings {
+    AudioNormalizationSettings::builder()
+        .algorithm(AudioNormalizationAlgorithm::ItuBs17703)
+        .algorithm_control(AudioNormalizationAlgorithmControl::CorrectAudio)
+        .target_lkfs(loudness.integrated_lufs())
+        .peak_calculation(AudioNormalizationPeakCalculation::TruePeak)
+        .true_peak_limiter_threshold(loudness.true_peak_dbtp())
+        .loudness_logging(AudioNormalizationLoudnessLogging::DontLog)
         .build()
 }
 
@@ -311,13 +337,23 @@ mod tests {
         env: &impl Env,
         queue: Option<&str>,
     ) -> (Vec<CreateJobInput>, Result<Vec<String>, String>) {
+        run_reading(event, env, queue, &MemorySource::audio()).await
+    }
+
+    /// As [`run`], the uploads read from `source`.
+    async fn run_reading(
+        event: &str,
+        env: &impl Env,
+        queue: Option<&str>,
+        uploads: &MemorySource,
+    ) -> (Vec<CreateJobInput>, Result<Vec<String>, String>) {
         let (client, requests) = recording_client();
         let transcoder = MediaConvert::new(client, ROLE, queue.map(str::to_owned), "my-stack");
         let event: RawS3Event = serde_json::from_str(event).unwrap();
         let result = start_transcode(
             event,
             &StartConfig::from_env(env).unwrap(),
-            &MemorySource::audio(),
+            uploads,
             &transcoder,
             &MemoryStore::default(),
         )
@@ -454,6 +490,88 @@ mod tests {
             .build()
             .unwrap();
         assert_eq!(requests, [expected]);
+    }
+
+    #[tokio::test]
+    async fn an_uploads_choice_sets_the_bitrates_and_the_loudness_normalization() {
+        let source = MemorySource::audio().with_metadata(
+            "media/alice/song.mp3",
+            &[
+                ("outputs", "mp3:128,opus:64,aac:96"),
+                ("loudness", "podcast"),
+            ],
+        );
+        let env = [("TRANSCODER", "mediaconvert")];
+        let (requests, result) = run_reading(
+            include_str!("../../../events/s3-put.json"),
+            &env,
+            None,
+            &source,
+        )
+        .await;
+        assert_eq!(result, Ok(vec!["job-1".to_owned()]));
+        let podcast = AudioNormalizationSettings::builder()
+            .algorithm(AudioNormalizationAlgorithm::ItuBs17703)
+            .algorithm_control(AudioNormalizationAlgorithmControl::CorrectAudio)
+            .target_lkfs(-16.0)
+            .peak_calculation(AudioNormalizationPeakCalculation::TruePeak)
+            .true_peak_limiter_threshold(-1.0)
+            .loudness_logging(AudioNormalizationLoudnessLogging::DontLog)
+            .build();
+        let mp3 = AudioCodecSettings::builder()
+            .codec(AudioCodec::Mp3)
+            .mp3_settings(
+                Mp3Settings::builder()
+                    .rate_control_mode(Mp3RateControlMode::Cbr)
+                    .bitrate(128_000)
+                    .channels(2)
+                    .sample_rate(44_100)
+                    .build(),
+            )
+            .build();
+        let opus = AudioCodecSettings::builder()
+            .codec(AudioCodec::Opus)
+            .opus_settings(
+                OpusSettings::builder()
+                    .bitrate(64_000)
+                    .channels(2)
+                    .sample_rate(48_000)
+                    .build(),
+            )
+            .build();
+        let aac = AudioCodecSettings::builder()
+            .codec(AudioCodec::Aac)
+            .aac_settings(
+                AacSettings::builder()
+                    .codec_profile(AacCodecProfile::Lc)
+                    .coding_mode(AacCodingMode::CodingMode20)
+                    .rate_control_mode(AacRateControlMode::Cbr)
+                    .bitrate(96_000)
+                    .sample_rate(44_100)
+                    .build(),
+            )
+            .build();
+        let destination = "s3://audio-transcoder-media/transcoded/alice/song.mp3";
+        let normalized = |mut group: OutputGroup| {
+            let description = &mut group.outputs.as_mut().unwrap()[0]
+                .audio_descriptions
+                .as_mut()
+                .unwrap()[0];
+            description.audio_normalization_settings = Some(podcast.clone());
+            group
+        };
+        let groups = requests[0].settings().unwrap().output_groups();
+        assert_eq!(
+            groups,
+            [
+                normalized(group("mp3", destination, ContainerType::Raw, mp3, "mp3")),
+                normalized(group("opus", destination, ContainerType::Ogg, opus, "opus")),
+                normalized(group("aac", destination, ContainerType::Mp4, aac, "m4a")),
+            ]
+        );
+        let broadcast = normalization(Loudness::Broadcast);
+        assert_eq!(broadcast.target_lkfs(), Some(-23.0));
+        assert_eq!(broadcast.true_peak_limiter_threshold(), Some(-1.0));
     }
 
     #[tokio::test]

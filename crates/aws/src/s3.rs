@@ -1,6 +1,7 @@
 //! S3 presigned URLs: clients download transcoded files and upload new ones straight to the
 //! bucket, signed with the function's own role. Signing is local computation; no request is sent.
-//! An upload URL signs `Content-Length` and `Content-Type`, so S3 refuses another size or type.
+//! An upload URL signs `Content-Length`, `Content-Type` and the upload's `x-amz-meta-*` headers
+//! (its choice of outputs), so S3 refuses another size, type or choice.
 
 use aws_sdk_s3::Client;
 use aws_sdk_s3::presigning::PresigningConfig;
@@ -72,13 +73,17 @@ impl Links for S3Links {
     async fn upload(&self, upload: &Upload, now: DateTime<Utc>) -> Result<Link, LinkError> {
         let key = &upload.key;
         let size = i64::try_from(upload.size).map_err(|e| error(key, e))?;
-        let request = self
+        let mut put = self
             .client
             .put_object()
             .bucket(&self.bucket)
             .key(key.as_str())
             .content_length(size)
-            .content_type(&upload.content_type)
+            .content_type(&upload.content_type);
+        for (name, value) in upload.choice.metadata() {
+            put = put.metadata(name, value);
+        }
+        let request = put
             .presigned(Self::config(key, now, UPLOAD_LINK_LIFETIME)?)
             .await
             .map_err(|e| error(key, aws_sdk_s3::error::DisplayErrorContext(e)))?;
@@ -144,6 +149,7 @@ mod tests {
             key: ObjectKey::new("media/alice/song.mp3").unwrap(),
             size: 5_000_000,
             content_type: "audio/mpeg".into(),
+            choice: Default::default(),
         }
     }
 
@@ -174,5 +180,46 @@ mod tests {
         assert!(signed.contains(&"content-type"), "{}", link.url);
         assert_eq!(param("X-Amz-Expires"), Some("300"));
         assert_eq!(link.expires_at, now + UPLOAD_LINK_LIFETIME);
+        assert!(!link.url.contains("x-amz-meta"), "{}", link.url);
+    }
+
+    #[tokio::test]
+    async fn an_upload_link_signs_the_choice_as_metadata_headers() {
+        let now = Utc.with_ymd_and_hms(2026, 11, 23, 8, 0, 0).unwrap();
+        let chosen = Upload {
+            choice: transcoder_core::Choice {
+                outputs: Some("mp3:128,opus".parse().unwrap()),
+                loudness: Some(transcoder_core::Loudness::Podcast),
+            },
+            ..song()
+        };
+        let link = links().upload(&chosen, now).await.unwrap();
+        let query = link.url.split_once('?').map(|(_, q)| q).unwrap_or_default();
+        let signed: String = form_urlencoded::parse(query.as_bytes())
+            .find(|(n, _)| n == "X-Amz-SignedHeaders")
+            .map(|(_, v)| v.into_owned())
+            .unwrap_or_default();
+        let signed: Vec<&str> = signed.split(';').collect();
+        for header in ["x-amz-meta-outputs", "x-amz-meta-loudness"] {
+            assert!(signed.contains(&header), "{header} not in {signed:?}");
+        }
+        // The values are in the signature, not the URL: another choice is another signature.
+        assert!(!query.contains("mp3"), "{query}");
+        let other = Upload {
+            choice: transcoder_core::Choice {
+                outputs: Some("mp3:160,opus".parse().unwrap()),
+                ..chosen.choice.clone()
+            },
+            ..song()
+        };
+        let other = links().upload(&other, now).await.unwrap();
+        assert_ne!(other.url, link.url);
+        assert_eq!(
+            chosen.metadata_headers(),
+            [
+                ("x-amz-meta-outputs".to_owned(), "mp3:128,opus".to_owned()),
+                ("x-amz-meta-loudness".to_owned(), "podcast".to_owned())
+            ]
+        );
     }
 }

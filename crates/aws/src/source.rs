@@ -6,7 +6,7 @@ use aws_sdk_s3::Client;
 use aws_sdk_s3::error::SdkError;
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use aws_smithy_types::error::display::DisplayErrorContext;
-use transcoder_core::{SourceError, SourceObject, SourceReader};
+use transcoder_core::{Head, SourceError, SourceObject, SourceReader};
 
 #[derive(Debug, Clone)]
 pub struct S3Source {
@@ -125,8 +125,26 @@ impl SourceReader for S3Source {
         offset: u64,
         len: usize,
     ) -> Result<Vec<u8>, SourceError> {
+        Ok(self.get(upload, offset, len).await?.bytes)
+    }
+
+    /// The same ranged GET: S3 answers it with the object's `x-amz-meta-*` headers, which the
+    /// SDK hands back as its metadata, so the choice costs no request.
+    async fn read_head(&self, upload: &SourceObject, len: usize) -> Result<Head, SourceError> {
+        self.get(upload, 0, len).await
+    }
+}
+
+impl S3Source {
+    /// Up to `len` bytes of `upload` from `offset`, and its user metadata, in one GET.
+    async fn get(
+        &self,
+        upload: &SourceObject,
+        offset: u64,
+        len: usize,
+    ) -> Result<Head, SourceError> {
         if len == 0 {
-            return Ok(Vec::new());
+            return Ok(Head::default());
         }
         let last = offset.saturating_add(len as u64 - 1);
         let mut request = self
@@ -143,10 +161,11 @@ impl SourceReader for S3Source {
             Ok(output) => output,
             // 416: the range starts at or past the end of the object.
             Err(SdkError::ServiceError(err)) if err.raw().status().as_u16() == 416 => {
-                return Ok(Vec::new());
+                return Ok(Head::default());
             }
             Err(err) => return Err(refused(upload, err)),
         };
+        let metadata = output.metadata.unwrap_or_default();
         // Never more than asked for, whatever the response holds.
         let mut body = output.body;
         let mut bytes = Vec::with_capacity(len);
@@ -165,7 +184,7 @@ impl SourceReader for S3Source {
                 }
             }
         }
-        Ok(bytes)
+        Ok(Head { bytes, metadata })
     }
 }
 
@@ -220,6 +239,30 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(bytes, b"01234567");
+        assert_eq!(rule.num_calls(), 1);
+    }
+
+    #[tokio::test]
+    async fn the_first_read_brings_the_x_amz_meta_headers_of_its_one_response() {
+        let rule = mock!(Client::get_object)
+            .match_requests(|r| r.range() == Some("bytes=0-7"))
+            .then_http_response(|| {
+                let mut response = HttpResponse::new(
+                    StatusCode::try_from(206).unwrap(),
+                    SdkBody::from("01234567"),
+                );
+                let headers = response.headers_mut();
+                headers.insert("Content-Range", "bytes 0-7/100");
+                headers.insert("x-amz-meta-outputs", "mp3:128,opus");
+                headers.insert("x-amz-meta-loudness", "podcast");
+                response
+            });
+        let source = S3Source::new(mock_client!(aws_sdk_s3, RuleMode::MatchAny, [&rule]));
+        let head = source.read_head(&upload(None), 8).await.unwrap();
+        assert_eq!(head.bytes, b"01234567");
+        assert_eq!(head.metadata["outputs"], "mp3:128,opus");
+        assert_eq!(head.metadata["loudness"], "podcast");
+        assert_eq!(head.metadata.len(), 2);
         assert_eq!(rule.num_calls(), 1);
     }
 

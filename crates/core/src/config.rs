@@ -1,9 +1,9 @@
 //! Configuration of the starter, read from the environment once at start-up and checked there.
 
-use std::collections::HashSet;
 use std::time::Duration;
 
-use crate::job::{OutputFormat, Owner};
+use crate::choice::{Backend, Outputs};
+use crate::job::Owner;
 use crate::key::ObjectKey;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -165,8 +165,11 @@ pub fn prefix(name: &'static str, value: &str) -> Result<String, ConfigError> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StartConfig {
     pub prefixes: Prefixes,
-    /// The outputs every job produces (`OUTPUT_FORMATS`).
-    pub outputs: Vec<OutputFormat>,
+    /// The outputs of a job whose upload chose none (`OUTPUTS`, as `mp3:128,opus:96`; the
+    /// older `OUTPUT_FORMATS` when it is unset).
+    pub outputs: Outputs,
+    /// Who transcodes (`TRANSCODER`): what an upload's choice may ask for, and `OUTPUTS` too.
+    pub backend: Backend,
     /// Who owns a file dropped straight under the input prefix, outside any user's folder.
     pub default_owner: Owner,
     /// How many jobs one invocation submits at once.
@@ -193,7 +196,9 @@ impl StartConfig {
     pub const VARIABLES: &[&str] = &[
         "INPUT_PREFIX",
         "OUTPUT_PREFIX",
+        "OUTPUTS",
         "OUTPUT_FORMATS",
+        "TRANSCODER",
         "DEFAULT_OWNER",
         "MAX_CONCURRENT_JOBS",
         "INTAKE_DEAD_LETTER_QUEUE_ARN",
@@ -222,10 +227,8 @@ impl StartConfig {
             &env.get_or("INPUT_PREFIX", Self::DEFAULT_INPUT_PREFIX),
             &env.get_or("OUTPUT_PREFIX", Self::DEFAULT_OUTPUT_PREFIX),
         )?;
-        let outputs = match env.get("OUTPUT_FORMATS") {
-            None => OutputFormat::DEFAULT.to_vec(),
-            Some(list) => output_formats(&list)?,
-        };
+        let backend = Backend::from_env(env)?;
+        let outputs = default_outputs(env, backend)?;
         let owner = env.get_or("DEFAULT_OWNER", Self::DEFAULT_OWNER);
         let default_owner = Owner::new(owner.trim())
             .map_err(|e| ConfigError::invalid("DEFAULT_OWNER", &owner, e))?;
@@ -284,6 +287,7 @@ impl StartConfig {
         Ok(Self {
             prefixes,
             outputs,
+            backend,
             default_owner,
             max_concurrent_jobs,
             dead_letter_queue_arn,
@@ -293,22 +297,22 @@ impl StartConfig {
     }
 }
 
-fn output_formats(list: &str) -> Result<Vec<OutputFormat>, ConfigError> {
-    let invalid =
-        |reason: &dyn std::fmt::Display| ConfigError::invalid("OUTPUT_FORMATS", list, reason);
-    let mut seen = HashSet::new();
-    let mut formats = Vec::new();
-    for name in list.split(',').filter(|n| !n.trim().is_empty()) {
-        let format: OutputFormat = name.parse().map_err(|e| invalid(&e))?;
-        if !seen.insert(format) {
-            return Err(invalid(&format!("'{format}' is listed twice")));
-        }
-        formats.push(format);
-    }
-    if formats.is_empty() {
-        return Err(invalid(&"list at least one format"));
-    }
-    Ok(formats)
+/// `OUTPUTS` (or the older `OUTPUT_FORMATS`), default WAV, FLAC and AAC; refused at start-up if
+/// the backend cannot write it, so that no upload is ever planned a job it cannot run.
+fn default_outputs(env: &impl Env, backend: Backend) -> Result<Outputs, ConfigError> {
+    let Some((name, list)) = ["OUTPUTS", "OUTPUT_FORMATS"]
+        .into_iter()
+        .find_map(|name| Some((name, env.get(name)?)))
+    else {
+        return Ok(Outputs::default_set());
+    };
+    let outputs: Outputs = list
+        .parse()
+        .map_err(|e| ConfigError::invalid(name, &list, e))?;
+    backend
+        .honours(&outputs, None)
+        .map_err(|e| ConfigError::invalid(name, &list, e))?;
+    Ok(outputs)
 }
 
 #[cfg(test)]
@@ -324,7 +328,8 @@ mod tests {
         let config = StartConfig::from_env(&[]).unwrap();
         assert_eq!(config.prefixes.input(), "media/");
         assert_eq!(config.prefixes.output(), "transcoded/");
-        assert_eq!(config.outputs, OutputFormat::DEFAULT);
+        assert_eq!(config.outputs, Outputs::default_set());
+        assert_eq!(config.backend, Backend::Lambda);
         assert_eq!(config.default_owner.as_str(), "_unassigned");
         assert_eq!(config.max_concurrent_jobs, 16);
     }
@@ -358,10 +363,26 @@ mod tests {
         .unwrap();
         assert_eq!(config.prefixes.input(), "uploads/");
         assert_eq!(config.prefixes.output(), "out/");
-        assert_eq!(config.outputs, [OutputFormat::Flac, OutputFormat::Mp3]);
+        assert_eq!(config.outputs.to_string(), "flac,mp3");
         assert_eq!(config.default_owner.as_str(), "admin");
         assert_eq!(config.max_concurrent_jobs, 4);
         assert_eq!(config.job_interval, None);
+    }
+
+    #[test]
+    fn the_default_outputs_take_bitrates_and_must_suit_the_backend() {
+        let config = StartConfig::from_env(&[("OUTPUTS", "mp3:128, opus:96")]).unwrap();
+        assert_eq!(config.outputs.to_string(), "mp3:128,opus:96");
+        let newer = StartConfig::from_env(&[("OUTPUTS", "wav"), ("OUTPUT_FORMATS", "flac")]);
+        assert_eq!(newer.unwrap().outputs.to_string(), "wav");
+        let err =
+            StartConfig::from_env(&[("TRANSCODER", "elastictranscoder"), ("OUTPUTS", "wav,opus")])
+                .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "OUTPUTS='wav,opus' is invalid: this deployment transcodes with Elastic Transcoder \
+             (TRANSCODER=elastictranscoder), which has no system preset for Opus"
+        );
     }
 
     #[test]
@@ -398,12 +419,15 @@ mod tests {
 
     #[test]
     fn bad_values_name_the_variable() {
-        let cases: [(&str, &str); 11] = [
+        let cases: [(&str, &str); 14] = [
             ("INPUT_PREFIX", ""),
             ("INPUT_PREFIX", "/media/"),
             ("OUTPUT_FORMATS", "wav,ogg"),
             ("OUTPUT_FORMATS", "wav,WAV"),
             ("OUTPUT_FORMATS", " , "),
+            ("OUTPUTS", "mp3:1000"),
+            ("OUTPUTS", "flac:128"),
+            ("TRANSCODER", "handbrake"),
             ("MAX_CONCURRENT_JOBS", "0"),
             ("MAX_CONCURRENT_JOBS", "many"),
             ("INTAKE_MAX_RECEIVES", "0"),

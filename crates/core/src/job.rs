@@ -4,6 +4,7 @@ use std::fmt;
 use std::ops::RangeInclusive;
 use std::str::FromStr;
 
+use crate::choice::Outputs;
 use crate::key::ObjectKey;
 use crate::upload::{UploadId, UploadRef};
 
@@ -16,7 +17,7 @@ pub fn is_audio(key: &ObjectKey) -> bool {
         .is_some_and(|ext| AUDIO_EXTENSIONS.iter().any(|a| a.eq_ignore_ascii_case(ext)))
 }
 
-/// One output of a job. The names are the ones `OUTPUT_FORMATS` accepts.
+/// One output of a job. The names are the ones `OUTPUTS` and an upload's choice use ([`crate::choice`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum OutputFormat {
@@ -277,6 +278,21 @@ impl TranscodeJob {
         }
     }
 
+    /// The job with each output at the bitrate `outputs` chooses for its format (the format's
+    /// default where it chooses none); outputs of other formats are left as they are.
+    pub fn at_bitrates(mut self, outputs: &Outputs) -> Self {
+        for output in &mut self.outputs {
+            if let Some(chosen) = outputs
+                .as_slice()
+                .iter()
+                .find(|c| c.format == output.format)
+            {
+                output.bitrate_kbps = chosen.bitrate();
+            }
+        }
+        self
+    }
+
     /// This job's id with a transcoder that takes the id from the job (the `lambda` backend's
     /// queue): the same upload always gets the same id, so a redelivered event never makes two
     /// different jobs, and the id is the upload's claim token, as the upload record's is.
@@ -410,6 +426,18 @@ mod tests {
             }
         }
         assert_eq!(seen.len(), paths.len() * OutputFormat::ALL.len());
+    }
+
+    #[test]
+    fn chosen_bitrates_go_to_their_formats() {
+        let chosen: Outputs = "opus:64,mp3".parse().unwrap();
+        let job = job(
+            "a.wav",
+            &[OutputFormat::Mp3, OutputFormat::Opus, OutputFormat::Wav],
+        )
+        .at_bitrates(&chosen);
+        let bitrates: Vec<_> = job.outputs.iter().map(|o| o.bitrate_kbps).collect();
+        assert_eq!(bitrates, [Some(192), Some(64), None]);
     }
 
     #[test]

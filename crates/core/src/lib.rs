@@ -4,6 +4,7 @@
 //! Nothing here talks to AWS. The Lambda binaries and the local runner supply adapters for the
 //! traits and call the same handlers, so what happens when a file lands is decided in one place.
 
+pub mod choice;
 pub mod completion;
 pub mod config;
 #[cfg(any(test, feature = "contract"))]
@@ -26,6 +27,7 @@ mod test_support;
 pub mod transcoder;
 pub mod upload;
 
+pub use choice::{Backend, Choice, ChoiceError, OutputChoice, Outputs};
 pub use completion::{Completion, Notification, NotificationError, Outcome};
 pub use config::{ConfigError, Prefixes, StartConfig};
 pub use intake::{BatchResponse, Handled, StartEvent, start_from_event};
@@ -36,7 +38,9 @@ pub use message::{Message, MessageId};
 pub use queue::{Enqueued, JobQueue, QueuedJob};
 pub use record::{RawSnsEvent, RecordConfig, RecordError, RecordReport, record_completion};
 pub use sniff::{AudioFormat, NotAudio, SNIFF_BYTES, Sniffed, sniff};
-pub use source::{SourceError, SourceObject, SourceReader, identify};
+pub use source::{
+    Examined, Head, SourceError, SourceObject, SourceReader, UserMetadata, examine, identify,
+};
 pub use start::{RawS3Event, StartError, StartReport, start_transcode};
 pub use store::{ClaimOutcome, ClaimStore, MessageStore, Page, StoreError, UploadStore};
 pub use transcoder::{JobId, Paced, Transcoder, TranscoderError};

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
+use crate::choice::Choice;
 use crate::key::ObjectKey;
 
 /// How long a download link stays valid.
@@ -22,13 +23,29 @@ pub struct Link {
     pub expires_at: DateTime<Utc>,
 }
 
-/// What an upload link allows: exactly `size` bytes of `content_type` at `key`.
+/// What an upload link allows: exactly `size` bytes of `content_type` at `key`, carrying exactly
+/// the metadata of `choice` (none for what is left to the deployment's defaults).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Upload {
     pub key: ObjectKey,
     pub size: u64,
     pub content_type: String,
+    pub choice: Choice,
 }
+
+impl Upload {
+    /// The metadata headers the client must send, as S3 names them: `x-amz-meta-outputs`...
+    pub fn metadata_headers(&self) -> Vec<(String, String)> {
+        self.choice
+            .metadata()
+            .into_iter()
+            .map(|(key, value)| (format!("{METADATA_HEADER_PREFIX}{key}"), value))
+            .collect()
+    }
+}
+
+/// What S3 puts before a user-metadata key in a header.
+pub const METADATA_HEADER_PREFIX: &str = "x-amz-meta-";
 
 #[derive(Debug, thiserror::Error)]
 #[error("cannot sign a link for '{key}': {reason}")]
@@ -46,7 +63,8 @@ pub trait Links: Send + Sync {
     ) -> impl Future<Output = Result<Link, LinkError>> + Send;
 
     /// A link to PUT `upload`, valid for [`UPLOAD_LINK_LIFETIME`] from `now`; the client must send
-    /// `Content-Length: {size}` and `Content-Type: {content_type}`.
+    /// `Content-Length: {size}`, `Content-Type: {content_type}` and the
+    /// [`Upload::metadata_headers`], and no other metadata.
     fn upload(
         &self,
         upload: &Upload,

@@ -1,7 +1,9 @@
 //! Reading an upload's first bytes, so that what a file is comes from its content before any job
 //! is created. The trait is all the starter needs from the bucket: S3 (a ranged GET) in the cloud,
 //! the bucket folder on one machine, a map in tests. It reads; it never decides what the bytes mean
-//! (that is [`crate::sniff`]).
+//! (that is [`crate::sniff`]). The first read also brings the object's user metadata (S3 answers
+//! a GET with its `x-amz-meta-*` headers), where an upload's choice of outputs travels, so that
+//! choice costs no request of its own.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -32,6 +34,16 @@ pub enum SourceError {
     Unavailable(String),
 }
 
+/// An object's user metadata: keys lowercase and without `x-amz-meta-`, as S3 answers them.
+pub type UserMetadata = HashMap<String, String>;
+
+/// The first bytes of an object, and its user metadata, from one read.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Head {
+    pub bytes: Vec<u8>,
+    pub metadata: UserMetadata,
+}
+
 /// Where uploads are read from.
 pub trait SourceReader: Send + Sync {
     /// Up to `len` bytes of `upload` from byte `offset`; fewer when the object ends first, none
@@ -42,6 +54,21 @@ pub trait SourceReader: Send + Sync {
         offset: u64,
         len: usize,
     ) -> impl Future<Output = Result<Vec<u8>, SourceError>> + Send;
+
+    /// Up to `len` bytes from the start of `upload` with its user metadata, in the one read.
+    /// A store that keeps no metadata (a plain file) has none: its uploads get the defaults.
+    fn read_head(
+        &self,
+        upload: &SourceObject,
+        len: usize,
+    ) -> impl Future<Output = Result<Head, SourceError>> + Send {
+        async move {
+            Ok(Head {
+                bytes: self.read_range(upload, 0, len).await?,
+                metadata: UserMetadata::new(),
+            })
+        }
+    }
 }
 
 /// How many reads [`identify`] makes at most: the first, and one after each ID3 tag too large for
@@ -53,10 +80,43 @@ pub async fn identify(
     reader: &impl SourceReader,
     upload: &SourceObject,
 ) -> Result<Result<AudioFormat, NotAudio>, SourceError> {
+    Ok(examine(reader, upload).await?.format)
+}
+
+/// What [`examine`] found of an upload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Examined {
+    pub format: Result<AudioFormat, NotAudio>,
+    /// The user metadata of the first read.
+    pub metadata: UserMetadata,
+}
+
+/// What an upload's bytes say it is, as [`identify`], and the user metadata its first read
+/// brought: no more reads than the sniffer needs.
+pub async fn examine(
+    reader: &impl SourceReader,
+    upload: &SourceObject,
+) -> Result<Examined, SourceError> {
+    let first = reader.read_head(upload, SNIFF_BYTES).await?;
+    let metadata = first.metadata;
+    let format = sniff_from(reader, upload, first.bytes).await?;
+    Ok(Examined { format, metadata })
+}
+
+/// Sniffs `first`, the upload's first bytes, reading on past ID3 tags.
+async fn sniff_from(
+    reader: &impl SourceReader,
+    upload: &SourceObject,
+    first: Vec<u8>,
+) -> Result<Result<AudioFormat, NotAudio>, SourceError> {
     let mut offset = 0;
     let mut size = upload.size;
+    let mut next = Some(first);
     for _ in 0..MAX_READS {
-        let head = reader.read_range(upload, offset, SNIFF_BYTES).await?;
+        let head = match next.take() {
+            Some(first) => first,
+            None => reader.read_range(upload, offset, SNIFF_BYTES).await?,
+        };
         if head.is_empty() && offset > 0 {
             // The tags before `offset` end at or past the end of the file: say so, not "empty".
             return Ok(Err(NotAudio::nothing_after_tag(offset, size)));
@@ -78,6 +138,7 @@ pub async fn identify(
 #[derive(Debug, Clone, Default)]
 pub struct MemorySource {
     objects: HashMap<String, Vec<u8>>,
+    metadata: HashMap<String, UserMetadata>,
     /// The bytes of every key not in `objects`; without them such a key is gone.
     others: Option<Vec<u8>>,
 }
@@ -87,8 +148,18 @@ impl MemorySource {
     pub fn audio() -> Self {
         Self {
             objects: HashMap::new(),
+            metadata: HashMap::new(),
             others: Some(mp3_frames(4)),
         }
+    }
+
+    /// The same bucket with `key` carrying the user metadata `pairs`.
+    pub fn with_metadata(mut self, key: &str, pairs: &[(&str, &str)]) -> Self {
+        let pairs = pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()));
+        self.metadata.insert(key.to_owned(), pairs.collect());
+        self
     }
 
     /// The same bucket with `key` holding `bytes`.
@@ -115,6 +186,17 @@ impl SourceReader for MemorySource {
             .min(bytes.len());
         let end = start.saturating_add(len).min(bytes.len());
         Ok(bytes[start..end].to_vec())
+    }
+
+    async fn read_head(&self, upload: &SourceObject, len: usize) -> Result<Head, SourceError> {
+        Ok(Head {
+            bytes: self.read_range(upload, 0, len).await?,
+            metadata: self
+                .metadata
+                .get(upload.key.as_str())
+                .cloned()
+                .unwrap_or_default(),
+        })
     }
 }
 
@@ -147,6 +229,11 @@ mod tests {
         ) -> Result<Vec<u8>, SourceError> {
             self.reads.lock().unwrap().push((offset, len));
             self.inner.read_range(upload, offset, len).await
+        }
+
+        async fn read_head(&self, upload: &SourceObject, len: usize) -> Result<Head, SourceError> {
+            self.reads.lock().unwrap().push((0, len));
+            self.inner.read_head(upload, len).await
         }
     }
 
@@ -190,6 +277,25 @@ mod tests {
             identify(&playlist, &upload("b.mp3")).await,
             Ok(Err(NotAudio::Text))
         );
+    }
+
+    #[tokio::test]
+    async fn the_first_read_brings_the_metadata_and_no_read_is_added() {
+        let source = Counting {
+            inner: MemorySource::default()
+                .with("a.mp3", mp3_frames(40))
+                .with_metadata("a.mp3", &[("outputs", "mp3:128")]),
+            reads: Mutex::default(),
+        };
+        let examined = examine(&source, &upload("a.mp3")).await.unwrap();
+        assert_eq!(examined.format, Ok(AudioFormat::Mp3));
+        assert_eq!(examined.metadata["outputs"], "mp3:128");
+        assert_eq!(*source.reads.lock().unwrap(), [(0, SNIFF_BYTES)]);
+        let tagged = counting("t.mp3", [id3(SNIFF_BYTES * 3), mp3_frames(2)].concat());
+        let examined = examine(&tagged, &upload("t.mp3")).await.unwrap();
+        assert_eq!(examined.format, Ok(AudioFormat::Mp3));
+        assert!(examined.metadata.is_empty());
+        assert_eq!(tagged.reads.lock().unwrap().len(), 2);
     }
 
     #[tokio::test]

@@ -11,6 +11,7 @@ use futures::{StreamExt, stream};
 use serde::{Deserialize, Serialize};
 use tracing::{error, info, warn};
 
+use crate::choice::{Choice, LOUDNESS_KEY, OUTPUTS_KEY, Outputs};
 use crate::completion::{Completion, Outcome};
 use crate::config::{Location, StartConfig};
 use crate::job::Claim;
@@ -18,7 +19,7 @@ use crate::job::{AUDIO_EXTENSIONS, Owner, OwnerError, TranscodeJob, is_audio};
 use crate::key::{Escaped, KeyError, ObjectKey};
 use crate::message::{Message, MessageId};
 use crate::sniff::{AudioFormat, NotAudio};
-use crate::source::{SourceError, SourceObject, SourceReader, identify};
+use crate::source::{Examined, SourceError, SourceObject, SourceReader, UserMetadata, examine};
 use crate::store::{ClaimOutcome, ClaimStore, MessageStore, StoreError, UploadStore};
 use crate::transcoder::{JobId, Transcoder, TranscoderError};
 use crate::upload::{GONE, UploadRecord, UploadState};
@@ -113,10 +114,49 @@ pub fn plan(record: &S3EventRecord, config: &StartConfig) -> Result<TranscodeJob
         owner,
         &path,
         config.prefixes.output(),
-        &config.outputs,
-    );
+        &config.outputs.formats().collect::<Vec<_>>(),
+    )
+    .at_bitrates(&config.outputs);
     job.etag = object.e_tag.clone().filter(|etag| !etag.is_empty());
     Ok(job)
+}
+
+/// The job `job` (planned with the deployment's defaults) becomes with the choice its upload's
+/// metadata carries. Nothing chosen: the defaults. A value that is no choice, or one this
+/// deployment's backend cannot honour (a header tampered with, or written by hand), gets the
+/// defaults too, with a warning that names its key: never a job nobody asked for.
+pub fn choose(job: &TranscodeJob, metadata: &UserMetadata, config: &StartConfig) -> TranscodeJob {
+    let ignored = |key: &str, reason: &dyn std::fmt::Display| {
+        warn!(key = %job.source.escaped(), metadata = key, %reason, "the upload's choice is ignored: it gets the defaults");
+        job.clone()
+    };
+    let choice = match Choice::from_metadata(metadata) {
+        Ok(choice) => choice,
+        Err(bad) => return ignored(bad.key, &bad),
+    };
+    let outputs: &Outputs = choice.outputs.as_ref().unwrap_or(&config.outputs);
+    if let Err(cannot) = config.backend.honours(outputs, None) {
+        return ignored(OUTPUTS_KEY, &cannot);
+    }
+    if let Some(Err(cannot)) = choice.loudness.map(|l| config.backend.normalizes(l)) {
+        return ignored(LOUDNESS_KEY, &cannot);
+    }
+    let Location::Input { path, .. } = config.prefixes.locate(&job.source) else {
+        return job.clone();
+    };
+    let mut chosen = TranscodeJob::plan(
+        &job.bucket,
+        job.source.clone(),
+        &job.version,
+        job.owner.clone(),
+        path,
+        config.prefixes.output(),
+        &outputs.formats().collect::<Vec<_>>(),
+    )
+    .at_bitrates(outputs);
+    chosen.etag = job.etag.clone();
+    chosen.loudness = choice.loudness;
+    chosen
 }
 
 /// What one invocation did; returned to the caller as JSON.
@@ -190,7 +230,8 @@ fn describe(failed: &[(usize, ObjectKey, NotStarted)]) -> String {
 
 /// What became of one planned job.
 enum Attempt {
-    New(JobId, AudioFormat),
+    /// Started, with the outputs it writes (`mp3:128,opus:96`).
+    New(JobId, AudioFormat, String),
     /// A job was started, or the upload refused, by an earlier delivery (the id says which).
     Duplicate(JobId),
     Rejected(Message, NotAudio),
@@ -209,6 +250,7 @@ const REJECTED: &str = "rejected-";
 async fn start_once(
     job: &TranscodeJob,
     (etag, size): (Option<String>, Option<u64>),
+    config: &StartConfig,
     source: &impl SourceReader,
     transcoder: &impl Transcoder,
     store: &(impl ClaimStore + MessageStore + UploadStore),
@@ -230,9 +272,15 @@ async fn start_once(
         etag,
         size,
     };
-    let format = match identify(source, &object).await {
-        Ok(Ok(format)) => format,
-        Ok(Err(reason)) => return reject(job, &claim, reason, store).await,
+    let (format, metadata) = match examine(source, &object).await {
+        Ok(Examined {
+            format: Ok(format),
+            metadata,
+        }) => (format, metadata),
+        Ok(Examined {
+            format: Err(reason),
+            ..
+        }) => return reject(job, &claim, reason, store).await,
         Err(gone @ SourceError::Gone(_)) => {
             release(store, &claim, job).await;
             // Its owner sees it end; if this write fails, the retry reads, and ends it, again.
@@ -248,6 +296,7 @@ async fn start_once(
             return Err(NotStarted::Unreadable(unavailable));
         }
     };
+    let job = &choose(job, &metadata, config);
     match transcoder.start_job(job).await {
         Ok(job_id) => {
             if let Err(err) = store.record_job(&claim, &job_id.0).await {
@@ -259,7 +308,16 @@ async fn start_once(
                 // The job runs, and its progress and end move the record on from `received`.
                 warn!(key = %job.source.escaped(), %job_id, error = %err, "job started but its upload record not moved");
             }
-            Ok(Attempt::New(job_id, format))
+            let outputs = job
+                .outputs
+                .iter()
+                .map(|o| match o.bitrate_kbps {
+                    Some(kbps) => format!("{}:{kbps}", o.format),
+                    None => o.format.to_string(),
+                })
+                .collect::<Vec<_>>()
+                .join(",");
+            Ok(Attempt::New(job_id, format, outputs))
         }
         Err(refused) => {
             release(store, &claim, job).await;
@@ -404,7 +462,7 @@ pub async fn start_transcode(
     let attempted = jobs.len();
     let results: Vec<_> = stream::iter(jobs)
         .map(|(index, job, version)| async move {
-            let result = start_once(&job, version, source, transcoder, store).await;
+            let result = start_once(&job, version, config, source, transcoder, store).await;
             (index, job, result)
         })
         .buffered(config.max_concurrent_jobs)
@@ -414,8 +472,8 @@ pub async fn start_transcode(
     let mut failed = Vec::new();
     for (index, job, result) in results {
         match result {
-            Ok(Attempt::New(job_id, format)) => {
-                info!(record = index, key = %job.source.escaped(), owner = %Escaped(job.owner.as_str()), %format, %job_id, "job started");
+            Ok(Attempt::New(job_id, format, outputs)) => {
+                info!(record = index, key = %job.source.escaped(), owner = %Escaped(job.owner.as_str()), %format, %outputs, %job_id, "job started");
                 report.started.push(Started {
                     record: index,
                     key: job.source.to_string(),
@@ -472,7 +530,7 @@ mod tests {
 
     use super::*;
     use crate::config::Env;
-    use crate::job::OutputFormat;
+    use crate::job::{Loudness, OutputFormat};
     use crate::memory::MemoryStore;
     use crate::source::MemorySource;
     use crate::store::UploadStore;
@@ -506,6 +564,189 @@ mod tests {
 
     fn sources(t: &FakeTranscoder) -> Vec<String> {
         t.keys()
+    }
+
+    /// The log lines written while `f` runs on this thread.
+    async fn logged<T>(f: impl Future<Output = T>) -> (T, String) {
+        #[derive(Clone, Default)]
+        struct Lines(std::sync::Arc<Mutex<Vec<u8>>>);
+        impl std::io::Write for Lines {
+            fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(buf);
+                Ok(buf.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let lines = Lines::default();
+        let writer = lines.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .finish();
+        let out = {
+            let _guard = tracing::subscriber::set_default(subscriber);
+            f.await
+        };
+        let text = String::from_utf8_lossy(&lines.0.lock().unwrap()).into_owned();
+        (out, text)
+    }
+
+    fn chosen(job: &TranscodeJob) -> Vec<(OutputFormat, &str, Option<u32>)> {
+        job.outputs
+            .iter()
+            .map(|o| (o.format, o.key.as_str(), o.bitrate_kbps))
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn the_choice_in_the_uploads_metadata_makes_its_job() {
+        let t = FakeTranscoder::default();
+        let source = MemorySource::audio().with_metadata(
+            "media/alice/song.mp3",
+            &[
+                ("outputs", "mp3:128,opus:96,flac"),
+                ("loudness", "broadcast"),
+            ],
+        );
+        let event = event(include_str!("../../../events/s3-put.json"));
+        start_transcode(event, &config(&[]), &source, &t, &MemoryStore::default())
+            .await
+            .unwrap();
+        let jobs = t.jobs.lock().unwrap();
+        assert_eq!(
+            chosen(&jobs[0]),
+            [
+                (
+                    OutputFormat::Mp3,
+                    "transcoded/alice/song.mp3.mp3",
+                    Some(128)
+                ),
+                (
+                    OutputFormat::Opus,
+                    "transcoded/alice/song.mp3.opus",
+                    Some(96)
+                ),
+                (OutputFormat::Flac, "transcoded/alice/song.mp3.flac", None),
+            ]
+        );
+        assert_eq!(jobs[0].loudness, Some(Loudness::Broadcast));
+        // The event's version still travels with the chosen job.
+        assert_eq!(
+            jobs[0].etag.as_deref(),
+            Some("d41d8cd98f00b204e9800998ecf8427e")
+        );
+    }
+
+    #[tokio::test]
+    async fn loudness_alone_keeps_the_deployments_outputs() {
+        let t = FakeTranscoder::default();
+        let source =
+            MemorySource::audio().with_metadata("media/alice/song.mp3", &[("loudness", "podcast")]);
+        let env = [("OUTPUTS", "aac:128")];
+        let event = event(include_str!("../../../events/s3-put.json"));
+        start_transcode(event, &config(&env), &source, &t, &MemoryStore::default())
+            .await
+            .unwrap();
+        let jobs = t.jobs.lock().unwrap();
+        assert_eq!(
+            chosen(&jobs[0]),
+            [(
+                OutputFormat::Aac,
+                "transcoded/alice/song.mp3.m4a",
+                Some(128)
+            )]
+        );
+        assert_eq!(jobs[0].loudness, Some(Loudness::Podcast));
+    }
+
+    #[tokio::test]
+    async fn a_tampered_or_unhonourable_choice_gets_the_defaults_and_a_warning() {
+        // The upload's metadata, the deployment's variables, and the key the warning names.
+        type Case<'a> = (&'a [(&'a str, &'a str)], &'a [(&'a str, &'a str)], &'a str);
+        let cases: [Case; 4] = [
+            (&[("outputs", "mp3:9999")], &[], "metadata=\"outputs\""),
+            (
+                &[("outputs", "mp3"), ("loudness", "loud")],
+                &[],
+                "metadata=\"loudness\"",
+            ),
+            (
+                &[("outputs", "opus")],
+                &[("TRANSCODER", "elastictranscoder"), ("PIPELINE_ID", "p")],
+                "metadata=\"outputs\"",
+            ),
+            (
+                &[("loudness", "podcast")],
+                &[("TRANSCODER", "elastictranscoder")],
+                "metadata=\"loudness\"",
+            ),
+        ];
+        for (metadata, env, named) in cases {
+            let t = FakeTranscoder::default();
+            let source = MemorySource::audio().with_metadata("media/alice/song.mp3", metadata);
+            let env: Vec<(&str, &str)> = env.to_vec();
+            let config = StartConfig::from_env(&EnvList(env)).unwrap();
+            let event = event(include_str!("../../../events/s3-put.json"));
+            let (started, logs) = logged(start_transcode(
+                event,
+                &config,
+                &source,
+                &t,
+                &MemoryStore::default(),
+            ))
+            .await;
+            assert_eq!(started.unwrap().started.len(), 1, "{metadata:?}");
+            let jobs = t.jobs.lock().unwrap();
+            let formats: Vec<_> = jobs[0].outputs.iter().map(|o| o.format).collect();
+            assert_eq!(formats, OutputFormat::DEFAULT, "{metadata:?}");
+            assert_eq!(jobs[0].loudness, None, "{metadata:?}");
+            let warning = logs
+                .lines()
+                .find(|l| l.contains("WARN") && l.contains("the defaults"))
+                .unwrap_or_else(|| panic!("{metadata:?}: no warning in {logs}"));
+            assert!(warning.contains(named), "{metadata:?}: {warning}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_file_without_metadata_gets_the_deployments_outputs_and_bitrates() {
+        let t = FakeTranscoder::default();
+        let env = [("OUTPUTS", "opus:64,wav")];
+        let event = event(include_str!("../../../events/s3-put.json"));
+        let (_, logs) = logged(start_transcode(
+            event,
+            &config(&env),
+            &MemorySource::audio(),
+            &t,
+            &MemoryStore::default(),
+        ))
+        .await;
+        assert_eq!(
+            chosen(&t.jobs.lock().unwrap()[0]),
+            [
+                (
+                    OutputFormat::Opus,
+                    "transcoded/alice/song.mp3.opus",
+                    Some(64)
+                ),
+                (OutputFormat::Wav, "transcoded/alice/song.mp3.wav", None),
+            ]
+        );
+        assert!(!logs.contains("WARN"), "{logs}");
+    }
+
+    /// Variables from a list built at run time.
+    struct EnvList<'a>(Vec<(&'a str, &'a str)>);
+
+    impl Env for EnvList<'_> {
+        fn get(&self, name: &str) -> Option<String> {
+            self.0
+                .iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| (*v).to_owned())
+        }
     }
 
     #[tokio::test]

@@ -11,7 +11,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::{Value, json};
 use tracing::warn;
-use transcoder_core::{Escaped, SourceError, SourceObject, SourceReader, is_nfc};
+use transcoder_core::{
+    Escaped, Head, SourceError, SourceObject, SourceReader, UserMetadata, is_nfc,
+};
 use transcoder_ffmpeg::FileSource;
 
 /// What a file looked like at the last scan.
@@ -185,6 +187,93 @@ impl SourceReader for BucketFolder {
             ))
         })?;
         FileSource(&path).read_range(upload, offset, len).await
+    }
+
+    /// The first bytes, and the metadata its upload link stored beside the file, as S3 keeps
+    /// an object's `x-amz-meta-*` headers with it.
+    async fn read_head(&self, upload: &SourceObject, len: usize) -> Result<Head, SourceError> {
+        let bytes = self.read_range(upload, 0, len).await?;
+        let metadata = match self.path_of(upload.key.as_str()) {
+            Some(path) => stored_metadata(&path).await,
+            None => UserMetadata::new(),
+        };
+        Ok(Head { bytes, metadata })
+    }
+}
+
+/// What a hidden name beside a file starts with when it holds that file's metadata. Hidden, so
+/// the watcher skips it; an upload's own name is never hidden, so never one of these.
+const METADATA_PREFIX: &str = ".metadata-";
+
+/// Where the metadata of the file at `path` is kept.
+fn metadata_path(path: &Path) -> Option<PathBuf> {
+    let name = path.file_name()?.to_str()?;
+    Some(path.with_file_name(format!("{METADATA_PREFIX}{name}")))
+}
+
+/// The metadata of one upload, with the size and modification time of the file it came with:
+/// a file replaced since (copied in by hand) no longer matches, and gets none.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct StoredMetadata {
+    size: u64,
+    modified_nanos: u128,
+    metadata: UserMetadata,
+}
+
+fn identity(meta: &std::fs::Metadata) -> (u64, u128) {
+    let modified = meta.modified().unwrap_or(UNIX_EPOCH);
+    let nanos = modified
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_nanos();
+    (meta.len(), nanos)
+}
+
+/// Keeps `metadata` for the upload written at `partial`, which is about to become the file at
+/// `path` (a rename keeps its size and time); with no metadata, removes what an earlier upload
+/// of the key left. Done before the rename, so the file never appears without it.
+pub async fn store_metadata(
+    partial: &Path,
+    path: &Path,
+    metadata: &[(String, String)],
+) -> std::io::Result<()> {
+    let Some(beside) = metadata_path(path) else {
+        return Ok(());
+    };
+    if metadata.is_empty() {
+        return match tokio::fs::remove_file(&beside).await {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        };
+    }
+    let (size, modified_nanos) = identity(&tokio::fs::metadata(partial).await?);
+    let stored = StoredMetadata {
+        size,
+        modified_nanos,
+        metadata: metadata.iter().cloned().collect(),
+    };
+    let json = serde_json::to_vec(&stored).map_err(std::io::Error::other)?;
+    tokio::fs::write(beside, json).await
+}
+
+/// The metadata kept for the file at `path`, if it is still the file it came with.
+async fn stored_metadata(path: &Path) -> UserMetadata {
+    let Some(beside) = metadata_path(path) else {
+        return UserMetadata::new();
+    };
+    let (Ok(json), Ok(file)) = (
+        tokio::fs::read(&beside).await,
+        tokio::fs::metadata(path).await,
+    ) else {
+        return UserMetadata::new();
+    };
+    match serde_json::from_slice::<StoredMetadata>(&json) {
+        Ok(stored) if (stored.size, stored.modified_nanos) == identity(&file) => stored.metadata,
+        Ok(_) => UserMetadata::new(),
+        Err(err) => {
+            warn!(path = %Escaped(&beside.to_string_lossy()), error = %err, "unreadable metadata ignored");
+            UserMetadata::new()
+        }
     }
 }
 

@@ -11,7 +11,7 @@ use tracing::{info, warn};
 use transcoder_api::config::max_upload_bytes;
 use transcoder_api::{Api, ApiConfig, PageConfig};
 use transcoder_core::config::{ConfigError, Env};
-use transcoder_core::{RawS3Event, RecordConfig, StartConfig, start_transcode};
+use transcoder_core::{Backend, RawS3Event, RecordConfig, StartConfig, start_transcode};
 use transcoder_sqlite::SqliteStore;
 
 use crate::bucket::{BucketFolder, Watcher};
@@ -116,7 +116,11 @@ impl LocalConfig {
                 header: seconds(env, "HEADER_TIMEOUT_SECONDS", DEFAULT_HEADER_TIMEOUT)?,
                 idle: seconds(env, "IDLE_TIMEOUT_SECONDS", DEFAULT_IDLE_TIMEOUT)?,
             },
-            start: StartConfig::from_env(env)?,
+            // The local runner's ffmpeg honours every choice, whatever TRANSCODER says.
+            start: StartConfig {
+                backend: Backend::Local,
+                ..StartConfig::from_env(env)?
+            },
         })
     }
 }
@@ -196,6 +200,7 @@ pub async fn run(config: LocalConfig) -> Result<(), Error> {
         bucket: LOCAL_BUCKET.into(),
         input_prefix: config.start.prefixes.input().into(),
         max_upload_bytes: config.max_upload_bytes,
+        backend: config.start.backend,
     };
     let state = Arc::new(ServerState {
         api: Api::new(api_config, store.clone(), links.clone()),

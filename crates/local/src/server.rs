@@ -32,11 +32,13 @@ use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 use tokio_util::io::ReaderStream;
 use tracing::{info, warn};
 use transcoder_api::{Api, ApiError, Identity, PageConfig, page};
-use transcoder_core::links::{LINK_LIFETIME, UPLOAD_LINK_LIFETIME};
+use transcoder_core::choice::{LOUDNESS_KEY, OUTPUTS_KEY};
+use transcoder_core::links::{LINK_LIFETIME, METADATA_HEADER_PREFIX, UPLOAD_LINK_LIFETIME};
 use transcoder_core::{
     ClaimStore, Escaped, Link, LinkError, Links, MessageStore, ObjectKey, Upload, UploadStore,
 };
 
+use crate::bucket::store_metadata;
 use crate::ffmpeg::Budget;
 use crate::space::{Space, bytes, is_no_space};
 
@@ -65,6 +67,19 @@ pub struct LocalLinks {
 struct Terms {
     size: Option<u64>,
     content_type: Option<String>,
+    /// The `x-amz-meta-outputs` and `x-amz-meta-loudness` the PUT must send, if any.
+    outputs: Option<String>,
+    loudness: Option<String>,
+}
+
+impl Terms {
+    /// The metadata an upload under these terms carries, as S3 would keep it.
+    fn metadata(&self) -> Vec<(String, String)> {
+        [(OUTPUTS_KEY, &self.outputs), (LOUDNESS_KEY, &self.loudness)]
+            .into_iter()
+            .filter_map(|(key, value)| Some((key.to_owned(), value.clone()?)))
+            .collect()
+    }
 }
 
 impl LocalLinks {
@@ -88,6 +103,17 @@ impl LocalLinks {
         for field in [method, key, &expires, &size, content_type] {
             mac.update(&(field.len() as u64).to_be_bytes());
             mac.update(field.as_bytes());
+        }
+        // The metadata last, each present or not, so a link without it signs what it did before.
+        for value in [&terms.outputs, &terms.loudness] {
+            match value {
+                None => mac.update(&[0]),
+                Some(value) => {
+                    mac.update(&[1]);
+                    mac.update(&(value.len() as u64).to_be_bytes());
+                    mac.update(value.as_bytes());
+                }
+            }
         }
         mac
     }
@@ -117,6 +143,12 @@ impl LocalLinks {
         if let Some(content_type) = &terms.content_type {
             query.append_pair("type", content_type);
         }
+        if let Some(outputs) = &terms.outputs {
+            query.append_pair(OUTPUTS_KEY, outputs);
+        }
+        if let Some(loudness) = &terms.loudness {
+            query.append_pair(LOUDNESS_KEY, loudness);
+        }
         query.append_pair("token", &URL_SAFE_NO_PAD.encode(token));
         Link {
             url: format!(
@@ -136,6 +168,8 @@ impl LocalLinks {
         let terms = Terms {
             size: query.size,
             content_type: query.content_type.clone(),
+            outputs: query.outputs.clone(),
+            loudness: query.loudness.clone(),
         };
         let mac = self.mac(method, key, query.expires, &terms);
         // verify_slice compares in constant time.
@@ -153,6 +187,8 @@ impl Links for LocalLinks {
         let terms = Terms {
             size: Some(upload.size),
             content_type: Some(upload.content_type.clone()),
+            outputs: upload.choice.outputs.as_ref().map(|o| o.to_string()),
+            loudness: upload.choice.loudness.map(|l| l.to_string()),
         };
         Ok(self.link("PUT", &upload.key, &terms, now + UPLOAD_LINK_LIFETIME))
     }
@@ -344,6 +380,8 @@ struct LinkQuery {
     size: Option<u64>,
     #[serde(rename = "type")]
     content_type: Option<String>,
+    outputs: Option<String>,
+    loudness: Option<String>,
     token: String,
 }
 
@@ -511,13 +549,15 @@ async fn upload<S: Send + Sync>(
 ) -> Result<StatusCode, ApiError> {
     let key = file_key(key)?;
     let terms = verified(&state, &method, &key, query)?;
+    let metadata = terms.metadata();
     let (Some(size), Some(content_type)) = (terms.size, terms.content_type) else {
         return Err(ApiError::link_refused("the link is not an upload link"));
     };
     check_upload(&headers, size, &content_type, state.max_upload_bytes)?;
+    check_metadata(&headers, &metadata)?;
     state.room_for(size)?;
     state.within_quota(&key, size).await?;
-    match receive(&state.bucket.join(&key), body, size).await {
+    match receive(&state.bucket.join(&key), body, size, &metadata).await {
         Ok(()) => {
             info!(key = %Escaped(&key), bytes = size, "upload received");
             Ok(StatusCode::OK)
@@ -561,6 +601,37 @@ fn check_upload(
         }
         if length < size {
             return Err(ApiError::incomplete_upload(length, size));
+        }
+    }
+    Ok(())
+}
+
+/// Refuses an upload whose `x-amz-meta-*` headers are not exactly those its link is signed for,
+/// as S3 refuses a request whose signed headers differ.
+fn check_metadata(headers: &HeaderMap, signed: &[(String, String)]) -> Result<(), ApiError> {
+    let sent: Vec<(String, String)> = headers
+        .iter()
+        .filter_map(|(name, value)| {
+            let key = name.as_str().strip_prefix(METADATA_HEADER_PREFIX)?;
+            Some((
+                key.to_owned(),
+                value.to_str().unwrap_or("\u{fffd}").trim().to_owned(),
+            ))
+        })
+        .collect();
+    for (key, value) in &sent {
+        if !signed.iter().any(|(k, v)| k == key && v == value) {
+            return Err(ApiError::link_refused(format!(
+                "the link is not signed for {METADATA_HEADER_PREFIX}{key}: '{}'",
+                Escaped(value)
+            )));
+        }
+    }
+    for (key, value) in signed {
+        if !sent.iter().any(|(k, _)| k == key) {
+            return Err(ApiError::link_refused(format!(
+                "the link is signed for {METADATA_HEADER_PREFIX}{key}: {value}, which was not sent"
+            )));
         }
     }
     Ok(())
@@ -613,7 +684,12 @@ impl Drop for Partial {
 /// Writes exactly `size` bytes under a hidden name and renames the file into place once complete,
 /// so the watcher only ever sees whole files. Stops reading as soon as the body passes `size`,
 /// with or without a Content-Length.
-async fn receive(path: &Path, body: Body, size: u64) -> Result<(), ReceiveError> {
+async fn receive(
+    path: &Path,
+    body: Body,
+    size: u64,
+    metadata: &[(String, String)],
+) -> Result<(), ReceiveError> {
     let dir = path
         .parent()
         .ok_or_else(|| std::io::Error::other("no folder"))?;
@@ -643,6 +719,7 @@ async fn receive(path: &Path, body: Body, size: u64) -> Result<(), ReceiveError>
     }
     file.flush().await?;
     drop(file);
+    store_metadata(&partial.path, path, metadata).await?;
     tokio::fs::rename(&partial.path, path).await?;
     partial.done = true;
     Ok(())
@@ -768,12 +845,14 @@ mod tests {
             key: ObjectKey::new("media/alice/song.mp3").unwrap(),
             size: 10,
             content_type: "audio/mpeg".into(),
+            choice: Default::default(),
         };
         let link = links.upload(&upload, Utc::now()).await.unwrap();
         let query = link.url.split_once('?').unwrap().1;
         let terms = Terms {
             size: Some(10),
             content_type: Some("audio/mpeg".into()),
+            ..Terms::default()
         };
         assert_eq!(
             links.verify("PUT", "media/alice/song.mp3", &parsed(query)),
@@ -803,5 +882,125 @@ mod tests {
             other.verify("PUT", "media/alice/song.mp3", &parsed(query)),
             None
         );
+    }
+
+    #[tokio::test]
+    async fn a_link_binds_the_choice_and_the_put_must_send_exactly_it() {
+        let links = LocalLinks::new("http://127.0.0.1:3000").unwrap();
+        let upload = Upload {
+            key: ObjectKey::new("media/alice/song.mp3").unwrap(),
+            size: 10,
+            content_type: "audio/mpeg".into(),
+            choice: transcoder_core::Choice {
+                outputs: Some("mp3:128,opus".parse().unwrap()),
+                loudness: Some(transcoder_core::Loudness::Podcast),
+            },
+        };
+        let link = links.upload(&upload, Utc::now()).await.unwrap();
+        let query = link.url.split_once('?').unwrap().1;
+        let terms = links
+            .verify("PUT", "media/alice/song.mp3", &parsed(query))
+            .unwrap();
+        assert_eq!(
+            terms.metadata(),
+            [
+                ("outputs".to_owned(), "mp3:128,opus".to_owned()),
+                ("loudness".to_owned(), "podcast".to_owned())
+            ]
+        );
+        for (from, to) in [("mp3%3A128", "mp3%3A320"), ("podcast", "broadcast")] {
+            let tampered = query.replace(from, to);
+            assert_ne!(tampered, query);
+            assert_eq!(
+                links.verify("PUT", "media/alice/song.mp3", &parsed(tampered)),
+                None,
+                "{to}"
+            );
+        }
+        let without = query.replace("&loudness=podcast", "");
+        assert_eq!(
+            links.verify("PUT", "media/alice/song.mp3", &parsed(without)),
+            None
+        );
+
+        let signed = terms.metadata();
+        let headers = |pairs: &[(&str, &str)]| {
+            let mut map = HeaderMap::new();
+            for (name, value) in pairs {
+                map.insert(
+                    axum::http::HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                    HeaderValue::from_str(value).unwrap(),
+                );
+            }
+            map
+        };
+        let exact = headers(&[
+            ("x-amz-meta-outputs", "mp3:128,opus"),
+            ("x-amz-meta-loudness", "podcast"),
+        ]);
+        assert_eq!(check_metadata(&exact, &signed), Ok(()));
+        for refused in [
+            headers(&[("x-amz-meta-outputs", "mp3:128,opus")]),
+            headers(&[
+                ("x-amz-meta-outputs", "wav"),
+                ("x-amz-meta-loudness", "podcast"),
+            ]),
+            headers(&[
+                ("x-amz-meta-outputs", "mp3:128,opus"),
+                ("x-amz-meta-loudness", "podcast"),
+                ("x-amz-meta-extra", "1"),
+            ]),
+        ] {
+            let err = check_metadata(&refused, &signed).unwrap_err();
+            assert_eq!(err.code, "link_refused", "{refused:?}");
+        }
+        assert!(check_metadata(&headers(&[("x-amz-meta-outputs", "wav")]), &[]).is_err());
+        assert_eq!(check_metadata(&HeaderMap::new(), &[]), Ok(()));
+    }
+
+    #[tokio::test]
+    async fn the_choice_is_kept_with_the_file_and_read_back_only_for_that_file() {
+        use transcoder_core::{SourceObject, SourceReader};
+        let dir = std::env::temp_dir().join(format!("choice-meta-{}", std::process::id()));
+        let file = dir.join("media/alice/song.mp3");
+        std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+        let metadata = [("outputs".to_owned(), "opus:64".to_owned())];
+        let body = Body::from(transcoder_core::source::mp3_frames(1));
+        receive(&file, body, 417, &metadata).await.unwrap();
+        let folder = crate::bucket::BucketFolder::new(&dir);
+        let upload = SourceObject {
+            bucket: "local".into(),
+            key: ObjectKey::new("media/alice/song.mp3").unwrap(),
+            etag: None,
+            size: None,
+        };
+        let head = folder.read_head(&upload, 64).await.unwrap();
+        assert_eq!(head.bytes.len(), 64);
+        assert_eq!(head.metadata["outputs"], "opus:64");
+        // A file copied over it by hand is another object: it gets no choice.
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        std::fs::write(&file, transcoder_core::source::mp3_frames(2)).unwrap();
+        assert!(
+            folder
+                .read_head(&upload, 64)
+                .await
+                .unwrap()
+                .metadata
+                .is_empty()
+        );
+        // A new upload without a choice removes the old one's.
+        let body = Body::from(transcoder_core::source::mp3_frames(1));
+        receive(&file, body, 417, &metadata).await.unwrap();
+        let body = Body::from(transcoder_core::source::mp3_frames(1));
+        receive(&file, body, 417, &[]).await.unwrap();
+        assert!(
+            folder
+                .read_head(&upload, 64)
+                .await
+                .unwrap()
+                .metadata
+                .is_empty()
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
