@@ -28,23 +28,31 @@ pub struct Moto {
     output: Arc<Mutex<Vec<String>>>,
 }
 
-/// Where `make test` installs moto.
-fn moto_server() -> PathBuf {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.venv-moto/bin/moto_server");
+/// The Python of the venv `make test` installs moto into, and `tools/moto_server.py`, which runs
+/// moto's server without its quadratic SQS receive (a burst's queue drains at the speed under
+/// test, not at moto's).
+fn moto_server() -> (PathBuf, PathBuf) {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let installed = root.join(".venv-moto/bin/moto_server");
     assert!(
-        path.exists(),
+        installed.exists(),
         "{} is missing: run `make test`, which installs moto[server] into .venv-moto",
-        path.display()
+        installed.display()
     );
-    path
+    (
+        root.join(".venv-moto/bin/python"),
+        root.join("tools/moto_server.py"),
+    )
 }
 
 impl Moto {
     /// Starts moto on a free loopback port and waits until it answers.
     pub async fn start() -> Self {
         let port = crate::dynamodb_local::free_port();
-        let mut command = Command::new(moto_server());
+        let (python, server) = moto_server();
+        let mut command = Command::new(python);
         command
+            .arg(server)
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
             .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())

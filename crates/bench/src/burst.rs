@@ -22,15 +22,19 @@ fn setting(name: &str, default: f64) -> f64 {
         .unwrap_or(default)
 }
 
+/// Every CreateJob the stub was asked for: when, and whether the bucket had a token for it.
+type Calls = Vec<(Instant, bool)>;
+
 /// CreateJob as a token bucket of `rate` a second holding at most `burst`: each accepted job is
 /// counted by its source key.
 async fn rate_limited_mediaconvert(
     rate: f64,
     burst: f64,
-) -> (Stub, Arc<Mutex<HashMap<String, usize>>>) {
+) -> (Stub, Arc<Mutex<HashMap<String, usize>>>, Arc<Mutex<Calls>>) {
     let accepted = Arc::new(Mutex::new(HashMap::<String, usize>::new()));
     let bucket = Mutex::new((burst, Instant::now()));
-    let counted = accepted.clone();
+    let seen = Arc::new(Mutex::new(Calls::new()));
+    let (counted, saw) = (accepted.clone(), seen.clone());
     let stub = Stub::start(move |req: &Recorded| {
         if req.method != "POST" || req.path != "/2017-08-29/jobs" {
             return (404, json!({"message": "not stubbed"}));
@@ -39,6 +43,7 @@ async fn rate_limited_mediaconvert(
         let (tokens, last) = &mut *state;
         *tokens = (*tokens + last.elapsed().as_secs_f64() * rate).min(burst);
         *last = Instant::now();
+        saw.lock().unwrap().push((*last, *tokens >= 1.0));
         if *tokens < 1.0 {
             return (
                 429,
@@ -59,7 +64,7 @@ async fn rate_limited_mediaconvert(
         )
     })
     .await;
-    (stub, accepted)
+    (stub, accepted, seen)
 }
 
 /// S3's notification of one upload, as the intake queue's message body.
@@ -93,7 +98,7 @@ pub async fn burst() {
     let db = DynamoDbLocal::start().await;
     let table = table(&db).await;
     let bucket = s3::bucket(Vec::new()).await;
-    let (transcoder, accepted) = rate_limited_mediaconvert(rate, burst).await;
+    let (transcoder, accepted, seen) = rate_limited_mediaconvert(rate, burst).await;
     let mut starters = Vec::new();
     for _ in 0..instances {
         let role = ("MEDIACONVERT_ROLE_ARN", "arn:aws:iam::123456789012:role/mc");
@@ -232,6 +237,49 @@ pub async fn burst() {
         "CreateJob tried three times (the SDK's attempts) against the same token bucket. What fails the third time"
     );
     println!("goes to the failure queue, and its owner sees `received` for ever.\n");
+    timeline(&seen.lock().unwrap(), started, rate, burst);
+}
+
+/// Where the drain's time went: CreateJobs accepted and throttled in each tenth of the drain, and
+/// the tokens the bucket could not hold because nobody asked for them (each a job the drain ran
+/// later than the rate allows).
+fn timeline(calls: &Calls, started: Instant, rate: f64, burst: f64) {
+    let Some(end) = calls.iter().map(|(at, _)| *at).max() else {
+        return;
+    };
+    let span = end
+        .saturating_duration_since(started)
+        .as_secs_f64()
+        .max(1.0);
+    let slices = 10;
+    let mut rows = vec![(0usize, 0usize, 0.0f64); slices];
+    let (mut tokens, mut last) = (burst, 0.0f64);
+    for (at, accepted) in calls {
+        let at = at.saturating_duration_since(started).as_secs_f64();
+        let slice = ((at / span * slices as f64) as usize).min(slices - 1);
+        let filled = tokens + (at - last) * rate;
+        rows[slice].2 += (filled - burst).max(0.0);
+        tokens = filled.min(burst);
+        last = at;
+        if *accepted {
+            tokens -= 1.0;
+            rows[slice].0 += 1;
+        } else {
+            rows[slice].1 += 1;
+        }
+    }
+    println!("Where the time went (the stub's CreateJobs, in tenths of {span:.1} s):\n");
+    println!("| from | accepted | throttled | tokens unused (bucket full) |");
+    println!("| --- | --- | --- | --- |");
+    for (n, (accepted, throttled, wasted)) in rows.iter().enumerate() {
+        let from = span * n as f64 / slices as f64;
+        println!("| {from:.0} s | {accepted} | {throttled} | {wasted:.1} |");
+    }
+    let wasted: f64 = rows.iter().map(|r| r.2).sum();
+    println!(
+        "\nTokens unused in all: {wasted:.1}, {:.1} s at the rate.\n",
+        wasted / rate
+    );
 }
 
 /// The messages waiting on the queue at `url`.
