@@ -174,7 +174,7 @@ system-packages:
 	[ -n "$$java_major" ] && [ "$$java_major" -ge 17 ] || need_java=1; \
 	command -v npm >/dev/null || need_node=1; \
 	python3 -c 'import ensurepip, venv' 2>/dev/null || need_venv=1; \
-	{ command -v ffmpeg && command -v ffprobe && command -v curl; } >/dev/null || need_media=1; \
+	{ command -v ffmpeg && command -v ffprobe && command -v curl && command -v espeak-ng; } >/dev/null || need_media=1; \
 	command -v qemu-aarch64-static >/dev/null || need_qemu=1; \
 	[ -e /usr/aarch64-linux-gnu/lib/ld-linux-aarch64.so.1 ] || need_cross=1; \
 	if [ -n "$$need_java$$need_node$$need_venv$$need_media$$need_qemu$$need_cross" ]; then \
@@ -186,7 +186,7 @@ system-packages:
 		fi; \
 		[ -z "$$need_node" ] || packages="$$packages nodejs npm"; \
 		[ -z "$$need_venv" ] || packages="$$packages python3 python3-venv"; \
-		[ -z "$$need_media" ] || packages="$$packages ffmpeg curl"; \
+		[ -z "$$need_media" ] || packages="$$packages ffmpeg curl espeak-ng"; \
 		[ -z "$$need_qemu" ] || packages="$$packages qemu-user-static"; \
 		[ -z "$$need_cross" ] || packages="$$packages libc6-arm64-cross"; \
 		echo "Installing $$packages"; \

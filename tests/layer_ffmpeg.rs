@@ -8,8 +8,9 @@ use std::process::Output;
 
 use system_tests::{arm64, local};
 use tokio::process::Command;
+use transcoder_core::{Analysis, Loudness};
 use transcoder_core::{AudioFormat, OutputFormat};
-use transcoder_local::ffmpeg::encoder_args;
+use transcoder_local::ffmpeg::{encoder_args, loudness_filter};
 
 /// Runs the layer's ffmpeg with `args` under qemu, the way an arm64 Lambda would run it.
 async fn arm64_ffmpeg(args: &[&str]) -> Output {
@@ -21,6 +22,21 @@ async fn arm64_ffmpeg(args: &[&str]) -> Output {
         .output()
         .await
         .expect("qemu-aarch64-static runs (Debian's qemu-user-static; `make test` installs it)")
+}
+
+/// The filter a `podcast` job of a quiet file with loud peaks is encoded through: a gain and
+/// the limiter.
+fn quiet_to_podcast() -> String {
+    let quiet = Analysis {
+        duration_s: 1.0,
+        integrated_lufs: Some(-38.0),
+        true_peak_dbtp: Some(-12.0),
+        loudness_range_lu: Some(1.0),
+        peaks: None,
+    };
+    let filter = loudness_filter(Loudness::Podcast, &quiet).expect("a gain for a quiet file");
+    assert!(filter.contains("alimiter"), "{filter}");
+    filter
 }
 
 /// Host ffmpeg's encoder arguments for a source in `format`.
@@ -73,7 +89,10 @@ async fn the_layers_ffmpeg_reads_every_accepted_container_and_writes_every_outpu
         let target = dir.join(format!("from-{}.{}", input.demuxer(), output.extension()));
         let mut args = input_args(input, &source);
         args.extend(["-map", "0:a:0", "-vn"].map(String::from));
-        args.extend(encoder_args(output).iter().map(|a| a.to_string()));
+        // The loudness gain and the true-peak limiter, as a `podcast` job of a quiet file runs
+        // them: every filter in it must be in the layer's build.
+        args.extend(["-af".to_owned(), quiet_to_podcast()]);
+        args.extend(encoder_args(output, None));
         args.push(target.display().to_string());
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let run = arm64_ffmpeg(&args).await;

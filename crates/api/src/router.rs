@@ -19,8 +19,8 @@ use tower::ServiceExt;
 use tracing::{error, warn};
 use transcoder_core::message::MessageOutput;
 use transcoder_core::{
-    Links, Message, MessageId, MessageStore, ObjectKey, Owner, StoreError, UploadId, UploadRecord,
-    UploadState, UploadStore,
+    Analysis, Links, Message, MessageId, MessageStore, ObjectKey, Owner, StoreError, UploadId,
+    UploadRecord, UploadState, UploadStore,
 };
 
 use crate::config::ApiConfig;
@@ -222,8 +222,21 @@ pub struct UploadView {
     pub percent: Option<u8>,
     pub reason: Option<String>,
     pub outputs: Vec<OutputView>,
+    /// What the job measured of the source (`lambda` and local backends); `null` otherwise.
+    pub analysis: Option<AnalysisView>,
     pub created_at: String,
     pub updated_at: String,
+}
+
+/// An upload's measurements, with a download link for its waveform's peaks (BBC
+/// audiowaveform's JSON, version 2).
+#[derive(Debug, Serialize)]
+pub struct AnalysisView {
+    pub duration_s: f64,
+    pub integrated_lufs: Option<f64>,
+    pub true_peak_dbtp: Option<f64>,
+    pub loudness_range_lu: Option<f64>,
+    pub peaks: Option<String>,
 }
 
 /// `POST /uploads` answers with this: where and how to PUT the file.
@@ -338,14 +351,11 @@ async fn signed(
     let mut signed = Vec::with_capacity(outputs.len());
     for output in outputs {
         let key = ObjectKey::new(output.key.as_str()).map_err(|_| ApiError::internal())?;
-        let link = links.download(&key, now).await.map_err(|e| {
-            error!(error = %e, "download link not signed");
-            ApiError::internal()
-        })?;
+        let url = download_link(links, &key, now).await?;
         signed.push(OutputView {
             format: output.format,
             key: output.key,
-            url: link.url,
+            url,
         });
     }
     Ok(signed)
@@ -383,9 +393,43 @@ async fn upload_view(
         percent: upload.percent,
         reason: upload.reason,
         outputs: signed(links, upload.outputs, now).await?,
+        analysis: match upload.analysis {
+            Some(analysis) => Some(analysis_view(links, analysis, now).await?),
+            None => None,
+        },
         created_at: timestamp(upload.created_at),
         updated_at: timestamp(upload.updated_at),
     })
+}
+
+async fn analysis_view(
+    links: &impl Links,
+    analysis: Analysis,
+    now: DateTime<Utc>,
+) -> Result<AnalysisView, ApiError> {
+    let peaks = match &analysis.peaks {
+        Some(key) => Some(download_link(links, key, now).await?),
+        None => None,
+    };
+    Ok(AnalysisView {
+        duration_s: analysis.duration_s,
+        integrated_lufs: analysis.integrated_lufs,
+        true_peak_dbtp: analysis.true_peak_dbtp,
+        loudness_range_lu: analysis.loudness_range_lu,
+        peaks,
+    })
+}
+
+async fn download_link(
+    links: &impl Links,
+    key: &ObjectKey,
+    now: DateTime<Utc>,
+) -> Result<String, ApiError> {
+    let link = links.download(key, now).await.map_err(|e| {
+        error!(error = %e, "download link not signed");
+        ApiError::internal()
+    })?;
+    Ok(link.url)
 }
 
 async fn list_uploads<S: UploadStore, L: Links>(

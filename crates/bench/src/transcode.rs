@@ -57,7 +57,7 @@ pub async fn bare_ffmpeg(input: &Path, dir: &Path) -> Duration {
     for format in OutputFormat::DEFAULT {
         command
             .args(["-map", "0:a:0", "-map_metadata", "-1", "-vn"])
-            .args(encoder_args(format))
+            .args(encoder_args(format, None))
             .arg(dir.join(format!("bare.{}", format.extension())));
     }
     let started = Instant::now();

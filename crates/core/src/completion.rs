@@ -5,6 +5,7 @@
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 
+use crate::analysis::Analysis;
 use crate::job::Owner;
 use crate::key::ObjectKey;
 use crate::metadata;
@@ -42,6 +43,9 @@ pub struct Completion {
     /// anything: `outcome` is `Failed` and the upload ends `rejected`, as the starter's refusals
     /// do. Our own workers' `REJECTED` state, in Elastic Transcoder's shape; no AWS service sends it.
     pub rejected: bool,
+    /// What the job measured of its source: only our own ffmpeg backends measure, and say so in
+    /// an `analysis` field of their Elastic Transcoder-shaped end; AWS's services never do.
+    pub analysis: Option<Analysis>,
 }
 
 impl Completion {
@@ -210,6 +214,10 @@ struct ElasticTranscoderNotification {
     error_code: Option<i64>,
     #[serde(default)]
     message_details: Option<String>,
+    /// Our own ffmpeg backends' measurements; read leniently, so that a damaged one loses only
+    /// itself, never the job's end.
+    #[serde(default)]
+    analysis: Option<serde_json::Value>,
 }
 
 #[derive(Deserialize)]
@@ -304,7 +312,13 @@ impl ElasticTranscoderNotification {
         if outcome == Outcome::Failed {
             outputs.clear();
         }
+        let analysis = self
+            .analysis
+            .filter(|_| outcome != Outcome::Failed)
+            .and_then(|value| serde_json::from_value::<Analysis>(value).ok())
+            .and_then(Analysis::checked);
         Ok(Notification::Final(Completion {
+            analysis,
             upload: upload_id(&self.user_metadata),
             rejected: self.state.eq_ignore_ascii_case("REJECTED"),
             job_id: self.job_id,
@@ -431,6 +445,7 @@ impl MediaConvertEvent {
             .map(|m| with_code(&m, d.error_code))
             .or_else(|| default_detail.map(str::to_owned));
         Ok(Notification::Final(Completion {
+            analysis: None,
             upload: upload_id(&d.user_metadata),
             rejected: false,
             job_id: d.job_id,
@@ -495,6 +510,34 @@ mod tests {
             ]
         );
         assert_eq!(c.detail, None);
+    }
+
+    #[test]
+    fn our_own_workers_end_carries_what_it_measured() {
+        let c = completion(&sample("sns-lambda-completed.json"));
+        assert_eq!(c.outcome, Outcome::Completed);
+        let analysis = c.analysis.expect("an analysis");
+        assert_eq!(analysis.integrated_lufs, Some(-19.4));
+        assert_eq!(
+            analysis.peaks.map(|k| k.to_string()),
+            Some("transcoded/alice/red flower (live) café.mp3.peaks.json".into())
+        );
+        // Elastic Transcoder's own end has none.
+        assert_eq!(completion(&sample("sns-et-completed.json")).analysis, None);
+    }
+
+    #[test]
+    fn a_damaged_analysis_loses_only_itself_and_a_failed_job_has_none() {
+        let mut n: Value = serde_json::from_str(&sample("sns-lambda-completed.json")).unwrap();
+        n["analysis"] = json!({"duration_s": "long", "peaks": 7});
+        let c = completion(&n.to_string());
+        assert_eq!(
+            (c.outcome, c.outputs.len(), c.analysis),
+            (Outcome::Completed, 2, None)
+        );
+        let mut n: Value = serde_json::from_str(&sample("sns-lambda-completed.json")).unwrap();
+        n["state"] = "ERROR".into();
+        assert_eq!(completion(&n.to_string()).analysis, None);
     }
 
     #[test]

@@ -164,7 +164,6 @@ impl fmt::Display for Owner {
     }
 }
 
-/// Where one output of a job is written.
 /// A loudness an upload's outputs are normalized to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -235,12 +234,17 @@ pub struct TranscodeJob {
     /// The loudness the outputs are normalized to, if the upload asked for one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub loudness: Option<Loudness>,
+    /// Where a backend that measures the source writes its waveform's peaks
+    /// ([`crate::Analysis::peaks`]); `None` in jobs queued before peaks were drawn.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peaks: Option<ObjectKey>,
 }
 
 impl TranscodeJob {
     /// Plans the job for `source`, a file of `owner` at `path` below the owner's folder
     /// (`sub/song.mp3`): each output is `{output_prefix}{owner}/{path}.{ext}`, such as
-    /// `transcoded/alice/sub/song.mp3.wav`.
+    /// `transcoded/alice/sub/song.mp3.wav`; its waveform's peaks, where a backend draws them,
+    /// are `{output_prefix}{owner}/{path}.peaks.json`.
     ///
     /// The source's whole name, extension included, stays in the output's name, so two uploads
     /// never share an output (`song.mp3` and `song.wav`, or `song.MP3`, each get their own files)
@@ -272,6 +276,9 @@ impl TranscodeJob {
             source,
             version: version.to_owned(),
             etag: None,
+            peaks: Some(ObjectKey(format!(
+                "{output_prefix}{owner}/{path}.peaks.json"
+            ))),
             owner,
             outputs,
             loudness: None,
@@ -399,6 +406,10 @@ mod tests {
     fn the_whole_source_name_is_kept_and_subfolders_too() {
         let job = job("live/2024.set.MP3", &[OutputFormat::Flac]);
         assert_eq!(keys(&job), ["transcoded/alice/live/2024.set.MP3.flac"]);
+        assert_eq!(
+            job.peaks.as_ref().map(ObjectKey::as_str),
+            Some("transcoded/alice/live/2024.set.MP3.peaks.json")
+        );
     }
 
     #[test]
@@ -419,13 +430,16 @@ mod tests {
         ];
         let mut seen = std::collections::HashMap::new();
         for path in paths {
-            for output in job(path, &OutputFormat::ALL).outputs {
-                if let Some(other) = seen.insert(output.key.clone(), path) {
-                    panic!("{path} and {other} share {}", output.key);
+            let job = job(path, &OutputFormat::ALL);
+            let peaks = job.peaks.clone().expect("a planned job draws peaks");
+            let files = job.outputs.into_iter().map(|o| o.key).chain([peaks]);
+            for file in files {
+                if let Some(other) = seen.insert(file.clone(), path) {
+                    panic!("{path} and {other} share {file}");
                 }
             }
         }
-        assert_eq!(seen.len(), paths.len() * OutputFormat::ALL.len());
+        assert_eq!(seen.len(), paths.len() * (OutputFormat::ALL.len() + 1));
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! Nothing here talks to AWS. The Lambda binaries and the local runner supply adapters for the
 //! traits and call the same handlers, so what happens when a file lands is decided in one place.
 
+pub mod analysis;
 pub mod choice;
 pub mod completion;
 pub mod config;
@@ -27,6 +28,7 @@ mod test_support;
 pub mod transcoder;
 pub mod upload;
 
+pub use analysis::Analysis;
 pub use choice::{Backend, Choice, ChoiceError, OutputChoice, Outputs};
 pub use completion::{Completion, Notification, NotificationError, Outcome};
 pub use config::{ConfigError, Prefixes, StartConfig};

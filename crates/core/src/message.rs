@@ -114,6 +114,7 @@ mod tests {
 
     fn completion(outcome: Outcome, detail: Option<&str>) -> Completion {
         Completion {
+            analysis: None,
             rejected: false,
             job_id: "1700000000000-abc001".into(),
             owner: Owner::new("alice").unwrap(),

@@ -558,6 +558,39 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_measured_job_keeps_its_analysis_on_the_upload_record() {
+        let store = MemoryStore::default();
+        let alices = "a1ce0000000000000000000000000001";
+        record(&store, "sns-lambda-completed.json").await;
+        let ended = upload_of(&store, "alice", alices).await.unwrap();
+        assert_eq!(ended.state, UploadState::Completed);
+        let analysis = ended.analysis.expect("the worker measured the source");
+        assert_eq!(
+            (
+                analysis.duration_s,
+                analysis.integrated_lufs,
+                analysis.true_peak_dbtp,
+                analysis.loudness_range_lu
+            ),
+            (184.32, Some(-19.4), Some(-0.3), Some(6.2))
+        );
+        assert_eq!(
+            analysis.peaks.as_ref().map(ObjectKey::as_str),
+            Some("transcoded/alice/red flower (live) café.mp3.peaks.json")
+        );
+        // AWS's transcoders measure nothing.
+        record(&store, "sns-mediaconvert-complete.json").await;
+        let bobs = store
+            .list_uploads(&Owner::new("bob").unwrap(), 10, None)
+            .await
+            .unwrap();
+        assert!(
+            bobs.uploads.iter().all(|u| u.analysis.is_none()),
+            "{bobs:?}"
+        );
+    }
+
+    #[tokio::test]
     async fn an_unavailable_upload_record_keeps_the_message_and_the_retry_moves_it() {
         let store = MemoryStore::default();
         store.fail_upload_writes(&UploadState::ALL);

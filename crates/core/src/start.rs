@@ -337,6 +337,7 @@ async fn reject(
 ) -> Result<Attempt, NotStarted> {
     let upload = job.upload_ref();
     let completion = Completion {
+        analysis: None,
         upload: Some(upload.id.clone()),
         job_id: format!("{REJECTED}{}", claim.token()),
         owner: job.owner.clone(),
@@ -386,6 +387,7 @@ pub(crate) async fn abandon(
     }
     let upload = job.upload_ref();
     let completion = Completion {
+        analysis: None,
         upload: Some(upload.id.clone()),
         job_id: format!("{ABANDONED}{}", claim.token()),
         owner: job.owner.clone(),

@@ -14,6 +14,7 @@ use std::fmt;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::analysis::Analysis;
 use crate::completion::{Completion, Outcome};
 use crate::job::{Claim, Owner};
 use crate::key::ObjectKey;
@@ -104,7 +105,7 @@ pub struct UploadRef {
 }
 
 /// One upload as its owner sees it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct UploadRecord {
     pub id: UploadId,
     pub owner: Owner,
@@ -118,6 +119,9 @@ pub struct UploadRecord {
     /// Why it failed or was refused, or what to be warned of.
     pub reason: Option<String>,
     pub outputs: Vec<MessageOutput>,
+    /// What the job measured of the source, where its backend measures (`lambda`, local).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub analysis: Option<Analysis>,
     /// When the upload was first seen; a store keeps the first it was given.
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
@@ -147,6 +151,7 @@ impl UploadRecord {
             percent: None,
             reason: None,
             outputs: Vec::new(),
+            analysis: None,
             created_at: at,
             updated_at: at,
         }
@@ -175,6 +180,7 @@ impl UploadRecord {
             percent: transcoded.then_some(100),
             reason: completion.detail.clone(),
             outputs: crate::message::outputs_of(completion),
+            analysis: completion.analysis.clone().filter(|_| transcoded),
             ..Self::new(upload, state, at)
         }
     }
@@ -210,7 +216,7 @@ impl UploadRecord {
 }
 
 /// One page of an owner's uploads.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct UploadPage {
     pub uploads: Vec<UploadRecord>,
     /// Opaque: hand it back to get the next page.

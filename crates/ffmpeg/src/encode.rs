@@ -8,9 +8,11 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tracing::info;
 use transcoder_core::{Escaped, OutputFormat, TranscodeJob};
 
+use transcoder_core::Analysis;
+
 use crate::{
-    Failure, Inspected, Limits, cannot_run, encoder_args, ffmpeg, file_url, read_as, readable,
-    says_no_space, span, tail,
+    Failure, Inspected, Limits, Peaks, analyze, cannot_run, encoder_args, ffmpeg, file_url,
+    loudness_filter, read_as, readable, says_no_space, span, tail,
 };
 
 /// Where a running job's progress goes: whole percentages, each higher than the last.
@@ -21,7 +23,20 @@ pub type ProgressSender = tokio::sync::mpsc::UnboundedSender<u8>;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Output {
     pub format: OutputFormat,
+    /// The bitrate of a lossy format, in kb/s; its default when `None`.
+    pub bitrate_kbps: Option<u32>,
     pub path: PathBuf,
+}
+
+impl Output {
+    /// The job's `output`, written to `path`.
+    pub fn of(output: &transcoder_core::JobOutput, path: PathBuf) -> Self {
+        Self {
+            format: output.format,
+            bitrate_kbps: output.bitrate(),
+            path,
+        }
+    }
 }
 
 /// Encodes `input`, as `inspected`, into every one of `outputs` with one ffmpeg: the input's
@@ -31,12 +46,16 @@ pub struct Output {
 /// outputs' folders are created. Returns what ffmpeg complained of while it still succeeded (a
 /// damaged frame, say), if anything. An output cut off at its size bound fails the run: the audio
 /// decoded to more than its header said, so it would be silently shorter than the source.
+/// `filter`, if any (the loudness gain, [`crate::loudness_filter`]), is applied once and every
+/// output made from what it gives.
+#[allow(clippy::too_many_arguments)]
 pub async fn encode(
     job_id: &str,
     job: &TranscodeJob,
     input: &Path,
     inspected: &Inspected,
     outputs: &[Output],
+    filter: Option<&str>,
     limits: &Limits,
     progress: Option<ProgressSender>,
 ) -> Result<Option<String>, Failure> {
@@ -55,8 +74,14 @@ pub async fn encode(
         ])
         .arg(limits.max_duration.as_secs_f64().to_string());
     read_as(&mut command, inspected.format, &file_url(input)?);
+    if let Some(filter) = filter {
+        let labels: String = (0..outputs.len()).map(|i| format!("[a{i}]")).collect();
+        command
+            .arg("-filter_complex")
+            .arg(format!("[0:a:0]{filter},asplit={}{labels}", outputs.len()));
+    }
     let mut bounds = Vec::with_capacity(outputs.len());
-    for output in outputs {
+    for (i, output) in outputs.iter().enumerate() {
         if let Some(dir) = output.path.parent() {
             tokio::fs::create_dir_all(dir).await.map_err(|e| {
                 Failure::of_io(
@@ -65,10 +90,16 @@ pub async fn encode(
                 )
             })?;
         }
-        let most_bytes = limits.output_bytes(output.format, duration);
+        let most_bytes = limits.output_bytes(output.format, output.bitrate_kbps, duration);
+        let stream = match filter {
+            Some(_) => format!("[a{i}]"),
+            None => "0:a:0".to_owned(),
+        };
         command
-            .args(["-map", "0:a:0", "-map_metadata", "-1", "-vn"])
-            .args(encoder_args(output.format))
+            .arg("-map")
+            .arg(stream)
+            .args(["-map_metadata", "-1", "-vn"])
+            .args(encoder_args(output.format, output.bitrate_kbps))
             .arg("-fs")
             .arg(most_bytes.to_string())
             .arg(file_url(&output.path)?);
@@ -149,6 +180,58 @@ pub async fn encode(
     Ok((!stderr.trim().is_empty()).then(|| readable(&stderr)))
 }
 
+/// What a job's runs give: ffmpeg's complaint if it still succeeded, and what was measured of
+/// the source, with its waveform's peaks for the caller to store.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Encoded {
+    pub warning: Option<String>,
+    pub analysis: Analysis,
+    pub peaks: Peaks,
+}
+
+/// Measures `input` and encodes it into `outputs` ([`analyze`], [`encode`]). With a loudness
+/// asked for, the measurement comes first, since the gain the outputs are made through is
+/// worked out from it; without one, both run at once.
+pub async fn measure_and_encode(
+    job_id: &str,
+    job: &TranscodeJob,
+    input: &Path,
+    inspected: &Inspected,
+    outputs: &[Output],
+    limits: &Limits,
+    progress: Option<ProgressSender>,
+) -> Result<Encoded, Failure> {
+    let (warning, (analysis, peaks)) = match job.loudness {
+        Some(target) => {
+            let measured = analyze(input, inspected, limits).await?;
+            let filter = loudness_filter(target, &measured.0);
+            let encoded = encode(
+                job_id,
+                job,
+                input,
+                inspected,
+                outputs,
+                filter.as_deref(),
+                limits,
+                progress,
+            );
+            (encoded.await?, measured)
+        }
+        None => {
+            let encoded = encode(
+                job_id, job, input, inspected, outputs, None, limits, progress,
+            );
+            let (encoded, measured) = tokio::join!(encoded, analyze(input, inspected, limits));
+            (encoded?, measured?)
+        }
+    };
+    Ok(Encoded {
+        warning,
+        analysis,
+        peaks,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -192,6 +275,7 @@ mod tests {
             .iter()
             .map(|&format| Output {
                 format,
+                bitrate_kbps: None,
                 path: dir.join(format!("out/x.{format}.part")),
             })
             .collect()
@@ -203,7 +287,10 @@ mod tests {
         let (path, inspected, job) = input(&dir, "a.mp3", 2.5).await;
         let outputs = outputs(&dir);
         let limits = Limits::new(Duration::from_secs(4 * 3600));
-        let warning = encode("t-1", &job, &path, &inspected, &outputs, &limits, None).await;
+        let warning = encode(
+            "t-1", &job, &path, &inspected, &outputs, None, &limits, None,
+        )
+        .await;
         assert_eq!(warning, Ok(None));
         let probed = probe_outputs(&outputs, Duration::from_secs(60)).await;
         for (output, (size, seconds)) in outputs.iter().zip(probed) {
@@ -239,6 +326,7 @@ mod tests {
             &path,
             &inspected,
             &outputs,
+            None,
             &limits,
             Some(sender),
         )
@@ -270,7 +358,17 @@ mod tests {
         };
         assert_eq!(inspected.format, liar.format);
         let limits = Limits::new(Duration::from_secs(4 * 3600));
-        let ended = encode("t-3", &job, &path, &liar, &outputs(&dir), &limits, None).await;
+        let ended = encode(
+            "t-3",
+            &job,
+            &path,
+            &liar,
+            &outputs(&dir),
+            None,
+            &limits,
+            None,
+        )
+        .await;
         assert_eq!(
             ended,
             Err(Failure::Reason(
@@ -296,6 +394,7 @@ mod tests {
             &path,
             &inspected,
             &outputs(&dir),
+            None,
             &limits,
             None,
         )

@@ -12,6 +12,7 @@
 //! It must not decide where files come from or go: callers pick the paths, move the outputs into
 //! place (or upload them) and remove them, and charge a job to whatever budget they keep.
 
+mod analysis;
 mod encode;
 mod notification;
 mod probe;
@@ -22,16 +23,22 @@ use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
-use transcoder_core::{AudioFormat, Escaped, OutputFormat};
+use transcoder_core::{AudioFormat, Escaped, JobOutput, OutputFormat};
 
-pub use encode::{Output, ProgressSender, encode};
+pub use analysis::{Peaks, WAVEFORM_POINTS, analyze, loudness_filter};
+pub use encode::{Encoded, Output, ProgressSender, encode, measure_and_encode};
 pub use notification::{Done, final_notification, progress_notification};
 pub use probe::{FileSource, Inspected, identify_file, inspect, probe_duration, probe_outputs};
 
-/// The encoder arguments of each output: the settings of Elastic Transcoder's system presets.
-/// Every output is stereo, as in the cloud, which also keeps its size within its bound.
-pub fn encoder_args(format: OutputFormat) -> &'static [&'static str] {
-    match format {
+/// The encoder arguments of an output of `format` at `bitrate_kbps` (lossy formats; the
+/// format's default when `None`, ignored for lossless ones): the settings of Elastic
+/// Transcoder's system presets. Every output is stereo, as in the cloud, which also keeps its
+/// size within its bound.
+pub fn encoder_args(format: OutputFormat, bitrate_kbps: Option<u32>) -> Vec<String> {
+    let bitrate = format
+        .bitrates()
+        .map(|(_, default)| format!("{}k", bitrate_kbps.unwrap_or(default)));
+    let args: &[&str] = match format {
         OutputFormat::Wav => &["-c:a", "pcm_s16le", "-ar", "44100", "-ac", "2", "-f", "wav"],
         OutputFormat::Flac => &[
             "-c:a",
@@ -48,8 +55,6 @@ pub fn encoder_args(format: OutputFormat) -> &'static [&'static str] {
         OutputFormat::Aac => &[
             "-c:a",
             "aac",
-            "-b:a",
-            "256k",
             "-ar",
             "44100",
             "-ac",
@@ -62,8 +67,6 @@ pub fn encoder_args(format: OutputFormat) -> &'static [&'static str] {
         OutputFormat::Mp3 => &[
             "-c:a",
             "libmp3lame",
-            "-b:a",
-            "192k",
             "-ar",
             "44100",
             "-ac",
@@ -72,23 +75,24 @@ pub fn encoder_args(format: OutputFormat) -> &'static [&'static str] {
             "mp3",
         ],
         // Opus runs at 48 kHz only.
-        OutputFormat::Opus => &[
-            "-c:a", "libopus", "-b:a", "96k", "-ar", "48000", "-ac", "2", "-f", "ogg",
-        ],
+        OutputFormat::Opus => &["-c:a", "libopus", "-ar", "48000", "-ac", "2", "-f", "ogg"],
+    };
+    let mut args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
+    if let Some(bitrate) = bitrate {
+        args.splice(2..2, ["-b:a".to_owned(), bitrate]);
     }
+    args
 }
 
-/// The most bytes a second of audio takes in each output, before headroom: what bounds an
-/// output's size (`ffmpeg -fs`).
-fn bytes_per_second(format: OutputFormat) -> u64 {
-    match format {
-        // 44.1 kHz, 16 bits, two channels (`encoder_args` mixes more down).
-        OutputFormat::Wav => 176_400,
-        // FLAC falls back to verbatim frames, so it never needs much more than PCM.
-        OutputFormat::Flac => 176_400,
-        OutputFormat::Aac => 256_000 / 8,
-        OutputFormat::Mp3 => 192_000 / 8,
-        OutputFormat::Opus => 96_000 / 8,
+/// The most bytes a second of audio takes in an output of `format` at `bitrate_kbps`, before
+/// headroom: what bounds an output's size (`ffmpeg -fs`).
+fn bytes_per_second(format: OutputFormat, bitrate_kbps: Option<u32>) -> u64 {
+    match (format, bitrate_kbps.or(format.bitrates().map(|(_, d)| d))) {
+        // 44.1 kHz, 16 bits, two channels (`encoder_args` mixes more down). FLAC falls back to
+        // verbatim frames, so it never needs much more than PCM.
+        (OutputFormat::Wav | OutputFormat::Flac, _) => 176_400,
+        (_, Some(kbps)) => u64::from(kbps) * 1000 / 8,
+        (_, None) => 176_400,
     }
 }
 
@@ -134,17 +138,23 @@ impl Limits {
 
     /// The largest an output of `seconds` of audio may grow: a quarter more and 1 MiB for
     /// container overhead, encoder overshoot and a duration the probe slightly underestimated.
-    pub fn output_bytes(&self, format: OutputFormat, seconds: f64) -> u64 {
+    pub fn output_bytes(
+        &self,
+        format: OutputFormat,
+        bitrate_kbps: Option<u32>,
+        seconds: f64,
+    ) -> u64 {
         let seconds = seconds.clamp(0.0, self.max_duration.as_secs_f64());
-        (seconds * bytes_per_second(format) as f64 * 1.25) as u64 + (1 << 20)
+        (seconds * bytes_per_second(format, bitrate_kbps) as f64 * 1.25) as u64 + (1 << 20)
     }
 
-    /// What the outputs of `seconds` of audio in `formats` take at their byte rates: what a job
-    /// is charged against a budget or a quota before it encodes.
-    pub fn job_bytes(&self, formats: impl Iterator<Item = OutputFormat>, seconds: f64) -> u64 {
+    /// What `outputs` of `seconds` of audio take at their byte rates: what a job is charged
+    /// against a budget or a quota before it encodes.
+    pub fn job_bytes(&self, outputs: &[JobOutput], seconds: f64) -> u64 {
         let seconds = seconds.clamp(0.0, self.max_duration.as_secs_f64());
-        formats
-            .map(|format| (seconds * bytes_per_second(format) as f64) as u64)
+        outputs
+            .iter()
+            .map(|o| (seconds * bytes_per_second(o.format, o.bitrate()) as f64) as u64)
             .sum()
     }
 }
@@ -364,16 +374,33 @@ mod tests {
         let limits = Limits::new(Duration::from_secs(100));
         // 10 s of WAV is 1,764,000 bytes; the bound leaves a quarter and 1 MiB above it.
         assert_eq!(
-            limits.output_bytes(OutputFormat::Wav, 10.0),
+            limits.output_bytes(OutputFormat::Wav, None, 10.0),
             2_205_000 + 1_048_576
+        );
+        // A lossy output's bound follows its bitrate: 10 s at 64 kb/s is 80,000 bytes.
+        assert_eq!(
+            limits.output_bytes(OutputFormat::Opus, Some(64), 10.0),
+            100_000 + 1_048_576
+        );
+        assert_eq!(
+            limits.output_bytes(OutputFormat::Mp3, None, 10.0),
+            limits.output_bytes(OutputFormat::Mp3, Some(192), 10.0)
         );
         // A duration above the limit counts as the limit.
         assert_eq!(
-            limits.output_bytes(OutputFormat::Mp3, 1000.0),
-            limits.output_bytes(OutputFormat::Mp3, 100.0)
+            limits.output_bytes(OutputFormat::Mp3, None, 1000.0),
+            limits.output_bytes(OutputFormat::Mp3, None, 100.0)
         );
         assert_eq!(limits.time_for(30.0), Duration::from_secs(90));
         assert_eq!(limits.time_for(f64::INFINITY), Duration::from_secs(160));
+    }
+
+    #[test]
+    fn a_lossy_output_is_encoded_at_its_bitrate_and_a_lossless_one_has_none() {
+        let args = encoder_args(OutputFormat::Opus, Some(64));
+        assert_eq!(args[..4], ["-c:a", "libopus", "-b:a", "64k"]);
+        assert_eq!(encoder_args(OutputFormat::Mp3, None)[3], "192k");
+        assert!(!encoder_args(OutputFormat::Flac, Some(128)).contains(&"-b:a".to_owned()));
     }
 
     #[test]

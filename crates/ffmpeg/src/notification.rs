@@ -4,15 +4,16 @@
 //! shape; progress in MediaConvert's `STATUS_UPDATE`, the one with a percentage.
 
 use serde_json::{Value, json};
-use transcoder_core::{JobId, TranscodeJob, metadata};
+use transcoder_core::{Analysis, JobId, TranscodeJob, metadata};
 
 /// How a job that wrote its outputs ended: ffmpeg's complaint if it still succeeded, and each
 /// output's size in bytes and duration in seconds (as [`crate::probe_outputs`] gives them), in
-/// the order of the job's outputs.
+/// the order of the job's outputs, and what was measured of the source.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Done {
     pub warning: Option<String>,
     pub outputs: Vec<(u64, Option<f64>)>,
+    pub analysis: Option<Analysis>,
 }
 
 /// The user metadata every notification of `job` carries, as the transcoders in the cloud do.
@@ -82,6 +83,13 @@ pub fn final_notification(
         "outputs": outputs,
         "userMetadata": user_metadata(job),
     });
+    if let Ok(Done {
+        analysis: Some(analysis),
+        ..
+    }) = result
+    {
+        notification["analysis"] = json!(analysis);
+    }
     match result {
         Err(reason)
         | Ok(Done {
@@ -128,9 +136,32 @@ mod tests {
     }
 
     #[test]
+    fn what_was_measured_reaches_the_completion() {
+        let job = job();
+        let analysis = Analysis {
+            duration_s: 2.5,
+            integrated_lufs: Some(-16.1),
+            true_peak_dbtp: Some(-1.2),
+            loudness_range_lu: None,
+            peaks: job.peaks.clone(),
+        };
+        let done = Done {
+            warning: None,
+            outputs: vec![(10, Some(2.5)); job.outputs.len()],
+            analysis: Some(analysis.clone()),
+        };
+        let value = final_notification("lambda-ffmpeg", "job-1", &job, &Ok(done));
+        let Ok(Notification::Final(completion)) = Notification::parse(&value.to_string()) else {
+            panic!("{value}");
+        };
+        assert_eq!(completion.analysis, Some(analysis));
+    }
+
+    #[test]
     fn each_end_parses_with_its_state_outputs_and_reason() {
         let job = job();
         let done = |warning: Option<&str>| Done {
+            analysis: None,
             warning: warning.map(str::to_owned),
             outputs: vec![(10, Some(2.5)); job.outputs.len()],
         };

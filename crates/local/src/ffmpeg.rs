@@ -14,16 +14,17 @@ use std::time::Instant;
 
 use serde_json::Value;
 use tracing::{info, warn};
-use transcoder_core::{Escaped, JobId, SourceObject, TranscodeJob};
+use transcoder_core::{Escaped, JobId, ObjectKey, SourceObject, TranscodeJob};
 use transcoder_ffmpeg::{
-    Done, Failure, Output, ProgressSender, encode, final_notification, inspect, probe_outputs, span,
+    Done, Failure, Output, ProgressSender, final_notification, inspect, measure_and_encode,
+    probe_outputs, span,
 };
 
 use crate::space::{DEFAULT_JOB_OUTPUT_BYTES, DEFAULT_USER_QUOTA_BYTES, bytes, bytes_under};
 
 /// The limits this runner's jobs run under, and the arguments its outputs are encoded with: the
 /// shared crate's, named here for the runner's callers (the benchmark, the layer's tests).
-pub use transcoder_ffmpeg::{Limits, encoder_args};
+pub use transcoder_ffmpeg::{Limits, encoder_args, loudness_filter};
 
 /// The `pipelineId` of this runner's final notifications.
 pub const PIPELINE: &str = "local-ffmpeg";
@@ -183,8 +184,16 @@ impl Ffmpeg {
         let parts = Parts::of(&self.bucket, job_id, job);
         let outputs = parts.outputs();
         let limits = &self.limits;
-        let warning = encode(job_id, job, input, &inspected, &outputs, limits, progress).await?;
-        let probed = probe_outputs(&outputs, limits.time_for(inspected.duration)).await;
+        let encoded =
+            measure_and_encode(job_id, job, input, &inspected, outputs, limits, progress).await?;
+        let probed = probe_outputs(outputs, limits.time_for(inspected.duration)).await;
+        let mut analysis = encoded.analysis;
+        if let (Some(path), Some(key)) = (parts.peaks(), &job.peaks) {
+            tokio::fs::write(path, encoded.peaks.to_json())
+                .await
+                .map_err(|e| Failure::of_io("cannot write the peaks".into(), &e))?;
+            analysis.peaks = Some(key.clone());
+        }
         // A newer upload of the key has its own job: these outputs would overwrite its outputs
         // with the older audio if that job finished first.
         if Upload::of(input).await? != upload {
@@ -192,16 +201,16 @@ impl Ffmpeg {
         }
         parts.commit().await?;
         Ok(Done {
-            warning,
+            warning: encoded.warning,
             outputs: probed,
+            analysis: Some(analysis),
         })
     }
 
     /// Refuses, before anything is encoded, a job whose outputs would pass the budget of one
     /// job, or take its owner's files past their quota.
     async fn afford(&self, job: &TranscodeJob, duration: f64) -> Result<(), Failure> {
-        let formats = job.outputs.iter().map(|o| o.format);
-        let outputs = self.limits.job_bytes(formats, duration);
+        let outputs = self.limits.job_bytes(&job.outputs, duration);
         if outputs > self.budget.per_job {
             return Err(Failure::Reason(format!(
                 "the outputs of its {} of audio would be {}, more than the {} limit per upload: shorten or split the file",
@@ -269,47 +278,66 @@ impl Upload {
     }
 }
 
-/// One output of a running job: the temporary file ffmpeg writes, and where it goes when
-/// complete.
+/// One file of a running job: the temporary file written, and where it goes when complete.
 struct Part {
-    output: Output,
+    temporary: PathBuf,
     path: PathBuf,
 }
 
-/// A job's temporary outputs. Whatever has not been moved into place is removed when they are
-/// dropped, so no way out of a job (a refusal, a timeout, a stopped runner) leaves one behind.
-struct Parts(Vec<Part>);
+/// A job's temporary files: its outputs, then its waveform's peaks, if it draws them. Whatever
+/// has not been moved into place is removed when they are dropped, so no way out of a job (a
+/// refusal, a timeout, a stopped runner) leaves one behind.
+struct Parts {
+    files: Vec<Part>,
+    outputs: Vec<Output>,
+}
 
 impl Parts {
-    /// Each output of `job` below `bucket`, under a temporary name of the job's own beside it.
+    /// Each file of `job` below `bucket`, under a temporary name of the job's own beside it.
     fn of(bucket: &Path, job_id: &str, job: &TranscodeJob) -> Self {
-        let parts = job.outputs.iter().map(|output| {
-            let path = bucket.join(output.key.as_str());
+        let part = |key: &ObjectKey| {
+            let path = bucket.join(key.as_str());
             let temporary = path.with_file_name(format!(
                 ".{}.{job_id}.part",
                 path.file_name()
                     .map(|n| n.to_string_lossy())
                     .unwrap_or_default()
             ));
-            let output = Output {
-                format: output.format,
-                path: temporary,
-            };
-            Part { output, path }
-        });
-        Self(parts.collect())
+            Part { temporary, path }
+        };
+        let files: Vec<Part> = job
+            .outputs
+            .iter()
+            .map(|o| &o.key)
+            .chain(&job.peaks)
+            .map(part)
+            .collect();
+        let outputs = job
+            .outputs
+            .iter()
+            .zip(&files)
+            .map(|(output, part)| Output::of(output, part.temporary.clone()))
+            .collect();
+        Self { files, outputs }
     }
 
-    /// What ffmpeg writes: the temporary files.
-    fn outputs(&self) -> Vec<Output> {
-        self.0.iter().map(|part| part.output.clone()).collect()
+    /// What ffmpeg writes: the outputs' temporary files.
+    fn outputs(&self) -> &[Output] {
+        &self.outputs
     }
 
-    /// Moves every output into place.
+    /// The peaks' temporary file, if the job draws them.
+    fn peaks(&self) -> Option<&Path> {
+        self.files
+            .get(self.outputs.len())
+            .map(|part| part.temporary.as_path())
+    }
+
+    /// Moves every file into place.
     async fn commit(mut self) -> Result<(), Failure> {
-        while let Some(part) = self.0.pop() {
-            if let Err(e) = tokio::fs::rename(&part.output.path, &part.path).await {
-                let _ = tokio::fs::remove_file(&part.output.path).await;
+        while let Some(part) = self.files.pop() {
+            if let Err(e) = tokio::fs::rename(&part.temporary, &part.path).await {
+                let _ = tokio::fs::remove_file(&part.temporary).await;
                 return Err(Failure::of_io(
                     format!(
                         "cannot move {} into place",
@@ -325,8 +353,8 @@ impl Parts {
 
 impl Drop for Parts {
     fn drop(&mut self) {
-        for part in &self.0 {
-            let _ = std::fs::remove_file(&part.output.path);
+        for part in &self.files {
+            let _ = std::fs::remove_file(&part.temporary);
         }
     }
 }

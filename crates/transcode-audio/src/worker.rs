@@ -186,13 +186,12 @@ impl Worker {
         if job.outputs.is_empty() {
             return Err("the job has no outputs".into());
         }
-        if let Some(stray) = job.outputs.iter().find(|o| {
-            !o.key.as_str().starts_with(&output) || o.key.as_str().split('/').any(|s| s == "..")
-        }) {
-            return Err(format!(
-                "output {} is outside {output}",
-                stray.key.escaped()
-            ));
+        let files = job.outputs.iter().map(|o| &o.key).chain(&job.peaks);
+        if let Some(stray) = files
+            .into_iter()
+            .find(|k| !k.as_str().starts_with(&output) || k.as_str().split('/').any(|s| s == ".."))
+        {
+            return Err(format!("output {} is outside {output}", stray.escaped()));
         }
         Ok(message)
     }
@@ -237,7 +236,7 @@ impl Worker {
         };
         // Known before anything is encoded, from the probed duration: a job that cannot fit in
         // the function's storage fails now, for this deployment, instead of filling it three times.
-        let needed = limits.job_bytes(job.outputs.iter().map(|o| o.format), inspected.duration);
+        let needed = limits.job_bytes(&job.outputs, inspected.duration);
         let free = transcoder_ffmpeg::free_bytes(&dir.0);
         if let Some(reason) = no_room(needed, free, inspected.duration) {
             return Ok(Ended::Rejected(reason));
@@ -246,9 +245,11 @@ impl Worker {
             .outputs
             .iter()
             .enumerate()
-            .map(|(i, o)| Output {
-                format: o.format,
-                path: dir.0.join(format!("output-{i}.{}", o.format.extension())),
+            .map(|(i, o)| {
+                Output::of(
+                    o,
+                    dir.0.join(format!("output-{i}.{}", o.format.extension())),
+                )
             })
             .collect();
 
@@ -258,7 +259,7 @@ impl Worker {
             let left = d.saturating_duration_since(Instant::now());
             left - WRAP_UP.min(left / 4)
         });
-        let encode = transcoder_ffmpeg::encode(
+        let encode = transcoder_ffmpeg::measure_and_encode(
             job_id,
             job,
             &input,
@@ -276,8 +277,8 @@ impl Worker {
             encode_ms = started.elapsed().as_millis() as u64,
             "ffmpeg finished"
         );
-        let warning = match encoded {
-            Ok(Ok(warning)) => warning,
+        let encoded = match encoded {
+            Ok(Ok(encoded)) => encoded,
             Ok(Err(failure)) => return ended_by(failure, Stage::Encode),
             Err(_) => {
                 return Ok(Ended::Failed(format!(
@@ -298,12 +299,24 @@ impl Worker {
             }
         }
         for (output, file) in job.outputs.iter().zip(&outputs) {
-            self.put(&job.bucket, output.key.as_str(), output.format, &file.path)
+            let content_type = output.format.content_type();
+            self.put(&job.bucket, output.key.as_str(), content_type, &file.path)
                 .await?;
         }
+        let mut analysis = encoded.analysis;
+        if let Some(key) = &job.peaks {
+            let path = dir.0.join("peaks.json");
+            tokio::fs::write(&path, encoded.peaks.to_json())
+                .await
+                .map_err(|e| Retry(format!("the peaks cannot be written: {e}")))?;
+            self.put(&job.bucket, key.as_str(), "application/json", &path)
+                .await?;
+            analysis.peaks = Some(key.clone());
+        }
         Ok(Ended::Completed(Done {
-            warning,
+            warning: encoded.warning,
             outputs: probed,
+            analysis: Some(analysis),
         }))
     }
 
@@ -340,7 +353,7 @@ impl Worker {
         &self,
         bucket: &str,
         key: &str,
-        format: transcoder_core::OutputFormat,
+        content_type: &str,
         path: &Path,
     ) -> Result<(), Retry> {
         let body = ByteStream::from_path(path)
@@ -350,7 +363,7 @@ impl Worker {
             .put_object()
             .bucket(bucket)
             .key(key)
-            .content_type(format.content_type())
+            .content_type(content_type)
             .body(body)
             .send()
             .await
