@@ -290,6 +290,7 @@ fn an_upload_states_what_the_router_answers_with() {
         percent: None,
         reason: None,
         outputs: Vec::new(),
+        analysis: None,
         created_at: String::new(),
         updated_at: String::new(),
     };
