@@ -338,12 +338,24 @@ async function listAll(path, field, pages) {
 
 // ------------------------------------------------------------------ messages
 
+/** The message in a line: the file and what is ready; the links below say where (not storage keys). */
+function noticeText(message, file) {
+  const formats = message.outputs.map((o) => (o.format || '').toUpperCase()).filter(Boolean).join(', ');
+  if (message.state === 'completed' && formats) return `${file} is ready as ${formats}.`;
+  if (message.state === 'completed_with_warnings') {
+    const warning = /with a warning: (.*?)\. Files:/.exec(message.text || '');
+    return `${file} is ready${formats ? ` as ${formats}` : ''}, with a warning: ${warning ? warning[1] : 'see the log'}.`;
+  }
+  // A failure's reason is the useful part of the API's own text.
+  return message.text;
+}
+
 function renderNotice(message) {
   const textId = `notice-${notices.size}-${Date.now()}`;
   const file = baseName(message.file);
   const li = el('li', { class: `notice notice-${message.state}`, 'data-id': message.id });
   const article = el('article', { 'aria-labelledby': textId });
-  article.append(el('p', { id: textId, text: message.text }));
+  article.append(el('p', { id: textId, text: noticeText(message, file) }));
   const created = new Date(message.created_at);
   if (!Number.isNaN(created.getTime())) {
     article.append(el('p', { class: 'hint' }, el('time', {
