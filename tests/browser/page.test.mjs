@@ -135,8 +135,91 @@ async function signIn(page, user) {
 }
 
 function notice(page, file) {
-  return page.locator('#notices li.notice', { hasText: `Your file ${file}` });
+  return page.locator('#notices li.notice', { hasText: `${file} ` });
 }
+
+test('a podcaster chooses mp3 and opus at podcast loudness, sees the waveform and seeks by it', async (t) => {
+  const { context, page } = await openPage('carol');
+  await signIn(page, 'carol');
+
+  await t.test('the choices are made, and survive a reload', async () => {
+    for (const format of ['wav', 'flac', 'aac']) await page.uncheck(`#format-${format}`);
+    await page.check('#format-mp3');
+    await page.selectOption('#rate-mp3', '128');
+    await page.check('#format-opus');
+    await page.selectOption('#loudness', 'podcast');
+    await page.reload();
+    await page.waitForSelector('body[data-loaded]');
+    assert.ok(await page.isChecked('#format-mp3'));
+    assert.ok(await page.isChecked('#format-opus'));
+    assert.ok(!(await page.isChecked('#format-wav')));
+    assert.equal(await page.inputValue('#rate-mp3'), '128');
+    assert.equal(await page.inputValue('#loudness'), 'podcast');
+    await shot(page, '20-choices');
+  });
+
+  await t.test('bad stored choices give the defaults', async () => {
+    const other = await openPage('carol-bad-storage');
+    await other.page.evaluate(() => localStorage.setItem('transcoder.choices.v1', '{"outputs":[{"format":"mp3","bitrate_kbps":9999}],"loudness":"x"}'));
+    await other.page.reload();
+    await signIn(other.page, 'carol');
+    assert.ok(await other.page.isChecked('#format-wav'));
+    assert.ok(!(await other.page.isChecked('#format-mp3')));
+    assert.equal(await other.page.inputValue('#loudness'), '');
+    await other.context.close();
+  });
+
+  await t.test('the upload gets exactly mp3 and opus', async () => {
+    await page.setInputFiles('#files', join(dir, 'song.mp3'));
+    await page.waitForSelector('#uploads li[data-key="media/carol/song.mp3"][data-state="completed"]',
+      { timeout: 90_000 });
+    await notice(page, 'song.mp3').waitFor({ timeout: 90_000 });
+    const formats = await notice(page, 'song.mp3').locator('.downloads a').allTextContents();
+    assert.deepEqual(formats, ['MP3', 'OPUS']);
+    assert.match(await notice(page, 'song.mp3').textContent(), /song\.mp3 is ready as MP3, OPUS/);
+  });
+
+  await t.test('each download starts with its format\'s magic', async () => {
+    for (const [label, check] of [
+      ['MP3', (b) => b.subarray(0, 3).toString() === 'ID3' || (b[0] === 0xff && (b[1] & 0xe0) === 0xe0)],
+      ['OPUS', (b) => b.subarray(0, 4).toString() === 'OggS'],
+    ]) {
+      const [download] = await Promise.all([
+        page.waitForEvent('download'),
+        page.click(`a[aria-label="Download song.mp3 as ${label}"]`),
+      ]);
+      const got = readFileSync(await download.path());
+      assert.ok(check(got), `${label} begins ${got.subarray(0, 4).toString('hex')}`);
+    }
+  });
+
+  const row = page.locator('#uploads li[data-key="media/carol/song.mp3"]');
+  await t.test('its duration and loudness in words', async () => {
+    const words = await row.locator('.loudness').textContent({ timeout: 30_000 });
+    assert.match(words, /^\d+(\.\d)? s · (-?\d+\.\d LUFS, peaks at -?\d+\.\d dBTP|silent)/);
+  });
+
+  await t.test('the waveform is drawn, and a click on it seeks the player', async () => {
+    const canvas = row.locator('canvas.waveform');
+    await canvas.waitFor({ timeout: 30_000 });
+    const inked = await canvas.evaluate((c) => {
+      const px = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+      let n = 0;
+      for (let i = 3; i < px.length; i += 4) if (px[i] > 0) n += 1;
+      return n;
+    });
+    assert.ok(inked > 100, `${inked} pixels drawn`);
+    await shot(page, '21-waveform');
+    const box = await canvas.boundingBox();
+    await page.mouse.click(box.x + box.width * 0.6, box.y + box.height / 2);
+    // The upload's player: in its row where GET /uploads links its outputs, else in its message.
+    const audio = (await row.locator('audio').count()) ? row.locator('audio')
+      : notice(page, 'song.mp3').locator('audio');
+    await until('the player to seek', () => audio.evaluate((a) => !a.seeking && a.currentTime > 1));
+    await shot(page, '22-seeked');
+  });
+  await context.close();
+});
 
 test('the page as a new user meets it', async (t) => {
   const { context, page } = await openPage('alice');

@@ -338,12 +338,24 @@ async function listAll(path, field, pages) {
 
 // ------------------------------------------------------------------ messages
 
+/** The message in a line: the file and what is ready; the links below say where (not storage keys). */
+function noticeText(message, file) {
+  const formats = message.outputs.map((o) => (o.format || '').toUpperCase()).filter(Boolean).join(', ');
+  if (message.state === 'completed' && formats) return `${file} is ready as ${formats}.`;
+  if (message.state === 'completed_with_warnings') {
+    const warning = /with a warning: (.*?)\. Files:/.exec(message.text || '');
+    return `${file} is ready${formats ? ` as ${formats}` : ''}, with a warning: ${warning ? warning[1] : 'see the log'}.`;
+  }
+  // A failure's reason is the useful part of the API's own text.
+  return message.text;
+}
+
 function renderNotice(message) {
   const textId = `notice-${notices.size}-${Date.now()}`;
   const file = baseName(message.file);
   const li = el('li', { class: `notice notice-${message.state}`, 'data-id': message.id });
   const article = el('article', { 'aria-labelledby': textId });
-  article.append(el('p', { id: textId, text: message.text }));
+  article.append(el('p', { id: textId, text: noticeText(message, file) }));
   const created = new Date(message.created_at);
   if (!Number.isNaN(created.getTime())) {
     article.append(el('p', { class: 'hint' }, el('time', {
@@ -363,10 +375,11 @@ function renderNotice(message) {
       })));
     }
     article.append(links);
-    const aac = message.outputs.find((o) => o.format === 'aac');
-    if (aac) {
+    const playable = playableOutput(message.outputs);
+    if (playable) {
       article.append(el('audio', {
-        controls: '', preload: 'none', src: aac.url, 'aria-label': `Play ${file} (AAC)`,
+        controls: '', preload: 'none', src: playable.url, 'data-format': playable.format,
+        'data-key': message.file, 'aria-label': `Play ${file} (${playable.format.toUpperCase()})`,
       }));
     }
   }
@@ -387,7 +400,7 @@ function renewLinks(li, message) {
     if (link) link.href = output.url;
     const audio = li.querySelector('audio');
     // A player in use keeps its source; a fresh one takes the new link.
-    if (output.format === 'aac' && audio && audio.paused && audio.currentTime === 0) audio.src = output.url;
+    if (audio && output.format === audio.dataset.format && audio.paused && audio.currentTime === 0) audio.src = output.url;
   }
 }
 
@@ -477,8 +490,157 @@ function renderUpload(upload) {
   li.append(el('span', { class: 'file-name', text: upload.file }),
     el('span', { class: 'state' }),
     el('progress', { max: '100', 'aria-label': `${upload.file}: transcoding` }),
-    el('p', { class: 'reason' }));
+    el('p', { class: 'reason' }),
+    el('div', { class: 'analysis', hidden: '' }));
   return li;
+}
+
+// ------------------------------------------------------------------ analysis: loudness and waveform
+
+/** The output a browser plays best, in this order; null when none. */
+function playableOutput(outputs) {
+  for (const format of ['aac', 'mp3', 'opus', 'flac', 'wav']) {
+    const output = (outputs || []).find((o) => o.format === format && o.url);
+    if (output) return output;
+  }
+  return null;
+}
+
+const finite = (v) => typeof v === 'number' && Number.isFinite(v);
+
+/** "2 min 5 s": a duration in plain words. */
+function describeDuration(seconds) {
+  if (!finite(seconds) || seconds < 0) return 'length unknown';
+  if (seconds < 10) return `${seconds.toFixed(1)} s`;
+  const total = Math.round(seconds);
+  const h = Math.floor(total / 3600);
+  const m = Math.floor((total % 3600) / 60);
+  const s = total % 60;
+  return [h ? `${h} h` : '', h || m ? `${m} min` : '', `${s} s`].filter(Boolean).join(' ');
+}
+
+/** "2 min 5 s · -16.1 LUFS, peaks at -1.2 dBTP", or "silent" where loudness cannot be measured. */
+function describeAnalysis(analysis) {
+  const parts = [describeDuration(analysis.duration_s)];
+  if (finite(analysis.integrated_lufs)) {
+    let loud = `${analysis.integrated_lufs.toFixed(1)} LUFS`;
+    if (finite(analysis.true_peak_dbtp)) loud += `, peaks at ${analysis.true_peak_dbtp.toFixed(1)} dBTP`;
+    if (finite(analysis.loudness_range_lu)) loud += `, range ${analysis.loudness_range_lu.toFixed(1)} LU`;
+    parts.push(loud);
+  } else {
+    parts.push(finite(analysis.true_peak_dbtp)
+      ? `too quiet to measure, peaks at ${analysis.true_peak_dbtp.toFixed(1)} dBTP` : 'silent');
+  }
+  return parts.join(' · ');
+}
+
+/** BBC audiowaveform JSON version 2, 8-bit, checked: the [min, max] pairs of channel 0, or null. */
+function parsePeaks(json) {
+  if (!json || json.version !== 2 || json.bits !== 8 || !Array.isArray(json.data)) return null;
+  const channels = Number.isInteger(json.channels) && json.channels > 0 ? json.channels : 1;
+  const length = json.length;
+  if (!Number.isInteger(length) || length <= 0 || json.data.length !== 2 * length * channels) return null;
+  if (!json.data.every((v) => Number.isInteger(v) && v >= -128 && v <= 127)) return null;
+  const pairs = [];
+  for (let i = 0; i < length; i += 1) {
+    const at = 2 * i * channels;
+    pairs.push([json.data[at], json.data[at + 1]]);
+  }
+  return pairs;
+}
+
+function drawWaveform(canvas, pairs) {
+  const ratio = window.devicePixelRatio || 1;
+  const width = canvas.clientWidth || 600;
+  const height = canvas.clientHeight || 64;
+  canvas.width = Math.round(width * ratio);
+  canvas.height = Math.round(height * ratio);
+  const ctx = canvas.getContext('2d');
+  ctx.scale(ratio, ratio);
+  ctx.clearRect(0, 0, width, height);
+  ctx.fillStyle = getComputedStyle(canvas).color || '#1d4ed8';
+  const mid = height / 2;
+  for (let x = 0; x < width; x += 1) {
+    // Each pixel column takes the extremes of the pairs it covers.
+    const from = Math.floor((x * pairs.length) / width);
+    const to = Math.max(from + 1, Math.floor(((x + 1) * pairs.length) / width));
+    let lo = 0;
+    let hi = 0;
+    for (let i = from; i < to && i < pairs.length; i += 1) {
+      lo = Math.min(lo, pairs[i][0]);
+      hi = Math.max(hi, pairs[i][1]);
+    }
+    const top = mid - (hi / 128) * mid;
+    const bottom = mid - (lo / 128) * mid;
+    ctx.fillRect(x, top, 1, Math.max(1, bottom - top));
+  }
+}
+
+/** The player of this upload: in its own row, or else in its message. */
+function playerOf(li, upload) {
+  const own = li.querySelector('audio');
+  if (own) return own;
+  return [...document.querySelectorAll('#notices audio')].find((a) => a.dataset.key === upload.key)
+    || null;
+}
+
+function seek(li, upload, fraction) {
+  const audio = playerOf(li, upload);
+  const duration = finite(audio && audio.duration) ? audio.duration : upload.analysis.duration_s;
+  if (!audio || !finite(duration)) return;
+  const go = () => { audio.currentTime = Math.min(Math.max(fraction, 0), 1) * duration; };
+  if (audio.readyState >= 1) go();
+  else {
+    audio.preload = 'metadata';
+    audio.addEventListener('loadedmetadata', go, { once: true });
+    audio.load();
+  }
+}
+
+/** Fills the row's analysis once: the words at once, the waveform when its peaks arrive. */
+function showAnalysis(li, upload) {
+  const box = li.querySelector('.analysis');
+  const analysis = upload.analysis;
+  if (!analysis || typeof analysis !== 'object' || box.dataset.shown) return;
+  box.dataset.shown = 'yes';
+  box.hidden = false;
+  box.append(el('p', { class: 'loudness', text: describeAnalysis(analysis) }));
+  const playable = playableOutput(upload.outputs);
+  if (playable) {
+    box.append(el('audio', {
+      controls: '', preload: 'none', src: playable.url, 'data-format': playable.format,
+      'aria-label': `Play ${upload.file} (${playable.format.toUpperCase()})`,
+    }));
+  }
+  if (typeof analysis.peaks !== 'string' || !analysis.peaks) return;
+  fetch(analysis.peaks)
+    .then((response) => (response.ok ? response.json() : null))
+    .then((json) => {
+      const pairs = parsePeaks(json);
+      if (!pairs) return;
+      const canvas = el('canvas', {
+        class: 'waveform', tabindex: '0', role: 'button',
+        'aria-label': `Waveform of ${upload.file}: click or press Enter to play from there`,
+      });
+      box.prepend(canvas);
+      drawWaveform(canvas, pairs);
+      canvas.addEventListener('click', (e) => {
+        const rect = canvas.getBoundingClientRect();
+        seek(li, upload, (e.clientX - rect.left) / rect.width);
+      });
+      let at = 0;
+      canvas.addEventListener('keydown', (e) => {
+        if (e.key === 'ArrowRight') at = Math.min(1, at + 0.05);
+        else if (e.key === 'ArrowLeft') at = Math.max(0, at - 0.05);
+        else if (e.key === 'Home') at = 0;
+        else if (e.key !== 'Enter' && e.key !== ' ') return;
+        e.preventDefault();
+        seek(li, upload, at);
+      });
+    })
+    .catch(() => {
+      // No waveform: the words and the player still stand.
+    });
 }
 
 function updateUpload(li, upload) {
@@ -493,6 +655,7 @@ function updateUpload(li, upload) {
   const reason = li.querySelector('.reason');
   reason.textContent = upload.reason || '';
   reason.hidden = !upload.reason;
+  if (upload.analysis) showAnalysis(li, upload);
 }
 
 async function loadUploads() {
@@ -545,6 +708,96 @@ function updateEmpty() {
   $('no-uploads').hidden = uploadRows.size > 0;
 }
 
+// ------------------------------------------------------------------ output choices
+
+/** The formats the API knows, with the bitrates a lossy one takes (kbit/s) and its default. */
+const FORMATS = [
+  { format: 'wav', label: 'WAV' },
+  { format: 'flac', label: 'FLAC' },
+  { format: 'aac', label: 'AAC (m4a)', rates: [64, 96, 128, 160, 192, 256, 320], min: 32, max: 320, rate: 256 },
+  { format: 'mp3', label: 'MP3', rates: [64, 96, 128, 160, 192, 256, 320], min: 32, max: 320, rate: 192 },
+  { format: 'opus', label: 'Opus (Ogg)', rates: [32, 48, 64, 96, 128, 160, 256], min: 16, max: 256, rate: 96 },
+];
+const LOUDNESS = ['', 'podcast', 'broadcast'];
+const CHOICES_KEY = 'transcoder.choices.v1';
+const DEFAULT_CHOICES = {
+  outputs: [{ format: 'wav' }, { format: 'flac' }, { format: 'aac', bitrate_kbps: 256 }], loudness: '',
+};
+
+/** Stored choices, checked; anything unreadable or out of bounds gives the defaults. */
+function validChoices(value) {
+  if (!value || typeof value !== 'object' || !Array.isArray(value.outputs)) return null;
+  if (!LOUDNESS.includes(value.loudness)) return null;
+  const outputs = [];
+  for (const output of value.outputs) {
+    const known = FORMATS.find((f) => output && f.format === output.format);
+    if (!known || outputs.some((o) => o.format === known.format)) return null;
+    if (known.rates) {
+      const rate = output.bitrate_kbps;
+      if (!Number.isInteger(rate) || rate < known.min || rate > known.max) return null;
+      outputs.push({ format: known.format, bitrate_kbps: rate });
+    } else outputs.push({ format: known.format });
+  }
+  return outputs.length ? { outputs, loudness: value.loudness } : null;
+}
+
+function storedChoices() {
+  try {
+    return validChoices(JSON.parse(localStorage.getItem(CHOICES_KEY))) || DEFAULT_CHOICES;
+  } catch {
+    return DEFAULT_CHOICES;
+  }
+}
+
+function readChoices() {
+  const outputs = [];
+  for (const f of FORMATS) {
+    if (!$(`format-${f.format}`).checked) continue;
+    outputs.push(f.rates ? { format: f.format, bitrate_kbps: Number($(`rate-${f.format}`).value) }
+      : { format: f.format });
+  }
+  return { outputs, loudness: $('loudness').value };
+}
+
+/** The POST /uploads fields for a choice: nothing chosen leaves the deployment's defaults. */
+function choicesBody(choices) {
+  const body = {};
+  if (choices.outputs.length) body.outputs = choices.outputs;
+  if (choices.loudness) body.loudness = choices.loudness;
+  return body;
+}
+
+function saveChoices() {
+  const choices = validChoices(readChoices());
+  try {
+    if (choices) localStorage.setItem(CHOICES_KEY, JSON.stringify(choices));
+  } catch {
+    // Storage full or refused: the choice still holds for this visit.
+  }
+}
+
+function wireChoices() {
+  const box = document.querySelector('#choices .formats');
+  const choices = storedChoices();
+  for (const f of FORMATS) {
+    const chosen = choices.outputs.find((o) => o.format === f.format);
+    const row = el('div', { class: 'format' });
+    const check = el('input', { type: 'checkbox', id: `format-${f.format}`, name: 'format', value: f.format });
+    check.checked = Boolean(chosen);
+    row.append(check, el('label', { for: `format-${f.format}`, text: f.label }));
+    if (f.rates) {
+      const select = el('select', { id: `rate-${f.format}`, 'aria-label': `${f.label} bitrate` });
+      const rates = [...new Set([...f.rates, f.rate, chosen ? chosen.bitrate_kbps : f.rate])].sort((a, b) => a - b);
+      for (const rate of rates) select.append(el('option', { value: String(rate), text: `${rate} kbit/s` }));
+      select.value = String(chosen ? chosen.bitrate_kbps : f.rate);
+      row.append(select);
+    }
+    box.append(row);
+  }
+  $('loudness').value = choices.loudness;
+  $('choices').addEventListener('change', saveChoices);
+}
+
 // ------------------------------------------------------------------ sending files
 
 function sendingRow(file) {
@@ -562,7 +815,10 @@ function putFile(link, file, onProgress) {
     request.open(link.method, link.url);
     // The link is signed for exactly this type and length; the browser sets the length itself,
     // from the file, which is the size the API was told.
-    request.setRequestHeader('Content-Type', link.headers['Content-Type']);
+    // Every header the link is signed for, but Content-Length, which only the browser may set.
+    for (const [name, value] of Object.entries(link.headers || {})) {
+      if (name.toLowerCase() !== 'content-length') request.setRequestHeader(name, value);
+    }
     request.upload.addEventListener('progress', (e) => {
       if (e.lengthComputable) onProgress(Math.floor((100 * e.loaded) / e.total));
     });
@@ -608,7 +864,9 @@ async function send(file) {
     const type = AUDIO_TYPES[extension(file.name)] || file.type || 'application/octet-stream';
     let link;
     try {
-      link = await api('POST', '/uploads', { filename: file.name, size: file.size, content_type: type });
+      link = await api('POST', '/uploads', {
+        filename: file.name, size: file.size, content_type: type, ...choicesBody(readChoices()),
+      });
     } catch (e) {
       if (!handleSignedOut(e)) refuse(e);
       return;
@@ -724,6 +982,7 @@ async function start() {
   $('local-form').addEventListener('submit', signInLocally);
   $('cognito-form').addEventListener('submit', signInWithCognito);
   $('sign-out').addEventListener('click', () => signOut());
+  wireChoices();
   wireDropZone();
   document.addEventListener('visibilitychange', () => {
     if (!document.hidden && signedIn()) refresh();
