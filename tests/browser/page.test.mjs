@@ -68,6 +68,11 @@ before(async () => {
   mkdirSync(SHOTS, { recursive: true });
   execFileSync('ffmpeg', ['-y', '-loglevel', 'error', '-f', 'lavfi', '-i', 'sine=frequency=440:duration=3',
     '-ac', '2', '-ar', '44100', join(dir, 'song.mp3')]);
+  // A short spoken episode, quiet, with pauses: a waveform with something to see.
+  execFileSync('espeak-ng', ['-w', join(dir, 'episode.wav'), '-g', '12',
+    'Welcome to the show. Today, loudness. And then, a pause. Thank you for listening.']);
+  execFileSync('ffmpeg', ['-y', '-loglevel', 'error', '-i', join(dir, 'episode.wav'), '-af', 'volume=-12dB',
+    '-c:a', 'libmp3lame', '-b:a', '96k', join(dir, 'episode.mp3')]);
   // Long enough to be copied over while it transcodes.
   execFileSync('ffmpeg', ['-y', '-loglevel', 'error', '-f', 'lavfi', '-i', 'sine=frequency=440:duration=900',
     '-ac', '2', '-ar', '44100', join(dir, 'long.mp3')]);
@@ -170,13 +175,13 @@ test('a podcaster chooses mp3 and opus at podcast loudness, sees the waveform an
   });
 
   await t.test('the upload gets exactly mp3 and opus', async () => {
-    await page.setInputFiles('#files', join(dir, 'song.mp3'));
-    await page.waitForSelector('#uploads li[data-key="media/carol/song.mp3"][data-state="completed"]',
+    await page.setInputFiles('#files', join(dir, 'episode.mp3'));
+    await page.waitForSelector('#uploads li[data-key="media/carol/episode.mp3"][data-state="completed"]',
       { timeout: 90_000 });
-    await notice(page, 'song.mp3').waitFor({ timeout: 90_000 });
-    const formats = await notice(page, 'song.mp3').locator('.downloads a').allTextContents();
+    await notice(page, 'episode.mp3').waitFor({ timeout: 90_000 });
+    const formats = await notice(page, 'episode.mp3').locator('.downloads a').allTextContents();
     assert.deepEqual(formats, ['MP3', 'OPUS']);
-    assert.match(await notice(page, 'song.mp3').textContent(), /song\.mp3 is ready as MP3, OPUS/);
+    assert.match(await notice(page, 'episode.mp3').textContent(), /episode\.mp3 is ready as MP3, OPUS/);
   });
 
   await t.test('each download starts with its format\'s magic', async () => {
@@ -186,14 +191,14 @@ test('a podcaster chooses mp3 and opus at podcast loudness, sees the waveform an
     ]) {
       const [download] = await Promise.all([
         page.waitForEvent('download'),
-        page.click(`a[aria-label="Download song.mp3 as ${label}"]`),
+        page.click(`a[aria-label="Download episode.mp3 as ${label}"]`),
       ]);
       const got = readFileSync(await download.path());
       assert.ok(check(got), `${label} begins ${got.subarray(0, 4).toString('hex')}`);
     }
   });
 
-  const row = page.locator('#uploads li[data-key="media/carol/song.mp3"]');
+  const row = page.locator('#uploads li[data-key="media/carol/episode.mp3"]');
   await t.test('its duration and loudness in words', async () => {
     const words = await row.locator('.loudness').textContent({ timeout: 30_000 });
     assert.match(words, /^\d+(\.\d)? s · (-?\d+\.\d LUFS, peaks at -?\d+\.\d dBTP|silent)/);
@@ -211,11 +216,16 @@ test('a podcaster chooses mp3 and opus at podcast loudness, sees the waveform an
     assert.ok(inked > 100, `${inked} pixels drawn`);
     await shot(page, '21-waveform');
     const box = await canvas.boundingBox();
-    await page.mouse.click(box.x + box.width * 0.6, box.y + box.height / 2);
+    // Scrolled into view first: the row may be below the fold.
+    await canvas.click({ position: { x: box.width * 0.6, y: box.height / 2 } });
     // The upload's player: in its row where GET /uploads links its outputs, else in its message.
     const audio = (await row.locator('audio').count()) ? row.locator('audio')
-      : notice(page, 'song.mp3').locator('audio');
-    await until('the player to seek', () => audio.evaluate((a) => !a.seeking && a.currentTime > 1));
+      : notice(page, 'episode.mp3').locator('audio');
+    await until('the player to seek', () => audio.evaluate((a) => !a.seeking && a.currentTime > 1), 10_000)
+      .catch(async (e) => {
+        const state = await audio.evaluate((a) => JSON.stringify({ src: a.src, ready: a.readyState, net: a.networkState, error: a.error && a.error.message, t: a.currentTime, d: a.duration }));
+        throw new Error(`${state}\n${e.message.slice(0, 300)}`);
+      });
     await shot(page, '22-seeked');
   });
   await context.close();

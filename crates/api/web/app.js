@@ -588,13 +588,12 @@ function seek(li, upload, fraction) {
   const audio = playerOf(li, upload);
   const duration = finite(audio && audio.duration) ? audio.duration : upload.analysis.duration_s;
   if (!audio || !finite(duration)) return;
-  const go = () => { audio.currentTime = Math.min(Math.max(fraction, 0), 1) * duration; };
-  if (audio.readyState >= 1) go();
-  else {
-    audio.preload = 'metadata';
-    audio.addEventListener('loadedmetadata', go, { once: true });
-    audio.load();
-  }
+  // Before anything is loaded, this is where playback starts once it is; playing (the click is
+  // the user's gesture) loads it.
+  audio.currentTime = Math.min(Math.max(fraction, 0), 1) * duration;
+  audio.play().catch(() => {
+    // Refused (no gesture, or a codec this browser lacks): the position is set all the same.
+  });
 }
 
 /** Fills the row's analysis once: the words at once, the waveform when its peaks arrive. */

@@ -237,7 +237,7 @@ async fn a_podcast_output_of_quiet_speech_is_at_minus_16_lufs_under_minus_1_dbtp
     let before = source.integrated_lufs.unwrap();
     assert!(before < -30.0, "the speech is quiet: {before}");
     // At each format's default bitrate: an MP3 at 128 kb/s or less measures a few tenths lower
-    // than its source, since the encoder drops what it finds masked (docs/outputs.md).
+    // than its source, since the encoder drops what it finds masked (docs/pipeline.md).
     let job = job("wav,flac,aac,mp3,opus", Some(Loudness::Podcast));
     let outputs: Vec<Output> = job
         .outputs
