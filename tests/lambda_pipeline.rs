@@ -8,10 +8,10 @@
 use std::path::Path;
 use std::time::Duration;
 
-use serde_json::Value;
+use serde_json::{Value, json};
 use system_tests::cloud::{LambdaStack, MAX_RECEIVES, Worker, download, is_end};
 use system_tests::functions::{BUCKET, unread};
-use system_tests::local::{self, probe, scratch, silence_bomb, tone};
+use system_tests::local::{self, ffmpeg_ebur128, probe, quiet_speech, scratch, silence_bomb, tone};
 use system_tests::{Function, sample_event};
 use transcoder_aws::{DynamoStore, JOB_ID_PREFIX};
 use transcoder_core::{JobMessage, ObjectKey, OutputFormat, Owner, TranscodeJob};
@@ -99,6 +99,7 @@ async fn a_real_mp3_goes_from_its_upload_link_through_the_worker_to_its_owners_d
         [
             "transcoded/alice/Café Song.mp3.flac",
             "transcoded/alice/Café Song.mp3.m4a",
+            "transcoded/alice/Café Song.mp3.peaks.json",
             "transcoded/alice/Café Song.mp3.wav"
         ]
     );
@@ -109,6 +110,102 @@ async fn a_real_mp3_goes_from_its_upload_link_through_the_worker_to_its_owners_d
         "{:?}",
         messages[0]
     );
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[tokio::test]
+async fn a_podcaster_gets_mp3_and_opus_at_minus_16_lufs_and_the_sources_analysis_and_peaks() {
+    let mut stack = stack(&[]).await;
+    let dir = scratch();
+    let speech = quiet_speech(&dir).await;
+    let episode = dir.join("episode.mp3");
+    local::ffmpeg(&[
+        "-i",
+        speech.to_str().unwrap(),
+        "-c:a",
+        "libmp3lame",
+        "-b:a",
+        "128k",
+        episode.to_str().unwrap(),
+    ])
+    .await;
+    let (source_lufs, _) = ffmpeg_ebur128(&episode).await;
+    let choice = json!({"outputs": [{"format": "mp3", "bitrate_kbps": 160}, {"format": "opus"}], "loudness": "podcast"});
+    let report = stack
+        .upload_choosing(&episode, "episode.mp3", "audio/mpeg", choice)
+        .await;
+    assert_eq!(
+        report["started"][0]["key"], "media/alice/episode.mp3",
+        "{report}"
+    );
+    let delivered = stack.run_job().await;
+    assert_eq!((delivered.received, delivered.failed.len()), (1, 0));
+    stack.record(1).await;
+
+    let upload = stack.upload_of("episode.mp3").await;
+    assert_eq!(upload["state"], "completed", "{upload}");
+    let keys = stack.keys("transcoded/").await;
+    assert_eq!(
+        keys,
+        [
+            "transcoded/alice/episode.mp3.mp3",
+            "transcoded/alice/episode.mp3.opus",
+            "transcoded/alice/episode.mp3.peaks.json"
+        ]
+    );
+    // The source as measured, by the worker and by ffmpeg's own meter.
+    let analysis = &upload["analysis"];
+    let measured = analysis["integrated_lufs"]
+        .as_f64()
+        .unwrap_or_else(|| panic!("{upload}"));
+    assert!(
+        (measured - source_lufs).abs() <= 0.2,
+        "{measured} vs {source_lufs}"
+    );
+    let (_, _, _, seconds) = probe(&episode).await;
+    assert!(
+        (analysis["duration_s"].as_f64().unwrap() - seconds).abs() < 0.1,
+        "{analysis}"
+    );
+    assert!(
+        analysis["true_peak_dbtp"].as_f64().is_some()
+            && analysis["loudness_range_lu"].as_f64().is_some(),
+        "{analysis}"
+    );
+    // The peaks, through their link: audiowaveform's format, version 2.
+    let peaks: Value =
+        serde_json::from_slice(&download(analysis["peaks"].as_str().unwrap()).await).unwrap();
+    assert_eq!(
+        (&peaks["version"], &peaks["bits"], &peaks["channels"]),
+        (&2.into(), &8.into(), &1.into())
+    );
+    let data = peaks["data"].as_array().unwrap();
+    assert_eq!(data.len() as u64, 2 * peaks["length"].as_u64().unwrap());
+    assert!(
+        data.iter().any(|v| v.as_i64().unwrap() != 0),
+        "speech is not silence"
+    );
+
+    // Each output: its codec and bitrate by ffprobe, its loudness by ffmpeg's meter.
+    let outputs = upload["outputs"].as_array().cloned().unwrap_or_default();
+    assert_eq!(outputs.len(), 2, "{upload}");
+    for (output, (codec, kbps)) in outputs.iter().zip([("mp3", 160.0), ("opus", 96.0)]) {
+        let file = dir.join(format!("out.{codec}"));
+        std::fs::write(&file, download(output["url"].as_str().unwrap()).await).unwrap();
+        let (found, _, channels, got) = probe(&file).await;
+        assert_eq!((found.as_str(), channels), (codec, 2), "{output}");
+        let rate = std::fs::metadata(&file).unwrap().len() as f64 * 8.0 / got / 1000.0;
+        // Opus is VBR, and a few seconds of speech in Ogg pages say little of its bitrate.
+        if codec == "mp3" {
+            assert!((rate - kbps).abs() / kbps < 0.3, "{output}: {rate:.0} kb/s");
+        }
+        let (integrated, peak) = ffmpeg_ebur128(&file).await;
+        assert!(
+            (integrated + 16.0).abs() <= 0.5,
+            "{output}: {integrated} LUFS"
+        );
+        assert!(peak <= -1.0, "{output}: {peak} dBTP");
+    }
     std::fs::remove_dir_all(&dir).ok();
 }
 

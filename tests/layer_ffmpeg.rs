@@ -34,7 +34,7 @@ fn quiet_to_podcast() -> String {
         loudness_range_lu: Some(1.0),
         peaks: None,
     };
-    let filter = loudness_filter(Loudness::Podcast, &quiet).expect("a gain for a quiet file");
+    let filter = loudness_filter(Loudness::Podcast, &quiet, 0.0).expect("a gain for a quiet file");
     assert!(filter.contains("alimiter"), "{filter}");
     filter
 }

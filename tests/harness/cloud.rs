@@ -208,8 +208,21 @@ impl LambdaStack {
     /// Alice uploads the file at `path` as `filename` through her upload link, and S3's event
     /// for it is handed to `start-transcode`. Returns the starter's report.
     pub async fn upload(&mut self, path: &Path, filename: &str, content_type: &str) -> Value {
+        self.upload_choosing(path, filename, content_type, json!({}))
+            .await
+    }
+
+    /// As [`Self::upload`], with the fields of `choice` (`outputs`, `loudness`) in the request
+    /// for its link, and the headers the link is signed for on the PUT.
+    pub async fn upload_choosing(
+        &mut self,
+        path: &Path,
+        filename: &str,
+        content_type: &str,
+        choice: Value,
+    ) -> Value {
         let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0) as usize;
-        let link = upload_link(&mut self.api, filename, size, content_type).await;
+        let link = upload_link_choosing(&mut self.api, filename, size, content_type, choice).await;
         put(&link, path).await;
         self.start_jobs().await
     }

@@ -390,3 +390,48 @@ pub fn files_under(dir: &Path) -> Vec<PathBuf> {
     }
     found
 }
+
+/// Integrated loudness (LUFS) and true peak (dBTP) by ffmpeg's `ebur128` filter: the
+/// second tool, beside the `ebur128` crate the code under test measures with.
+pub async fn ffmpeg_ebur128(path: &Path) -> (f64, f64) {
+    let output = Command::new("ffmpeg")
+        .args(["-hide_banner", "-nostats", "-i"])
+        .arg(path)
+        .args(["-af", "ebur128=peak=true", "-f", "null", "-"])
+        .output()
+        .await
+        .unwrap();
+    let log = String::from_utf8_lossy(&output.stderr);
+    let summary = log.rsplit("Summary:").next().unwrap();
+    let value = |label: &str| -> f64 {
+        let line = summary
+            .lines()
+            .find(|l| l.trim_start().starts_with(label))
+            .unwrap_or_else(|| panic!("no {label} in {summary}"));
+        line.split_whitespace().nth(1).unwrap().parse().unwrap()
+    };
+    (value("I:"), value("Peak:"))
+}
+
+/// A quiet speech file: espeak-ng's voice, 18 dB down.
+pub async fn quiet_speech(dir: &Path) -> PathBuf {
+    let loud = dir.join("speech.wav");
+    let status = Command::new("espeak-ng")
+        .arg("-w")
+        .arg(&loud)
+        .arg("Welcome to the show. Today we talk about loudness, true peaks, and why a podcast should sound the same from one episode to the next. Thank you for listening.")
+        .status()
+        .await
+        .expect("espeak-ng runs (Debian's espeak-ng; `make test` installs it)");
+    assert!(status.success());
+    let quiet = dir.join("quiet.wav");
+    ffmpeg(&[
+        "-i",
+        loud.to_str().unwrap(),
+        "-af",
+        "volume=-18dB",
+        quiet.to_str().unwrap(),
+    ])
+    .await;
+    quiet
+}

@@ -375,9 +375,16 @@ pub async fn analyze(
 /// (so that it limits true peaks, not only samples). The audio is made stereo first, as every
 /// output is, so that what is limited is what is encoded. `None` for audio with no integrated
 /// loudness (silence): there is nothing to bring anywhere.
-pub fn loudness_filter(target: Loudness, measured: &Analysis) -> Option<String> {
+///
+/// `correction_db` is added to the gain: what an output made with the plain gain still missed
+/// the target by (a lossy encoder drops what it finds masked, and with it a few tenths of a LU).
+pub fn loudness_filter(
+    target: Loudness,
+    measured: &Analysis,
+    correction_db: f64,
+) -> Option<String> {
     let integrated = measured.integrated_lufs?;
-    let gain = target.integrated_lufs() - integrated;
+    let gain = target.integrated_lufs() - integrated + correction_db;
     let ceiling = target.true_peak_dbtp() - PEAK_MARGIN_DB;
     let mut filter = format!("aformat=channel_layouts=stereo,volume={gain:.2}dB");
     let peak_after = measured.true_peak_dbtp.map_or(f64::INFINITY, |p| p + gain);
@@ -490,22 +497,27 @@ mod tests {
             peaks: None,
         };
         assert_eq!(
-            loudness_filter(Loudness::Podcast, &measured(-26.0, -14.0)).as_deref(),
+            loudness_filter(Loudness::Podcast, &measured(-26.0, -14.0), 0.0).as_deref(),
             Some("aformat=channel_layouts=stereo,volume=10.00dB")
         );
-        let limited = loudness_filter(Loudness::Podcast, &measured(-38.4, -19.7)).unwrap();
+        let limited = loudness_filter(Loudness::Podcast, &measured(-38.4, -19.7), 0.0).unwrap();
         assert!(
             limited.starts_with("aformat=channel_layouts=stereo,volume=22.40dB,aresample=192000,alimiter=limit=0.7943:"),
             "{limited}"
         );
         assert_eq!(
-            loudness_filter(Loudness::Broadcast, &measured(-13.0, -0.5)).as_deref(),
+            loudness_filter(Loudness::Broadcast, &measured(-13.0, -0.5), 0.0).as_deref(),
             Some("aformat=channel_layouts=stereo,volume=-10.00dB")
+        );
+        // A correction adds to the gain.
+        assert_eq!(
+            loudness_filter(Loudness::Podcast, &measured(-26.0, -14.0), 0.4).as_deref(),
+            Some("aformat=channel_layouts=stereo,volume=10.40dB")
         );
         let silent = Analysis {
             integrated_lufs: None,
             ..measured(0.0, 0.0)
         };
-        assert_eq!(loudness_filter(Loudness::Podcast, &silent), None);
+        assert_eq!(loudness_filter(Loudness::Podcast, &silent, 0.0), None);
     }
 }

@@ -8,11 +8,11 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tracing::info;
 use transcoder_core::{Escaped, OutputFormat, TranscodeJob};
 
-use transcoder_core::Analysis;
+use transcoder_core::{Analysis, Loudness};
 
 use crate::{
-    Failure, Inspected, Limits, Peaks, analyze, cannot_run, encoder_args, ffmpeg, file_url,
-    loudness_filter, read_as, readable, says_no_space, span, tail,
+    Failure, Inspected, Limits, Peaks, analyze, cannot_run, container_of, encoder_args, ffmpeg,
+    file_url, loudness_filter, read_as, readable, says_no_space, span, tail,
 };
 
 /// Where a running job's progress goes: whole percentages, each higher than the last.
@@ -204,7 +204,7 @@ pub async fn measure_and_encode(
     let (warning, (analysis, peaks)) = match job.loudness {
         Some(target) => {
             let measured = analyze(input, inspected, limits).await?;
-            let filter = loudness_filter(target, &measured.0);
+            let filter = loudness_filter(target, &measured.0, 0.0);
             let encoded = encode(
                 job_id,
                 job,
@@ -214,8 +214,22 @@ pub async fn measure_and_encode(
                 filter.as_deref(),
                 limits,
                 progress,
-            );
-            (encoded.await?, measured)
+            )
+            .await?;
+            if filter.is_some() {
+                correct_loudness(
+                    job_id,
+                    job,
+                    input,
+                    inspected,
+                    outputs,
+                    target,
+                    &measured.0,
+                    limits,
+                )
+                .await?;
+            }
+            (encoded, measured)
         }
         None => {
             let encoded = encode(
@@ -230,6 +244,55 @@ pub async fn measure_and_encode(
         analysis,
         peaks,
     })
+}
+
+/// How far from the target an output's integrated loudness may be before it is made again.
+const LOUDNESS_TOLERANCE_LU: f64 = 0.2;
+
+/// Measures each normalized output, and makes again, with the gain corrected by what it
+/// missed, each one further from `target` than [`LOUDNESS_TOLERANCE_LU`]: a lossy encoder at a
+/// low bitrate drops a few tenths of a LU with what it finds masked. One correction is enough,
+/// since what an encoder drops hardly depends on the level.
+#[allow(clippy::too_many_arguments)]
+async fn correct_loudness(
+    job_id: &str,
+    job: &TranscodeJob,
+    input: &Path,
+    inspected: &Inspected,
+    outputs: &[Output],
+    target: Loudness,
+    measured: &Analysis,
+    limits: &Limits,
+) -> Result<(), Failure> {
+    for output in outputs {
+        let written = Inspected {
+            format: container_of(output.format),
+            duration: inspected.duration,
+        };
+        let (made, _) = analyze(&output.path, &written, limits).await?;
+        let Some(missed) = made
+            .integrated_lufs
+            .map(|lufs| target.integrated_lufs() - lufs)
+            .filter(|missed| missed.abs() > LOUDNESS_TOLERANCE_LU)
+        else {
+            continue;
+        };
+        info!(job_id, format = %output.format, missed_lu = format!("{missed:.2}"), "output made again at the corrected gain");
+        let filter = loudness_filter(target, measured, missed);
+        let again = std::slice::from_ref(output);
+        encode(
+            job_id,
+            job,
+            input,
+            inspected,
+            again,
+            filter.as_deref(),
+            limits,
+            None,
+        )
+        .await?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

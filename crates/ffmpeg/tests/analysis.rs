@@ -6,8 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use system_tests::local::{ffmpeg, probe, scratch};
-use tokio::process::Command;
+use system_tests::local::{ffmpeg, ffmpeg_ebur128, probe, quiet_speech, scratch};
 use transcoder_core::{
     Analysis, Loudness, ObjectKey, OutputFormat, Outputs, Owner, SourceObject, TranscodeJob,
 };
@@ -31,27 +30,6 @@ async fn measured(path: &Path) -> (Analysis, Peaks) {
     analyze(path, &inspected(path).await, &limits())
         .await
         .unwrap()
-}
-
-/// Integrated loudness (LUFS) and true peak (dBTP) by ffmpeg's `ebur128` filter: the second tool.
-async fn ffmpeg_ebur128(path: &Path) -> (f64, f64) {
-    let output = Command::new("ffmpeg")
-        .args(["-hide_banner", "-nostats", "-i"])
-        .arg(path)
-        .args(["-af", "ebur128=peak=true", "-f", "null", "-"])
-        .output()
-        .await
-        .unwrap();
-    let log = String::from_utf8_lossy(&output.stderr);
-    let summary = log.rsplit("Summary:").next().unwrap();
-    let value = |label: &str| -> f64 {
-        let line = summary
-            .lines()
-            .find(|l| l.trim_start().starts_with(label))
-            .unwrap_or_else(|| panic!("no {label} in {summary}"));
-        line.split_whitespace().nth(1).unwrap().parse().unwrap()
-    };
-    (value("I:"), value("Peak:"))
 }
 
 /// `seconds` of a 1 kHz sine at `dbfs` in both channels, 48 kHz: EBU Tech 3341's test signals 1
@@ -187,29 +165,6 @@ async fn peaks_show_full_scale_silence_and_where_the_silence_starts() {
     assert!(second[1..].iter().all(|&p| p == (0, 0)), "the silence");
     assert!((analysis.duration_s - 10.0).abs() < 0.01);
     let _ = std::fs::remove_dir_all(&dir);
-}
-
-/// A quiet speech file: espeak-ng's voice, 18 dB down.
-async fn quiet_speech(dir: &Path) -> PathBuf {
-    let loud = dir.join("speech.wav");
-    let status = Command::new("espeak-ng")
-        .arg("-w")
-        .arg(&loud)
-        .arg("Welcome to the show. Today we talk about loudness, true peaks, and why a podcast should sound the same from one episode to the next. Thank you for listening.")
-        .status()
-        .await
-        .expect("espeak-ng runs (Debian's espeak-ng; `make test` installs it)");
-    assert!(status.success());
-    let quiet = dir.join("quiet.wav");
-    ffmpeg(&[
-        "-i",
-        loud.to_str().unwrap(),
-        "-af",
-        "volume=-18dB",
-        quiet.to_str().unwrap(),
-    ])
-    .await;
-    quiet
 }
 
 fn job(outputs: &str, loudness: Option<Loudness>) -> TranscodeJob {
