@@ -167,6 +167,14 @@ async fn peaks_show_full_scale_silence_and_where_the_silence_starts() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// Each output of `job`, written to `dir/out.{ext}`.
+fn outputs_in(dir: &Path, job: &TranscodeJob) -> Vec<Output> {
+    job.outputs
+        .iter()
+        .map(|o| Output::of(o, dir.join(format!("out.{}", o.format.extension()))))
+        .collect()
+}
+
 fn job(outputs: &str, loudness: Option<Loudness>) -> TranscodeJob {
     let outputs: Outputs = outputs.parse().unwrap();
     let formats: Vec<OutputFormat> = outputs.formats().collect();
@@ -194,11 +202,7 @@ async fn a_podcast_output_of_quiet_speech_is_at_minus_16_lufs_under_minus_1_dbtp
     // At each format's default bitrate: an MP3 at 128 kb/s or less measures a few tenths lower
     // than its source, since the encoder drops what it finds masked (docs/pipeline.md).
     let job = job("wav,flac,aac,mp3,opus", Some(Loudness::Podcast));
-    let outputs: Vec<Output> = job
-        .outputs
-        .iter()
-        .map(|o| Output::of(o, dir.join(format!("out.{}", o.format.extension()))))
-        .collect();
+    let outputs = outputs_in(&dir, &job);
     let inspected = inspected(&input).await;
     let encoded = measure_and_encode("t", &job, &input, &inspected, &outputs, &limits(), None)
         .await
@@ -235,11 +239,7 @@ async fn each_output_gets_its_bitrate_and_without_loudness_a_lossless_one_keeps_
     .await;
     let (level, _) = ffmpeg_ebur128(&input).await;
     let job = job("mp3:96,opus:48,aac:64,flac", None);
-    let outputs: Vec<Output> = job
-        .outputs
-        .iter()
-        .map(|o| Output::of(o, dir.join(format!("out.{}", o.format.extension()))))
-        .collect();
+    let outputs = outputs_in(&dir, &job);
     let inspected = inspected(&input).await;
     measure_and_encode("t", &job, &input, &inspected, &outputs, &limits(), None)
         .await
