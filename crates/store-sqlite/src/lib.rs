@@ -36,13 +36,10 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
-use transcoder_core::queue::local_job_id;
-use transcoder_core::store::CLAIM_LEASE;
-use transcoder_core::upload::REPLACED;
 use transcoder_core::{
-    Claim, ClaimOutcome, ClaimStore, Enqueued, JobId, JobQueue, Message, MessageId, MessageStore,
-    Owner, Page, QueuedJob, StoreError, TranscodeJob, UploadId, UploadPage, UploadRecord,
-    UploadStore,
+    CLAIM_LEASE, Claim, ClaimOutcome, ClaimStore, Enqueued, JobId, JobQueue, Message, MessageId,
+    MessageStore, Owner, Page, QueuedJob, REPLACED, StoreError, TranscodeJob, UploadId, UploadPage,
+    UploadRecord, UploadStore, local_job_id,
 };
 
 /// The schema this build writes and reads; `PRAGMA user_version` of a file it created. Version 1

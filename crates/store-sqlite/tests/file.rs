@@ -3,10 +3,10 @@
 
 use std::path::{Path, PathBuf};
 
-use transcoder_core::contract::{self, base_time, job, message, owner};
 use transcoder_core::{
     Claim, ClaimOutcome, ClaimStore, JobQueue, MessageId, MessageStore, StoreError, UploadRecord,
     UploadState, UploadStore,
+    contract::{self, base_time, job, message, owner},
 };
 use transcoder_sqlite::SqliteStore;
 
