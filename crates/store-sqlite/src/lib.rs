@@ -5,7 +5,7 @@
 //!
 //! One module per job: `schema` (tables and migrations), `page` (newest-first listings and their
 //! cursors), `messages`, `uploads`, `claims` and `queue` (the store traits, one table each). This
-//! file opens the database and hands out its connection.
+//! file opens the database and runs each call on it off the async worker threads.
 //!
 //! Nothing expires here: the file belongs to one developer's machine. Nothing here decides what a
 //! message says or when a job starts: that is transcoder-core's.
@@ -18,7 +18,7 @@ mod schema;
 mod uploads;
 
 use std::path::Path;
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use rusqlite::Connection;
@@ -29,9 +29,9 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Messages, upload records, claims and jobs in one SQLite database.
 pub struct SqliteStore {
-    // Each operation holds the lock for one or two statements on a local file (well under a
-    // millisecond), so it runs on the caller's thread rather than through `spawn_blocking`.
-    connection: Mutex<Connection>,
+    // Shared with the blocking-pool thread of each call (see `run`), which finishes the call
+    // even if its caller stops waiting.
+    connection: Arc<Mutex<Connection>>,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -70,17 +70,33 @@ impl SqliteStore {
     fn with_schema(mut connection: Connection, name: &str) -> Result<Self, StoreError> {
         schema::migrate(&mut connection, name)?;
         Ok(Self {
-            connection: Mutex::new(connection),
+            connection: Arc::new(Mutex::new(connection)),
         })
     }
 
-    fn connection(&self) -> MutexGuard<'_, Connection> {
-        // A panic under the lock leaves nothing half-written: SQLite rolls back an unfinished
-        // statement or transaction.
-        self.connection
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
+    /// Runs `call` on the connection on Tokio's blocking pool: a statement may wait up to
+    /// [`BUSY_TIMEOUT`] for another connection's write, and must not hold an async worker
+    /// thread meanwhile. A call that panics is an error, not a panic of the caller.
+    async fn run<T, F>(&self, call: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let runtime = tokio::runtime::Handle::try_current()
+            .map_err(|e| StoreError::Unavailable(format!("SQLite: {e}")))?;
+        let connection = Arc::clone(&self.connection);
+        runtime
+            .spawn_blocking(move || call(&mut lock(&connection)))
+            .await
+            .map_err(|e| StoreError::Unavailable(format!("SQLite call failed: {e}")))?
     }
+}
+
+/// The connection, whoever held it before.
+fn lock(connection: &Mutex<Connection>) -> MutexGuard<'_, Connection> {
+    // A panic under the lock leaves nothing half-written: SQLite rolls back an unfinished
+    // statement or transaction.
+    connection.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// Opening or migrating the file `name` failed.
@@ -102,7 +118,7 @@ fn failed(e: rusqlite::Error) -> StoreError {
 #[cfg(test)]
 mod tests {
     use rusqlite::params;
-    use transcoder_core::contract;
+    use transcoder_core::{MessageStore, contract};
 
     use super::*;
 
@@ -119,7 +135,7 @@ mod tests {
     #[test]
     fn listings_read_their_index_in_order() {
         let store = SqliteStore::in_memory().unwrap();
-        let connection = store.connection();
+        let connection = lock(&store.connection);
         let first = || params!["alice", 10];
         let after = || params!["alice", "2026-11-23T08:00:00.123Z", "job-1", 10];
         // One step each, with no sort: the index gives the order, and the second page seeks to the
@@ -158,5 +174,20 @@ mod tests {
             let wanted = format!("SEARCH {search}");
             assert_eq!(plan, wanted);
         }
+    }
+
+    #[tokio::test]
+    async fn a_call_that_panics_is_an_error_and_the_store_goes_on() {
+        let store = SqliteStore::in_memory().unwrap();
+        let failed = store
+            .run(|_| -> Result<(), StoreError> { panic!("a bug in a call") })
+            .await;
+        assert!(
+            matches!(&failed, Err(StoreError::Unavailable(reason)) if reason.contains("a bug in a call")),
+            "{failed:?}"
+        );
+        // The panic poisoned the lock; the next call still gets the connection.
+        let message = contract::message("alice", "job-1", 0);
+        assert!(store.insert(&message).await.unwrap());
     }
 }

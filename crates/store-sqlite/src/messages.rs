@@ -27,22 +27,21 @@ impl MessageStore for SqliteStore {
         let body = serde_json::to_string(message).map_err(|e| {
             StoreError::Corrupt(format!("message {} cannot be written: {e}", message.id))
         })?;
-        let connection = self.connection();
-        let inserted = connection
-            .prepare_cached(
-                "INSERT INTO messages (owner, id, created_at, unread, body)
-                 VALUES (?1, ?2, ?3, 1, ?4) ON CONFLICT (owner, id) DO NOTHING",
-            )
-            .and_then(|mut insert| {
-                insert.execute(params![
-                    message.owner.as_str(),
-                    message.id.0,
-                    sort_time(message.created_at),
-                    body
-                ])
-            })
-            .map_err(failed)?;
-        Ok(inserted == 1)
+        let (owner, id) = (message.owner.clone(), message.id.clone());
+        let created_at = sort_time(message.created_at);
+        self.run(move |connection| {
+            let inserted = connection
+                .prepare_cached(
+                    "INSERT INTO messages (owner, id, created_at, unread, body)
+                     VALUES (?1, ?2, ?3, 1, ?4) ON CONFLICT (owner, id) DO NOTHING",
+                )
+                .and_then(|mut insert| {
+                    insert.execute(params![owner.as_str(), id.0, created_at, body])
+                })
+                .map_err(failed)?;
+            Ok(inserted == 1)
+        })
+        .await
     }
 
     async fn list_unread(
@@ -51,7 +50,10 @@ impl MessageStore for SqliteStore {
         limit: usize,
         cursor: Option<&str>,
     ) -> Result<Page, StoreError> {
-        let (messages, next_cursor) = read_page(&self.connection(), &UNREAD, owner, limit, cursor)?;
+        let (owner, cursor) = (owner.clone(), cursor.map(str::to_owned));
+        let (messages, next_cursor) = self
+            .run(move |connection| read_page(connection, &UNREAD, &owner, limit, cursor.as_deref()))
+            .await?;
         Ok(Page {
             messages,
             next_cursor,
@@ -59,13 +61,16 @@ impl MessageStore for SqliteStore {
     }
 
     async fn dismiss(&self, owner: &Owner, id: &MessageId) -> Result<bool, StoreError> {
-        let connection = self.connection();
-        // SQLite counts a matched row as changed even when it was already read.
-        let matched = connection
-            .prepare_cached("UPDATE messages SET unread = 0 WHERE owner = ?1 AND id = ?2")
-            .and_then(|mut dismiss| dismiss.execute(params![owner.as_str(), id.0]))
-            .map_err(failed)?;
-        Ok(matched > 0)
+        let (owner, id) = (owner.clone(), id.clone());
+        self.run(move |connection| {
+            // SQLite counts a matched row as changed even when it was already read.
+            let matched = connection
+                .prepare_cached("UPDATE messages SET unread = 0 WHERE owner = ?1 AND id = ?2")
+                .and_then(|mut dismiss| dismiss.execute(params![owner.as_str(), id.0]))
+                .map_err(failed)?;
+            Ok(matched > 0)
+        })
+        .await
     }
 }
 
@@ -80,8 +85,7 @@ mod tests {
         let store = SqliteStore::in_memory().unwrap();
         let message = contract::message("alice", "job-1", 0);
         assert!(store.insert(&message).await.unwrap());
-        store
-            .connection()
+        crate::lock(&store.connection)
             .execute("UPDATE messages SET body = '{\"id\": 1}'", [])
             .unwrap();
         let listed = store.list_unread(&message.owner, 10, None).await;

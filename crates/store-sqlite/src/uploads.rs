@@ -30,27 +30,26 @@ impl UploadStore for SqliteStore {
         let body = serde_json::to_string(record).map_err(|e| {
             StoreError::Corrupt(format!("upload {} cannot be written: {e}", record.id))
         })?;
-        let connection = self.connection();
-        // One statement: written only over a lower rank, keeping the first `created_at`.
-        let written = connection
-            .prepare_cached(
-                "INSERT INTO uploads (owner, id, created_at, rank, body) VALUES (?1, ?2, ?3, ?4, ?5)
-                 ON CONFLICT (owner, id) DO UPDATE SET rank = excluded.rank,
-                     body = json_set(excluded.body, '$.created_at',
-                                     json_extract(uploads.body, '$.created_at'))
-                 WHERE uploads.rank < excluded.rank",
-            )
-            .and_then(|mut advance| {
-                advance.execute(params![
-                    record.owner.as_str(),
-                    record.id.0,
-                    sort_time(record.created_at),
-                    record.rank(),
-                    body
-                ])
-            })
-            .map_err(failed)?;
-        Ok(written == 1)
+        let (owner, id, rank) = (record.owner.clone(), record.id.clone(), record.rank());
+        let created_at = sort_time(record.created_at);
+        self.run(move |connection| {
+            // One statement: written only over a lower rank, keeping the first `created_at`.
+            let written = connection
+                .prepare_cached(
+                    "INSERT INTO uploads (owner, id, created_at, rank, body)
+                     VALUES (?1, ?2, ?3, ?4, ?5)
+                     ON CONFLICT (owner, id) DO UPDATE SET rank = excluded.rank,
+                         body = json_set(excluded.body, '$.created_at',
+                                         json_extract(uploads.body, '$.created_at'))
+                     WHERE uploads.rank < excluded.rank",
+                )
+                .and_then(|mut advance| {
+                    advance.execute(params![owner.as_str(), id.0, created_at, rank, body])
+                })
+                .map_err(failed)?;
+            Ok(written == 1)
+        })
+        .await
     }
 
     async fn list_uploads(
@@ -59,7 +58,12 @@ impl UploadStore for SqliteStore {
         limit: usize,
         cursor: Option<&str>,
     ) -> Result<UploadPage, StoreError> {
-        let (uploads, next_cursor) = read_page(&self.connection(), &BY_TIME, owner, limit, cursor)?;
+        let (owner, cursor) = (owner.clone(), cursor.map(str::to_owned));
+        let (uploads, next_cursor) = self
+            .run(move |connection| {
+                read_page(connection, &BY_TIME, &owner, limit, cursor.as_deref())
+            })
+            .await?;
         Ok(UploadPage {
             uploads,
             next_cursor,
@@ -71,19 +75,22 @@ impl UploadStore for SqliteStore {
         owner: &Owner,
         id: &UploadId,
     ) -> Result<Option<UploadRecord>, StoreError> {
-        let body: Option<String> = self
-            .connection()
-            .prepare_cached("SELECT body FROM uploads WHERE owner = ?1 AND id = ?2")
-            .and_then(|mut find| {
-                find.query_row(params![owner.as_str(), id.0], |row| row.get(0))
-                    .optional()
+        let (owner, id) = (owner.clone(), id.clone());
+        self.run(move |connection| {
+            let body: Option<String> = connection
+                .prepare_cached("SELECT body FROM uploads WHERE owner = ?1 AND id = ?2")
+                .and_then(|mut find| {
+                    find.query_row(params![owner.as_str(), id.0], |row| row.get(0))
+                        .optional()
+                })
+                .map_err(failed)?;
+            body.map(|body| {
+                serde_json::from_str(&body)
+                    .map_err(|e| StoreError::Corrupt(format!("upload {id} of {owner}: {e}")))
             })
-            .map_err(failed)?;
-        body.map(|body| {
-            serde_json::from_str(&body)
-                .map_err(|e| StoreError::Corrupt(format!("upload {id} of {owner}: {e}")))
+            .transpose()
         })
-        .transpose()
+        .await
     }
 }
 
