@@ -289,11 +289,6 @@ fn no_crate_has_an_import_circle() {
             .collect();
         modules += sources.len();
         let edges = crate_edges(src, &sources);
-        if std::env::var_os("EDGES").is_some() {
-            for (k, v) in &edges {
-                eprintln!("{k:?} {v}");
-            }
-        }
         let name = src.display().to_string();
         for circle in circles(&edges) {
             found.push(report(&name, &edges, &circle));
