@@ -246,25 +246,6 @@ pub fn normalization(loudness: Loudness) -> AudioNormalizationSettings {
         .build()
 }
 
-/// Where MediaConvert writes the one output of a FILE_GROUP output group, as its API reference
-/// describes it: the destination's `s3://bucket/` stripped, then the name modifier and the
-/// extension appended.
-pub fn written_key(group: &OutputGroup) -> Option<String> {
-    let destination = group
-        .output_group_settings()?
-        .file_group_settings()?
-        .destination()?;
-    let (_bucket, base) = destination.strip_prefix("s3://")?.split_once('/')?;
-    let [output] = group.outputs() else {
-        return None;
-    };
-    Some(format!(
-        "{base}{}.{}",
-        output.name_modifier().unwrap_or_default(),
-        output.extension()?
-    ))
-}
-
 /// MediaConvert takes S3 locations as `s3://bucket/key`, with the key as it is stored.
 fn s3_url(bucket: &str, key: &str) -> String {
     format!("s3://{bucket}/{key}")
@@ -306,6 +287,25 @@ mod tests {
     };
 
     use super::*;
+
+    /// Where MediaConvert writes the one output of a FILE_GROUP output group, as its API reference
+    /// describes it: the destination's `s3://bucket/` stripped, then the name modifier and the
+    /// extension appended.
+    fn written_key(group: &OutputGroup) -> Option<String> {
+        let destination = group
+            .output_group_settings()?
+            .file_group_settings()?
+            .destination()?;
+        let (_bucket, base) = destination.strip_prefix("s3://")?.split_once('/')?;
+        let [output] = group.outputs() else {
+            return None;
+        };
+        Some(format!(
+            "{base}{}.{}",
+            output.name_modifier().unwrap_or_default(),
+            output.extension()?
+        ))
+    }
 
     const ROLE: &str = "arn:aws:iam::123456789012:role/audio-transcoder-MediaConvertRole";
     const QUEUE: &str = "arn:aws:mediaconvert:eu-west-1:123456789012:queues/audio";
