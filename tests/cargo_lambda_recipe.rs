@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use serde_json::Value;
-use system_tests::dynamodb_local::workspace_root;
+use system_tests::workspace_root;
 use system_tests::{Function, env_file, sample_event};
 
 const ENV_FILE: &str = "events/local-aws.env";

@@ -2,8 +2,8 @@
 //! `local-aws` killed by `kill -9` (what `cargo_lambda_recipe`'s drop does), and `make test`'s own
 //! check (`tests/leftover-processes.sh`) finds a process of its run left behind, and only those.
 
-use system_tests::dynamodb_local::workspace_root;
 use system_tests::processes;
+use system_tests::workspace_root;
 use tokio::process::Command;
 
 fn free_port() -> u16 {

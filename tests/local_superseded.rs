@@ -3,11 +3,12 @@
 //! `superseded`), never a progress bar that stays for ever; also across a restart and a `kill -9`.
 //! The built `transcoder-local` with real ffmpeg.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use system_tests::local::{Runner, scratch, tone};
+use transcoder_testkit::Scratch;
 
 /// What the runner's record of a superseded upload says.
 const REPLACED: &str = "replaced by a newer upload of the same file";
@@ -66,7 +67,7 @@ fn newest_completed_the_rest_superseded(uploads: &[Value]) {
 }
 
 /// A scratch folder with a 15-minute tone beside its bucket, and a runner on it.
-async fn runner_and_long_file() -> (PathBuf, Runner) {
+async fn runner_and_long_file() -> (Scratch, Runner) {
     let dir = scratch();
     std::fs::create_dir_all(dir.join("bucket/media/dup")).unwrap();
     tone(&dir.join("long.flac"), 900.0).await;

@@ -13,10 +13,8 @@ use system_tests::dynamodb_local::DynamoDbLocal;
 use system_tests::{functions, sample_event};
 use transcoder_api::{Api, ApiConfig};
 use transcoder_aws::DynamoStore;
-use transcoder_core::{
-    MessageStore,
-    contract::{MessageBuilder, UnsignedLinks},
-};
+use transcoder_core::MessageStore;
+use transcoder_testkit::{UnsignedLinks, contract::MessageBuilder};
 
 fn scratch(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!(

@@ -18,9 +18,10 @@ use system_tests::functions::{self, PIPELINE, TOPIC};
 use system_tests::{Recorded, Stub, sample_event};
 use transcoder_aws::DynamoStore;
 use transcoder_core::{
-    JobId, MemorySource, NotStarted, RawS3Event, RawSnsEvent, RecordConfig, StartConfig,
-    StartReport, TranscodeJob, Transcoder, TranscoderError, record_completion, start_transcode,
+    JobId, NotStarted, RawS3Event, RawSnsEvent, RecordConfig, StartConfig, StartReport,
+    TranscodeJob, Transcoder, TranscoderError, record_completion, start_transcode,
 };
+use transcoder_testkit::MemorySource;
 
 const DISTINCT: usize = 10;
 const IN_PROCESS: usize = 1000;

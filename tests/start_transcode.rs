@@ -348,7 +348,7 @@ async fn playlists_named_mp3_start_no_job_and_their_owner_is_told_once() {
 async fn an_upload_replaced_before_it_is_read_starts_nothing_and_is_not_retried() {
     let stub = ElasticTranscoder.stub().await;
     let newer = s3::Object {
-        bytes: transcoder_core::mp3_frames(8),
+        bytes: transcoder_testkit::mp3_frames(8),
         etag: Some("a-newer-upload".into()),
     };
     let bucket = s3::bucket(vec![("media/alice/song.mp3", newer)]).await;

@@ -13,11 +13,11 @@
 use std::collections::BTreeSet;
 
 use serde_json::{Value, json};
-use system_tests::dynamodb_local::workspace_root;
 use system_tests::template::{
     CONSUME, Case, arn_of, assert_refuses, deployed_with, grants, number, policies_of, r#ref,
     remove, resource, set, statements_of, strings, template,
 };
+use system_tests::workspace_root;
 use transcode_audio::WorkerConfig;
 use transcoder_api::config::DEFAULT_MAX_UPLOAD_BYTES;
 

@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use system_tests::template::{
     Case, assert_refuses, grants, policies_of, resource, set, strings, template,
 };
-use system_tests::{dynamodb_local::workspace_root, sample_event};
+use system_tests::{sample_event, workspace_root};
 
 /// The sample MediaConvert events the tests deliver, whose states the rule must forward.
 const MEDIACONVERT_SAMPLES: [&str; 5] = [

@@ -11,7 +11,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-use system_tests::dynamodb_local::workspace_root;
+use system_tests::workspace_root;
 
 /// One dependency line of a member's manifest.
 #[derive(Debug)]

@@ -6,7 +6,8 @@
 use std::sync::Mutex;
 
 use libfuzzer_sys::fuzz_target;
-use transcoder_core::{JobId, MemorySource, RawS3Event, StartConfig, TranscodeJob, Transcoder, TranscoderError, memory::MemoryStore, start_transcode};
+use transcoder_core::{JobId, RawS3Event, StartConfig, TranscodeJob, Transcoder, TranscoderError, start_transcode};
+use transcoder_testkit::{MemorySource, MemoryStore};
 
 #[derive(Default)]
 struct KeepingTranscoder {

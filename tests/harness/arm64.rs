@@ -10,8 +10,8 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use crate::Function;
-use crate::dynamodb_local::workspace_root;
 use crate::local::scratch;
+use transcoder_testkit::workspace_root;
 
 /// The emulator, from Debian's qemu-user-static.
 pub const QEMU: &str = "qemu-aarch64-static";

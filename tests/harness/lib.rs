@@ -19,8 +19,9 @@
 //! test process (`transcoder_process`): none outlives it; [`processes`] finds those that would.
 
 pub mod arm64;
+pub use transcoder_testkit::dynamodb_local;
+pub use transcoder_testkit::{collect_lines, local_sdk_config, workspace_root};
 pub mod cloud;
-pub mod dynamodb_local;
 pub mod env_file;
 pub mod event_sources;
 pub mod functions;
@@ -43,7 +44,7 @@ use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::Value;
-use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
+use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::net::TcpListener;
 use tokio::process::Command;
 use tokio::sync::{mpsc, oneshot};
@@ -68,25 +69,6 @@ pub fn binary(name: &str) -> PathBuf {
         path.display()
     );
     path
-}
-
-/// An SDK configuration for a service emulated on loopback at `endpoint`: region eu-west-1 and
-/// the tests' fake static credentials (requests must be signed, with anything).
-pub fn local_sdk_config(endpoint: &str, provider: &'static str) -> aws_config::SdkConfig {
-    use aws_config::{BehaviorVersion, Region};
-    use aws_sdk_dynamodb::config::{Credentials, SharedCredentialsProvider};
-    aws_config::SdkConfig::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .region(Region::from_static("eu-west-1"))
-        .credentials_provider(SharedCredentialsProvider::new(Credentials::new(
-            "AKIDLOCALTEST",
-            "local-test-secret",
-            None,
-            None,
-            provider,
-        )))
-        .endpoint_url(endpoint)
-        .build()
 }
 
 /// What a function answered to one invocation.
@@ -385,19 +367,6 @@ fn answer(state: &RuntimeState, id: &str, outcome: Outcome) -> StatusCode {
     }
 }
 
-fn collect_lines(
-    stream: Option<impl AsyncRead + Unpin + Send + 'static>,
-    into: Arc<Mutex<Vec<String>>>,
-) {
-    let Some(stream) = stream else { return };
-    tokio::spawn(async move {
-        let mut lines = BufReader::new(stream).lines();
-        while let Ok(Some(line)) = lines.next_line().await {
-            into.lock().unwrap().push(line);
-        }
-    });
-}
-
 /// Starts the `local-aws` binary on the env file at `path` plainly, as a developer's shell would
 /// (so only its own binding of DynamoDB Local counts), and waits for its ready line: returns the
 /// process, that line, and the lines it prints after it.
@@ -406,7 +375,7 @@ pub async fn local_aws(
 ) -> (tokio::process::Child, String, Arc<Mutex<Vec<String>>>) {
     let mut child = Command::new(binary("local-aws"))
         .arg(path)
-        .current_dir(dynamodb_local::workspace_root())
+        .current_dir(transcoder_testkit::workspace_root())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())

@@ -48,7 +48,7 @@ fn moto_server() -> (PathBuf, PathBuf) {
 impl Moto {
     /// Starts moto on a free loopback port and waits until it answers.
     pub async fn start() -> Self {
-        let port = crate::dynamodb_local::free_port();
+        let port = transcoder_testkit::free_port();
         let (python, server) = moto_server();
         let mut command = Command::new(python);
         command

@@ -15,7 +15,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use serde_json::{Map, Value, json};
 use serde_yaml_ng::Value as Yaml;
 
-use crate::dynamodb_local::workspace_root;
+use transcoder_testkit::workspace_root;
 
 /// The repository's `template.yaml`.
 pub fn template() -> Value {

@@ -4,13 +4,11 @@
 use bytes::Bytes;
 use http::Request;
 use serde_json::Value;
-use system_tests::dynamodb_local::DynamoDbLocal;
 use transcoder_api::{Api, ApiConfig};
 use transcoder_aws::DynamoStore;
-use transcoder_core::{
-    Message, MessageStore, Owner,
-    contract::{MessageBuilder, UnsignedLinks},
-};
+use transcoder_core::{Message, MessageStore, Owner};
+use transcoder_testkit::dynamodb_local::DynamoDbLocal;
+use transcoder_testkit::{UnsignedLinks, contract::MessageBuilder};
 
 fn message(owner: &str, n: i64) -> Message {
     MessageBuilder::new(owner, &format!("{owner}-{n:03}"), n).build()

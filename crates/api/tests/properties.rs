@@ -17,10 +17,10 @@ use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
 use proptest::prelude::*;
 use serde_json::{Value, json};
 use transcoder_api::{Api, ApiConfig, MAX_BODY_BYTES};
-use transcoder_core::{
-    MessageStore, Owner, UploadState, UploadStore,
-    contract::{UnsignedLinks, message, upload},
-    memory::MemoryStore,
+use transcoder_core::{MessageStore, Owner, UploadState, UploadStore};
+use transcoder_testkit::{
+    MemoryStore, UnsignedLinks,
+    contract::{message, upload},
 };
 
 /// Who owns messages, and how many.

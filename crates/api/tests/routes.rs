@@ -6,10 +6,10 @@ use chrono::{DateTime, TimeDelta, Utc};
 use http::{Request, Response, StatusCode};
 use serde_json::{Value, json};
 use transcoder_api::{Api, ApiConfig};
-use transcoder_core::{
-    Message, MessageStore, UploadState, UploadStore,
-    contract::{MessageBuilder, UnsignedLinks, upload},
-    memory::MemoryStore,
+use transcoder_core::{Message, MessageStore, UploadState, UploadStore};
+use transcoder_testkit::{
+    MemoryStore, UnsignedLinks,
+    contract::{MessageBuilder, upload},
 };
 
 fn message(owner: &str, id: &str, minute: i64) -> Message {

@@ -636,7 +636,7 @@ mod tests {
 
     #[test]
     fn listing_keys_sort_by_time_to_the_millisecond() {
-        let mut message = transcoder_core::contract::message("alice", "job-1", 0);
+        let mut message = transcoder_testkit::contract::message("alice", "job-1", 0);
         assert_eq!(
             time_sk(message.created_at, &message.id.0),
             "2026-11-23T08:00:00.123Z#job-1"

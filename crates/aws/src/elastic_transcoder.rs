@@ -127,9 +127,8 @@ mod tests {
     use aws_sdk_elastictranscoder::operation::list_pipelines::ListPipelinesOutput;
     use aws_sdk_elastictranscoder::types::{Job, Pipeline};
     use aws_smithy_mocks::{RuleMode, mock, mock_client};
-    use transcoder_core::{
-        Env, MemorySource, RawS3Event, StartConfig, memory::MemoryStore, start_transcode,
-    };
+    use transcoder_core::{Env, RawS3Event, StartConfig, start_transcode};
+    use transcoder_testkit::{MemorySource, MemoryStore};
 
     use super::*;
 

@@ -54,7 +54,8 @@ where
 /// and checks that the invocation's error names the record and `service`'s refusal.
 #[cfg(test)]
 pub(crate) async fn refused_start(transcoder: &impl transcoder_core::Transcoder, service: &str) {
-    use transcoder_core::{MemorySource, StartConfig, memory::MemoryStore, start_transcode};
+    use transcoder_core::{StartConfig, start_transcode};
+    use transcoder_testkit::{MemorySource, MemoryStore};
 
     let event = serde_json::from_str(include_str!("../../../events/s3-put.json")).unwrap();
     let err = start_transcode(

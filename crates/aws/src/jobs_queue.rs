@@ -56,9 +56,8 @@ mod tests {
 
     use aws_sdk_sqs::operation::send_message::SendMessageOutput;
     use aws_smithy_mocks::{RuleMode, mock, mock_client};
-    use transcoder_core::{
-        MemorySource, RawS3Event, StartConfig, memory::MemoryStore, start_transcode,
-    };
+    use transcoder_core::{RawS3Event, StartConfig, start_transcode};
+    use transcoder_testkit::{MemorySource, MemoryStore};
 
     use super::*;
 

@@ -281,10 +281,8 @@ mod tests {
     use aws_sdk_mediaconvert::operation::create_job::{CreateJobInput, CreateJobOutput};
     use aws_sdk_mediaconvert::types::Job;
     use aws_smithy_mocks::{RuleMode, mock, mock_client};
-    use transcoder_core::{
-        Claim, Env, MemorySource, ObjectKey, RawS3Event, StartConfig, memory::MemoryStore,
-        start_transcode,
-    };
+    use transcoder_core::{Claim, Env, ObjectKey, RawS3Event, StartConfig, start_transcode};
+    use transcoder_testkit::{MemorySource, MemoryStore};
 
     use super::*;
 

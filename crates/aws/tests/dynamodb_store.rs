@@ -8,12 +8,15 @@ use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::TimeDelta;
-use system_tests::dynamodb_local::{DynamoDbLocal, table_definition};
 use transcoder_aws::DynamoStore;
 use transcoder_core::{
     CLAIM_LEASE, Claim, ClaimOutcome, ClaimStore, MessageId, MessageStore, StoreError, UploadId,
     UploadState, UploadStore,
-    contract::{self, message, owner},
+};
+use transcoder_testkit::dynamodb_local::{DynamoDbLocal, table_definition};
+use transcoder_testkit::{
+    contract,
+    contract::{message, owner},
 };
 
 /// One test at a time. Run side by side, one of these tests sometimes finds a message it has just

@@ -277,9 +277,8 @@ fn zipped_size(path: &Path) -> Option<(u64, u64)> {
 
 /// One S3 event with 25 records against a transcoder that takes 50 ms per CreateJob.
 async fn fan_out() {
-    use transcoder_core::{
-        MemorySource, RawS3Event, StartConfig, memory::MemoryStore, start_transcode,
-    };
+    use transcoder_core::{RawS3Event, StartConfig, start_transcode};
+    use transcoder_testkit::{MemorySource, MemoryStore};
 
     let stub = elastic_transcoder_stub(Duration::from_millis(50)).await;
     let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())

@@ -8,8 +8,6 @@ mod analysis;
 mod choice;
 mod completion;
 mod config;
-#[cfg(any(test, feature = "contract"))]
-pub mod contract;
 mod env;
 mod format;
 mod ids;
@@ -17,7 +15,6 @@ mod intake;
 mod job;
 mod key;
 mod links;
-pub mod memory;
 mod message;
 pub mod metadata;
 mod outcome;
@@ -27,8 +24,6 @@ mod sniff;
 mod source;
 mod start;
 mod store;
-#[cfg(test)]
-mod test_support;
 mod transcoder;
 mod upload;
 
@@ -42,7 +37,7 @@ pub use config::{Location, Prefixes, StartConfig, prefix};
 pub use env::{ConfigError, Env, ProcessEnv};
 pub use format::{Loudness, OutputFormat, UnknownFormat};
 pub use ids::{Claim, JobId, MessageId, Owner, OwnerError, UploadId, UploadRef};
-pub use intake::{BatchResponse, Handled, StartEvent, start_from_event};
+pub use intake::{ABANDONED_REASON, BatchResponse, Handled, StartEvent, start_from_event};
 pub use job::{AUDIO_EXTENSIONS, JobMessage, JobOutput, TranscodeJob, is_audio};
 pub use key::{Escaped, KeyError, ObjectKey, is_nfc, nfc};
 pub use links::{
@@ -56,9 +51,9 @@ pub use record::{
 };
 pub use sniff::{AudioFormat, NotAudio, SNIFF_BYTES, Sniffed, sniff};
 pub use source::{
-    Examined, Head, SourceError, SourceObject, SourceReader, UserMetadata, examine, identify,
+    Examined, Head, MAX_READS, SourceError, SourceObject, SourceReader, UserMetadata, examine,
+    identify,
 };
-pub use source::{MemorySource, mp3_frames};
 pub use start::{NotStarted, RawS3Event, StartError, StartReport, plan, start_transcode};
 pub use store::{
     CLAIM_LEASE, ClaimOutcome, ClaimStore, DEFAULT_MESSAGE_TTL_DAYS, MessageStore, Page,

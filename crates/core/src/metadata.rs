@@ -71,7 +71,15 @@ mod tests {
 
     #[test]
     fn a_job_carries_its_owner_source_and_upload() {
-        let job = crate::contract::job("alice", "song (live).mp3", "1");
+        let job = crate::TranscodeJob::plan(
+            "bucket",
+            crate::ObjectKey::new("media/alice/song (live).mp3").unwrap(),
+            "1",
+            crate::Owner::new("alice").unwrap(),
+            "song (live).mp3",
+            "transcoded/",
+            &crate::OutputFormat::DEFAULT,
+        );
         let pairs = for_job(&job);
         assert_eq!(pairs.clone().map(|(k, _)| k), [OWNER, SOURCE_KEY, UPLOAD]);
         assert_eq!(pairs[2].1, job.upload_ref().id.0);

@@ -13,10 +13,11 @@ use std::sync::Mutex;
 use proptest::prelude::*;
 use serde_json::{Value, json};
 use transcoder_core::{
-    JobId, KeyError, MemorySource, MessageStore, Notification, ObjectKey, Outcome, Owner,
-    RawS3Event, RawSnsEvent, RecordConfig, StartConfig, TranscodeJob, Transcoder, TranscoderError,
-    is_audio, memory::MemoryStore, metadata, record_completion, start_transcode,
+    JobId, KeyError, MessageStore, Notification, ObjectKey, Outcome, Owner, RawS3Event,
+    RawSnsEvent, RecordConfig, StartConfig, TranscodeJob, Transcoder, TranscoderError, is_audio,
+    metadata, record_completion, start_transcode,
 };
+use transcoder_testkit::{MemorySource, MemoryStore};
 
 const TOPIC: &str = "arn:aws:sns:eu-west-1:123456789012:audio-transcoder-completions";
 const BUCKET: &str = "audio-transcoder-media";

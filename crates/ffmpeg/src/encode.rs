@@ -299,8 +299,9 @@ async fn correct_loudness(
 mod tests {
     use super::*;
     use std::time::Duration;
-    use system_tests::local::{probe, scratch, tone};
     use transcoder_core::{AudioFormat, ObjectKey, Owner, SourceObject};
+    use transcoder_testkit::audio::{probe, tone};
+    use transcoder_testkit::scratch;
 
     use crate::{inspect, probe_outputs};
 

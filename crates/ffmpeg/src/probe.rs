@@ -188,9 +188,10 @@ mod tests {
     use super::*;
     use crate::accepted_demuxers;
     use std::path::PathBuf;
-    use system_tests::local::{ffmpeg, hls_playlist, scratch, tone};
     use tokio::process::Command;
     use transcoder_core::ObjectKey;
+    use transcoder_testkit::audio::{ffmpeg, hls_playlist, tone};
+    use transcoder_testkit::{Scratch, scratch};
 
     /// The upload `path` holds, as a host names it.
     fn upload(path: &Path) -> SourceObject {
@@ -224,7 +225,7 @@ mod tests {
     }
 
     /// A folder with one tone in each accepted container, and its format.
-    async fn tones(seconds: f64) -> (PathBuf, Vec<(PathBuf, AudioFormat)>) {
+    async fn tones(seconds: f64) -> (Scratch, Vec<(PathBuf, AudioFormat)>) {
         let dir = scratch();
         let mut made = Vec::new();
         for (name, format) in [

@@ -6,11 +6,12 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use system_tests::local::{ffmpeg, ffmpeg_ebur128, probe, quiet_speech, scratch};
 use transcoder_core::{
     Analysis, Loudness, ObjectKey, OutputFormat, Outputs, Owner, SourceObject, TranscodeJob,
 };
 use transcoder_ffmpeg::{Inspected, Limits, Output, Peaks, analyze, inspect, measure_and_encode};
+use transcoder_testkit::audio::{ffmpeg, ffmpeg_ebur128, probe, quiet_speech};
+use transcoder_testkit::scratch;
 
 fn limits() -> Limits {
     Limits::new(Duration::from_secs(4 * 3600))

@@ -386,12 +386,13 @@ pub fn remove_leftover_parts(dir: &Path) -> usize {
 mod tests {
     use super::*;
     use std::time::Duration;
-    use system_tests::local::{ffmpeg, files_under, hls_playlist, probe, scratch, tone};
     use transcoder_core::{AudioFormat, ObjectKey, OutputFormat, Owner};
     use transcoder_ffmpeg::probe_duration;
+    use transcoder_testkit::audio::{ffmpeg, files_under, hls_playlist, probe, tone};
+    use transcoder_testkit::{Scratch, scratch};
 
     /// A new bucket folder with an input folder for alice and one for bob.
-    fn bucket() -> PathBuf {
+    fn bucket() -> Scratch {
         let dir = scratch();
         std::fs::create_dir_all(dir.join("media/alice")).unwrap();
         std::fs::create_dir_all(dir.join("media/bob")).unwrap();

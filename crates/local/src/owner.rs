@@ -107,7 +107,7 @@ fn lock_file(folder: &Path, lock: &Path) -> Result<File, OwnerError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use system_tests::local::scratch;
+    use transcoder_testkit::scratch;
 
     #[test]
     fn a_second_owner_is_refused_with_the_holders_pid_until_the_first_lets_go() {

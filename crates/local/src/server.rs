@@ -965,7 +965,7 @@ mod tests {
         let file = dir.join("media/alice/song.mp3");
         std::fs::create_dir_all(file.parent().unwrap()).unwrap();
         let metadata = [("outputs".to_owned(), "opus:64".to_owned())];
-        let body = Body::from(transcoder_core::mp3_frames(1));
+        let body = Body::from(transcoder_testkit::mp3_frames(1));
         receive(&file, body, 417, &metadata).await.unwrap();
         let folder = crate::bucket::BucketFolder::new(&dir);
         let upload = SourceObject {
@@ -979,7 +979,7 @@ mod tests {
         assert_eq!(head.metadata["outputs"], "opus:64");
         // A file copied over it by hand is another object: it gets no choice.
         std::thread::sleep(std::time::Duration::from_millis(20));
-        std::fs::write(&file, transcoder_core::mp3_frames(2)).unwrap();
+        std::fs::write(&file, transcoder_testkit::mp3_frames(2)).unwrap();
         assert!(
             folder
                 .read_head(&upload, 64)
@@ -989,9 +989,9 @@ mod tests {
                 .is_empty()
         );
         // A new upload without a choice removes the old one's.
-        let body = Body::from(transcoder_core::mp3_frames(1));
+        let body = Body::from(transcoder_testkit::mp3_frames(1));
         receive(&file, body, 417, &metadata).await.unwrap();
-        let body = Body::from(transcoder_core::mp3_frames(1));
+        let body = Body::from(transcoder_testkit::mp3_frames(1));
         receive(&file, body, 417, &[]).await.unwrap();
         assert!(
             folder

@@ -118,7 +118,8 @@ fn failed(e: rusqlite::Error) -> StoreError {
 #[cfg(test)]
 mod tests {
     use rusqlite::params;
-    use transcoder_core::{MessageStore, contract};
+    use transcoder_core::MessageStore;
+    use transcoder_testkit::contract;
 
     use super::*;
 

@@ -76,7 +76,7 @@ impl MessageStore for SqliteStore {
 
 #[cfg(test)]
 mod tests {
-    use transcoder_core::contract;
+    use transcoder_testkit::contract;
 
     use super::*;
 

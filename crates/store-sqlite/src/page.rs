@@ -124,7 +124,7 @@ impl Cursor {
 
 #[cfg(test)]
 mod tests {
-    use transcoder_core::contract;
+    use transcoder_testkit::contract;
 
     use super::*;
 

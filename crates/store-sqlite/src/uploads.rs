@@ -125,7 +125,7 @@ pub(crate) fn end_superseded(
 
 #[cfg(test)]
 mod tests {
-    use transcoder_core::contract;
+    use transcoder_testkit::contract;
 
     use super::*;
 

@@ -8,9 +8,12 @@ use std::time::Duration;
 use transcoder_core::{
     Claim, ClaimOutcome, ClaimStore, JobQueue, MessageId, MessageStore, StoreError, UploadRecord,
     UploadState, UploadStore,
-    contract::{self, base_time, job, message, owner},
 };
 use transcoder_sqlite::SqliteStore;
+use transcoder_testkit::{
+    contract,
+    contract::{base_time, job, message, owner},
+};
 
 /// A directory of its own under the system's temporary one, removed when the test ends.
 struct Scratch(PathBuf);

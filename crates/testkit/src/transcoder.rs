@@ -1,12 +1,10 @@
-//! Stand-ins shared by the unit tests of the handlers.
+//! A transcoder that runs nothing: it records the jobs it is given.
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use crate::ids::JobId;
-use crate::job::TranscodeJob;
-use crate::transcoder::{Transcoder, TranscoderError};
+use transcoder_core::{JobId, TranscodeJob, Transcoder, TranscoderError};
 
 /// Records the jobs it is given; refuses those whose key contains `fail_on`.
 #[derive(Default)]

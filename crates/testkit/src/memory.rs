@@ -1,4 +1,4 @@
-//! An in-memory store: the reference implementation of the store traits, used by handler tests.
+//! An in-memory store: the reference implementation of the store traits, for handler tests.
 //! It keeps nothing across restarts; the local runner uses an embedded database instead.
 
 use std::collections::BTreeMap;
@@ -7,14 +7,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use chrono::{DateTime, Utc};
 
-use crate::ids::{Claim, JobId, MessageId, Owner, UploadId};
-use crate::job::TranscodeJob;
-use crate::message::Message;
-use crate::queue::{Enqueued, JobQueue, QueuedJob, local_job_id};
-use crate::store::{
-    CLAIM_LEASE, ClaimOutcome, ClaimStore, MessageStore, Page, StoreError, UploadStore,
+use transcoder_core::{
+    CLAIM_LEASE, Claim, ClaimOutcome, ClaimStore, Enqueued, JobId, JobQueue, Message, MessageId,
+    MessageStore, Owner, Page, QueuedJob, REPLACED, StoreError, TranscodeJob, UploadId, UploadPage,
+    UploadRecord, UploadState, UploadStore, local_job_id,
 };
-use crate::upload::{REPLACED, UploadPage, UploadRecord, UploadState};
 
 #[derive(Default)]
 pub struct MemoryStore {
