@@ -4,274 +4,264 @@
 //! no other way to turn a feature on only in tests: `transcoder-core`'s `contract`, the SDKs'
 //! `test-util`).
 //!
-//! The manifests are read line by line (the workspace has no TOML parser in its lock file): a
-//! dependency is a `name… = …` line under a dependency table, which is all these manifests use.
-//! `fuzz/` is its own workspace, on nightly with its own lock file, and is not a member.
+//! The manifests are read by cargo itself, through `cargo metadata --no-deps` (format 1), which
+//! lists each member's dependencies as cargo understood them, with what a member inherits from the
+//! workspace already filled in. It cannot say whether an entry was inherited, so what is checked
+//! is what inheriting guarantees: every member that names a crate asks for the same version (or
+//! path) with the same default features; only the features may differ. `fuzz/` is its own
+//! workspace, on nightly with its own lock file, and is not a member.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
+use serde::Deserialize;
 use system_tests::dynamodb_local::workspace_root;
 
-/// One dependency line of a member's manifest.
-#[derive(Debug)]
+/// What this check reads of `cargo metadata --format-version 1`.
+#[derive(Debug, Deserialize)]
+struct Metadata {
+    packages: Vec<Package>,
+    workspace_members: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Package {
+    id: String,
+    manifest_path: PathBuf,
+    dependencies: Vec<Dependency>,
+}
+
+/// One entry of a member's dependency tables.
+#[derive(Debug, Clone, Deserialize)]
 struct Dependency {
-    /// `dependencies`, `dev-dependencies`, `build-dependencies`, or a `target.….` one.
-    table: String,
     name: String,
-    /// Everything after the `=`.
-    value: String,
-    line: usize,
+    /// The registry (`registry+…`), or none for a path dependency.
+    source: Option<String>,
+    /// The version requirement; `*` for a path dependency without a version.
+    req: String,
+    /// `null` for `[dependencies]`, else `dev` or `build`.
+    kind: Option<String>,
+    /// The `cfg(…)` or triple of a `[target.….dependencies]` table.
+    target: Option<String>,
+    rename: Option<String>,
+    uses_default_features: bool,
+    features: Vec<String>,
+    path: Option<PathBuf>,
 }
 
-/// The `[section]` of each line, the line's number and its text, without comments.
-fn sections(text: &str) -> Vec<(String, usize, String)> {
-    let mut section = String::new();
-    let mut lines = Vec::new();
-    for (n, line) in text.lines().enumerate() {
-        let line = line.split(" #").next().unwrap_or_default().trim();
-        if line.is_empty() || line.starts_with('#') {
-            continue;
-        }
-        if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
-            section = name.trim_matches(['[', ']']).trim().to_owned();
-            continue;
-        }
-        lines.push((section.clone(), n + 1, line.to_owned()));
-    }
-    lines
-}
-
-fn is_dependency_table(section: &str) -> bool {
-    let last = section.rsplit('.').next().unwrap_or_default();
-    ["dependencies", "dev-dependencies", "build-dependencies"].contains(&last)
-}
-
-fn dependencies(manifest: &Path) -> Vec<Dependency> {
-    let text =
-        std::fs::read_to_string(manifest).unwrap_or_else(|e| panic!("{}: {e}", manifest.display()));
-    let mut found = Vec::new();
-    for (section, line, text) in sections(&text) {
-        // `[dependencies.foo]`: a dependency written as its own table.
-        if let Some((table, name)) = section.rsplit_once('.')
-            && is_dependency_table(table)
-        {
-            panic!(
-                "{}:{line}: [{section}]: write `{name}.workspace = true` (or `{name} = {{ \
-                 workspace = true, features = [...] }}`) under [{table}] instead",
-                manifest.display()
-            );
-        }
-        if !is_dependency_table(&section) {
-            continue;
-        }
-        let (key, value) = text
-            .split_once('=')
-            .unwrap_or_else(|| panic!("{}:{line}: not `key = value`", manifest.display()));
-        let key = key.trim();
-        let name = key.strip_suffix(".workspace").unwrap_or(key).trim();
-        let value = if key.ends_with(".workspace") {
-            format!("{{ workspace = {} }}", value.trim())
-        } else {
-            value.trim().to_owned()
+impl Dependency {
+    /// The table it is listed in, as the manifest names it.
+    fn table(&self) -> String {
+        let table = match self.kind.as_deref() {
+            None => "dependencies".to_owned(),
+            Some(kind) => format!("{kind}-dependencies"),
         };
-        found.push(Dependency {
-            table: section.clone(),
-            name: name.to_owned(),
-            value,
-            line,
+        match &self.target {
+            Some(target) => format!("target.'{target}'.{table}"),
+            None => table,
+        }
+    }
+
+    /// Where the crate comes from and which of it: what inheriting from the workspace makes the
+    /// same for every member that names it.
+    fn spec(&self) -> String {
+        let from = match (&self.path, &self.source) {
+            (Some(path), _) => format!("path {}", path.display()),
+            (None, Some(source)) => source.clone(),
+            (None, None) => "nowhere".to_owned(),
+        };
+        format!(
+            "{} {from}, default-features = {}",
+            self.req, self.uses_default_features
+        )
+    }
+}
+
+/// `cargo metadata --no-deps` of the workspace whose root manifest is `manifest`: its members, each
+/// with its manifest's dependency entries (no registry is read).
+fn members(manifest: &Path) -> Vec<Package> {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let output = std::process::Command::new(cargo)
+        .args([
+            "metadata",
+            "--format-version",
+            "1",
+            "--no-deps",
+            "--offline",
+        ])
+        .arg("--manifest-path")
+        .arg(manifest)
+        .output()
+        .unwrap_or_else(|e| panic!("cargo metadata: {e}"));
+    assert!(
+        output.status.success(),
+        "cargo metadata --manifest-path {}: {}",
+        manifest.display(),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let metadata: Metadata = serde_json::from_slice(&output.stdout)
+        .unwrap_or_else(|e| panic!("cargo metadata's output: {e}"));
+    let mut members: Vec<_> = metadata
+        .packages
+        .into_iter()
+        .filter(|p| metadata.workspace_members.contains(&p.id))
+        .collect();
+    members.sort_by(|a, b| a.manifest_path.cmp(&b.manifest_path));
+    members
+}
+
+/// Each crate that members ask for in more than one way (version, source, default features),
+/// with who asks for it how: a version written outside `[workspace.dependencies]`.
+fn disagreements(members: &[Package]) -> Vec<String> {
+    let mut asked: BTreeMap<&str, BTreeMap<String, BTreeSet<String>>> = BTreeMap::new();
+    for member in members {
+        for d in &member.dependencies {
+            asked
+                .entry(&d.name)
+                .or_default()
+                .entry(d.spec())
+                .or_default()
+                .insert(format!(
+                    "{} [{}]",
+                    member.manifest_path.display(),
+                    d.table()
+                ));
+        }
+    }
+    asked
+        .into_iter()
+        .filter(|(_, specs)| specs.len() > 1)
+        .map(|(name, specs)| {
+            let ways: Vec<_> = specs
+                .iter()
+                .map(|(spec, by)| {
+                    let by: Vec<_> = by.iter().map(String::as_str).collect();
+                    format!("  `{spec}` in {}", by.join(", "))
+                })
+                .collect();
+            format!(
+                "{name} is asked for in {} ways: write it once in [workspace.dependencies] in the \
+                 root Cargo.toml and `{name}.workspace = true` in each member (features may be \
+                 added locally)\n{}",
+                specs.len(),
+                ways.join("\n")
+            )
+        })
+        .collect()
+}
+
+/// A member's dependencies listed twice: in one table (TOML would refuse the file, but a
+/// `[target…]` table may repeat one), or as a dev-dependency that adds no feature to the normal one.
+fn repeats(member: &Package) -> Vec<String> {
+    let manifest = member.manifest_path.display();
+    let mut problems = Vec::new();
+    let mut seen: BTreeMap<(String, &str), usize> = BTreeMap::new();
+    for d in &member.dependencies {
+        *seen.entry((d.table(), d.name.as_str())).or_default() += 1;
+    }
+    for ((table, name), count) in seen {
+        if count > 1 {
+            problems.push(format!(
+                "{manifest}: {name} is listed {count} times in [{table}]"
+            ));
+        }
+    }
+    for dev in member
+        .dependencies
+        .iter()
+        .filter(|d| d.kind.as_deref() == Some("dev"))
+    {
+        let normal = member.dependencies.iter().find(|d| {
+            d.kind.is_none()
+                && d.name == dev.name
+                && d.target == dev.target
+                && d.rename == dev.rename
         });
-    }
-    found
-}
-
-/// Whether an inline table such as `{ workspace = true, features = ["x"] }` takes the dependency
-/// from the workspace.
-fn from_workspace(value: &str) -> bool {
-    let Some(inner) = value
-        .strip_prefix('{')
-        .and_then(|v| v.strip_suffix('}'))
-        .map(str::trim)
-    else {
-        return false;
-    };
-    inner
-        .split(',')
-        .map(|part| part.split('=').map(str::trim).collect::<Vec<_>>())
-        .any(|kv| kv == ["workspace", "true"])
-}
-
-/// The keys a `{ … }` entry sets besides `workspace` (for a dev-dependency that repeats a normal
-/// one, `features` is the only reason to).
-fn other_keys(value: &str) -> BTreeSet<String> {
-    let inner = value.trim_matches(['{', '}', ' ']);
-    // Split on the commas between keys, not those inside a `[…]` list.
-    let mut keys = BTreeSet::new();
-    let mut depth = 0;
-    let mut start = 0;
-    for (i, c) in inner.char_indices().chain([(inner.len(), ',')]) {
-        match c {
-            '[' => depth += 1,
-            ']' => depth -= 1,
-            ',' if depth == 0 => {
-                let part = &inner[start..i];
-                if let Some((key, _)) = part.split_once('=') {
-                    keys.insert(key.trim().to_owned());
-                }
-                start = i + 1;
-            }
-            _ => {}
+        if let Some(normal) = normal
+            && dev.features.iter().all(|f| normal.features.contains(f))
+        {
+            problems.push(format!(
+                "{manifest} [{}]: {} is also a normal dependency: a dev-dependency may repeat it \
+                 only to add features for the tests; remove it",
+                dev.table(),
+                dev.name
+            ));
         }
     }
-    keys.remove("workspace");
-    keys
-}
-
-/// The root's `[workspace.dependencies]` names and its members' manifests.
-fn workspace() -> (BTreeSet<String>, Vec<PathBuf>) {
-    let root = workspace_root();
-    let text = std::fs::read_to_string(root.join("Cargo.toml")).unwrap();
-    let mut names = BTreeSet::new();
-    let mut members = Vec::new();
-    for (section, _, line) in sections(&text) {
-        let Some((key, value)) = line.split_once('=') else {
-            continue;
-        };
-        match (section.as_str(), key.trim()) {
-            ("workspace.dependencies", name) => {
-                names.insert(name.to_owned());
-            }
-            ("workspace", "members") => {
-                for member in value.trim_matches(['[', ']', ' ']).split(',') {
-                    let member = member.trim().trim_matches('"');
-                    match member.strip_suffix("/*") {
-                        Some(dir) => {
-                            for entry in std::fs::read_dir(root.join(dir)).unwrap().flatten() {
-                                let manifest = entry.path().join("Cargo.toml");
-                                if manifest.is_file() {
-                                    members.push(manifest);
-                                }
-                            }
-                        }
-                        None => members.push(root.join(member).join("Cargo.toml")),
-                    }
-                }
-            }
-            _ => {}
-        }
-    }
-    members.sort();
-    (names, members)
+    problems
 }
 
 #[test]
 fn every_member_takes_every_dependency_from_the_workspace_once() {
-    let (workspace_names, members) = workspace();
+    let members = members(&workspace_root().join("Cargo.toml"));
     assert!(
-        members.len() >= 10 && members.iter().any(|m| m.ends_with("tests/Cargo.toml")),
+        members.len() >= 10
+            && members
+                .iter()
+                .any(|m| m.manifest_path.ends_with("tests/Cargo.toml")),
         "{members:?}"
     );
-    let mut problems = Vec::new();
-    for manifest in &members {
-        let where_ = |d: &Dependency| format!("{}:{} [{}]", manifest.display(), d.line, d.table);
-        let deps = dependencies(manifest);
-        for d in &deps {
-            if !from_workspace(&d.value) {
-                problems.push(format!(
-                    "{}: `{} = {}`: add it to [workspace.dependencies] in the root Cargo.toml and \
-                     write `{}.workspace = true` here (features may be added locally)",
-                    where_(d),
-                    d.name,
-                    d.value,
-                    d.name
-                ));
-            } else if !workspace_names.contains(&d.name) {
-                problems.push(format!(
-                    "{}: {} is not in [workspace.dependencies]",
-                    where_(d),
-                    d.name
-                ));
-            }
-        }
-        // Listed twice: in one table (TOML would refuse the file, but a `[target…]` table may
-        // repeat one), or as a dev-dependency that adds nothing to the normal one.
-        let mut seen: BTreeMap<(&str, &str), usize> = BTreeMap::new();
-        for d in &deps {
-            *seen.entry((d.table.as_str(), d.name.as_str())).or_default() += 1;
-        }
-        for ((table, name), count) in seen {
-            if count > 1 {
-                problems.push(format!(
-                    "{}: {name} is listed {count} times in [{table}]",
-                    manifest.display()
-                ));
-            }
-        }
-        for dev in deps
-            .iter()
-            .filter(|d| d.table.ends_with("dev-dependencies"))
-        {
-            let normal_table = dev.table.replace("dev-dependencies", "dependencies");
-            let also_normal = deps
-                .iter()
-                .any(|d| d.name == dev.name && d.table == normal_table);
-            if also_normal && other_keys(&dev.value) != BTreeSet::from(["features".to_owned()]) {
-                problems.push(format!(
-                    "{}: {} is also a normal dependency: a dev-dependency may repeat it only to \
-                     add features for the tests; remove this line",
-                    where_(dev),
-                    dev.name
-                ));
-            }
-        }
-    }
+    let mut problems = disagreements(&members);
+    problems.extend(members.iter().flat_map(repeats));
     assert!(problems.is_empty(), "\n{}", problems.join("\n"));
 }
 
+/// A scratch workspace whose members break each rule once, read by cargo as the real one is.
 #[test]
 fn the_checks_catch_what_they_should() {
-    assert!(from_workspace("{ workspace = true }"));
-    assert!(from_workspace(
-        r#"{ workspace = true, features = ["contract"] }"#
-    ));
-    assert!(!from_workspace(r#""0.3""#));
-    assert!(!from_workspace(
-        r#"{ version = "0.3", default-features = false, features = ["fmt"] }"#
-    ));
-    assert!(!from_workspace(r#"{ path = "../../tests" }"#));
-    assert_eq!(
-        other_keys(r#"{ workspace = true, features = ["a", "b"] }"#),
-        BTreeSet::from(["features".to_owned()])
-    );
-    assert_eq!(other_keys("{ workspace = true }"), BTreeSet::new());
-    assert_eq!(
-        other_keys("{ workspace = true, optional = true }"),
-        BTreeSet::from(["optional".to_owned()])
-    );
-
-    let dir = std::env::temp_dir().join(format!("manifest-check-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let manifest = dir.join("Cargo.toml");
+    let dir = system_tests::local::scratch();
+    let manifest = |member: &str, text: &str| {
+        let path = dir.join(member);
+        std::fs::create_dir_all(path.join("src")).unwrap();
+        std::fs::write(path.join("src/lib.rs"), "").unwrap();
+        std::fs::write(
+            path.join("Cargo.toml"),
+            format!(
+                "[package]\nname = \"{member}\"\nversion = \"0.1.0\"\nedition = \"2024\"\n\n{text}"
+            ),
+        )
+        .unwrap();
+    };
     std::fs::write(
-        &manifest,
-        "[package]\nname = \"x\"\n\n[dependencies]\nserde.workspace = true # why\n\
-         tracing-subscriber = { version = \"0.3\" }\n\n[dev-dependencies]\n\
-         serde.workspace = true\n\n[target.'cfg(unix)'.dependencies]\nlibc = \"0.2\"\n",
+        dir.join("Cargo.toml"),
+        "[workspace]\nresolver = \"3\"\nmembers = [\"a\", \"b\"]\n\n[workspace.dependencies]\n\
+         serde = { version = \"1.0\", default-features = false }\n\
+         a = { path = \"a\" }\n",
     )
     .unwrap();
-    let deps = dependencies(&manifest);
-    std::fs::remove_dir_all(&dir).unwrap();
-    let summary: Vec<_> = deps
-        .iter()
-        .map(|d| (d.table.as_str(), d.name.as_str(), from_workspace(&d.value)))
-        .collect();
-    assert_eq!(
-        summary,
-        [
-            ("dependencies", "serde", true),
-            ("dependencies", "tracing-subscriber", false),
-            ("dev-dependencies", "serde", true),
-            ("target.'cfg(unix)'.dependencies", "libc", false),
-        ]
+    // `a` inherits everything; its dev-dependency adds a feature, so it may repeat serde.
+    manifest(
+        "a",
+        "[dependencies]\nserde.workspace = true\n\n[dev-dependencies]\n\
+         serde = { workspace = true, features = [\"derive\"] }\n",
+    );
+    // `b` writes serde's version itself, with default features, and repeats `a` for nothing.
+    manifest(
+        "b",
+        "[dependencies]\nserde = \"1.0\"\na.workspace = true\n\n[dev-dependencies]\n\
+         a.workspace = true\n\n[target.'cfg(unix)'.dependencies]\nserde = \"1.0\"\n",
+    );
+    let members = members(&dir.join("Cargo.toml"));
+    std::fs::remove_dir_all(&dir).ok();
+    assert_eq!(members.len(), 2, "{members:?}");
+
+    let disagreements = disagreements(&members);
+    assert_eq!(disagreements.len(), 1, "{disagreements:?}");
+    let serde = &disagreements[0];
+    assert!(serde.starts_with("serde is asked for in 2 ways"), "{serde}");
+    assert!(
+        serde.contains("default-features = false") && serde.contains("default-features = true"),
+        "{serde}"
+    );
+    assert!(
+        repeats(&members[0]).is_empty(),
+        "{:?}",
+        repeats(&members[0])
+    );
+    let repeated = repeats(&members[1]);
+    assert_eq!(repeated.len(), 1, "{repeated:?}");
+    assert!(
+        repeated[0].contains("[dev-dependencies]: a is also a normal dependency"),
+        "{repeated:?}"
     );
 }
