@@ -5,3 +5,4 @@ mod elastic_transcoder;
 mod intake;
 mod mediaconvert;
 mod moto;
+mod starter;

@@ -5,11 +5,14 @@
 use serde_json::{Value, json};
 use system_tests::dynamodb_local::DynamoDbLocal;
 use system_tests::functions::Backend::MediaConvert;
-use system_tests::functions::{BUCKET, create_jobs, sources};
-use system_tests::{SAMPLE_UPLOADS, sample_event};
-use transcoder_core::{Claim, ObjectKey};
+use system_tests::functions::create_jobs;
+use system_tests::sample_event;
 
-const ROLE: &str = "arn:aws:iam::123456789012:role/audio-transcoder-MediaConvertRole-1A2B3C";
+use crate::starter::{
+    MEDIACONVERT, ROLE, Starter, assert_a_refused_job_fails_after_the_others_started,
+    assert_each_sample_starts_its_jobs, assert_signed_for, sample_upload_token,
+};
+
 const QUEUE: &str = "arn:aws:mediaconvert:eu-west-1:123456789012:queues/audio";
 
 /// One FILE_GROUP output group as it goes on the wire: the key without its extension as the
@@ -31,18 +34,16 @@ fn group(name: &str, container: &str, codec: Value, extension: &str) -> Value {
 
 #[tokio::test]
 async fn a_put_sends_the_exact_create_job_request() {
-    let stub = MediaConvert.stub().await;
-    let db = DynamoDbLocal::start().await;
-    let mut function = stub
-        .start(
-            &db,
-            &[
-                ("MEDIACONVERT_ROLE_ARN", ROLE),
-                ("MEDIACONVERT_QUEUE_ARN", QUEUE),
-                ("JOB_TAG", "audio-transcoder-prod"),
-            ],
-        )
-        .await;
+    let env = [
+        MEDIACONVERT[0],
+        ("MEDIACONVERT_QUEUE_ARN", QUEUE),
+        ("JOB_TAG", "audio-transcoder-prod"),
+    ];
+    let Starter {
+        stub,
+        mut function,
+        db: _db,
+    } = Starter::start(MediaConvert, &env).await;
 
     let response = function
         .invoke(&sample_event("s3-put.json"))
@@ -54,12 +55,7 @@ async fn a_put_sends_the_exact_create_job_request() {
     let requests = create_jobs(&stub);
     assert_eq!(requests.len(), 1);
     // The idempotency token is the upload's claim: the same upload, the same token.
-    let token = Claim {
-        bucket: BUCKET.into(),
-        key: ObjectKey::new("media/alice/song.mp3").unwrap(),
-        version: "0062E99A88DC407460".into(),
-    }
-    .token();
+    let token = sample_upload_token();
     assert_eq!(
         requests[0].body,
         json!({
@@ -89,32 +85,18 @@ async fn a_put_sends_the_exact_create_job_request() {
             }
         })
     );
-    let authorization = requests[0].headers["authorization"].to_str().unwrap();
-    assert!(
-        authorization.starts_with("AWS4-HMAC-SHA256 Credential=AKIDLOCALTEST/"),
-        "{authorization}"
-    );
-    assert!(
-        authorization.contains("/eu-west-1/mediaconvert/aws4_request"),
-        "{authorization}"
-    );
+    assert_signed_for(&requests[0], "mediaconvert");
 }
 
 #[tokio::test]
 async fn every_sample_event_starts_exactly_the_jobs_it_should_and_a_redelivery_none() {
-    let stub = MediaConvert.stub().await;
-    let db = DynamoDbLocal::start().await;
-    let mut function = stub.start(&db, &[("MEDIACONVERT_ROLE_ARN", ROLE)]).await;
-    for (file, expected) in SAMPLE_UPLOADS {
-        let before = create_jobs(&stub).len();
-        let response = function.invoke(&sample_event(file)).await.response();
-        assert_eq!(sources(&create_jobs(&stub)[before..]), expected, "{file}");
-        assert_eq!(
-            response["started"].as_array().unwrap().len(),
-            expected.len(),
-            "{file}"
-        );
-    }
+    let mut starter = Starter::start(MediaConvert, &MEDIACONVERT).await;
+    assert_each_sample_starts_its_jobs(&mut starter).await;
+    let Starter {
+        stub,
+        mut function,
+        db: _db,
+    } = starter;
     let sent = create_jobs(&stub);
     let encoded = sent
         .iter()
@@ -147,26 +129,12 @@ async fn every_sample_event_starts_exactly_the_jobs_it_should_and_a_redelivery_n
 
 #[tokio::test]
 async fn a_refused_job_fails_the_invocation_after_the_other_records_started() {
-    let stub = MediaConvert.stub().await;
-    let db = DynamoDbLocal::start().await;
-    let mut function = stub.start(&db, &[("MEDIACONVERT_ROLE_ARN", ROLE)]).await;
-    let mut event = sample_event("s3-several-records.json");
-    event["Records"][1]["s3"]["object"]["key"] = "media/bob/refuse+me.mp3".into();
-
-    let (error_type, message) = function.invoke(&event).await.error();
-    assert_eq!(error_type, "JobsNotStarted");
+    let mut starter = Starter::start(MediaConvert, &MEDIACONVERT).await;
+    let message = assert_a_refused_job_fails_after_the_others_started(&mut starter).await;
     assert!(
-        message.starts_with(
-            "1 of 3 transcode jobs could not be started: record 1 'media/bob/refuse me.mp3': \
-             MediaConvert refused CreateJob"
-        ),
+        message.contains("'media/bob/refuse me.mp3': MediaConvert refused CreateJob"),
         "{message}"
     );
-    let accepted: Vec<_> = sources(&create_jobs(&stub))
-        .into_iter()
-        .filter(|k| !k.contains("refuse"))
-        .collect();
-    assert_eq!(accepted, ["media/alice/one.mp3", "media/loose file.mp3"]);
 }
 
 #[tokio::test]
