@@ -12,7 +12,8 @@ use transcoder_core::{Message, Outcome, UploadState, UploadStore};
 
 use crate::starter::{
     Starter, assert_a_refused_job_fails_after_the_others_started,
-    assert_each_sample_starts_its_jobs, assert_signed_for, sample_upload_token,
+    assert_each_sample_starts_its_jobs, assert_signed_for, assert_the_sample_put_starts_one_job,
+    sample_upload_token,
 };
 
 /// What an Elastic Transcoder starter cannot start without.
@@ -20,25 +21,13 @@ const PIPELINE_ID: [(&str, &str); 1] = [("PIPELINE_ID", PIPELINE)];
 
 #[tokio::test]
 async fn a_put_sends_the_exact_create_job_request() {
-    let Starter {
-        stub,
-        mut function,
-        db: _db,
-    } = Starter::start(ElasticTranscoder, &PIPELINE_ID).await;
+    let mut starter = Starter::start(ElasticTranscoder, &PIPELINE_ID).await;
 
-    let response = function
-        .invoke(&sample_event("s3-put.json"))
-        .await
-        .response();
-    assert_eq!(response["started"][0]["job_id"], "1700000000000-job001");
-    assert_eq!(response["started"][0]["key"], "media/alice/song.mp3");
-
-    let requests = create_jobs(&stub);
-    assert_eq!(requests.len(), 1);
+    let request = assert_the_sample_put_starts_one_job(&mut starter, "1700000000000-job001").await;
     // The upload's id, which record-completion needs to find its record: the claim's token.
     let upload = sample_upload_token();
     assert_eq!(
-        requests[0].body,
+        request.body,
         json!({
             "PipelineId": PIPELINE,
             "Input": {"Key": "media/alice/song.mp3"},
@@ -50,7 +39,7 @@ async fn a_put_sends_the_exact_create_job_request() {
             "UserMetadata": {"owner": "alice", "source-key": "media/alice/song.mp3", "upload": upload}
         })
     );
-    assert_signed_for(&requests[0], "elastictranscoder");
+    assert_signed_for(&request, "elastictranscoder");
 }
 
 #[tokio::test]
@@ -98,27 +87,27 @@ async fn a_refused_job_fails_the_invocation_after_the_other_records_started() {
 
 #[tokio::test]
 async fn a_pipeline_name_is_looked_up_once_per_cold_start() {
-    let Starter {
-        stub,
-        mut function,
-        db: _db,
-    } = Starter::start(ElasticTranscoder, &[("PIPELINE_NAME", "audio-transcoder")]).await;
-    function
+    let mut starter =
+        Starter::start(ElasticTranscoder, &[("PIPELINE_NAME", "audio-transcoder")]).await;
+    starter
+        .function
         .invoke(&sample_event("s3-put.json"))
         .await
         .response();
-    function
+    starter
+        .function
         .invoke(&sample_event("s3-multipart-upload.json"))
         .await
         .response();
 
-    let lookups = stub
+    let lookups = starter
+        .stub
         .requests()
         .iter()
         .filter(|r| r.path == "/2012-09-25/pipelines")
         .count();
     assert_eq!(lookups, 1);
-    let pipelines: Vec<_> = create_jobs(&stub)
+    let pipelines: Vec<_> = create_jobs(&starter.stub)
         .iter()
         .map(|r| r.body["PipelineId"].clone())
         .collect();
@@ -161,31 +150,31 @@ async fn bad_configuration_is_refused_at_start_up_with_a_clear_error() {
 
 #[tokio::test]
 async fn duplicate_deliveries_start_exactly_one_job() {
-    let Starter {
-        stub,
-        mut function,
-        db: _db,
-    } = Starter::start(ElasticTranscoder, &PIPELINE_ID).await;
+    let mut starter = Starter::start(ElasticTranscoder, &PIPELINE_ID).await;
 
-    let first = function
+    let first = starter
+        .function
         .invoke(&sample_event("s3-several-records.json"))
         .await
         .response();
-    let again = function
+    let again = starter
+        .function
         .invoke(&sample_event("s3-several-records.json"))
         .await
         .response();
-    let put_twice = function
+    let put_twice = starter
+        .function
         .invoke(&sample_event("s3-put.json"))
         .await
         .response();
-    let put_again = function
+    let put_again = starter
+        .function
         .invoke(&sample_event("s3-put.json"))
         .await
         .response();
 
     assert_eq!(
-        sources(&create_jobs(&stub)),
+        sources(&create_jobs(&starter.stub)),
         [
             "media/alice/one.mp3",
             "media/alice/song.mp3",

@@ -10,7 +10,8 @@ use system_tests::sample_event;
 
 use crate::starter::{
     MEDIACONVERT, ROLE, Starter, assert_a_refused_job_fails_after_the_others_started,
-    assert_each_sample_starts_its_jobs, assert_signed_for, sample_upload_token,
+    assert_each_sample_starts_its_jobs, assert_signed_for, assert_the_sample_put_starts_one_job,
+    sample_upload_token,
 };
 
 const QUEUE: &str = "arn:aws:mediaconvert:eu-west-1:123456789012:queues/audio";
@@ -39,25 +40,13 @@ async fn a_put_sends_the_exact_create_job_request() {
         ("MEDIACONVERT_QUEUE_ARN", QUEUE),
         ("JOB_TAG", "audio-transcoder-prod"),
     ];
-    let Starter {
-        stub,
-        mut function,
-        db: _db,
-    } = Starter::start(MediaConvert, &env).await;
+    let mut starter = Starter::start(MediaConvert, &env).await;
 
-    let response = function
-        .invoke(&sample_event("s3-put.json"))
-        .await
-        .response();
-    assert_eq!(response["started"][0]["job_id"], "1763885000000-mc0001");
-    assert_eq!(response["started"][0]["key"], "media/alice/song.mp3");
-
-    let requests = create_jobs(&stub);
-    assert_eq!(requests.len(), 1);
+    let request = assert_the_sample_put_starts_one_job(&mut starter, "1763885000000-mc0001").await;
     // The idempotency token is the upload's claim: the same upload, the same token.
     let token = sample_upload_token();
     assert_eq!(
-        requests[0].body,
+        request.body,
         json!({
             "role": ROLE,
             "queue": QUEUE,
@@ -85,19 +74,14 @@ async fn a_put_sends_the_exact_create_job_request() {
             }
         })
     );
-    assert_signed_for(&requests[0], "mediaconvert");
+    assert_signed_for(&request, "mediaconvert");
 }
 
 #[tokio::test]
 async fn every_sample_event_starts_exactly_the_jobs_it_should_and_a_redelivery_none() {
     let mut starter = Starter::start(MediaConvert, &MEDIACONVERT).await;
     assert_each_sample_starts_its_jobs(&mut starter).await;
-    let Starter {
-        stub,
-        mut function,
-        db: _db,
-    } = starter;
-    let sent = create_jobs(&stub);
+    let sent = create_jobs(&starter.stub);
     let encoded = sent
         .iter()
         .find(|r| r.body["userMetadata"]["owner"] == "alice" && r.body.to_string().contains("café"))
@@ -118,13 +102,14 @@ async fn every_sample_event_starts_exactly_the_jobs_it_should_and_a_redelivery_n
     );
 
     // Redelivered: the claims in DynamoDB start nothing, and name the jobs already started.
-    let again = function
+    let again = starter
+        .function
         .invoke(&sample_event("s3-several-records.json"))
         .await
         .response();
     assert!(again["started"].as_array().unwrap().is_empty());
     assert_eq!(again["duplicates"].as_array().unwrap().len(), 3);
-    assert_eq!(create_jobs(&stub).len(), sent.len());
+    assert_eq!(create_jobs(&starter.stub).len(), sent.len());
 }
 
 #[tokio::test]

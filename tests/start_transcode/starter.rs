@@ -20,8 +20,9 @@ pub const MEDIACONVERT: [(&str, &str); 1] = [("MEDIACONVERT_ROLE_ARN", ROLE)];
 /// claims (a fresh table) behind a bucket stub in which every upload is audio.
 pub struct Starter {
     pub stub: TranscoderStub,
-    pub db: DynamoDbLocal,
     pub function: Function,
+    /// Held, not read: DynamoDB Local lives as long as the starter.
+    _db: DynamoDbLocal,
 }
 
 impl Starter {
@@ -30,7 +31,11 @@ impl Starter {
         let stub = backend.stub().await;
         let db = DynamoDbLocal::start().await;
         let function = stub.start(&db, env).await;
-        Self { stub, db, function }
+        Self {
+            stub,
+            function,
+            _db: db,
+        }
     }
 }
 
@@ -56,6 +61,20 @@ pub fn sample_upload_token() -> String {
         version: "0062E99A88DC407460".into(),
     }
     .token()
+}
+
+/// events/s3-put.json starts one job, numbered `job_id` by the stub: returns its CreateJob.
+pub async fn assert_the_sample_put_starts_one_job(starter: &mut Starter, job_id: &str) -> Recorded {
+    let response = starter
+        .function
+        .invoke(&sample_event("s3-put.json"))
+        .await
+        .response();
+    assert_eq!(response["started"][0]["job_id"], job_id, "{response}");
+    assert_eq!(response["started"][0]["key"], "media/alice/song.mp3");
+    let mut requests = create_jobs(&starter.stub);
+    assert_eq!(requests.len(), 1);
+    requests.remove(0)
 }
 
 /// `request` is signed with the tests' credentials for `service` in eu-west-1.
