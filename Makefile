@@ -25,7 +25,7 @@ help:
 	@echo "make test   install test dependencies, then formatting, clippy and every test"
 	@echo "make fuzz   each cargo-fuzz target for FUZZ_SECONDS (60), then the property tests with PROPTEST_CASES (20000)"
 	@echo "make build  sam build: arm64 bootstraps in .aws-sam/build/<Function>/ (tools from PyPI into .venv)"
-	@echo "make arm64-artifacts  sam build of only the functions tests/arm64_artifacts.rs runs under qemu"
+	@echo "make arm64-artifacts  sam build of only the functions tests/lambda/arm64_artifacts.rs runs under qemu"
 	@echo "make layer  the Lambda layer's static arm64 ffmpeg, from a pinned PyPI wheel, in $(LAYER)/"
 	@echo "make check-template  sam validate --lint, cfn-lint and checkov on template.yaml"
 	@echo "make fmt    format the code"
@@ -63,7 +63,7 @@ test: check-rust test-tools check-template layer arm64-artifacts
 	@echo "make demo: passed (its output is in target/demo.log)"
 	# The web page in Debian's chromium, against the built local runner; screenshots in target/screenshots/.
 	SYSTEM_TESTS_RUN_ID=$(TEST_RUN_ID) node --test tests/browser/page.test.mjs
-	# REQUIRE_ARM64: a missing arm64 artifact fails tests/arm64_artifacts.rs instead of skipping it.
+	# REQUIRE_ARM64: a missing arm64 artifact fails tests/lambda/arm64_artifacts.rs instead of skipping it.
 	SYSTEM_TESTS_RUN_ID=$(TEST_RUN_ID) REQUIRE_ARM64=1 $(CARGO) test --workspace --locked 2>&1 | tee target/test.log
 	@awk '/^test result:/ { passed += $$4; failed += $$6 } END { printf "cargo test: %d passed, %d failed\n", passed, failed }' target/test.log
 	bash tests/leftover-processes.sh $(TEST_RUN_ID)
@@ -93,7 +93,7 @@ fuzz: check-rust
 build: $(VENV)/.tools layer
 	sam build
 
-# What tests/arm64_artifacts.rs runs under qemu: the same `sam build`, for only the functions it
+# What tests/lambda/arm64_artifacts.rs runs under qemu: the same `sam build`, for only the functions it
 # needs (all of them, cold, takes longer than the rest of `make test`; docs/testing.md has the times).
 # `sam build <Function>` empties its build folder first, so each builds into one of its own and its
 # bootstrap is copied to .aws-sam/build/<Function>/, where `make build` leaves it.
@@ -105,7 +105,7 @@ arm64-artifacts: $(VENV)/.tools layer
 		cp "target/sam-build/$$function/$$function/bootstrap" ".aws-sam/build/$$function/bootstrap"; \
 	done
 
-# What tests/template_*.rs cannot know: the template is valid SAM and CloudFormation, and passes
+# What the checks in tests/template/ cannot know: the template is valid SAM and CloudFormation, and passes
 # checkov's checks (those that cannot apply are skipped in the template, with the reason). checkov
 # reads conditions with the parameters' defaults, so it also runs on one copy per other backend,
 # whose TranscoderBackend defaults to that backend: every backend's stack passes.
@@ -138,7 +138,7 @@ check-rust:
 
 # The layer's ffmpeg, unpacked from the one wheel tools/ffmpeg-layer.txt pins by version and SHA-256.
 # A Lambda layer is unpacked into /opt, so bin/ffmpeg is /opt/bin/ffmpeg, on the function's PATH.
-# tests/layer_ffmpeg.rs runs it under qemu-aarch64-static with the runner's own encoder arguments.
+# tests/lambda/layer_ffmpeg.rs runs it under qemu-aarch64-static with the runner's own encoder arguments.
 LAYER := target/layer/ffmpeg
 layer: $(LAYER)/bin/ffmpeg
 

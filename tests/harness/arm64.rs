@@ -82,9 +82,14 @@ pub fn ffmpeg_wrapper(dir: &Path) -> PathBuf {
 /// `None`, after printing why, when the artifact is missing and `REQUIRE_ARM64` is unset.
 pub async fn transcode_audio(env: &[(&str, &str)]) -> Option<Function> {
     bootstrap_or_skip("TranscodeAudioFunction")?;
-    let ffmpeg = ffmpeg_wrapper(&scratch());
+    let folder = scratch();
+    let ffmpeg = ffmpeg_wrapper(&folder);
     let ffmpeg = ffmpeg.display().to_string();
     let mut all = vec![("FFMPEG", ffmpeg.as_str())];
     all.extend_from_slice(env);
-    Some(Function::start_arm64("TranscodeAudioFunction", &all).await)
+    Some(
+        Function::start_arm64("TranscodeAudioFunction", &all)
+            .await
+            .holding(folder),
+    )
 }

@@ -156,13 +156,15 @@ impl LambdaStack {
         // As on Lambda, where the layer's ffmpeg is on PATH (/opt/bin): natively, the host's.
         // Its /tmp its own, as each Lambda sandbox's is.
         let path = std::env::var("PATH").unwrap_or_default();
-        let tmp = crate::local::scratch().display().to_string();
-        env.extend([("PATH", path.as_str()), ("TMPDIR", tmp.as_str())]);
+        let tmp = crate::local::scratch();
+        let tmp_path = tmp.display().to_string();
+        env.extend([("PATH", path.as_str()), ("TMPDIR", tmp_path.as_str())]);
         env.extend_from_slice(worker_env);
         let worker = match worker {
             Worker::Native => Function::start("transcode-audio", &env).await,
             Worker::Arm64 => crate::arm64::transcode_audio(&env).await?,
-        };
+        }
+        .holding(tmp);
         let api = messages_api_with(&db, &table, &[("AWS_ENDPOINT_URL_S3", &endpoint)]).await;
         let starter = Function::start(
             "start-transcode",

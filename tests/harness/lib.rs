@@ -49,6 +49,7 @@ use tokio::net::TcpListener;
 use tokio::process::Command;
 use tokio::sync::{mpsc, oneshot};
 use transcoder_process::Group;
+use transcoder_testkit::Scratch;
 
 /// How long an invocation may take (its deadline, as the function's `Timeout` gives it on Lambda)
 /// before the test gives up on the function, unless [`Function::set_timeout`] says otherwise.
@@ -129,6 +130,8 @@ pub struct Function {
     next_id: u64,
     spawned_at: Instant,
     timeout: Duration,
+    /// Folders the process uses (its /tmp, a wrapper script's), removed after it is stopped.
+    folders: Vec<Scratch>,
 }
 
 impl Function {
@@ -206,7 +209,14 @@ impl Function {
             next_id: 0,
             spawned_at,
             timeout: INVOKE_TIMEOUT,
+            folders: Vec::new(),
         }
+    }
+
+    /// The same function, keeping `folder` until it is dropped: for a folder its process uses.
+    pub fn holding(mut self, folder: Scratch) -> Self {
+        self.folders.push(folder);
+        self
     }
 
     /// When the process was spawned.

@@ -5,7 +5,7 @@
 //! test compares one shape whichever form the template uses. Nothing is resolved or evaluated,
 //! except by [`deployed_with`], which deploys the template with one `TranscoderBackend`.
 //!
-//! The checks of `tests/template_*.rs` each return what is wrong with a template, in words. The
+//! The checks of `tests/template/` each return what is wrong with a template, in words. The
 //! helpers at the end change a copy, so that every check can be shown to object: [`assert_refuses`]
 //! runs a table of [`Case`]s and names every one the check lets through.
 

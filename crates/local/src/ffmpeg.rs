@@ -619,7 +619,8 @@ mod tests {
 
     #[test]
     fn parts_left_by_a_killed_run_are_removed_and_nothing_else() {
-        let dir = scratch().join("transcoded");
+        let scratch = scratch();
+        let dir = scratch.join("transcoded");
         std::fs::create_dir_all(dir.join("alice/live")).unwrap();
         let left = [
             ".song.mp3.wav.local-1-0.part",

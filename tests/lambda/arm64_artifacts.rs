@@ -12,7 +12,7 @@ use tokio::process::Command;
 use transcoder_aws::DynamoStore;
 
 /// The arm64 record-completion, on Elastic Transcoder's sample completion, writes the owner's
-/// message to DynamoDB Local exactly as the native build does (tests/record_completion.rs).
+/// message to DynamoDB Local exactly as the native build does (tests/lambda/record_completion.rs).
 #[tokio::test]
 async fn the_arm64_record_completion_bootstrap_records_a_completed_job_under_qemu() {
     let Some(bootstrap) = arm64::bootstrap_or_skip("RecordCompletionFunction") else {
@@ -100,7 +100,7 @@ async fn the_ffmpeg_wrapper_runs_the_layers_arm64_ffmpeg_with_its_arguments() {
 }
 
 /// The arm64 transcode-audio with the layer's ffmpeg, both under qemu, runs a real upload's job
-/// from the jobs queue of the whole pipeline on moto (tests/lambda_pipeline.rs runs the native
+/// from the jobs queue of the whole pipeline on moto (tests/lambda/pipeline.rs runs the native
 /// build through the same steps): the owner's downloads are the source's length.
 #[tokio::test]
 async fn the_arm64_transcode_audio_bootstrap_and_the_layers_ffmpeg_transcode_an_upload_under_qemu()

@@ -4,13 +4,14 @@
 
 use serde_json::{Value, json};
 use system_tests::dynamodb_local::DynamoDbLocal;
-use system_tests::functions::Backend::MediaConvert;
 use system_tests::functions::{
     THROTTLED_ATTEMPTS, TranscoderStub, create_jobs, sources, table, unread,
 };
 use system_tests::s3::{self, Object};
 use system_tests::{Function, sample_event};
 use transcoder_aws::DynamoStore;
+
+use crate::starter::{assert_told_not_audio, mediaconvert_on};
 
 /// An intake message: S3's notification of `key` as its body (events/s3-put.json's record, for
 /// another key and version), in the shape of events/sqs-intake.json's messages.
@@ -41,17 +42,15 @@ fn failures(response: &Value) -> Vec<String> {
     ids
 }
 
-/// start-transcode on MediaConvert's stub, with `env` besides its role.
+/// start-transcode on MediaConvert's stub, reading `bucket`, on a fresh table, with `env`
+/// besides its role.
 async fn starter(
     db: &DynamoDbLocal,
     bucket: &system_tests::Stub,
     env: &[(&str, &str)],
 ) -> (TranscoderStub, Function, String) {
-    let transcoder = MediaConvert.stub().await;
     let table = table(db).await;
-    let role = ("MEDIACONVERT_ROLE_ARN", "arn:aws:iam::123456789012:role/mc");
-    let env = [&[role][..], env].concat();
-    let function = transcoder.start_on(bucket, db, &table, &env).await;
+    let (transcoder, function) = mediaconvert_on(&bucket.url(), db, &table, env).await;
     (transcoder, function, table)
 }
 
@@ -136,13 +135,7 @@ async fn poison_messages_are_acknowledged_and_a_refused_upload_is_rejected_for_i
             "media/bob/talk.wav"
         ]
     );
-    let messages = unread(&DynamoStore::new(db.client(), &table, 30), "alice").await;
-    assert_eq!(messages.len(), 1, "{messages:?}");
-    assert!(
-        messages[0].text.contains("not an audio file"),
-        "{:?}",
-        messages[0]
-    );
+    assert_told_not_audio(&db, &table, "alice").await;
 }
 
 #[tokio::test]

@@ -5,13 +5,13 @@
 
 use system_tests::cloud::{put, upload_link, upload_link_choosing};
 use system_tests::dynamodb_local::DynamoDbLocal;
-use system_tests::functions::Backend::MediaConvert;
 use system_tests::functions::{
-    self, BUCKET, TranscoderStub, create_jobs, messages_api_with, sources, table, unread,
+    BUCKET, TranscoderStub, create_jobs, messages_api_with, sources, table,
 };
 use system_tests::moto::{Moto, as_s3_sends};
 use system_tests::{Function, local};
-use transcoder_aws::DynamoStore;
+
+use crate::starter::{assert_told_not_audio, mediaconvert_on};
 
 /// moto's bucket notifying its intake queue, `messages-api` signing links to it and
 /// `start-transcode` reading from it, both on one table of DynamoDB Local, with MediaConvert's stub.
@@ -31,12 +31,9 @@ impl Stack {
         let intake = moto.bucket_notifying_queue(BUCKET, "media/").await;
         let db = DynamoDbLocal::start().await;
         let table = table(&db).await;
-        let transcoder = MediaConvert.stub().await;
         let s3 = moto.endpoint();
         let api = messages_api_with(&db, &table, &[("AWS_ENDPOINT_URL_S3", &s3)]).await;
-        let role = ("MEDIACONVERT_ROLE_ARN", "arn:aws:iam::123456789012:role/mc");
-        let starter =
-            functions::start_transcode(MediaConvert, &transcoder, &s3, &db, &table, &[role]).await;
+        let (transcoder, starter) = mediaconvert_on(&s3, &db, &table, &[]).await;
         Self {
             moto,
             intake,
@@ -174,12 +171,6 @@ async fn a_playlist_named_mp3_in_s3_is_rejected_from_its_bytes_and_its_owner_tol
     starter.invoke(&event).await.response();
 
     assert!(create_jobs(&transcoder).is_empty());
-    let messages = unread(&DynamoStore::new(db.client(), &table, 30), "alice").await;
-    assert_eq!(messages.len(), 1, "{messages:?}");
-    assert!(
-        messages[0].text.contains("not an audio file"),
-        "{:?}",
-        messages[0]
-    );
+    assert_told_not_audio(&db, &table, "alice").await;
     std::fs::remove_dir_all(&dir).ok();
 }

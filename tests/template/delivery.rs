@@ -2,7 +2,7 @@
 //! stack only.
 //!
 //! A failed completion event is retried twice, then kept in an encrypted queue (uploads wait in
-//! the intake queue instead: tests/template_intake.rs), and start-transcode ends before another
+//! the intake queue instead: tests/template/intake.rs), and start-transcode ends before another
 //! invocation may take over its claims. EventBridge delivers
 //! each MediaConvert job state once: the rule's target retries, then keeps what it could not
 //! deliver in a dead-letter queue that only this rule may write to; the topic's key serves

@@ -242,6 +242,7 @@ async fn send(stack: &LambdaStack, url: &str, body: &str) {
 #[tokio::test]
 async fn a_job_delivered_twice_to_two_workers_at_once_writes_one_set_of_outputs_and_one_message() {
     let mut stack = stack(&[]).await;
+    let second_tmp = scratch();
     let mut second = Function::start(
         "transcode-audio",
         &[
@@ -249,10 +250,11 @@ async fn a_job_delivered_twice_to_two_workers_at_once_writes_one_set_of_outputs_
             ("TOPIC_ARN", &stack.topic),
             ("PATH", &std::env::var("PATH").unwrap_or_default()),
             // A sandbox of its own: its own /tmp.
-            ("TMPDIR", &scratch().display().to_string()),
+            ("TMPDIR", &second_tmp.display().to_string()),
         ],
     )
-    .await;
+    .await
+    .holding(second_tmp);
     let dir = scratch();
     let song = dir.join("song.mp3");
     tone(&song, 4.0).await;

@@ -7,8 +7,8 @@
 //!
 //! Every check runs on the stack the Lambda backend deploys (nothing wrong) and on copies broken
 //! the ways that matter (the check objects). The worker's environment against the variables its
-//! code reads is in tests/template_wiring.rs; what the other backends must not deploy is in
-//! tests/template_backends.rs.
+//! code reads is in tests/template/wiring.rs; what the other backends must not deploy is in
+//! tests/template/backends.rs.
 
 use std::collections::BTreeSet;
 

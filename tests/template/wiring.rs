@@ -133,7 +133,7 @@ fn notification_problems(t: &Value) -> Vec<String> {
     }
 
     // The bucket announces uploads to the intake queue, which start-transcode consumes
-    // (tests/template_intake.rs checks the queue and the mapping).
+    // (tests/template/intake.rs checks the queue and the mapping).
     let uploads = queue_notifications(t);
     if uploads.len() != 1 {
         problems.push(format!(

@@ -1,7 +1,7 @@
 //! `template.yaml` as each value of `TranscoderBackend` deploys it: `TRANSCODER` names the
 //! backend and nothing of the others is there; Lambda is the default; with MediaConvert, jobs get
 //! their role and their final states and progress reach record-completion's topic (the Lambda
-//! backend's own checks are in tests/template_lambda.rs).
+//! backend's own checks are in tests/template/lambda.rs).
 //!
 //! Also the reading all the template tests stand on: short forms become long forms, and a
 //! condition the deployment cannot evaluate fails rather than passing unseen. Every check runs

@@ -5,11 +5,15 @@
 use serde_json::{Value, json};
 use system_tests::dynamodb_local::DynamoDbLocal;
 use system_tests::functions::Backend::MediaConvert;
-use system_tests::functions::{BUCKET, create_jobs, sources};
-use system_tests::{SAMPLE_UPLOADS, sample_event};
-use transcoder_core::{Claim, ObjectKey};
+use system_tests::functions::create_jobs;
+use system_tests::sample_event;
 
-const ROLE: &str = "arn:aws:iam::123456789012:role/audio-transcoder-MediaConvertRole-1A2B3C";
+use crate::starter::{
+    MEDIACONVERT, ROLE, Starter, assert_a_refused_job_fails_after_the_others_started,
+    assert_each_sample_starts_its_jobs, assert_signed_for, assert_the_sample_put_starts_one_job,
+    sample_upload_token,
+};
+
 const QUEUE: &str = "arn:aws:mediaconvert:eu-west-1:123456789012:queues/audio";
 
 /// One FILE_GROUP output group as it goes on the wire: the key without its extension as the
@@ -31,37 +35,18 @@ fn group(name: &str, container: &str, codec: Value, extension: &str) -> Value {
 
 #[tokio::test]
 async fn a_put_sends_the_exact_create_job_request() {
-    let stub = MediaConvert.stub().await;
-    let db = DynamoDbLocal::start().await;
-    let mut function = stub
-        .start(
-            &db,
-            &[
-                ("MEDIACONVERT_ROLE_ARN", ROLE),
-                ("MEDIACONVERT_QUEUE_ARN", QUEUE),
-                ("JOB_TAG", "audio-transcoder-prod"),
-            ],
-        )
-        .await;
+    let env = [
+        MEDIACONVERT[0],
+        ("MEDIACONVERT_QUEUE_ARN", QUEUE),
+        ("JOB_TAG", "audio-transcoder-prod"),
+    ];
+    let mut starter = Starter::start(MediaConvert, &env).await;
 
-    let response = function
-        .invoke(&sample_event("s3-put.json"))
-        .await
-        .response();
-    assert_eq!(response["started"][0]["job_id"], "1763885000000-mc0001");
-    assert_eq!(response["started"][0]["key"], "media/alice/song.mp3");
-
-    let requests = create_jobs(&stub);
-    assert_eq!(requests.len(), 1);
+    let request = assert_the_sample_put_starts_one_job(&mut starter, "1763885000000-mc0001").await;
     // The idempotency token is the upload's claim: the same upload, the same token.
-    let token = Claim {
-        bucket: BUCKET.into(),
-        key: ObjectKey::new("media/alice/song.mp3").unwrap(),
-        version: "0062E99A88DC407460".into(),
-    }
-    .token();
+    let token = sample_upload_token();
     assert_eq!(
-        requests[0].body,
+        request.body,
         json!({
             "role": ROLE,
             "queue": QUEUE,
@@ -89,33 +74,14 @@ async fn a_put_sends_the_exact_create_job_request() {
             }
         })
     );
-    let authorization = requests[0].headers["authorization"].to_str().unwrap();
-    assert!(
-        authorization.starts_with("AWS4-HMAC-SHA256 Credential=AKIDLOCALTEST/"),
-        "{authorization}"
-    );
-    assert!(
-        authorization.contains("/eu-west-1/mediaconvert/aws4_request"),
-        "{authorization}"
-    );
+    assert_signed_for(&request, "mediaconvert");
 }
 
 #[tokio::test]
 async fn every_sample_event_starts_exactly_the_jobs_it_should_and_a_redelivery_none() {
-    let stub = MediaConvert.stub().await;
-    let db = DynamoDbLocal::start().await;
-    let mut function = stub.start(&db, &[("MEDIACONVERT_ROLE_ARN", ROLE)]).await;
-    for (file, expected) in SAMPLE_UPLOADS {
-        let before = create_jobs(&stub).len();
-        let response = function.invoke(&sample_event(file)).await.response();
-        assert_eq!(sources(&create_jobs(&stub)[before..]), expected, "{file}");
-        assert_eq!(
-            response["started"].as_array().unwrap().len(),
-            expected.len(),
-            "{file}"
-        );
-    }
-    let sent = create_jobs(&stub);
+    let mut starter = Starter::start(MediaConvert, &MEDIACONVERT).await;
+    assert_each_sample_starts_its_jobs(&mut starter).await;
+    let sent = create_jobs(&starter.stub);
     let encoded = sent
         .iter()
         .find(|r| r.body["userMetadata"]["owner"] == "alice" && r.body.to_string().contains("café"))
@@ -136,37 +102,24 @@ async fn every_sample_event_starts_exactly_the_jobs_it_should_and_a_redelivery_n
     );
 
     // Redelivered: the claims in DynamoDB start nothing, and name the jobs already started.
-    let again = function
+    let again = starter
+        .function
         .invoke(&sample_event("s3-several-records.json"))
         .await
         .response();
     assert!(again["started"].as_array().unwrap().is_empty());
     assert_eq!(again["duplicates"].as_array().unwrap().len(), 3);
-    assert_eq!(create_jobs(&stub).len(), sent.len());
+    assert_eq!(create_jobs(&starter.stub).len(), sent.len());
 }
 
 #[tokio::test]
 async fn a_refused_job_fails_the_invocation_after_the_other_records_started() {
-    let stub = MediaConvert.stub().await;
-    let db = DynamoDbLocal::start().await;
-    let mut function = stub.start(&db, &[("MEDIACONVERT_ROLE_ARN", ROLE)]).await;
-    let mut event = sample_event("s3-several-records.json");
-    event["Records"][1]["s3"]["object"]["key"] = "media/bob/refuse+me.mp3".into();
-
-    let (error_type, message) = function.invoke(&event).await.error();
-    assert_eq!(error_type, "JobsNotStarted");
+    let mut starter = Starter::start(MediaConvert, &MEDIACONVERT).await;
+    let message = assert_a_refused_job_fails_after_the_others_started(&mut starter).await;
     assert!(
-        message.starts_with(
-            "1 of 3 transcode jobs could not be started: record 1 'media/bob/refuse me.mp3': \
-             MediaConvert refused CreateJob"
-        ),
+        message.contains("'media/bob/refuse me.mp3': MediaConvert refused CreateJob"),
         "{message}"
     );
-    let accepted: Vec<_> = sources(&create_jobs(&stub))
-        .into_iter()
-        .filter(|k| !k.contains("refuse"))
-        .collect();
-    assert_eq!(accepted, ["media/alice/one.mp3", "media/loose file.mp3"]);
 }
 
 #[tokio::test]

@@ -6,34 +6,28 @@ use serde_json::{Value, json};
 use system_tests::dynamodb_local::DynamoDbLocal;
 use system_tests::functions::Backend::ElasticTranscoder;
 use system_tests::functions::{PIPELINE, create_jobs, sources, table, unread};
-use system_tests::{SAMPLE_UPLOADS, s3, sample_event};
+use system_tests::{s3, sample_event};
 use transcoder_aws::DynamoStore;
 use transcoder_core::{Message, Outcome, UploadState, UploadStore};
 
+use crate::starter::{
+    Starter, assert_a_refused_job_fails_after_the_others_started,
+    assert_each_sample_starts_its_jobs, assert_signed_for, assert_the_sample_put_starts_one_job,
+    sample_upload_token,
+};
+
+/// What an Elastic Transcoder starter cannot start without.
+const PIPELINE_ID: [(&str, &str); 1] = [("PIPELINE_ID", PIPELINE)];
+
 #[tokio::test]
 async fn a_put_sends_the_exact_create_job_request() {
-    let stub = ElasticTranscoder.stub().await;
-    let db = DynamoDbLocal::start().await;
-    let mut function = stub.start(&db, &[("PIPELINE_ID", PIPELINE)]).await;
+    let mut starter = Starter::start(ElasticTranscoder, &PIPELINE_ID).await;
 
-    let response = function
-        .invoke(&sample_event("s3-put.json"))
-        .await
-        .response();
-    assert_eq!(response["started"][0]["job_id"], "1700000000000-job001");
-    assert_eq!(response["started"][0]["key"], "media/alice/song.mp3");
-
-    let requests = create_jobs(&stub);
-    assert_eq!(requests.len(), 1);
+    let request = assert_the_sample_put_starts_one_job(&mut starter, "1700000000000-job001").await;
     // The upload's id, which record-completion needs to find its record: the claim's token.
-    let upload = transcoder_core::Claim {
-        bucket: "audio-transcoder-media".into(),
-        key: transcoder_core::ObjectKey::new("media/alice/song.mp3").unwrap(),
-        version: "0062E99A88DC407460".into(),
-    }
-    .token();
+    let upload = sample_upload_token();
     assert_eq!(
-        requests[0].body,
+        request.body,
         json!({
             "PipelineId": PIPELINE,
             "Input": {"Key": "media/alice/song.mp3"},
@@ -45,41 +39,18 @@ async fn a_put_sends_the_exact_create_job_request() {
             "UserMetadata": {"owner": "alice", "source-key": "media/alice/song.mp3", "upload": upload}
         })
     );
-    let authorization = requests[0].headers["authorization"].to_str().unwrap();
-    assert!(
-        authorization.starts_with("AWS4-HMAC-SHA256 Credential=AKIDLOCALTEST/"),
-        "{authorization}"
-    );
-    assert!(
-        authorization.contains("/eu-west-1/elastictranscoder/aws4_request"),
-        "{authorization}"
-    );
+    assert_signed_for(&request, "elastictranscoder");
 }
 
 #[tokio::test]
 async fn every_sample_event_starts_exactly_the_jobs_it_should() {
-    let stub = ElasticTranscoder.stub().await;
-    let db = DynamoDbLocal::start().await;
-    let mut function = stub
-        .start(
-            &db,
-            &[("PIPELINE_ID", PIPELINE), ("AWS_LAMBDA_LOG_FORMAT", "JSON")],
-        )
-        .await;
-    for (file, expected) in SAMPLE_UPLOADS {
-        let before = create_jobs(&stub).len();
-        let response = function.invoke(&sample_event(file)).await.response();
-        let sent = sources(&create_jobs(&stub)[before..]);
-        assert_eq!(sent, expected, "{file}");
-        assert_eq!(
-            response["started"].as_array().unwrap().len(),
-            expected.len(),
-            "{file}"
-        );
-    }
+    let env = [PIPELINE_ID[0], ("AWS_LAMBDA_LOG_FORMAT", "JSON")];
+    let mut starter = Starter::start(ElasticTranscoder, &env).await;
+    assert_each_sample_starts_its_jobs(&mut starter).await;
 
     // Skips are log lines that name the record and its key, in Lambda's JSON log format.
-    let skipped: Vec<Value> = function
+    let skipped: Vec<Value> = starter
+        .function
         .output()
         .iter()
         .filter_map(|line| serde_json::from_str::<Value>(line).ok())
@@ -102,22 +73,9 @@ async fn every_sample_event_starts_exactly_the_jobs_it_should() {
 
 #[tokio::test]
 async fn a_refused_job_fails_the_invocation_after_the_other_records_started() {
-    let stub = ElasticTranscoder.stub().await;
-    let db = DynamoDbLocal::start().await;
-    let mut function = stub.start(&db, &[("PIPELINE_ID", PIPELINE)]).await;
-    let mut event = sample_event("s3-several-records.json");
-    event["Records"][1]["s3"]["object"]["key"] = "media/bob/refuse+me.mp3".into();
-
-    let (error_type, message) = function.invoke(&event).await.error();
-    assert_eq!(error_type, "JobsNotStarted");
-    assert!(
-        message.starts_with(
-            "1 of 3 transcode jobs could not be started: record 1 'media/bob/refuse me.mp3'"
-        ),
-        "{message}"
-    );
-    let requests = create_jobs(&stub);
-    let refused = requests
+    let mut starter = Starter::start(ElasticTranscoder, &PIPELINE_ID).await;
+    assert_a_refused_job_fails_after_the_others_started(&mut starter).await;
+    let refused = create_jobs(&starter.stub)
         .iter()
         .filter(|r| r.body["Input"]["Key"] == "media/bob/refuse me.mp3")
         .count();
@@ -125,36 +83,31 @@ async fn a_refused_job_fails_the_invocation_after_the_other_records_started() {
         refused > 1,
         "the SDK retries a 503 before giving up (saw {refused} attempt)"
     );
-    let accepted: Vec<_> = sources(&requests)
-        .into_iter()
-        .filter(|k| !k.contains("refuse"))
-        .collect();
-    assert_eq!(accepted, ["media/alice/one.mp3", "media/loose file.mp3"]);
 }
 
 #[tokio::test]
 async fn a_pipeline_name_is_looked_up_once_per_cold_start() {
-    let stub = ElasticTranscoder.stub().await;
-    let db = DynamoDbLocal::start().await;
-    let mut function = stub
-        .start(&db, &[("PIPELINE_NAME", "audio-transcoder")])
-        .await;
-    function
+    let mut starter =
+        Starter::start(ElasticTranscoder, &[("PIPELINE_NAME", "audio-transcoder")]).await;
+    starter
+        .function
         .invoke(&sample_event("s3-put.json"))
         .await
         .response();
-    function
+    starter
+        .function
         .invoke(&sample_event("s3-multipart-upload.json"))
         .await
         .response();
 
-    let lookups = stub
+    let lookups = starter
+        .stub
         .requests()
         .iter()
         .filter(|r| r.path == "/2012-09-25/pipelines")
         .count();
     assert_eq!(lookups, 1);
-    let pipelines: Vec<_> = create_jobs(&stub)
+    let pipelines: Vec<_> = create_jobs(&starter.stub)
         .iter()
         .map(|r| r.body["PipelineId"].clone())
         .collect();
@@ -197,29 +150,31 @@ async fn bad_configuration_is_refused_at_start_up_with_a_clear_error() {
 
 #[tokio::test]
 async fn duplicate_deliveries_start_exactly_one_job() {
-    let stub = ElasticTranscoder.stub().await;
-    let db = DynamoDbLocal::start().await;
-    let mut function = stub.start(&db, &[("PIPELINE_ID", PIPELINE)]).await;
+    let mut starter = Starter::start(ElasticTranscoder, &PIPELINE_ID).await;
 
-    let first = function
+    let first = starter
+        .function
         .invoke(&sample_event("s3-several-records.json"))
         .await
         .response();
-    let again = function
+    let again = starter
+        .function
         .invoke(&sample_event("s3-several-records.json"))
         .await
         .response();
-    let put_twice = function
+    let put_twice = starter
+        .function
         .invoke(&sample_event("s3-put.json"))
         .await
         .response();
-    let put_again = function
+    let put_again = starter
+        .function
         .invoke(&sample_event("s3-put.json"))
         .await
         .response();
 
     assert_eq!(
-        sources(&create_jobs(&stub)),
+        sources(&create_jobs(&starter.stub)),
         [
             "media/alice/one.mp3",
             "media/alice/song.mp3",
@@ -284,9 +239,7 @@ async fn playlists_named_mp3_start_no_job_and_their_owner_is_told_once() {
     let bucket = s3::bucket(objects).await;
     let db = DynamoDbLocal::start().await;
     let table = table(&db).await;
-    let mut function = stub
-        .start_on(&bucket, &db, &table, &[("PIPELINE_ID", PIPELINE)])
-        .await;
+    let mut function = stub.start_on(&bucket, &db, &table, &PIPELINE_ID).await;
     let keys = [
         PLAYLISTS[0].0,
         PLAYLISTS[1].0,
@@ -354,9 +307,7 @@ async fn an_upload_replaced_before_it_is_read_starts_nothing_and_is_not_retried(
     let bucket = s3::bucket(vec![("media/alice/song.mp3", newer)]).await;
     let db = DynamoDbLocal::start().await;
     let table = table(&db).await;
-    let mut function = stub
-        .start_on(&bucket, &db, &table, &[("PIPELINE_ID", PIPELINE)])
-        .await;
+    let mut function = stub.start_on(&bucket, &db, &table, &PIPELINE_ID).await;
 
     let response = function
         .invoke(&sample_event("s3-put.json"))
@@ -383,9 +334,7 @@ async fn an_unreadable_upload_fails_the_invocation_so_that_it_is_retried() {
     let bucket = s3::unavailable().await;
     let db = DynamoDbLocal::start().await;
     let table = table(&db).await;
-    let mut function = stub
-        .start_on(&bucket, &db, &table, &[("PIPELINE_ID", PIPELINE)])
-        .await;
+    let mut function = stub.start_on(&bucket, &db, &table, &PIPELINE_ID).await;
 
     let (error_type, message) = function.invoke(&sample_event("s3-put.json")).await.error();
     assert_eq!(error_type, "JobsNotStarted");
@@ -397,9 +346,7 @@ async fn an_unreadable_upload_fails_the_invocation_so_that_it_is_retried() {
 
     // The claim was given back: once the bucket answers, the retry starts the job.
     let recovered = s3::bucket(Vec::new()).await;
-    let mut function = stub
-        .start_on(&recovered, &db, &table, &[("PIPELINE_ID", PIPELINE)])
-        .await;
+    let mut function = stub.start_on(&recovered, &db, &table, &PIPELINE_ID).await;
     let retry = function
         .invoke(&sample_event("s3-put.json"))
         .await
