@@ -31,7 +31,7 @@ use std::io::SeekFrom;
 use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 use tokio_util::io::ReaderStream;
 use tracing::{info, warn};
-use transcoder_api::{Api, ApiError, Identity, PageConfig, page};
+use transcoder_api::{Api, ApiError, Identity};
 use transcoder_core::choice::{LOUDNESS_KEY, OUTPUTS_KEY};
 use transcoder_core::links::{LINK_LIFETIME, METADATA_HEADER_PREFIX, UPLOAD_LINK_LIFETIME};
 use transcoder_core::{
@@ -200,8 +200,9 @@ pub struct ServerState<S> {
     pub bucket: PathBuf,
     /// The largest upload `/files/` accepts, whatever a link says (`MAX_UPLOAD_BYTES`).
     pub max_upload_bytes: u64,
-    /// The web page at `/`, signing in by user name.
-    pub page: PageConfig,
+    /// The web page at `/`, signing in by user name: built at start-up, which it refuses if the
+    /// page's headers cannot be made (`page::router`).
+    pub page: Router,
     /// The bucket's disk: below its floor, uploads are refused (507).
     pub space: Space,
     /// Each user's quota, which an upload may not pass.
@@ -227,7 +228,7 @@ pub fn router<S: MessageStore + UploadStore + ClaimStore + 'static>(
         .layer(map_request_with_state(state.clone(), room_for_uploads::<S>))
         .layer(map_request(named_by_header))
         .merge(files)
-        .merge(page::router(&state.page))
+        .merge(state.page.clone())
         .layer(map_request(loopback_only))
         .layer(from_fn(log))
 }
