@@ -8,8 +8,7 @@ use std::process::Output;
 
 use system_tests::{arm64, local};
 use tokio::process::Command;
-use transcoder_core::{Analysis, Loudness};
-use transcoder_core::{AudioFormat, OutputFormat};
+use transcoder_core::{Analysis, AudioFormat, Loudness, OutputFormat};
 use transcoder_local::ffmpeg::{encoder_args, loudness_filter};
 
 /// Runs the layer's ffmpeg with `args` under qemu, the way an arm64 Lambda would run it.

@@ -5,8 +5,7 @@ use serde_json::Value;
 use system_tests::dynamodb_local::DynamoDbLocal;
 use system_tests::{Function, functions, sample_event};
 use transcoder_aws::DynamoStore;
-use transcoder_core::contract::MessageBuilder;
-use transcoder_core::{Message, MessageStore};
+use transcoder_core::{Message, MessageStore, contract::MessageBuilder};
 
 fn message(owner: &str, id: &str, minute: i64) -> Message {
     MessageBuilder::new(owner, id, minute)

@@ -258,7 +258,7 @@ async fn an_output_in_another_users_folder_never_reaches_the_owners_message() {
     assert!(
         failed
             .text
-            .ends_with(&format!("{}.", transcoder_core::record::NO_OWN_OUTPUTS)),
+            .ends_with(&format!("{}.", transcoder_core::NO_OWN_OUTPUTS)),
         "{}",
         failed.text
     );

@@ -13,8 +13,10 @@ use system_tests::dynamodb_local::DynamoDbLocal;
 use system_tests::{functions, sample_event};
 use transcoder_api::{Api, ApiConfig};
 use transcoder_aws::DynamoStore;
-use transcoder_core::MessageStore;
-use transcoder_core::contract::{MessageBuilder, UnsignedLinks};
+use transcoder_core::{
+    MessageStore,
+    contract::{MessageBuilder, UnsignedLinks},
+};
 
 fn scratch(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!(

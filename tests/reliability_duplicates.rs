@@ -17,11 +17,9 @@ use system_tests::functions::Backend::ElasticTranscoder;
 use system_tests::functions::{self, PIPELINE, TOPIC};
 use system_tests::{Recorded, Stub, sample_event};
 use transcoder_aws::DynamoStore;
-use transcoder_core::source::MemorySource;
-use transcoder_core::start::NotStarted;
 use transcoder_core::{
-    JobId, RawS3Event, RawSnsEvent, RecordConfig, StartConfig, StartReport, TranscodeJob,
-    Transcoder, TranscoderError, record_completion, start_transcode,
+    JobId, MemorySource, NotStarted, RawS3Event, RawSnsEvent, RecordConfig, StartConfig,
+    StartReport, TranscodeJob, Transcoder, TranscoderError, record_completion, start_transcode,
 };
 
 const DISTINCT: usize = 10;

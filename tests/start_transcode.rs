@@ -348,7 +348,7 @@ async fn playlists_named_mp3_start_no_job_and_their_owner_is_told_once() {
 async fn an_upload_replaced_before_it_is_read_starts_nothing_and_is_not_retried() {
     let stub = ElasticTranscoder.stub().await;
     let newer = s3::Object {
-        bytes: transcoder_core::source::mp3_frames(8),
+        bytes: transcoder_core::mp3_frames(8),
         etag: Some("a-newer-upload".into()),
     };
     let bucket = s3::bucket(vec![("media/alice/song.mp3", newer)]).await;
@@ -373,7 +373,7 @@ async fn an_upload_replaced_before_it_is_read_starts_nothing_and_is_not_retried(
     assert_eq!(uploads.len(), 1);
     assert_eq!(
         (uploads[0].state, uploads[0].reason.as_deref()),
-        (UploadState::Superseded, Some(transcoder_core::upload::GONE))
+        (UploadState::Superseded, Some(transcoder_core::GONE))
     );
 }
 

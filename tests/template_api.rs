@@ -237,8 +237,7 @@ fn cors_problems(t: &Value) -> Vec<String> {
     ]]}]});
     let rules = &t["Resources"]["MediaBucket"]["Properties"]["CorsConfiguration"]["CorsRules"];
     // The headers upload links sign: the type, and the metadata of an upload's choice.
-    use transcoder_core::choice::{LOUDNESS_KEY, OUTPUTS_KEY};
-    use transcoder_core::links::METADATA_HEADER_PREFIX;
+    use transcoder_core::{LOUDNESS_KEY, METADATA_HEADER_PREFIX, OUTPUTS_KEY};
     let signed = [
         "content-type".to_owned(),
         format!("{METADATA_HEADER_PREFIX}{OUTPUTS_KEY}"),

@@ -15,7 +15,7 @@ use system_tests::template::{
     BACKENDS, Case, Check, assert_refuses, broken, deployed_with, expand, from_yaml, r#ref, remove,
     resource, resources_of_type, set, statements, strings, template,
 };
-use transcoder_aws::mediaconvert::JOB_TAG_KEY;
+use transcoder_aws::JOB_TAG_KEY;
 
 /// The MediaConvert states the rule forwards: those that end a job, which `record-completion` turns
 /// into a message, and the progress that moves the upload's record (`INPUT_INFORMATION` says

@@ -15,7 +15,7 @@ use system_tests::template::{
     Case, arn_of, assert_passes_deployed, assert_refuses, r#ref, remove, resource, set, statements,
     strings, template,
 };
-use transcoder_core::store::CLAIM_LEASE;
+use transcoder_core::CLAIM_LEASE;
 
 /// The functions invoked asynchronously (by SNS): Lambda retries them, then keeps the event in
 /// their failure queue. start-transcode is not one: its intake queue's mapping invokes it.

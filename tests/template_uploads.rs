@@ -33,7 +33,7 @@ fn upload_problems(t: &Value) -> Vec<String> {
         .as_array()
         .into_iter()
         .flatten()
-        .find(|i| i["IndexName"] == transcoder_aws::dynamodb::UPLOADS_INDEX);
+        .find(|i| i["IndexName"] == transcoder_aws::UPLOADS_INDEX);
     let keys = index.map(|i| {
         let schema = i["KeySchema"].as_array().into_iter().flatten();
         schema

@@ -9,9 +9,7 @@ use libfuzzer_sys::arbitrary::{self, Arbitrary};
 use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
 use transcoder_api::{Api, ApiConfig};
-use transcoder_core::contract::{self, UnsignedLinks};
-use transcoder_core::memory::MemoryStore;
-use transcoder_core::{Message, MessageStore, Owner};
+use transcoder_core::{Message, MessageStore, Owner, contract::{self, UnsignedLinks}, memory::MemoryStore};
 
 #[derive(Debug, Arbitrary)]
 struct ClientRequest {

@@ -4,8 +4,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use transcoder_core::memory::MemoryStore;
-use transcoder_core::{Notification, RawSnsEvent, RecordConfig, record_completion};
+use transcoder_core::{Notification, RawSnsEvent, RecordConfig, memory::MemoryStore, record_completion};
 
 const TOPIC: &str = "arn:aws:sns:eu-west-1:123456789012:audio-transcoder-completions";
 

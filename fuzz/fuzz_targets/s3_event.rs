@@ -6,11 +6,7 @@
 use std::sync::Mutex;
 
 use libfuzzer_sys::fuzz_target;
-use transcoder_core::memory::MemoryStore;
-use transcoder_core::source::MemorySource;
-use transcoder_core::{
-    JobId, RawS3Event, StartConfig, TranscodeJob, Transcoder, TranscoderError, start_transcode,
-};
+use transcoder_core::{JobId, MemorySource, RawS3Event, StartConfig, TranscodeJob, Transcoder, TranscoderError, memory::MemoryStore, start_transcode};
 
 #[derive(Default)]
 struct KeepingTranscoder {

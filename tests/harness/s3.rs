@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use percent_encoding::percent_decode_str;
-use transcoder_core::source::mp3_frames;
+use transcoder_core::mp3_frames;
 
 use crate::{Recorded, Reply, Stub};
 

@@ -1,7 +1,6 @@
 //! Configuration of the messages API, read once at start-up.
 
-use transcoder_core::config::{ConfigError, Env, prefix};
-use transcoder_core::{Backend, StartConfig};
+use transcoder_core::{Backend, ConfigError, Env, StartConfig, prefix};
 
 /// The default upload limit, 500 MiB: hours of MP3, an album as FLAC, a long talk as WAV.
 pub const DEFAULT_MAX_UPLOAD_BYTES: u64 = 500 * 1024 * 1024;

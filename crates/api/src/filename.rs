@@ -1,8 +1,7 @@
 //! Names a caller may upload under: one audio file in the caller's own folder, nothing that could
 //! reach outside it.
 
-use transcoder_core::ObjectKey;
-use transcoder_core::job::{AUDIO_EXTENSIONS, is_audio};
+use transcoder_core::{AUDIO_EXTENSIONS, ObjectKey, is_audio};
 
 /// The longest name accepted, in bytes (S3 keys may be 1024 bytes; the prefix and owner need room).
 pub const MAX_FILENAME_BYTES: usize = 255;

@@ -17,10 +17,9 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
 use tower::ServiceExt;
 use tracing::{error, warn};
-use transcoder_core::message::MessageOutput;
 use transcoder_core::{
-    Analysis, Links, Message, MessageId, MessageStore, ObjectKey, Owner, StoreError, UploadId,
-    UploadRecord, UploadState, UploadStore,
+    Analysis, Links, Message, MessageId, MessageOutput, MessageStore, ObjectKey, Owner, StoreError,
+    UploadId, UploadRecord, UploadState, UploadStore,
 };
 
 use crate::config::ApiConfig;

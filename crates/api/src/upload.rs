@@ -162,7 +162,7 @@ fn content_type_for(key: &ObjectKey, asked: &str) -> Result<&'static str, ApiErr
 
 #[cfg(test)]
 mod tests {
-    use transcoder_core::job::AUDIO_EXTENSIONS;
+    use transcoder_core::AUDIO_EXTENSIONS;
 
     use super::*;
 

@@ -7,8 +7,10 @@ use serde_json::Value;
 use system_tests::dynamodb_local::DynamoDbLocal;
 use transcoder_api::{Api, ApiConfig};
 use transcoder_aws::DynamoStore;
-use transcoder_core::contract::{MessageBuilder, UnsignedLinks};
-use transcoder_core::{Message, MessageStore, Owner};
+use transcoder_core::{
+    Message, MessageStore, Owner,
+    contract::{MessageBuilder, UnsignedLinks},
+};
 
 fn message(owner: &str, n: i64) -> Message {
     MessageBuilder::new(owner, &format!("{owner}-{n:03}"), n).build()

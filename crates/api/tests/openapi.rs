@@ -8,7 +8,7 @@ use transcoder_api::filename::{MAX_FILENAME_BYTES, safe_filename};
 use transcoder_api::router::{DEFAULT_LIMIT, MAX_LIMIT};
 use transcoder_api::upload::CONTENT_TYPES;
 use transcoder_api::{MAX_BODY_BYTES, ROUTES};
-use transcoder_core::job::AUDIO_EXTENSIONS;
+use transcoder_core::AUDIO_EXTENSIONS;
 
 fn document() -> Value {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/openapi.yaml");

@@ -17,9 +17,11 @@ use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
 use proptest::prelude::*;
 use serde_json::{Value, json};
 use transcoder_api::{Api, ApiConfig, MAX_BODY_BYTES};
-use transcoder_core::contract::{UnsignedLinks, message, upload};
-use transcoder_core::memory::MemoryStore;
-use transcoder_core::{MessageStore, Owner, UploadState, UploadStore};
+use transcoder_core::{
+    MessageStore, Owner, UploadState, UploadStore,
+    contract::{UnsignedLinks, message, upload},
+    memory::MemoryStore,
+};
 
 /// Who owns messages, and how many.
 const USERS: [(&str, usize); 3] = [("alice", 4), ("bob", 3), ("carol", 2)];

@@ -6,9 +6,11 @@ use chrono::{DateTime, TimeDelta, Utc};
 use http::{Request, Response, StatusCode};
 use serde_json::{Value, json};
 use transcoder_api::{Api, ApiConfig};
-use transcoder_core::contract::{MessageBuilder, UnsignedLinks, upload};
-use transcoder_core::memory::MemoryStore;
-use transcoder_core::{Message, MessageStore, UploadState, UploadStore};
+use transcoder_core::{
+    Message, MessageStore, UploadState, UploadStore,
+    contract::{MessageBuilder, UnsignedLinks, upload},
+    memory::MemoryStore,
+};
 
 fn message(owner: &str, id: &str, minute: i64) -> Message {
     MessageBuilder::new(owner, id, minute)

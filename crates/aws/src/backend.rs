@@ -1,40 +1,12 @@
 //! The transcoding service chosen by `TRANSCODER`, built once per cold start.
 
 use aws_config::SdkConfig;
-use aws_smithy_types::error::display::DisplayErrorContext;
-use transcoder_core::config::{ConfigError, Env};
-use transcoder_core::{JobId, TranscodeJob, Transcoder, TranscoderError};
+use transcoder_core::{ConfigError, Env, JobId, TranscodeJob, Transcoder, TranscoderError};
 
 use crate::elastic_transcoder::ElasticTranscoder;
+use crate::errors::SetupError;
 use crate::jobs_queue::JobsQueue;
 use crate::mediaconvert::{self, MediaConvert};
-
-#[derive(Debug, thiserror::Error)]
-pub enum SetupError {
-    #[error(transparent)]
-    Config(#[from] ConfigError),
-    #[error(
-        "TRANSCODER='{0}' is not a known backend (known: lambda, mediaconvert, elastictranscoder)"
-    )]
-    UnknownBackend(String),
-    #[error(
-        "TRANSCODER=lambda needs JOBS_QUEUE_URL: the queue transcode-audio takes its jobs from"
-    )]
-    NoJobsQueue,
-    #[error(
-        "TRANSCODER=mediaconvert needs MEDIACONVERT_ROLE_ARN: the role MediaConvert assumes to \
-         read uploads and write outputs"
-    )]
-    NoMediaConvertRole,
-    #[error("set PIPELINE_ID, or PIPELINE_NAME to look the pipeline up at start-up")]
-    NoPipeline,
-    #[error("no Elastic Transcoder pipeline is named '{0}'")]
-    PipelineNotFound(String),
-    #[error("more than one Elastic Transcoder pipeline is named '{0}'; set PIPELINE_ID instead")]
-    AmbiguousPipeline(String),
-    #[error("listing Elastic Transcoder pipelines failed: {0}")]
-    PipelineLookup(String),
-}
 
 /// A cloud transcoding backend.
 #[derive(Debug, Clone)]
@@ -138,24 +110,6 @@ impl Transcoder for CloudTranscoder {
     }
 }
 
-/// What a backend's `CreateJob` came to: the id of the job `service` created, or an error that
-/// says which service refused and why (the SDK error's whole chain, its source kept).
-pub(crate) fn created_job<E>(
-    service: &str,
-    sent: Result<Option<String>, E>,
-) -> Result<JobId, TranscoderError>
-where
-    E: std::error::Error + Send + Sync + 'static,
-{
-    let id = sent.map_err(|e| {
-        let message = format!("{service} refused CreateJob: {}", DisplayErrorContext(&e));
-        TranscoderError::with_source(message, e)
-    })?;
-    id.map(JobId).ok_or_else(|| {
-        TranscoderError::new(format!("{service} accepted the job but returned no job id"))
-    })
-}
-
 /// Checks that `value` of variable `name` is an ARN of the kind that contains `service` and
 /// `resource` (`:iam::` and `:role/` for a role).
 fn arn(
@@ -174,37 +128,6 @@ fn arn(
             format!("not an ARN of the form arn:aws{service}...{resource}..."),
         ))
     }
-}
-
-/// Runs `events/s3-put.json` through the starter with `transcoder`, which must refuse the job,
-/// and checks that the invocation's error names the record and `service`'s refusal.
-#[cfg(test)]
-pub(crate) async fn refused_start(transcoder: &impl Transcoder, service: &str) {
-    use transcoder_core::memory::MemoryStore;
-    use transcoder_core::source::MemorySource;
-    use transcoder_core::{StartConfig, start_transcode};
-
-    let event = serde_json::from_str(include_str!("../../../events/s3-put.json")).unwrap();
-    let err = start_transcode(
-        event,
-        &StartConfig::from_env(&[]).unwrap(),
-        &MemorySource::audio(),
-        transcoder,
-        &MemoryStore::default(),
-    )
-    .await
-    .expect_err("the transcoder refuses every job");
-    let message = err.to_string();
-    assert!(
-        message.starts_with(
-            "1 of 1 transcode jobs could not be started: record 0 'media/alice/song.mp3'"
-        ),
-        "{message}"
-    );
-    assert!(
-        message.contains(&format!("{service} refused CreateJob")),
-        "{message}"
-    );
 }
 
 #[cfg(test)]

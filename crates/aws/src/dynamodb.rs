@@ -33,11 +33,10 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, TimeDelta, Utc};
 use serde::Deserialize;
 use serde_dynamo::aws_sdk_dynamodb_1::{from_item, to_item};
-use transcoder_core::config::{ConfigError, Env};
-use transcoder_core::store::{CLAIM_LEASE, DEFAULT_MESSAGE_TTL_DAYS};
 use transcoder_core::{
-    Claim, ClaimOutcome, ClaimStore, Message, MessageId, MessageStore, Owner, Page, StoreError,
-    UploadId, UploadPage, UploadRecord, UploadStore,
+    CLAIM_LEASE, Claim, ClaimOutcome, ClaimStore, ConfigError, DEFAULT_MESSAGE_TTL_DAYS, Env,
+    Message, MessageId, MessageStore, Owner, Page, StoreError, UploadId, UploadPage, UploadRecord,
+    UploadStore,
 };
 
 type Item = HashMap<String, AttributeValue>;

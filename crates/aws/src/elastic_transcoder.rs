@@ -8,11 +8,11 @@ use aws_sdk_elastictranscoder::error::DisplayErrorContext;
 use aws_sdk_elastictranscoder::types::{CreateJobOutput, JobInput};
 use transcoder_core::{JobId, OutputFormat, TranscodeJob, Transcoder, TranscoderError, metadata};
 
-use crate::backend::{SetupError, created_job};
+use crate::errors::{SetupError, created_job};
 
 /// The system preset of a format at a bitrate (kb/s; `None` for a lossless format); `None` where
 /// Elastic Transcoder has none: no Opus, and AAC and MP3 only at the bitrates of
-/// [`transcoder_core::choice::ELASTIC_TRANSCODER_KBPS`], which the API and the starter check.
+/// [`transcoder_core::ELASTIC_TRANSCODER_KBPS`], which the API and the starter check.
 pub fn system_preset(format: OutputFormat, kbps: Option<u32>) -> Option<&'static str> {
     Some(match (format, kbps) {
         // "System preset: Audio WAV 44100 Hz, 16 bit - CD Quality"
@@ -127,10 +127,9 @@ mod tests {
     use aws_sdk_elastictranscoder::operation::list_pipelines::ListPipelinesOutput;
     use aws_sdk_elastictranscoder::types::{Job, Pipeline};
     use aws_smithy_mocks::{RuleMode, mock, mock_client};
-    use transcoder_core::config::Env;
-    use transcoder_core::memory::MemoryStore;
-    use transcoder_core::source::MemorySource;
-    use transcoder_core::{RawS3Event, StartConfig, start_transcode};
+    use transcoder_core::{
+        Env, MemorySource, RawS3Event, StartConfig, memory::MemoryStore, start_transcode,
+    };
 
     use super::*;
 
@@ -412,7 +411,7 @@ mod tests {
         });
         let client = mock_client!(aws_sdk_elastictranscoder, RuleMode::MatchAny, [&rule]);
         let transcoder = ElasticTranscoder::new(client, "1111111111111-abcde1");
-        crate::backend::refused_start(&transcoder, "Elastic Transcoder").await;
+        crate::errors::refused_start(&transcoder, "Elastic Transcoder").await;
         assert_eq!(rule.num_calls(), 1);
     }
 

@@ -5,7 +5,7 @@
 use aws_sdk_sqs::Client;
 use transcoder_core::{JobId, JobMessage, TranscodeJob, Transcoder, TranscoderError};
 
-use crate::backend::created_job;
+use crate::errors::created_job;
 
 /// What the ids of this backend's jobs start with, so a log line or a message says which
 /// backend ran the job.
@@ -56,9 +56,9 @@ mod tests {
 
     use aws_sdk_sqs::operation::send_message::SendMessageOutput;
     use aws_smithy_mocks::{RuleMode, mock, mock_client};
-    use transcoder_core::memory::MemoryStore;
-    use transcoder_core::source::MemorySource;
-    use transcoder_core::{RawS3Event, StartConfig, start_transcode};
+    use transcoder_core::{
+        MemorySource, RawS3Event, StartConfig, memory::MemoryStore, start_transcode,
+    };
 
     use super::*;
 
@@ -131,7 +131,7 @@ mod tests {
             )
         });
         let client = mock_client!(aws_sdk_sqs, RuleMode::MatchAny, [&rule]);
-        crate::backend::refused_start(&JobsQueue::new(client, QUEUE), "SQS").await;
+        crate::errors::refused_start(&JobsQueue::new(client, QUEUE), "SQS").await;
         assert_eq!(rule.num_calls(), 1);
     }
 }

@@ -22,7 +22,7 @@ use transcoder_core::{
     JobId, JobOutput, Loudness, OutputFormat, TranscodeJob, Transcoder, TranscoderError, metadata,
 };
 
-use crate::backend::created_job;
+use crate::errors::created_job;
 
 /// User-metadata key of the tag that marks this deployment's jobs for its EventBridge rule.
 pub const JOB_TAG_KEY: &str = "app";
@@ -192,7 +192,7 @@ pub fn audio(output: &JobOutput, loudness: Option<Loudness>) -> AudioDescription
                     .build(),
             ),
         // "Audio AAC - 256k": AAC-LC, stereo, constant bitrate (one of the values MediaConvert
-        // takes for LC 2.0 at 44.1 kHz: transcoder_core::choice::MEDIACONVERT_AAC_KBPS).
+        // takes for LC 2.0 at 44.1 kHz: transcoder_core::MEDIACONVERT_AAC_KBPS).
         OutputFormat::Aac => AudioCodecSettings::builder()
             .codec(AudioCodec::Aac)
             .aac_settings(
@@ -246,25 +246,6 @@ pub fn normalization(loudness: Loudness) -> AudioNormalizationSettings {
         .build()
 }
 
-/// Where MediaConvert writes the one output of a FILE_GROUP output group, as its API reference
-/// describes it: the destination's `s3://bucket/` stripped, then the name modifier and the
-/// extension appended.
-pub fn written_key(group: &OutputGroup) -> Option<String> {
-    let destination = group
-        .output_group_settings()?
-        .file_group_settings()?
-        .destination()?;
-    let (_bucket, base) = destination.strip_prefix("s3://")?.split_once('/')?;
-    let [output] = group.outputs() else {
-        return None;
-    };
-    Some(format!(
-        "{base}{}.{}",
-        output.name_modifier().unwrap_or_default(),
-        output.extension()?
-    ))
-}
-
 /// MediaConvert takes S3 locations as `s3://bucket/key`, with the key as it is stored.
 fn s3_url(bucket: &str, key: &str) -> String {
     format!("s3://{bucket}/{key}")
@@ -300,12 +281,31 @@ mod tests {
     use aws_sdk_mediaconvert::operation::create_job::{CreateJobInput, CreateJobOutput};
     use aws_sdk_mediaconvert::types::Job;
     use aws_smithy_mocks::{RuleMode, mock, mock_client};
-    use transcoder_core::config::Env;
-    use transcoder_core::memory::MemoryStore;
-    use transcoder_core::source::MemorySource;
-    use transcoder_core::{Claim, ObjectKey, RawS3Event, StartConfig, start_transcode};
+    use transcoder_core::{
+        Claim, Env, MemorySource, ObjectKey, RawS3Event, StartConfig, memory::MemoryStore,
+        start_transcode,
+    };
 
     use super::*;
+
+    /// Where MediaConvert writes the one output of a FILE_GROUP output group, as its API reference
+    /// describes it: the destination's `s3://bucket/` stripped, then the name modifier and the
+    /// extension appended.
+    fn written_key(group: &OutputGroup) -> Option<String> {
+        let destination = group
+            .output_group_settings()?
+            .file_group_settings()?
+            .destination()?;
+        let (_bucket, base) = destination.strip_prefix("s3://")?.split_once('/')?;
+        let [output] = group.outputs() else {
+            return None;
+        };
+        Some(format!(
+            "{base}{}.{}",
+            output.name_modifier().unwrap_or_default(),
+            output.extension()?
+        ))
+    }
 
     const ROLE: &str = "arn:aws:iam::123456789012:role/audio-transcoder-MediaConvertRole";
     const QUEUE: &str = "arn:aws:mediaconvert:eu-west-1:123456789012:queues/audio";
@@ -589,7 +589,7 @@ mod tests {
                 let Ok(record) = serde_json::from_value(record) else {
                     continue;
                 };
-                let Ok(job) = transcoder_core::start::plan(&record, &config) else {
+                let Ok(job) = transcoder_core::plan(&record, &config) else {
                     continue;
                 };
                 let settings = job_settings(&job).unwrap();
@@ -778,7 +778,7 @@ mod tests {
         });
         let client = mock_client!(aws_sdk_mediaconvert, RuleMode::MatchAny, [&rule]);
         let transcoder = MediaConvert::new(client, ROLE, None, "my-stack");
-        crate::backend::refused_start(&transcoder, "MediaConvert").await;
+        crate::errors::refused_start(&transcoder, "MediaConvert").await;
         assert_eq!(rule.num_calls(), 1);
     }
 }

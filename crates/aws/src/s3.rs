@@ -8,8 +8,9 @@ use aws_sdk_s3::presigning::PresigningConfig;
 use chrono::{DateTime, Utc};
 use std::time::Duration;
 
-use transcoder_core::links::{LINK_LIFETIME, UPLOAD_LINK_LIFETIME};
-use transcoder_core::{Link, LinkError, Links, ObjectKey, Upload};
+use transcoder_core::{
+    LINK_LIFETIME, Link, LinkError, Links, ObjectKey, UPLOAD_LINK_LIFETIME, Upload,
+};
 
 #[derive(Debug, Clone)]
 pub struct S3Links {

@@ -10,11 +10,10 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::TimeDelta;
 use system_tests::dynamodb_local::{DynamoDbLocal, table_definition};
 use transcoder_aws::DynamoStore;
-use transcoder_core::contract::{self, message, owner};
-use transcoder_core::store::CLAIM_LEASE;
 use transcoder_core::{
-    Claim, ClaimOutcome, ClaimStore, MessageId, MessageStore, StoreError, UploadId, UploadState,
-    UploadStore,
+    CLAIM_LEASE, Claim, ClaimOutcome, ClaimStore, MessageId, MessageStore, StoreError, UploadId,
+    UploadState, UploadStore,
+    contract::{self, message, owner},
 };
 
 /// One test at a time. Run side by side, one of these tests sometimes finds a message it has just
@@ -64,7 +63,7 @@ async fn index_entries(store: &DynamoStore, owner: &str) -> Vec<String> {
         .client()
         .query()
         .table_name(store.table())
-        .index_name(transcoder_aws::dynamodb::UNREAD_INDEX)
+        .index_name(transcoder_aws::UNREAD_INDEX)
         .key_condition_expression("unread_pk = :pk")
         .expression_attribute_values(":pk", s(&format!("USER#{owner}")))
         .send()
@@ -89,8 +88,8 @@ fn the_table_comes_from_the_template() {
     let [unread, uploads] = &table.global_secondary_indexes[..] else {
         panic!("two indexes expected: {:?}", table.global_secondary_indexes);
     };
-    assert_eq!(unread.index_name, transcoder_aws::dynamodb::UNREAD_INDEX);
-    assert_eq!(uploads.index_name, transcoder_aws::dynamodb::UPLOADS_INDEX);
+    assert_eq!(unread.index_name, transcoder_aws::UNREAD_INDEX);
+    assert_eq!(uploads.index_name, transcoder_aws::UPLOADS_INDEX);
     for index in [unread, uploads] {
         assert_eq!(index.projection.projection_type, "ALL");
     }

@@ -277,9 +277,9 @@ fn zipped_size(path: &Path) -> Option<(u64, u64)> {
 
 /// One S3 event with 25 records against a transcoder that takes 50 ms per CreateJob.
 async fn fan_out() {
-    use transcoder_core::memory::MemoryStore;
-    use transcoder_core::source::MemorySource;
-    use transcoder_core::{RawS3Event, StartConfig, start_transcode};
+    use transcoder_core::{
+        MemorySource, RawS3Event, StartConfig, memory::MemoryStore, start_transcode,
+    };
 
     let stub = elastic_transcoder_stub(Duration::from_millis(50)).await;
     let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
@@ -294,7 +294,7 @@ async fn fan_out() {
         aws_sdk_elastictranscoder::Client::new(&sdk),
         "1111111111111-abcde1",
     );
-    let config = StartConfig::from_env(&transcoder_core::config::ProcessEnv).unwrap();
+    let config = StartConfig::from_env(&transcoder_core::ProcessEnv).unwrap();
     let record = sample_event("s3-put.json")["Records"][0].clone();
     let event = |count: usize, round: usize| RawS3Event {
         records: (0..count)

@@ -10,8 +10,10 @@ use futures::{StreamExt, stream};
 use system_tests::dynamodb_local::DynamoDbLocal;
 use transcoder_api::{Api, ApiConfig};
 use transcoder_aws::{DynamoStore, S3Links};
-use transcoder_core::contract::{self, MessageBuilder};
-use transcoder_core::{Message, MessageStore, Owner, UploadRecord, UploadState, UploadStore};
+use transcoder_core::{
+    Message, MessageStore, Owner, UploadRecord, UploadState, UploadStore,
+    contract::{self, MessageBuilder},
+};
 
 use crate::{ms, percentile};
 

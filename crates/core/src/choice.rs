@@ -12,8 +12,8 @@ use std::fmt;
 use std::ops::RangeInclusive;
 use std::str::FromStr;
 
-use crate::config::{ConfigError, Env};
-use crate::job::{Loudness, OutputFormat, UnknownFormat};
+use crate::env::{ConfigError, Env};
+use crate::format::{Loudness, OutputFormat, UnknownFormat};
 use crate::key::Escaped;
 
 /// Metadata key (`x-amz-meta-outputs`): the outputs an upload asked for, as [`Outputs`] writes them.

@@ -8,16 +8,16 @@
 
 use chrono::{DateTime, TimeDelta, TimeZone, Utc};
 
-use crate::completion::Outcome;
-use crate::job::Claim;
-use crate::job::{OutputFormat, Owner, TranscodeJob};
+use crate::format::OutputFormat;
+use crate::ids::{Claim, JobId, MessageId, Owner, UploadId, UploadRef};
+use crate::job::TranscodeJob;
 use crate::key::ObjectKey;
 use crate::links::{LINK_LIFETIME, Link, LinkError, Links, UPLOAD_LINK_LIFETIME, Upload};
-use crate::message::{Message, MessageId, MessageOutput};
+use crate::message::Message;
+use crate::outcome::{MessageOutput, Outcome};
 use crate::queue::{JobQueue, local_job_id};
 use crate::store::{CLAIM_LEASE, ClaimOutcome, ClaimStore, MessageStore, StoreError, UploadStore};
-use crate::transcoder::JobId;
-use crate::upload::{REPLACED, UploadId, UploadRecord, UploadRef, UploadState};
+use crate::upload::{REPLACED, UploadRecord, UploadState};
 
 /// Runs every check, one after the other, on one store.
 pub async fn all<S: MessageStore + UploadStore + ClaimStore>(store: &S) {

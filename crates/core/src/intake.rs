@@ -388,7 +388,7 @@ mod tests {
             fail_on: Some("busy"),
             ..FakeTranscoder::default()
         };
-        let alice = crate::job::Owner::new("alice").unwrap();
+        let alice = crate::ids::Owner::new("alice").unwrap();
         let mut message = message(1, "media/alice/busy.mp3");
         let mut states = Vec::new();
         for receives in ["2", "3"] {
@@ -436,7 +436,7 @@ mod tests {
         }
         // No job for the dead-lettered upload, one message, its upload failed with the reason.
         assert_eq!(t.keys(), ["media/alice/started.mp3"]);
-        let alice = crate::job::Owner::new("alice").unwrap();
+        let alice = crate::ids::Owner::new("alice").unwrap();
         let page = store.list_unread(&alice, 10, None).await.unwrap();
         assert_eq!(page.messages.len(), 1, "{:?}", page.messages);
         assert_eq!(page.messages[0].file, "never.mp3");

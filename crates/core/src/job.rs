@@ -1,12 +1,9 @@
 //! Transcode jobs: whose file it is, which outputs it gets, and where they are written.
 
-use std::fmt;
-use std::ops::RangeInclusive;
-use std::str::FromStr;
-
 use crate::choice::Outputs;
+use crate::format::{Loudness, OutputFormat};
+use crate::ids::{Claim, Owner, UploadId, UploadRef};
 use crate::key::ObjectKey;
-use crate::upload::{UploadId, UploadRef};
 
 /// The input formats a backend can decode, matched case-insensitively on the extension.
 pub const AUDIO_EXTENSIONS: &[&str] = &["mp3", "m4a", "aac", "wav", "flac", "ogg", "oga"];
@@ -15,187 +12,6 @@ pub const AUDIO_EXTENSIONS: &[&str] = &["mp3", "m4a", "aac", "wav", "flac", "ogg
 pub fn is_audio(key: &ObjectKey) -> bool {
     key.extension()
         .is_some_and(|ext| AUDIO_EXTENSIONS.iter().any(|a| a.eq_ignore_ascii_case(ext)))
-}
-
-/// One output of a job. The names are the ones `OUTPUTS` and an upload's choice use ([`crate::choice`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum OutputFormat {
-    /// PCM WAV, 44.1 kHz, 16-bit.
-    Wav,
-    /// FLAC, lossless.
-    Flac,
-    /// AAC at 256 kb/s in an MP4 container.
-    Aac,
-    /// MP3 (not in the default set).
-    Mp3,
-    /// Opus in an Ogg file (not in the default set).
-    Opus,
-}
-
-impl OutputFormat {
-    pub const ALL: [OutputFormat; 5] = [Self::Wav, Self::Flac, Self::Aac, Self::Mp3, Self::Opus];
-    /// The output set of the original design.
-    pub const DEFAULT: [OutputFormat; 3] = [Self::Wav, Self::Flac, Self::Aac];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Wav => "wav",
-            Self::Flac => "flac",
-            Self::Aac => "aac",
-            Self::Mp3 => "mp3",
-            Self::Opus => "opus",
-        }
-    }
-
-    /// The bitrates, in kb/s, a lossy format may be asked for, and the one it gets when none is
-    /// asked for; `None` for a lossless format, which has no bitrate to choose.
-    pub fn bitrates(self) -> Option<(RangeInclusive<u32>, u32)> {
-        match self {
-            Self::Wav | Self::Flac => None,
-            Self::Aac => Some((32..=320, 256)),
-            Self::Mp3 => Some((32..=320, 192)),
-            Self::Opus => Some((16..=256, 96)),
-        }
-    }
-
-    /// The media type an output is stored and served with.
-    pub fn content_type(self) -> &'static str {
-        match self {
-            Self::Wav => "audio/wav",
-            Self::Flac => "audio/flac",
-            Self::Aac => "audio/mp4",
-            Self::Mp3 => "audio/mpeg",
-            Self::Opus => "audio/ogg",
-        }
-    }
-
-    /// The output file's extension. AAC goes in an audio-only MP4, which players know as `.m4a`.
-    pub fn extension(self) -> &'static str {
-        match self {
-            Self::Wav => "wav",
-            Self::Flac => "flac",
-            Self::Aac => "m4a",
-            Self::Mp3 => "mp3",
-            Self::Opus => "opus",
-        }
-    }
-}
-
-impl fmt::Display for OutputFormat {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown output format '{0}' (known: wav, flac, aac, mp3, opus)")]
-pub struct UnknownFormat(pub String);
-
-impl FromStr for OutputFormat {
-    type Err = UnknownFormat;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Self::ALL
-            .into_iter()
-            .find(|f| f.name().eq_ignore_ascii_case(s.trim()))
-            .ok_or_else(|| UnknownFormat(s.trim().to_owned()))
-    }
-}
-
-/// The user a file belongs to: the first folder below the input prefix (`media/{owner}/...`).
-#[derive(
-    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
-)]
-#[serde(try_from = "String", into = "String")]
-pub struct Owner(String);
-
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum OwnerError {
-    #[error("the owner is empty")]
-    Empty,
-    #[error("the owner '{0}' is longer than 128 characters")]
-    TooLong(String),
-    #[error("the owner '{0}' contains a control character or a slash")]
-    BadCharacter(String),
-    #[error("the owner '{0}' names a folder relative to another ('.' or '..')")]
-    Relative(String),
-}
-
-impl Owner {
-    pub fn new(owner: impl Into<String>) -> Result<Self, OwnerError> {
-        let owner = owner.into();
-        if owner.is_empty() {
-            Err(OwnerError::Empty)
-        } else if owner.chars().count() > 128 {
-            Err(OwnerError::TooLong(owner))
-        } else if owner.chars().any(|c| c.is_control() || c == '/') {
-            Err(OwnerError::BadCharacter(owner))
-        } else if owner == "." || owner == ".." {
-            // In S3 a literal folder name; on a disk (the local runner's bucket) a way out of it.
-            Err(OwnerError::Relative(owner))
-        } else {
-            Ok(Self(owner))
-        }
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl TryFrom<String> for Owner {
-    type Error = OwnerError;
-
-    fn try_from(owner: String) -> Result<Self, OwnerError> {
-        Self::new(owner)
-    }
-}
-
-impl From<Owner> for String {
-    fn from(owner: Owner) -> String {
-        owner.0
-    }
-}
-
-impl fmt::Display for Owner {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-/// A loudness an upload's outputs are normalized to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Loudness {
-    /// -16 LUFS integrated, true peak at most -1 dBTP: what podcast platforms ask for.
-    Podcast,
-    /// EBU R128: -23 LUFS integrated, true peak at most -1 dBTP.
-    Broadcast,
-}
-
-impl Loudness {
-    pub const ALL: [Loudness; 2] = [Self::Podcast, Self::Broadcast];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Podcast => "podcast",
-            Self::Broadcast => "broadcast",
-        }
-    }
-
-    /// The integrated loudness aimed at, in LUFS (ITU-R BS.1770).
-    pub fn integrated_lufs(self) -> f64 {
-        match self {
-            Self::Podcast => -16.0,
-            Self::Broadcast => -23.0,
-        }
-    }
-
-    /// The highest true peak allowed, in dBTP.
-    pub fn true_peak_dbtp(self) -> f64 {
-        -1.0
-    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -335,35 +151,6 @@ pub struct JobMessage {
     pub job: TranscodeJob,
 }
 
-/// One version of one uploaded object: the unit of "start exactly one job".
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Claim {
-    pub bucket: String,
-    pub key: ObjectKey,
-    /// The event's sequencer (or the object's ETag when there is none): the same upload
-    /// delivered twice has the same one; a new upload of the same key has a new one.
-    pub version: String,
-}
-
-impl Claim {
-    /// A stable token for this claim, usable as an idempotency token with the transcoder
-    /// (at most 64 characters of `[0-9a-f]`).
-    pub fn token(&self) -> String {
-        // FNV-1a, twice with different offsets, for 128 stable bits without a hashing dependency.
-        let text = format!("{}\n{}\n{}", self.bucket, self.key, self.version);
-        let fnv = |offset: u64| {
-            text.bytes().fold(offset, |h, b| {
-                (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
-            })
-        };
-        format!(
-            "{:016x}{:016x}",
-            fnv(0xcbf2_9ce4_8422_2325),
-            fnv(0x6c62_272e_07bb_0142)
-        )
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -464,39 +251,5 @@ mod tests {
         for name in ["a.txt", "a.mp3.txt", "mp3", ".mp3", "a.jpg"] {
             assert!(!is_audio(&ObjectKey::new(name).unwrap()), "{name}");
         }
-    }
-
-    #[test]
-    fn formats_parse_by_name_case_insensitively() {
-        assert_eq!(" FLAC ".parse::<OutputFormat>(), Ok(OutputFormat::Flac));
-        assert_eq!(
-            "aac".parse::<OutputFormat>().map(OutputFormat::extension),
-            Ok("m4a")
-        );
-        assert_eq!(
-            "ogg".parse::<OutputFormat>(),
-            Err(UnknownFormat("ogg".into()))
-        );
-    }
-
-    #[test]
-    fn owners_are_checked() {
-        assert!(Owner::new("0b8e6e1c-5d6f-4f3a-9d0c-2b1f1f0e9a77").is_ok());
-        assert_eq!(Owner::new(""), Err(OwnerError::Empty));
-        assert!(matches!(
-            Owner::new("a\u{7}b"),
-            Err(OwnerError::BadCharacter(_))
-        ));
-        assert!(matches!(
-            Owner::new("x".repeat(129)),
-            Err(OwnerError::TooLong(_))
-        ));
-        for relative in [".", ".."] {
-            assert_eq!(
-                Owner::new(relative),
-                Err(OwnerError::Relative(relative.into()))
-            );
-        }
-        assert!(Owner::new("...").is_ok());
     }
 }

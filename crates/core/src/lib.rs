@@ -4,46 +4,65 @@
 //! Nothing here talks to AWS. The Lambda binaries and the local runner supply adapters for the
 //! traits and call the same handlers, so what happens when a file lands is decided in one place.
 
-pub mod analysis;
-pub mod choice;
-pub mod completion;
-pub mod config;
+mod analysis;
+mod choice;
+mod completion;
+mod config;
 #[cfg(any(test, feature = "contract"))]
 pub mod contract;
-pub mod intake;
-pub mod job;
-pub mod key;
-pub mod links;
+mod env;
+mod format;
+mod ids;
+mod intake;
+mod job;
+mod key;
+mod links;
 pub mod memory;
-pub mod message;
+mod message;
 pub mod metadata;
-pub mod queue;
-pub mod record;
-pub mod sniff;
-pub mod source;
-pub mod start;
-pub mod store;
+mod outcome;
+mod queue;
+mod record;
+mod sniff;
+mod source;
+mod start;
+mod store;
 #[cfg(test)]
 mod test_support;
-pub mod transcoder;
-pub mod upload;
+mod transcoder;
+mod upload;
 
 pub use analysis::Analysis;
-pub use choice::{Backend, Choice, ChoiceError, OutputChoice, Outputs};
-pub use completion::{Completion, Notification, NotificationError, Outcome};
-pub use config::{ConfigError, Prefixes, StartConfig};
+pub use choice::{
+    Backend, Choice, ChoiceError, ELASTIC_TRANSCODER_KBPS, LOUDNESS_KEY, MEDIACONVERT_AAC_KBPS,
+    OUTPUTS_KEY, OutputChoice, Outputs,
+};
+pub use completion::{CompletedOutput, Completion, Notification, NotificationError, Progress};
+pub use config::{Location, Prefixes, StartConfig, prefix};
+pub use env::{ConfigError, Env, ProcessEnv};
+pub use format::{Loudness, OutputFormat, UnknownFormat};
+pub use ids::{Claim, JobId, MessageId, Owner, OwnerError, UploadId, UploadRef};
 pub use intake::{BatchResponse, Handled, StartEvent, start_from_event};
-pub use job::{Claim, JobMessage, JobOutput, Loudness, OutputFormat, Owner, TranscodeJob};
+pub use job::{AUDIO_EXTENSIONS, JobMessage, JobOutput, TranscodeJob, is_audio};
 pub use key::{Escaped, KeyError, ObjectKey, is_nfc, nfc};
-pub use links::{Link, LinkError, Links, Upload};
-pub use message::{Message, MessageId};
-pub use queue::{Enqueued, JobQueue, QueuedJob};
-pub use record::{RawSnsEvent, RecordConfig, RecordError, RecordReport, record_completion};
+pub use links::{
+    LINK_LIFETIME, Link, LinkError, Links, METADATA_HEADER_PREFIX, UPLOAD_LINK_LIFETIME, Upload,
+};
+pub use message::Message;
+pub use outcome::{MessageOutput, Outcome};
+pub use queue::{Enqueued, JobQueue, QueuedJob, local_job_id};
+pub use record::{
+    NO_OWN_OUTPUTS, RawSnsEvent, RecordConfig, RecordError, RecordReport, record_completion,
+};
 pub use sniff::{AudioFormat, NotAudio, SNIFF_BYTES, Sniffed, sniff};
 pub use source::{
     Examined, Head, SourceError, SourceObject, SourceReader, UserMetadata, examine, identify,
 };
-pub use start::{RawS3Event, StartError, StartReport, start_transcode};
-pub use store::{ClaimOutcome, ClaimStore, MessageStore, Page, StoreError, UploadStore};
-pub use transcoder::{JobId, Paced, Transcoder, TranscoderError};
-pub use upload::{UploadId, UploadPage, UploadRecord, UploadRef, UploadState};
+pub use source::{MemorySource, mp3_frames};
+pub use start::{NotStarted, RawS3Event, StartError, StartReport, plan, start_transcode};
+pub use store::{
+    CLAIM_LEASE, ClaimOutcome, ClaimStore, DEFAULT_MESSAGE_TTL_DAYS, MessageStore, Page,
+    StoreError, UploadStore,
+};
+pub use transcoder::{Paced, Transcoder, TranscoderError};
+pub use upload::{GONE, REPLACED, UploadPage, UploadRecord, UploadState};

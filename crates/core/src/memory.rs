@@ -7,15 +7,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use chrono::{DateTime, Utc};
 
-use crate::job::Claim;
-use crate::job::{Owner, TranscodeJob};
-use crate::message::{Message, MessageId};
+use crate::ids::{Claim, JobId, MessageId, Owner, UploadId};
+use crate::job::TranscodeJob;
+use crate::message::Message;
 use crate::queue::{Enqueued, JobQueue, QueuedJob, local_job_id};
 use crate::store::{
     CLAIM_LEASE, ClaimOutcome, ClaimStore, MessageStore, Page, StoreError, UploadStore,
 };
-use crate::transcoder::JobId;
-use crate::upload::{REPLACED, UploadId, UploadPage, UploadRecord, UploadState};
+use crate::upload::{REPLACED, UploadPage, UploadRecord, UploadState};
 
 #[derive(Default)]
 pub struct MemoryStore {

@@ -4,8 +4,8 @@
 
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
 
+use crate::ids::UploadId;
 use crate::job::TranscodeJob;
-use crate::upload::UploadId;
 
 /// Metadata key: the owner of the source file.
 pub const OWNER: &str = "owner";

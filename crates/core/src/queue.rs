@@ -13,9 +13,9 @@
 
 use std::future::Future;
 
+use crate::ids::JobId;
 use crate::job::TranscodeJob;
 use crate::store::StoreError;
-use crate::transcoder::JobId;
 
 /// The id of the local job for an upload: one per `(bucket, key, version)`, so that enqueueing the
 /// same upload again finds its job instead of adding one.

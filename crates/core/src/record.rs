@@ -9,11 +9,14 @@ use aws_lambda_events::sns::SnsRecord;
 use serde::{Deserialize, Serialize};
 use tracing::{error, info, warn};
 
-use crate::completion::{Completion, Notification, Outcome};
-use crate::config::{self, ConfigError, Env, StartConfig};
-use crate::job::Owner;
+use crate::completion::{Completion, Notification};
+
+use crate::config::{self, StartConfig};
+use crate::env::{ConfigError, Env};
+use crate::ids::Owner;
 use crate::key::{Escaped, ObjectKey};
 use crate::message::Message;
+use crate::outcome::Outcome;
 use crate::store::{MessageStore, StoreError, UploadStore};
 use crate::upload::{GONE, UploadRecord};
 
@@ -175,11 +178,8 @@ fn announced(record: serde_json::Value, config: &RecordConfig) -> Result<Announc
             let at = record.sns.timestamp;
             let upload = completion
                 .upload_ref()
-                .map(|upload| UploadRecord::ended(&upload, &completion, at));
-            Ok(Announced::Final(
-                Message::for_completion(&completion, at),
-                upload,
-            ))
+                .map(|upload| completion.upload_record(&upload, at));
+            Ok(Announced::Final(completion.message(at), upload))
         }
     }
 }
@@ -279,10 +279,9 @@ pub async fn record_completion(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::job::Owner;
+    use crate::ids::{MessageId, Owner, UploadId};
     use crate::memory::MemoryStore;
-    use crate::message::MessageId;
-    use crate::upload::{UploadId, UploadState};
+    use crate::upload::UploadState;
 
     const TOPIC: &str = "arn:aws:sns:eu-west-1:123456789012:audio-transcoder-completions";
 
@@ -500,7 +499,7 @@ mod tests {
     #[tokio::test]
     async fn a_superseded_upload_is_not_moved_by_its_old_jobs_late_notifications() {
         let store = MemoryStore::default();
-        let upload = crate::upload::UploadRef {
+        let upload = crate::ids::UploadRef {
             owner: Owner::new("bob").unwrap(),
             id: UploadId(BOBS_UPLOAD.into()),
             source: crate::ObjectKey::new("media/bob/Long Set.MP3").unwrap(),

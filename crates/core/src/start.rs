@@ -12,16 +12,17 @@ use serde::{Deserialize, Serialize};
 use tracing::{error, info, warn};
 
 use crate::choice::{Choice, LOUDNESS_KEY, OUTPUTS_KEY, Outputs};
-use crate::completion::{Completion, Outcome};
+use crate::completion::Completion;
 use crate::config::{Location, StartConfig};
-use crate::job::Claim;
-use crate::job::{AUDIO_EXTENSIONS, Owner, OwnerError, TranscodeJob, is_audio};
+use crate::ids::{Claim, JobId, MessageId, Owner, OwnerError};
+use crate::job::{AUDIO_EXTENSIONS, TranscodeJob, is_audio};
 use crate::key::{Escaped, KeyError, ObjectKey};
-use crate::message::{Message, MessageId};
+use crate::message::Message;
+use crate::outcome::Outcome;
 use crate::sniff::{AudioFormat, NotAudio};
 use crate::source::{Examined, SourceError, SourceObject, SourceReader, UserMetadata, examine};
 use crate::store::{ClaimOutcome, ClaimStore, MessageStore, StoreError, UploadStore};
-use crate::transcoder::{JobId, Transcoder, TranscoderError};
+use crate::transcoder::{Transcoder, TranscoderError};
 use crate::upload::{GONE, UploadRecord, UploadState};
 
 /// An S3 event with its records still raw, so that one malformed record cannot make the whole
@@ -347,7 +348,7 @@ async fn reject(
         detail: Some(reason.to_string()),
         rejected: true,
     };
-    let message = Message::for_completion(&completion, Utc::now());
+    let message = completion.message(Utc::now());
     let rejected = UploadRecord::rejected(&upload, reason.to_string(), message.created_at);
     if let Err(err) = store.insert(&message).await {
         release(store, claim, job).await;
@@ -397,8 +398,8 @@ pub(crate) async fn abandon(
         detail: Some(reason.to_owned()),
         rejected: false,
     };
-    let message = Message::for_completion(&completion, Utc::now());
-    let ended = UploadRecord::ended(&upload, &completion, message.created_at);
+    let message = completion.message(Utc::now());
+    let ended = completion.upload_record(&upload, message.created_at);
     if let Err(err) = store.insert(&message).await {
         release(store, &claim, job).await;
         return Err(NotStarted::Untold(err));
@@ -531,8 +532,8 @@ mod tests {
     use std::sync::atomic::Ordering;
 
     use super::*;
-    use crate::config::Env;
-    use crate::job::{Loudness, OutputFormat};
+    use crate::env::Env;
+    use crate::format::{Loudness, OutputFormat};
     use crate::memory::MemoryStore;
     use crate::source::MemorySource;
     use crate::store::UploadStore;

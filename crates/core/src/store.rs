@@ -6,9 +6,9 @@ use std::future::Future;
 
 use chrono::{DateTime, Utc};
 
-use crate::job::{Claim, Owner};
-use crate::message::{Message, MessageId};
-use crate::upload::{UploadId, UploadPage, UploadRecord};
+use crate::ids::{Claim, MessageId, Owner, UploadId};
+use crate::message::Message;
+use crate::upload::{UploadPage, UploadRecord};
 
 /// The database failed us. `Unavailable` is worth a retry; the others are not.
 #[derive(Debug, thiserror::Error)]

@@ -4,8 +4,9 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use crate::ids::JobId;
 use crate::job::TranscodeJob;
-use crate::transcoder::{JobId, Transcoder, TranscoderError};
+use crate::transcoder::{Transcoder, TranscoderError};
 
 /// Records the jobs it is given; refuses those whose key contains `fail_on`.
 #[derive(Default)]

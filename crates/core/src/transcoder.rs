@@ -1,23 +1,13 @@
 //! The one thing a transcoding service must do for the starter: accept a job.
 
-use std::fmt;
 use std::future::Future;
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use tokio::time::Instant;
 
+use crate::ids::JobId;
 use crate::job::TranscodeJob;
-
-/// The backend's identifier of an accepted job.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize)]
-pub struct JobId(pub String);
-
-impl fmt::Display for JobId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
 
 /// A transcoding service: Elastic Transcoder, MediaConvert, or ffmpeg on this machine.
 pub trait Transcoder: Send + Sync {
@@ -113,7 +103,7 @@ mod tests {
     use crate::test_support::FakeTranscoder;
 
     fn job(n: usize) -> TranscodeJob {
-        let owner = crate::job::Owner::new("alice").unwrap();
+        let owner = crate::ids::Owner::new("alice").unwrap();
         let key = crate::key::ObjectKey::new(format!("media/alice/{n}.mp3")).unwrap();
         TranscodeJob::plan(
             "b",
@@ -122,7 +112,7 @@ mod tests {
             owner,
             &format!("{n}.mp3"),
             "transcoded/",
-            &crate::job::OutputFormat::DEFAULT,
+            &crate::format::OutputFormat::DEFAULT,
         )
     }
 

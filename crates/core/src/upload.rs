@@ -9,34 +9,12 @@
 //! whichever comes first: a `superseded` upload is never `completed` by a late notification, and
 //! a `completed` one is never `superseded` by a newer upload of its key.
 
-use std::fmt;
-
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::analysis::Analysis;
-use crate::completion::{Completion, Outcome};
-use crate::job::{Claim, Owner};
-use crate::key::ObjectKey;
-use crate::message::MessageOutput;
-
-/// An upload's id: its claim's token, so that every writer (and every redelivery) names the
-/// same record without asking anyone.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct UploadId(pub String);
-
-impl UploadId {
-    pub fn of(claim: &Claim) -> Self {
-        Self(claim.token())
-    }
-}
-
-impl fmt::Display for UploadId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
+use crate::ids::{Owner, UploadId, UploadRef};
+use crate::outcome::{MessageOutput, Outcome};
 
 /// Where an upload stands, in the API as `state`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -94,14 +72,6 @@ impl From<Outcome> for UploadState {
             Outcome::Failed => Self::Failed,
         }
     }
-}
-
-/// What a job's metadata carries back to the completion recorder: whose upload it is, which one.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct UploadRef {
-    pub owner: Owner,
-    pub id: UploadId,
-    pub source: ObjectKey,
 }
 
 /// One upload as its owner sees it.
@@ -165,26 +135,6 @@ impl UploadRecord {
         }
     }
 
-    /// The end of a job, with the outputs and the reason its message gives.
-    pub fn ended(upload: &UploadRef, completion: &Completion, at: DateTime<Utc>) -> Self {
-        let state = if completion.rejected {
-            UploadState::Rejected
-        } else {
-            UploadState::from(completion.outcome)
-        };
-        let transcoded = matches!(
-            state,
-            UploadState::Completed | UploadState::CompletedWithWarnings
-        );
-        Self {
-            percent: transcoded.then_some(100),
-            reason: completion.detail.clone(),
-            outputs: crate::message::outputs_of(completion),
-            analysis: completion.analysis.clone().filter(|_| transcoded),
-            ..Self::new(upload, state, at)
-        }
-    }
-
     /// Refused before any job, for `reason`.
     pub fn rejected(upload: &UploadRef, reason: impl Into<String>, at: DateTime<Utc>) -> Self {
         Self {
@@ -226,6 +176,7 @@ pub struct UploadPage {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::key::ObjectKey;
 
     fn upload() -> UploadRef {
         UploadRef {
@@ -279,15 +230,5 @@ mod tests {
                 serde_json::Value::from(state.name())
             );
         }
-    }
-
-    #[test]
-    fn the_id_is_the_claims_token() {
-        let claim = Claim {
-            bucket: "b".into(),
-            key: ObjectKey::new("media/alice/a.mp3").unwrap(),
-            version: "1".into(),
-        };
-        assert_eq!(UploadId::of(&claim).0, claim.token());
     }
 }

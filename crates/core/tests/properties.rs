@@ -12,14 +12,10 @@ use std::sync::Mutex;
 
 use proptest::prelude::*;
 use serde_json::{Value, json};
-use transcoder_core::completion::Outcome;
-use transcoder_core::job::is_audio;
-use transcoder_core::memory::MemoryStore;
-use transcoder_core::source::MemorySource;
 use transcoder_core::{
-    JobId, KeyError, MessageStore, Notification, ObjectKey, Owner, RawS3Event, RawSnsEvent,
-    RecordConfig, StartConfig, TranscodeJob, Transcoder, TranscoderError, metadata,
-    record_completion, start_transcode,
+    JobId, KeyError, MemorySource, MessageStore, Notification, ObjectKey, Outcome, Owner,
+    RawS3Event, RawSnsEvent, RecordConfig, StartConfig, TranscodeJob, Transcoder, TranscoderError,
+    is_audio, memory::MemoryStore, metadata, record_completion, start_transcode,
 };
 
 const TOPIC: &str = "arn:aws:sns:eu-west-1:123456789012:audio-transcoder-completions";

@@ -1,6 +1,6 @@
 //! `transcoder-local`: what `make run` starts.
 
-use transcoder_core::config::ProcessEnv;
+use transcoder_core::ProcessEnv;
 use transcoder_local::{LocalConfig, run};
 
 #[tokio::main]

@@ -10,8 +10,9 @@ use std::time::{Duration, SystemTime};
 use tracing::{info, warn};
 use transcoder_api::config::max_upload_bytes;
 use transcoder_api::{Api, ApiConfig, PageConfig, page};
-use transcoder_core::config::{ConfigError, Env};
-use transcoder_core::{Backend, RawS3Event, RecordConfig, StartConfig, start_transcode};
+use transcoder_core::{
+    Backend, ConfigError, Env, RawS3Event, RecordConfig, StartConfig, start_transcode,
+};
 use transcoder_sqlite::SqliteStore;
 
 use crate::bucket::{BucketFolder, Watcher};

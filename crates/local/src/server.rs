@@ -32,10 +32,10 @@ use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 use tokio_util::io::ReaderStream;
 use tracing::{info, warn};
 use transcoder_api::{Api, ApiError, Identity};
-use transcoder_core::choice::{LOUDNESS_KEY, OUTPUTS_KEY};
-use transcoder_core::links::{LINK_LIFETIME, METADATA_HEADER_PREFIX, UPLOAD_LINK_LIFETIME};
 use transcoder_core::{
-    ClaimStore, Escaped, Link, LinkError, Links, MessageStore, ObjectKey, Upload, UploadStore,
+    ClaimStore, Escaped, LINK_LIFETIME, LOUDNESS_KEY, Link, LinkError, Links,
+    METADATA_HEADER_PREFIX, MessageStore, OUTPUTS_KEY, ObjectKey, UPLOAD_LINK_LIFETIME, Upload,
+    UploadStore,
 };
 
 use crate::bucket::store_metadata;
@@ -966,7 +966,7 @@ mod tests {
         let file = dir.join("media/alice/song.mp3");
         std::fs::create_dir_all(file.parent().unwrap()).unwrap();
         let metadata = [("outputs".to_owned(), "opus:64".to_owned())];
-        let body = Body::from(transcoder_core::source::mp3_frames(1));
+        let body = Body::from(transcoder_core::mp3_frames(1));
         receive(&file, body, 417, &metadata).await.unwrap();
         let folder = crate::bucket::BucketFolder::new(&dir);
         let upload = SourceObject {
@@ -980,7 +980,7 @@ mod tests {
         assert_eq!(head.metadata["outputs"], "opus:64");
         // A file copied over it by hand is another object: it gets no choice.
         std::thread::sleep(std::time::Duration::from_millis(20));
-        std::fs::write(&file, transcoder_core::source::mp3_frames(2)).unwrap();
+        std::fs::write(&file, transcoder_core::mp3_frames(2)).unwrap();
         assert!(
             folder
                 .read_head(&upload, 64)
@@ -990,9 +990,9 @@ mod tests {
                 .is_empty()
         );
         // A new upload without a choice removes the old one's.
-        let body = Body::from(transcoder_core::source::mp3_frames(1));
+        let body = Body::from(transcoder_core::mp3_frames(1));
         receive(&file, body, 417, &metadata).await.unwrap();
-        let body = Body::from(transcoder_core::source::mp3_frames(1));
+        let body = Body::from(transcoder_core::mp3_frames(1));
         receive(&file, body, 417, &[]).await.unwrap();
         assert!(
             folder

@@ -9,7 +9,7 @@ use lambda_http::request::RequestContext;
 use lambda_http::{Error, RequestExt, run, tracing};
 use transcoder_api::{Api, ApiConfig, Identity, PageConfig, page, router};
 use transcoder_aws::{DynamoStore, S3Links};
-use transcoder_core::config::ProcessEnv;
+use transcoder_core::ProcessEnv;
 
 // One thread: the work is waiting on AWS, and at the memory sizes in template.yaml Lambda gives a
 // fraction of a vCPU; a single-threaded runtime saves the cross-thread wake-ups of every call.

@@ -4,8 +4,7 @@
 
 use lambda_runtime::{Diagnostic, Error, LambdaEvent, run, service_fn, tracing};
 use transcoder_aws::DynamoStore;
-use transcoder_core::config::ProcessEnv;
-use transcoder_core::{RawSnsEvent, RecordConfig, record_completion};
+use transcoder_core::{ProcessEnv, RawSnsEvent, RecordConfig, record_completion};
 
 // One thread: the work is waiting on AWS, and at the memory sizes in template.yaml Lambda gives a
 // fraction of a vCPU; a single-threaded runtime saves the cross-thread wake-ups of every call.

@@ -4,8 +4,7 @@
 
 use lambda_runtime::{Diagnostic, Error, LambdaEvent, run, service_fn, tracing};
 use transcoder_aws::{CloudTranscoder, DynamoStore, S3Source};
-use transcoder_core::config::ProcessEnv;
-use transcoder_core::{Handled, Paced, StartConfig, StartEvent, start_from_event};
+use transcoder_core::{Handled, Paced, ProcessEnv, StartConfig, StartEvent, start_from_event};
 
 // One thread: the work is waiting on AWS, and at the memory sizes in template.yaml Lambda gives a
 // fraction of a vCPU; a single-threaded runtime saves the cross-thread wake-ups of every call.

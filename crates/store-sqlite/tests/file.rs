@@ -1,12 +1,14 @@
 //! The store on a file: what the local runner relies on across restarts, and with a second
 //! connection on the same file.
 
+use std::cell::RefCell;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
-use transcoder_core::contract::{self, base_time, job, message, owner};
 use transcoder_core::{
     Claim, ClaimOutcome, ClaimStore, JobQueue, MessageId, MessageStore, StoreError, UploadRecord,
     UploadState, UploadStore,
+    contract::{self, base_time, job, message, owner},
 };
 use transcoder_sqlite::SqliteStore;
 
@@ -267,6 +269,38 @@ async fn the_queue_survives_a_stop_at_any_state() {
         next,
         [("running.mp3".to_owned(), 2), ("waiting.mp3".to_owned(), 1)]
     );
+}
+
+/// On a runtime with one thread, a store call that waits for another connection's write lock
+/// must leave that thread to other tasks: here the task that ends the lock, so the call succeeds
+/// only if it did. A call that blocked the thread would wait out its busy timeout and fail.
+#[test]
+fn a_call_waiting_for_the_write_lock_leaves_the_runtime_to_other_tasks() {
+    let scratch = Scratch::new("busy");
+    let store = SqliteStore::open(&scratch.file()).unwrap();
+    let holder = rusqlite::Connection::open(scratch.file()).unwrap();
+    holder.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    let events = RefCell::new(Vec::new());
+    let inserted = runtime.block_on(async {
+        let insert = async {
+            let inserted = store.insert(&message("alice", "a1", 0)).await;
+            events.borrow_mut().push("inserted");
+            inserted
+        };
+        let release = async {
+            // Time for the insert to reach the lock; if it has not, it simply does not wait.
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            events.borrow_mut().push("released");
+            holder.execute_batch("COMMIT").unwrap();
+        };
+        tokio::join!(insert, release).0
+    });
+    assert!(inserted.unwrap());
+    assert_eq!(events.into_inner(), ["released", "inserted"]);
 }
 
 #[test]

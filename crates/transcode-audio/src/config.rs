@@ -2,8 +2,7 @@
 
 use std::time::Duration;
 
-use transcoder_core::config::{ConfigError, Env};
-use transcoder_core::{Prefixes, StartConfig};
+use transcoder_core::{ConfigError, Env, Prefixes, StartConfig};
 
 /// Everything `transcode-audio` decides by configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]

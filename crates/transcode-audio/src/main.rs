@@ -5,7 +5,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use lambda_runtime::{Error, LambdaEvent, run, service_fn, tracing};
 use transcode_audio::{RawSqsEvent, Worker, WorkerConfig};
-use transcoder_core::config::ProcessEnv;
+use transcoder_core::ProcessEnv;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {

@@ -452,8 +452,7 @@ impl Drop for Scratch {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use transcoder_core::config::Env;
-    use transcoder_core::{ObjectKey, OutputFormat, Owner};
+    use transcoder_core::{Env, ObjectKey, OutputFormat, Owner};
 
     fn worker(env: &impl Env) -> Worker {
         let sdk = aws_config::SdkConfig::builder()

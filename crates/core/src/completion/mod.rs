@@ -2,23 +2,24 @@
 //! into one domain type. Elastic Transcoder publishes its own JSON to SNS; MediaConvert emits an
 //! EventBridge "MediaConvert Job State Change" event that a rule forwards to the same topic.
 
-use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 
-use crate::analysis::Analysis;
-use crate::job::Owner;
-use crate::key::ObjectKey;
-use crate::metadata;
-use crate::upload::{UploadId, UploadRef};
+use chrono::{DateTime, Utc};
 
-/// How a job ended: what its message says, in the API as `state`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Outcome {
-    Completed,
-    CompletedWithWarnings,
-    Failed,
-}
+use crate::analysis::Analysis;
+use crate::format::OutputFormat;
+use crate::ids::{MessageId, Owner, UploadId, UploadRef};
+use crate::key::ObjectKey;
+use crate::message::Message;
+use crate::metadata;
+use crate::outcome::{MessageOutput, Outcome};
+use crate::upload::{UploadRecord, UploadState};
+
+mod elastic_transcoder;
+mod mediaconvert;
+
+use elastic_transcoder::ElasticTranscoderNotification;
+use mediaconvert::MediaConvertEvent;
 
 /// One file a finished job wrote.
 #[derive(Debug, Clone, PartialEq)]
@@ -57,6 +58,82 @@ impl Completion {
             source: self.source.clone(),
         })
     }
+
+    /// The message for this finished job; `at` is when the service announced it.
+    pub fn message(&self, at: DateTime<Utc>) -> Message {
+        let file = self.source.file_name().to_owned();
+        let outputs = self.outputs();
+        let listing = outputs
+            .iter()
+            .map(|o| match o.duration_ms {
+                Some(ms) => format!("{} ({}, {:.1} s)", o.key, o.format, ms as f64 / 1000.0),
+                None => format!("{} ({})", o.key, o.format),
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
+        let detail = self.detail.as_deref().unwrap_or("no reason was given");
+        let text = match self.outcome {
+            Outcome::Completed => format!("Your file {file} has been processed: {listing}."),
+            Outcome::CompletedWithWarnings => {
+                format!(
+                    "Your file {file} has been processed, with a warning: {detail}. Files: {listing}."
+                )
+            }
+            Outcome::Failed => format!("Your file {file} could not be processed: {detail}."),
+        };
+        Message {
+            id: MessageId(self.job_id.clone()),
+            owner: self.owner.clone(),
+            state: self.outcome,
+            text,
+            file,
+            source_key: self.source.to_string(),
+            outputs,
+            created_at: at,
+        }
+    }
+
+    /// The end of `upload`'s record, with the outputs and the reason its message gives.
+    pub fn upload_record(&self, upload: &UploadRef, at: DateTime<Utc>) -> UploadRecord {
+        let state = if self.rejected {
+            UploadState::Rejected
+        } else {
+            UploadState::from(self.outcome)
+        };
+        let transcoded = matches!(
+            state,
+            UploadState::Completed | UploadState::CompletedWithWarnings
+        );
+        UploadRecord {
+            percent: transcoded.then_some(100),
+            reason: self.detail.clone(),
+            outputs: self.outputs(),
+            analysis: self.analysis.clone().filter(|_| transcoded),
+            ..UploadRecord::new(upload, state, at)
+        }
+    }
+
+    /// The files this finished job offers, as its message and its upload record list them.
+    fn outputs(&self) -> Vec<MessageOutput> {
+        self.outputs
+            .iter()
+            .map(|o| MessageOutput {
+                format: format_of(o.key.as_str()),
+                key: o.key.to_string(),
+                duration_ms: o.duration_ms,
+            })
+            .collect()
+    }
+}
+
+/// The format an output's name says: `wav`, `flac`, `aac`, `mp3`, `opus`, or its extension.
+fn format_of(key: &str) -> String {
+    let ext = key.rsplit_once('.').map(|(_, e)| e).unwrap_or_default();
+    OutputFormat::ALL
+        .into_iter()
+        .find(|f| f.extension().eq_ignore_ascii_case(ext))
+        .map(|f| f.name().to_owned())
+        .unwrap_or_else(|| ext.to_ascii_lowercase())
 }
 
 /// A job that is still running, as far as the transcoder said.
@@ -196,141 +273,6 @@ fn identify(
     Ok((owner, source))
 }
 
-/// Elastic Transcoder's notification; its shape and traps are in docs/aws-shapes.md.
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct ElasticTranscoderNotification {
-    state: String,
-    job_id: String,
-    #[serde(default)]
-    input: Option<EtInput>,
-    #[serde(default)]
-    output_key_prefix: Option<String>,
-    #[serde(default)]
-    outputs: Vec<EtOutput>,
-    #[serde(default)]
-    user_metadata: HashMap<String, String>,
-    #[serde(default)]
-    error_code: Option<i64>,
-    #[serde(default)]
-    message_details: Option<String>,
-    /// Our own ffmpeg backends' measurements; read leniently, so that a damaged one loses only
-    /// itself, never the job's end.
-    #[serde(default)]
-    analysis: Option<serde_json::Value>,
-}
-
-#[derive(Deserialize)]
-struct EtInput {
-    key: Option<String>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct EtOutput {
-    key: Option<String>,
-    #[serde(default)]
-    status: Option<String>,
-    #[serde(default)]
-    status_detail: Option<String>,
-    /// Seconds.
-    #[serde(default)]
-    duration: Option<f64>,
-    #[serde(default)]
-    error_code: Option<i64>,
-}
-
-impl ElasticTranscoderNotification {
-    fn into_notification(self) -> Result<Notification, NotificationError> {
-        let outcome = match self.state.to_ascii_uppercase().as_str() {
-            "COMPLETED" | "COMPLETE" => Outcome::Completed,
-            "WARNING" => Outcome::CompletedWithWarnings,
-            "ERROR" | "REJECTED" => Outcome::Failed,
-            state @ ("PROGRESSING" | "SUBMITTED" | "SUPERSEDED") => {
-                let superseded = state == "SUPERSEDED";
-                let input_key = self.input.as_ref().and_then(|i| i.key.as_deref());
-                let progress = progress(
-                    self.job_id,
-                    self.state,
-                    None,
-                    &self.user_metadata,
-                    input_key,
-                );
-                return Ok(if superseded {
-                    Notification::Superseded(progress)
-                } else {
-                    Notification::Progress(progress)
-                });
-            }
-            _ => {
-                return Err(NotificationError::UnknownState {
-                    job_id: self.job_id,
-                    state: self.state,
-                });
-            }
-        };
-        let input_key = self.input.as_ref().and_then(|i| i.key.as_deref());
-        let (owner, source) = identify(&self.job_id, &self.user_metadata, input_key)?;
-        let prefix = self.output_key_prefix.unwrap_or_default();
-        // The job's own message when there is one; otherwise what its outputs say, each once.
-        let mut details: Vec<String> = self
-            .message_details
-            .as_deref()
-            .filter(|d| !d.trim().is_empty())
-            .map(|d| with_code(d, self.error_code))
-            .into_iter()
-            .collect();
-        let job_detail_given = !details.is_empty();
-        let mut outputs = Vec::new();
-        for output in self.outputs {
-            let status = output.status.as_deref().unwrap_or_default();
-            let failed = status.eq_ignore_ascii_case("error");
-            if (failed || status.eq_ignore_ascii_case("warning"))
-                && !job_detail_given
-                && let Some(detail) = output
-                    .status_detail
-                    .as_deref()
-                    .filter(|d| !d.trim().is_empty())
-            {
-                let detail = with_code(detail, output.error_code);
-                if !details.contains(&detail) {
-                    details.push(detail);
-                }
-            }
-            if let Some(key) = output.key.filter(|_| !failed)
-                && let Ok(key) = ObjectKey::new(format!("{prefix}{key}"))
-            {
-                outputs.push(CompletedOutput {
-                    key,
-                    duration_ms: output
-                        .duration
-                        .filter(|d| d.is_finite() && *d >= 0.0)
-                        .map(|d| (d * 1000.0) as u64),
-                });
-            }
-        }
-        if outcome == Outcome::Failed {
-            outputs.clear();
-        }
-        let analysis = self
-            .analysis
-            .filter(|_| outcome != Outcome::Failed)
-            .and_then(|value| serde_json::from_value::<Analysis>(value).ok())
-            .and_then(Analysis::checked);
-        Ok(Notification::Final(Completion {
-            analysis,
-            upload: upload_id(&self.user_metadata),
-            rejected: self.state.eq_ignore_ascii_case("REJECTED"),
-            job_id: self.job_id,
-            owner,
-            source,
-            outcome,
-            outputs,
-            detail: (!details.is_empty()).then(|| details.join("; ")),
-        }))
-    }
-}
-
 fn with_code(detail: &str, code: Option<i64>) -> String {
     match code {
         Some(code) => format!("{} (code {code})", detail.trim()),
@@ -338,137 +280,68 @@ fn with_code(detail: &str, code: Option<i64>) -> String {
     }
 }
 
-/// The EventBridge event MediaConvert emits on a job's state change.
-#[derive(Deserialize)]
-struct MediaConvertEvent {
-    #[serde(rename = "detail-type", default)]
-    detail_type: Option<String>,
-    detail: MediaConvertDetail,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct MediaConvertDetail {
-    job_id: String,
-    status: String,
-    #[serde(default)]
-    user_metadata: HashMap<String, String>,
-    #[serde(default)]
-    error_code: Option<i64>,
-    #[serde(default)]
-    error_message: Option<String>,
-    #[serde(default)]
-    output_group_details: Vec<McOutputGroup>,
-    /// `STATUS_UPDATE` only.
-    #[serde(default)]
-    job_progress: Option<McJobProgress>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct McJobProgress {
-    #[serde(default)]
-    job_percent_complete: Option<u64>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct McOutputGroup {
-    #[serde(default)]
-    output_details: Vec<McOutputDetail>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct McOutputDetail {
-    #[serde(default)]
-    output_file_paths: Vec<String>,
-    #[serde(default)]
-    duration_in_ms: Option<u64>,
-}
-
-impl MediaConvertEvent {
-    fn into_notification(self) -> Result<Notification, NotificationError> {
-        if let Some(kind) = self.detail_type.as_deref()
-            && kind != "MediaConvert Job State Change"
-        {
-            return Err(NotificationError::Unrecognised(format!(
-                "an EventBridge '{kind}' event"
-            )));
-        }
-        let d = self.detail;
-        let (outcome, default_detail) = match d.status.to_ascii_uppercase().as_str() {
-            "COMPLETE" => (Outcome::Completed, None),
-            "ERROR" => (Outcome::Failed, None),
-            "CANCELED" => (Outcome::Failed, Some("the job was canceled")),
-            "PROGRESSING" | "INPUT_INFORMATION" | "STATUS_UPDATE" | "SUBMITTED" => {
-                let percent = d
-                    .job_progress
-                    .and_then(|p| p.job_percent_complete)
-                    .map(|p| u8::try_from(p.min(100)).unwrap_or(100));
-                return Ok(Notification::Progress(progress(
-                    d.job_id,
-                    d.status,
-                    percent,
-                    &d.user_metadata,
-                    None,
-                )));
-            }
-            _ => {
-                return Err(NotificationError::UnknownState {
-                    job_id: d.job_id,
-                    state: d.status,
-                });
-            }
-        };
-        let (owner, source) = identify(&d.job_id, &d.user_metadata, None)?;
-        let outputs = if outcome == Outcome::Completed {
-            d.output_group_details
-                .iter()
-                .flat_map(|g| &g.output_details)
-                .flat_map(|o| {
-                    o.output_file_paths
-                        .iter()
-                        .map(move |p| (p, o.duration_in_ms))
-                })
-                .filter_map(|(path, duration_ms)| {
-                    let key = s3_key(path)?;
-                    Some(CompletedOutput { key, duration_ms })
-                })
-                .collect()
-        } else {
-            Vec::new()
-        };
-        let detail = d
-            .error_message
-            .filter(|m| !m.trim().is_empty())
-            .map(|m| with_code(&m, d.error_code))
-            .or_else(|| default_detail.map(str::to_owned));
-        Ok(Notification::Final(Completion {
-            analysis: None,
-            upload: upload_id(&d.user_metadata),
-            rejected: false,
-            job_id: d.job_id,
-            owner,
-            source,
-            outcome,
-            outputs,
-            detail,
-        }))
-    }
-}
-
-/// The key of an `s3://bucket/key` URL.
-fn s3_key(url: &str) -> Option<ObjectKey> {
-    let (_bucket, key) = url.strip_prefix("s3://")?.split_once('/')?;
-    ObjectKey::new(key).ok()
-}
-
 #[cfg(test)]
 mod tests {
+    use chrono::TimeZone;
     use serde_json::{Value, json};
 
     use super::*;
+
+    fn finished(outcome: Outcome, detail: Option<&str>) -> Completion {
+        Completion {
+            analysis: None,
+            rejected: false,
+            job_id: "1700000000000-abc001".into(),
+            owner: Owner::new("alice").unwrap(),
+            source: ObjectKey::new("media/alice/live/red flower.mp3").unwrap(),
+            outcome,
+            outputs: vec![
+                CompletedOutput {
+                    key: ObjectKey::new("transcoded/alice/live/red flower.wav").unwrap(),
+                    duration_ms: Some(6042),
+                },
+                CompletedOutput {
+                    key: ObjectKey::new("transcoded/alice/live/red flower.m4a").unwrap(),
+                    duration_ms: None,
+                },
+            ],
+            detail: detail.map(str::to_owned),
+            upload: None,
+        }
+    }
+
+    #[test]
+    fn a_completed_job_lists_its_files() {
+        let at = Utc.with_ymd_and_hms(2026, 11, 23, 8, 5, 0).unwrap();
+        let m = finished(Outcome::Completed, None).message(at);
+        assert_eq!(m.id, MessageId("1700000000000-abc001".into()));
+        assert_eq!(m.state, Outcome::Completed);
+        assert_eq!(m.file, "red flower.mp3");
+        assert_eq!(
+            m.text,
+            "Your file red flower.mp3 has been processed: transcoded/alice/live/red flower.wav (wav, 6.0 s), \
+             transcoded/alice/live/red flower.m4a (aac)."
+        );
+        assert_eq!(m.outputs[1].format, "aac");
+        assert_eq!(m.created_at, at);
+    }
+
+    #[test]
+    fn warnings_and_failures_say_why_in_plain_words() {
+        let at = Utc::now();
+        let warned = finished(Outcome::CompletedWithWarnings, Some("upsampled")).message(at);
+        assert_eq!(warned.state, Outcome::CompletedWithWarnings);
+        assert!(warned.text.starts_with(
+            "Your file red flower.mp3 has been processed, with a warning: upsampled."
+        ));
+        let failed =
+            finished(Outcome::Failed, Some("the file is truncated (code 1040)")).message(at);
+        assert_eq!(failed.state, Outcome::Failed);
+        assert_eq!(
+            failed.text,
+            "Your file red flower.mp3 could not be processed: the file is truncated (code 1040)."
+        );
+    }
 
     /// The `Message` of the first record of a sample SNS event.
     fn sample(file: &str) -> String {
