@@ -1,6 +1,6 @@
 //! The web page: one static HTML page, its script (ES modules, one job each) and its style sheet
-//! (in `crates/api/web/`, compiled into the binary), and `/config.json`, which tells the same files how to sign in where
-//! they are served. Each host merges [`router`] beside the API's router: the local runner with
+//! (in `crates/api/web/`, compiled into the binary), and `/config.json`, which tells the same
+//! files how to sign in where they are served. Each host merges [`router`] beside the API's router: the local runner with
 //! [`SignIn::Local`], `messages-api` in Lambda with [`SignIn::Cognito`]. The page calls the API on
 //! its own origin, so the API needs no CORS for it.
 //!
@@ -165,12 +165,7 @@ fn origin(env: &impl Env, name: &'static str) -> Result<String, ConfigError> {
         .map(|v| v.trim().trim_end_matches('/').to_owned())
         .filter(|v| !v.is_empty())
         .ok_or(ConfigError::Missing { name })?;
-    let host = value.strip_prefix("https://").unwrap_or_default();
-    let plain = !host.is_empty()
-        && host
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-' || b == b':');
-    if plain {
+    if value.starts_with("https://") && is_plain_origin(&value) {
         Ok(value)
     } else {
         Err(ConfigError::invalid(
