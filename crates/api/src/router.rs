@@ -7,10 +7,14 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::rejection::{BytesRejection, PathRejection};
-use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, Path, Request, State};
+use axum::extract::{
+    DefaultBodyLimit, FromRequest, FromRequestParts, MatchedPath, Path, Request, State,
+};
 use axum::http::request::Parts;
 use axum::http::{self as http, Method, StatusCode, Uri};
-use axum::routing::{MethodRouter, get, post};
+use axum::middleware::{Next, from_fn};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use bytes::Bytes;
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -126,16 +130,12 @@ pub fn router<S: MessageStore + UploadStore + 'static, L: Links + 'static>(
     api: Api<S, L>,
 ) -> Router {
     Router::new()
-        .route("/messages", only("GET", get(list::<S, L>)))
-        .route(
-            "/messages/{id}/dismiss",
-            only("POST", post(dismiss::<S, L>)),
-        )
-        .route(
-            "/uploads",
-            only("GET, POST", get(list_uploads::<S, L>).post(upload::<S, L>)),
-        )
-        .route("/uploads/{id}", only("GET", get(one_upload::<S, L>)))
+        .route("/messages", get(list::<S, L>))
+        .route("/messages/{id}/dismiss", post(dismiss::<S, L>))
+        .route("/uploads", get(list_uploads::<S, L>).post(upload::<S, L>))
+        .route("/uploads/{id}", get(one_upload::<S, L>))
+        .route_layer(from_fn(no_head))
+        .method_not_allowed_fallback(method_not_allowed)
         .fallback(|method: Method, uri: Uri| async move {
             ApiError::route_not_found(method.as_str(), uri.path())
         })
@@ -143,20 +143,29 @@ pub fn router<S: MessageStore + UploadStore + 'static, L: Links + 'static>(
         .with_state(api)
 }
 
-/// `route`, answering any other method with 405 and the one it takes. HEAD too: API Gateway has
-/// no HEAD route, so the local server has none either.
-fn only<S: Clone + Send + Sync + 'static>(
-    allow: &'static str,
-    route: MethodRouter<S>,
-) -> MethodRouter<S> {
-    let refuse = move |method: Method, uri: Uri| async move {
-        if names_a_route(&uri) {
-            ApiError::method_not_allowed(method.as_str(), uri.path(), allow)
-        } else {
-            ApiError::route_not_found(method.as_str(), uri.path())
-        }
-    };
-    route.head(refuse).fallback(refuse)
+/// 405 for a method the matched route does not take, with `Allow` naming the ones it does, as
+/// [`ROUTES`] lists them. axum's own `Allow` would name HEAD beside GET, which [`no_head`]
+/// refuses.
+async fn method_not_allowed(method: Method, uri: Uri, route: Option<MatchedPath>) -> ApiError {
+    let allowed: Vec<&str> = ROUTES
+        .iter()
+        .filter(|(_, path)| route.as_ref().is_some_and(|r| r.as_str() == *path))
+        .map(|(method, _)| *method)
+        .collect();
+    if allowed.is_empty() || !names_a_route(&uri) {
+        return ApiError::route_not_found(method.as_str(), uri.path());
+    }
+    ApiError::method_not_allowed(method.as_str(), uri.path(), &allowed)
+}
+
+/// API Gateway routes no HEAD (its `GET` routes take GET only), so the router takes none either,
+/// though axum answers HEAD with a route's GET handler.
+async fn no_head(route: Option<MatchedPath>, request: Request, next: Next) -> Response {
+    if request.method() == Method::HEAD {
+        let (method, uri) = (request.method().clone(), request.uri().clone());
+        return method_not_allowed(method, uri, route).await.into_response();
+    }
+    next.run(request).await
 }
 
 /// Whether every segment of the path is there: a route's `{id}` matches an empty segment, but

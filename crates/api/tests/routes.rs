@@ -570,3 +570,46 @@ async fn percent_encoded_ids_are_decoded() {
     let (status, _, _) = call(&api, Some("alice"), "POST", "/messages/%FF/dismiss", "").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
+
+/// Each route's `Allow` names exactly the methods it answers: every other method is 405 with that
+/// `Allow`, and none of those it names is.
+#[tokio::test]
+async fn every_route_allows_exactly_the_methods_of_routes_and_its_405_says_so() {
+    let api = api().await;
+    let methods = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"];
+    let mut paths: Vec<&str> = transcoder_api::ROUTES.iter().map(|(_, p)| *p).collect();
+    paths.dedup();
+    assert_eq!(paths.len(), 4, "{paths:?}");
+    for path in paths {
+        let allowed: Vec<&str> = transcoder_api::ROUTES
+            .iter()
+            .filter(|(_, p)| *p == path)
+            .map(|(m, _)| *m)
+            .collect();
+        let uri = path.replace("{id}", "a1");
+        for method in methods {
+            let (status, body, response) = call(&api, Some("alice"), method, &uri, "{}").await;
+            if allowed.contains(&method) {
+                assert_ne!(status, StatusCode::METHOD_NOT_ALLOWED, "{method} {uri}");
+                continue;
+            }
+            assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED, "{method} {uri}");
+            assert_eq!(
+                response.headers()["allow"],
+                allowed.join(", "),
+                "{method} {uri}"
+            );
+            if method != "HEAD" {
+                assert_eq!(error_code(&body), "method_not_allowed");
+                let message = body["error"]["message"].as_str().unwrap();
+                assert_eq!(
+                    message,
+                    format!(
+                        "{uri} does not accept {method}; it accepts {}",
+                        allowed.join(", ")
+                    )
+                );
+            }
+        }
+    }
+}

@@ -220,7 +220,11 @@ pub fn router<S: MessageStore + UploadStore + ClaimStore + 'static>(
             get(download::<S>)
                 .put(upload::<S>)
                 .fallback(|method: Method, uri: Uri| async move {
-                    ApiError::method_not_allowed(method.as_str(), uri.path(), "GET, HEAD, PUT")
+                    ApiError::method_not_allowed(
+                        method.as_str(),
+                        uri.path(),
+                        &["GET", "HEAD", "PUT"],
+                    )
                 }),
         )
         .with_state(state.clone());
