@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::extract::rejection::{BytesRejection, PathRejection};
+use axum::extract::rejection::BytesRejection;
 use axum::extract::{
     DefaultBodyLimit, FromRequest, FromRequestParts, MatchedPath, Path, Request, State,
 };
@@ -174,16 +174,31 @@ fn names_a_route(uri: &Uri) -> bool {
     !uri.path().split('/').skip(1).any(str::is_empty)
 }
 
-/// The `{id}` of a route's path. An id that is not UTF-8 once decoded, or an empty one, names
-/// nothing, nor a route.
-fn path_id(
-    id: Result<Path<String>, PathRejection>,
-    method: &Method,
-    uri: &Uri,
-) -> Result<String, ApiError> {
-    match id {
-        Ok(Path(id)) if names_a_route(uri) => Ok(id),
-        _ => Err(ApiError::route_not_found(method.as_str(), uri.path())),
+/// The `{id}` of a route's path, percent-decoded. Every route with an id takes it through this
+/// extractor, so a malformed one gets the same answer everywhere: 400 `bad_id` when it does
+/// not decode to UTF-8, and 404 `not_found` when it is empty (no route has an empty segment).
+struct PathId(String);
+
+impl<S: Send + Sync> FromRequestParts<S> for PathId {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        if !names_a_route(&parts.uri) {
+            return Err(ApiError::route_not_found(
+                parts.method.as_str(),
+                parts.uri.path(),
+            ));
+        }
+        // Each of these routes has one parameter, so the id can fail only by its encoding.
+        let Path(id) = Path::<String>::from_request_parts(parts, state)
+            .await
+            .map_err(|_| {
+                ApiError::bad_request(
+                    "bad_id",
+                    "the id in the path is not UTF-8 once percent-decoded",
+                )
+            })?;
+        Ok(Self(id))
     }
 }
 
@@ -464,11 +479,8 @@ async fn list_uploads<S: UploadStore, L: Links>(
 async fn one_upload<S: UploadStore, L: Links>(
     State(Api(api)): State<Api<S, L>>,
     Caller(caller): Caller,
-    id: Result<Path<String>, PathRejection>,
-    method: Method,
-    uri: Uri,
+    PathId(id): PathId,
 ) -> Result<Json<UploadView>, ApiError> {
-    let id = path_id(id, &method, &uri)?;
     let found = api
         .store
         .upload(&caller, &UploadId(id.clone()))
@@ -481,11 +493,8 @@ async fn one_upload<S: UploadStore, L: Links>(
 async fn dismiss<S: MessageStore, L: Links>(
     State(Api(api)): State<Api<S, L>>,
     Caller(caller): Caller,
-    id: Result<Path<String>, PathRejection>,
-    method: Method,
-    uri: Uri,
+    PathId(id): PathId,
 ) -> Result<StatusCode, ApiError> {
-    let id = path_id(id, &method, &uri)?;
     let found = api
         .store
         .dismiss(&caller, &MessageId(id.clone()))

@@ -567,8 +567,34 @@ async fn percent_encoded_ids_are_decoded() {
     )
     .await;
     assert_eq!(status, StatusCode::NO_CONTENT);
-    let (status, _, _) = call(&api, Some("alice"), "POST", "/messages/%FF/dismiss", "").await;
-    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn an_id_that_is_not_utf8_is_the_same_400_on_every_route_with_an_id() {
+    let api = api().await;
+    let mut bodies = Vec::new();
+    for (method, uri) in [
+        ("POST", "/messages/%FF/dismiss"),
+        ("POST", "/messages/a%FFb/dismiss"),
+        ("GET", "/uploads/%FF"),
+        ("GET", "/uploads/%C3%28"),
+    ] {
+        let (status, body, response) = call(&api, Some("alice"), method, uri, "").await;
+        assert_eq!(
+            (status, error_code(&body)),
+            (StatusCode::BAD_REQUEST, "bad_id"),
+            "{method} {uri}"
+        );
+        assert_eq!(response.headers()["content-type"], "application/json");
+        bodies.push(body);
+    }
+    assert!(bodies.windows(2).all(|w| w[0] == w[1]), "{bodies:?}");
+    // The id is still checked after the caller: nobody gets a 400 before a 401.
+    let (status, _, _) = call(&api, None, "GET", "/uploads/%FF", "").await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    // Nothing was dismissed on the way.
+    let (_, body, _) = call(&api, Some("alice"), "GET", "/messages", "").await;
+    assert_eq!(ids(&body).len(), 3);
 }
 
 /// Each route's `Allow` names exactly the methods it answers: every other method is 405 with that
