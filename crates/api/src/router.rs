@@ -8,7 +8,7 @@ use std::sync::Arc;
 use axum::body::Body;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{
-    DefaultBodyLimit, FromRequest, FromRequestParts, MatchedPath, Path, Request, State,
+    DefaultBodyLimit, FromRequest, FromRequestParts, MatchedPath, Path, Query, Request, State,
 };
 use axum::http::request::Parts;
 use axum::http::{self as http, Method, StatusCode, Uri};
@@ -18,7 +18,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use bytes::Bytes;
 use chrono::{DateTime, SecondsFormat, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tower::ServiceExt;
 use tracing::{error, warn};
 use transcoder_core::{
@@ -297,34 +297,39 @@ pub struct PageQuery {
     pub cursor: Option<String>,
 }
 
+/// The page parameters as the query string has them, before `limit` is checked (so that its
+/// refusal says what a limit must be).
+#[derive(Deserialize)]
+struct PageParams {
+    limit: Option<String>,
+    cursor: Option<String>,
+}
+
 impl<S: Send + Sync> FromRequestParts<S> for PageQuery {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
-        let mut page = Self {
-            limit: DEFAULT_LIMIT,
-            cursor: None,
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        // Only a parameter given twice fails here: every value is text, the rest are ignored.
+        let Query(params) = Query::<PageParams>::from_request_parts(parts, state)
+            .await
+            .map_err(|rejection| ApiError::bad_request("bad_query", rejection.body_text()))?;
+        let limit = match params.limit {
+            None => DEFAULT_LIMIT,
+            Some(limit) => limit
+                .parse()
+                .ok()
+                .filter(|l| (1..=MAX_LIMIT).contains(l))
+                .ok_or_else(|| {
+                    ApiError::bad_request(
+                        "bad_limit",
+                        format!("limit must be a whole number from 1 to {MAX_LIMIT}"),
+                    )
+                })?,
         };
-        let query = parts.uri.query().unwrap_or_default();
-        for (name, value) in form_urlencoded::parse(query.as_bytes()) {
-            match name.as_ref() {
-                "limit" => {
-                    page.limit = value
-                        .parse()
-                        .ok()
-                        .filter(|l| (1..=MAX_LIMIT).contains(l))
-                        .ok_or_else(|| {
-                            ApiError::bad_request(
-                                "bad_limit",
-                                format!("limit must be a whole number from 1 to {MAX_LIMIT}"),
-                            )
-                        })?;
-                }
-                "cursor" => page.cursor = Some(value.into_owned()),
-                _ => {}
-            }
-        }
-        Ok(page)
+        Ok(Self {
+            limit,
+            cursor: params.cursor,
+        })
     }
 }
 

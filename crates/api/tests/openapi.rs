@@ -253,7 +253,7 @@ fn the_page_parameters_state_the_limits_and_an_opaque_cursor() {
         let codes = response_codes(&doc, &list["responses"]["400"]);
         assert_eq!(
             codes,
-            BTreeSet::from(["bad_limit", "bad_cursor"]),
+            BTreeSet::from(["bad_limit", "bad_cursor", "bad_query"]),
             "{listing}"
         );
     }

@@ -597,6 +597,35 @@ async fn an_id_that_is_not_utf8_is_the_same_400_on_every_route_with_an_id() {
     assert_eq!(ids(&body).len(), 3);
 }
 
+#[tokio::test]
+async fn a_page_parameter_given_twice_is_a_400() {
+    let api = api().await;
+    for listing in ["/messages", "/uploads"] {
+        for query in [
+            "limit=1&limit=2",
+            "cursor=a&cursor=b",
+            "limit=1&cursor=a&limit=1",
+        ] {
+            let uri = format!("{listing}?{query}");
+            let (status, body, _) = call(&api, Some("alice"), "GET", &uri, "").await;
+            assert_eq!(
+                (status, error_code(&body)),
+                (StatusCode::BAD_REQUEST, "bad_query"),
+                "{uri}"
+            );
+        }
+        let (status, body, _) = call(
+            &api,
+            Some("alice"),
+            "GET",
+            &format!("{listing}?limit=1"),
+            "",
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{listing}: {body}");
+    }
+}
+
 /// Each route's `Allow` names exactly the methods it answers: every other method is 405 with that
 /// `Allow`, and none of those it names is.
 #[tokio::test]
