@@ -3,10 +3,6 @@
 // after `make binaries`; alone: `node --test tests/browser/page.test.mjs`.
 //
 // Each step leaves a screenshot in target/screenshots/ so that a failure can be looked at.
-//
-// The steps marked [GET /uploads] need the upload-status route. They run whenever the router
-// declares `("GET", "/uploads")` in ROUTES (crates/api/src/router.rs), and then fail if the
-// runner does not answer it; before that route exists they are skipped, with that reason printed.
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -24,11 +20,6 @@ const SHOTS = join(TARGET, 'screenshots');
 const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
 // Kept small so that a "too large" refusal needs no large file.
 const MAX_UPLOAD_BYTES = 1_000_000;
-const UPLOADS_PROMISED = /\("GET",\s*"\/uploads"\)/.test(
-  readFileSync(join(ROOT, 'crates/api/src/router.rs'), 'utf8'),
-);
-const UPLOADS_SKIP = UPLOADS_PROMISED ? false
-  : 'GET /uploads is not in ROUTES yet (branch s-uploads): the upload-state step runs once it is';
 
 let dir;
 let runner;
@@ -250,9 +241,9 @@ test('the page as a new user meets it', async (t) => {
     await shot(page, '03-sent');
   });
 
-  await t.test('[GET /uploads] the upload\'s state reaches completed', { skip: UPLOADS_SKIP }, async () => {
-    const probe = await api('alice', '/uploads');
-    assert.equal(probe.status, 200, `GET /uploads is in ROUTES but the runner answers ${JSON.stringify(probe)}`);
+  await t.test('the upload\'s state reaches completed', async () => {
+    const listed = await api('alice', '/uploads');
+    assert.equal(listed.status, 200, `the runner answers GET /uploads with ${JSON.stringify(listed)}`);
     await page.waitForSelector('#uploads li[data-key="media/alice/song.mp3"][data-state="completed"]',
       { timeout: 90_000 });
     await shot(page, '04-upload-completed');
@@ -359,14 +350,14 @@ test('the page as a new user meets it', async (t) => {
     await shot(page, '12-refused-bytes');
   });
 
-  await t.test('[GET /uploads] the text file shows as rejected, with the reason', { skip: UPLOADS_SKIP }, async () => {
+  await t.test('the text file shows as rejected, with the reason', async () => {
     const row = page.locator('#uploads li[data-key="media/alice/notes.mp3"][data-state="rejected"]');
     await row.waitFor({ timeout: 60_000 });
     assert.match(await row.textContent(), /not an audio file/);
     await shot(page, '13-upload-rejected');
   });
 
-  await t.test('[GET /uploads] a file copied over itself while it transcodes shows as replaced, with no progress bar', { skip: UPLOADS_SKIP }, async () => {
+  await t.test('a file copied over itself while it transcodes shows as replaced, with no progress bar', async () => {
     const key = 'media/alice/long.mp3';
     const target = join(dir, 'bucket', key);
     copyFileSync(join(dir, 'long.mp3'), target);

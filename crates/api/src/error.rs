@@ -11,8 +11,8 @@ pub struct ApiError {
     pub status: StatusCode,
     pub code: &'static str,
     pub message: String,
-    /// For 405: the methods the route allows.
-    pub allow: Option<&'static str>,
+    /// For 405: the methods the route allows, as the `Allow` header names them.
+    pub allow: Option<HeaderValue>,
 }
 
 impl ApiError {
@@ -61,9 +61,15 @@ impl ApiError {
         )
     }
 
-    pub fn method_not_allowed(method: &str, path: &str, allow: &'static str) -> Self {
+    /// 405: `path` takes only the methods `allow` names.
+    pub fn method_not_allowed(method: &str, path: &str, allow: &[&str]) -> Self {
+        let allow = allow.join(", ");
+        let Ok(header) = HeaderValue::from_str(&allow) else {
+            // Never a 405 without its `Allow`: a method that is no header value is our mistake.
+            return Self::internal();
+        };
         Self {
-            allow: Some(allow),
+            allow: Some(header),
             ..Self::new(
                 StatusCode::METHOD_NOT_ALLOWED,
                 "method_not_allowed",
@@ -189,9 +195,7 @@ impl IntoResponse for ApiError {
         )
             .into_response();
         if let Some(allow) = self.allow {
-            response
-                .headers_mut()
-                .insert(header::ALLOW, HeaderValue::from_static(allow));
+            response.headers_mut().insert(header::ALLOW, allow);
         }
         response
     }

@@ -1,6 +1,6 @@
-//! The web page: one static HTML page, its script and its style sheet (in `crates/api/web/`,
-//! compiled into the binary), and `/config.json`, which tells the same files how to sign in where
-//! they are served. Each host merges [`router`] beside the API's router: the local runner with
+//! The web page: one static HTML page, its script (ES modules, one job each) and its style sheet
+//! (in `crates/api/web/`, compiled into the binary), and `/config.json`, which tells the same
+//! files how to sign in where they are served. Each host merges [`router`] beside the API's router: the local runner with
 //! [`SignIn::Local`], `messages-api` in Lambda with [`SignIn::Cognito`]. The page calls the API on
 //! its own origin, so the API needs no CORS for it.
 //!
@@ -15,13 +15,63 @@ use axum::routing::get;
 use serde::Serialize;
 use transcoder_core::{ConfigError, Env};
 
-const INDEX_HTML: &str = include_str!("../web/index.html");
-const APP_JS: &str = include_str!("../web/app.js");
-const STYLE_CSS: &str = include_str!("../web/style.css");
+const HTML: &str = "text/html; charset=utf-8";
+const JAVASCRIPT: &str = "text/javascript; charset=utf-8";
+const CSS: &str = "text/css; charset=utf-8";
+
+/// The page's files, served as they are: path, content type, body. The script is ES modules,
+/// loaded with no build step: `app.js` imports the others by these paths.
+const FILES: &[(&str, &str, &str)] = &[
+    ("/", HTML, include_str!("../web/index.html")),
+    ("/style.css", CSS, include_str!("../web/style.css")),
+    ("/app.js", JAVASCRIPT, include_str!("../web/app.js")),
+    ("/alerts.js", JAVASCRIPT, include_str!("../web/alerts.js")),
+    (
+        "/analysis.js",
+        JAVASCRIPT,
+        include_str!("../web/analysis.js"),
+    ),
+    ("/api.js", JAVASCRIPT, include_str!("../web/api.js")),
+    ("/choices.js", JAVASCRIPT, include_str!("../web/choices.js")),
+    ("/dom.js", JAVASCRIPT, include_str!("../web/dom.js")),
+    (
+        "/messages.js",
+        JAVASCRIPT,
+        include_str!("../web/messages.js"),
+    ),
+    ("/player.js", JAVASCRIPT, include_str!("../web/player.js")),
+    ("/polling.js", JAVASCRIPT, include_str!("../web/polling.js")),
+    ("/sent.js", JAVASCRIPT, include_str!("../web/sent.js")),
+    ("/session.js", JAVASCRIPT, include_str!("../web/session.js")),
+    ("/sign-in.js", JAVASCRIPT, include_str!("../web/sign-in.js")),
+    (
+        "/upload-form.js",
+        JAVASCRIPT,
+        include_str!("../web/upload-form.js"),
+    ),
+    ("/uploads.js", JAVASCRIPT, include_str!("../web/uploads.js")),
+    (
+        "/waveform.js",
+        JAVASCRIPT,
+        include_str!("../web/waveform.js"),
+    ),
+];
+
+/// Made from the host's [`PageConfig`], not a file.
+const CONFIG_JSON: &str = "/config.json";
 
 /// The page's routes, all `GET` (and `HEAD`), none behind an authorizer: the page is the same for
 /// everyone and holds no data; the data comes from the API, which needs a signed-in caller.
-pub const ROUTES: &[&str] = &["/", "/app.js", "/style.css", "/config.json"];
+/// Every path of [`FILES`], and `/config.json`.
+pub const ROUTES: &[&str] = &{
+    let mut routes = [CONFIG_JSON; FILES.len() + 1];
+    let mut i = 0;
+    while i < FILES.len() {
+        routes[i] = FILES[i].0;
+        i += 1;
+    }
+    routes
+};
 
 /// How the page signs its user in, as `/config.json` tells it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -115,12 +165,7 @@ fn origin(env: &impl Env, name: &'static str) -> Result<String, ConfigError> {
         .map(|v| v.trim().trim_end_matches('/').to_owned())
         .filter(|v| !v.is_empty())
         .ok_or(ConfigError::Missing { name })?;
-    let host = value.strip_prefix("https://").unwrap_or_default();
-    let plain = !host.is_empty()
-        && host
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-' || b == b':');
-    if plain {
+    if value.starts_with("https://") && is_plain_origin(&value) {
         Ok(value)
     } else {
         Err(ConfigError::invalid(
@@ -131,54 +176,74 @@ fn origin(env: &impl Env, name: &'static str) -> Result<String, ConfigError> {
     }
 }
 
-/// `GET /`, `/app.js`, `/style.css` and `/config.json`, each with the security headers.
-pub fn router(config: &PageConfig) -> Router {
-    let headers = security_headers(config);
+/// `GET` of every file of the page and of `/config.json`, each with the security headers; refused
+/// when the configuration names an origin that the Content-Security-Policy cannot carry as it is,
+/// so that the page is never served without its policy.
+pub fn router(config: &PageConfig) -> Result<Router, ConfigError> {
+    let headers = security_headers(config)?;
     let config_json = serde_json::to_string(&config.sign_in).unwrap_or_default();
     let file = move |content_type: &'static str, body: String| {
         let headers = headers.clone();
         get(move || async move { answer(&headers, content_type, body) })
     };
-    Router::new()
-        .route("/", file("text/html; charset=utf-8", INDEX_HTML.into()))
-        .route(
-            "/app.js",
-            file("text/javascript; charset=utf-8", APP_JS.into()),
-        )
-        .route(
-            "/style.css",
-            file("text/css; charset=utf-8", STYLE_CSS.into()),
-        )
-        .route("/config.json", file("application/json", config_json))
+    let files = FILES
+        .iter()
+        .fold(Router::new(), |router, &(path, content_type, body)| {
+            router.route(path, file(content_type, body.into()))
+        });
+    Ok(files.route(CONFIG_JSON, file("application/json", config_json)))
 }
 
 type Headers = Vec<(HeaderName, HeaderValue)>;
 
-fn security_headers(config: &PageConfig) -> Headers {
+fn security_headers(config: &PageConfig) -> Result<Headers, ConfigError> {
+    if let Some(bad) = config
+        .connect
+        .iter()
+        .chain(&config.media)
+        .find(|o| !is_plain_origin(o))
+    {
+        return Err(ConfigError::invalid(
+            "origin",
+            &bad.escape_debug().to_string(),
+            "the page's Content-Security-Policy names http:// or https:// origins only (a host \
+             and a port): anything else could not be sent in a header, or would change the policy",
+        ));
+    }
     let csp = config.content_security_policy();
-    let mut headers: Headers = [
-        (header::CONTENT_SECURITY_POLICY, csp.as_str()),
-        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
-        (header::REFERRER_POLICY, "no-referrer"),
-        (header::X_FRAME_OPTIONS, "DENY"),
+    let csp = HeaderValue::from_str(&csp).map_err(|_| {
+        ConfigError::invalid(
+            "origin",
+            &csp.escape_debug().to_string(),
+            "the page's Content-Security-Policy cannot be sent in a header",
+        )
+    })?;
+    let mut headers = vec![
+        (header::CONTENT_SECURITY_POLICY, csp),
+        (
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ),
+        (
+            header::REFERRER_POLICY,
+            HeaderValue::from_static("no-referrer"),
+        ),
+        (header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY")),
         (
             HeaderName::from_static("cross-origin-opener-policy"),
-            "same-origin",
+            HeaderValue::from_static("same-origin"),
         ),
         (
             HeaderName::from_static("cross-origin-resource-policy"),
-            "same-origin",
+            HeaderValue::from_static("same-origin"),
         ),
         (
             HeaderName::from_static("permissions-policy"),
-            "camera=(), microphone=(), geolocation=(), payment=()",
+            HeaderValue::from_static("camera=(), microphone=(), geolocation=(), payment=()"),
         ),
         // Small files: always revalidated, so a new version is seen at the next load.
-        (header::CACHE_CONTROL, "no-cache"),
-    ]
-    .into_iter()
-    .filter_map(|(name, value)| Some((name, HeaderValue::from_str(value).ok()?)))
-    .collect();
+        (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
+    ];
     if matches!(config.sign_in, SignIn::Cognito { .. }) {
         // Served over HTTPS by API Gateway; never over plain HTTP again.
         headers.push((
@@ -186,7 +251,20 @@ fn security_headers(config: &PageConfig) -> Headers {
             HeaderValue::from_static("max-age=31536000"),
         ));
     }
-    headers
+    Ok(headers)
+}
+
+/// `http://host[:port]` or `https://...`, the host a name or an address (`[::1]` too): one word
+/// of the policy, which no origin can break out of.
+fn is_plain_origin(origin: &str) -> bool {
+    let host = origin
+        .strip_prefix("https://")
+        .or_else(|| origin.strip_prefix("http://"))
+        .unwrap_or_default();
+    !host.is_empty()
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':' | b'[' | b']'))
 }
 
 fn answer(headers: &Headers, content_type: &'static str, body: String) -> Response {
@@ -198,13 +276,14 @@ fn answer(headers: &Headers, content_type: &'static str, body: String) -> Respon
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::{BTreeMap, BTreeSet};
     use tower::ServiceExt;
 
     async fn get(config: &PageConfig, path: &str) -> Response {
         let request = axum::http::Request::get(path)
             .body(axum::body::Body::empty())
             .unwrap();
-        router(config).oneshot(request).await.unwrap()
+        router(config).unwrap().oneshot(request).await.unwrap()
     }
 
     async fn body(response: Response) -> String {
@@ -241,12 +320,10 @@ mod tests {
     #[tokio::test]
     async fn every_file_is_served_with_its_type_and_the_security_headers() {
         let config = PageConfig::local("http://127.0.0.1:3000");
-        for (path, content_type) in [
-            ("/", "text/html; charset=utf-8"),
-            ("/app.js", "text/javascript; charset=utf-8"),
-            ("/style.css", "text/css; charset=utf-8"),
-            ("/config.json", "application/json"),
-        ] {
+        let files = FILES
+            .iter()
+            .map(|&(path, content_type, _)| (path, content_type));
+        for (path, content_type) in files.chain([(CONFIG_JSON, "application/json")]) {
             assert!(ROUTES.contains(&path));
             let response = get(&config, path).await;
             assert_eq!(response.status(), 200, "{path}");
@@ -261,6 +338,12 @@ mod tests {
             assert!(csp.contains("frame-ancestors 'none'"), "{csp}");
             assert!(!csp.contains("unsafe"), "{csp}");
         }
+        assert_eq!(ROUTES.len(), FILES.len() + 1);
+        assert_eq!(
+            FILES.iter().filter(|(_, t, _)| *t == JAVASCRIPT).count(),
+            FILES.len() - 2,
+            "every file but the page and its style sheet is a module"
+        );
         assert_eq!(
             body(get(&config, "/config.json").await).await,
             r#"{"sign_in":"local","origin":"http://127.0.0.1:3000"}"#
@@ -271,7 +354,7 @@ mod tests {
     #[tokio::test]
     async fn the_page_has_no_inline_script_or_style() {
         let html = body(get(&PageConfig::local("http://x"), "/").await).await;
-        assert!(html.contains(r#"<script src="/app.js" defer></script>"#));
+        assert!(html.contains(r#"<script type="module" src="/app.js"></script>"#));
         assert_eq!(html.matches("<script").count(), 1, "{html}");
         assert!(!html.contains("style="), "inline style in the page");
         let handler = html.split([' ', '\n', '\t']).find(|word| {
@@ -282,6 +365,135 @@ mod tests {
             })
         });
         assert_eq!(handler, None, "an inline event handler in the page");
+    }
+
+    /// What a path answers: its content type and its body.
+    type Served = BTreeMap<String, (String, String)>;
+
+    /// Every route of the page, as the router answers it.
+    async fn served() -> Served {
+        let config = PageConfig::local("http://127.0.0.1:3000");
+        let mut served = Served::new();
+        for path in ROUTES {
+            let response = get(&config, path).await;
+            let content_type = response.headers()["content-type"]
+                .to_str()
+                .unwrap()
+                .to_owned();
+            served.insert(path.to_string(), (content_type, body(response).await));
+        }
+        served
+    }
+
+    /// The specifiers a module imports: `import ... from './x.js'`, `export ... from`,
+    /// `import './x.js'` and `import('./x.js')`, in either quotes.
+    fn imports(module: &str) -> Vec<&str> {
+        let mut specifiers = Vec::new();
+        for marker in ["from ", "import ", "import("] {
+            for (at, _) in module.match_indices(marker) {
+                let rest = &module[at + marker.len()..];
+                let Some(quote) = rest.chars().next().filter(|c| matches!(c, '\'' | '"')) else {
+                    continue;
+                };
+                if let Some(end) = rest[1..].find(quote) {
+                    specifiers.push(&rest[1..1 + end]);
+                }
+            }
+        }
+        specifiers
+    }
+
+    /// Follows the script as a browser loads it, from the page's `<script type="module">`
+    /// through every import: what it needs that is not served as JavaScript, and the modules it
+    /// reached.
+    fn follow_imports(served: &Served) -> (Vec<String>, BTreeSet<String>) {
+        let (_, html) = &served["/"];
+        let entry = html
+            .split_once(r#"<script type="module" src=""#)
+            .and_then(|(_, rest)| rest.split_once('"'))
+            .map(|(src, _)| src.to_owned())
+            .expect("the page loads its script as a module");
+        let mut missing = Vec::new();
+        let mut reached = BTreeSet::new();
+        let mut next = vec![(entry, "/".to_owned())];
+        while let Some((path, importer)) = next.pop() {
+            match served.get(&path) {
+                Some((content_type, module)) if content_type == JAVASCRIPT => {
+                    if reached.insert(path.clone()) {
+                        for specifier in imports(module) {
+                            // Every module is at the root, beside the page.
+                            match specifier.strip_prefix("./") {
+                                Some(name) => next.push((format!("/{name}"), path.clone())),
+                                None => missing.push(format!(
+                                    "{path} imports '{specifier}', not a module beside it"
+                                )),
+                            }
+                        }
+                    }
+                }
+                _ => missing.push(format!("{path} (imported by {importer}) is not served")),
+            }
+        }
+        (missing, reached)
+    }
+
+    #[tokio::test]
+    async fn every_module_the_script_imports_is_served_and_every_module_served_is_imported() {
+        let served = served().await;
+        let (missing, reached) = follow_imports(&served);
+        assert_eq!(missing, Vec::<String>::new());
+        let modules: BTreeSet<String> = served
+            .iter()
+            .filter(|(_, (content_type, _))| content_type == JAVASCRIPT)
+            .map(|(path, _)| path.clone())
+            .collect();
+        assert_eq!(
+            reached, modules,
+            "a module served that the page never loads"
+        );
+        assert!(reached.len() > 10, "{reached:?}");
+
+        // A module left out of the routes is seen, and named with the module that needs it.
+        let mut without_dom = served.clone();
+        without_dom.remove("/dom.js");
+        let (missing, _) = follow_imports(&without_dom);
+        assert!(!missing.is_empty(), "a missing module went unseen");
+        for problem in &missing {
+            assert!(problem.starts_with("/dom.js (imported by /"), "{problem}");
+        }
+    }
+
+    #[test]
+    fn an_origin_that_a_header_cannot_carry_refuses_the_page() {
+        for bad in [
+            "http://127.0.0.1:3000\n",
+            "http://127.0.0.1:3000\r\nX-Injected: 1",
+            "http://x; script-src *",
+            "'unsafe-inline'",
+            "http://é.example",
+        ] {
+            let error = router(&PageConfig::local(bad)).unwrap_err();
+            assert!(
+                matches!(&error, ConfigError::Invalid { name: "origin", value, .. }
+                    if *value == bad.escape_debug().to_string()),
+                "{bad:?}: {error:?}"
+            );
+            assert!(
+                error.to_string().contains("Content-Security-Policy"),
+                "{error}"
+            );
+            assert!(!error.to_string().contains('\n'), "{error}");
+        }
+        let mut config = cognito();
+        config.media.push("https://b.example\n".into());
+        assert!(router(&config).is_err());
+        for good in [
+            "http://127.0.0.1:3000",
+            "http://[::1]:3000",
+            "http://localhost",
+        ] {
+            assert!(router(&PageConfig::local(good)).is_ok(), "{good}");
+        }
     }
 
     #[tokio::test]

@@ -6,15 +6,19 @@
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::extract::rejection::{BytesRejection, PathRejection};
-use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, Path, Request, State};
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{
+    DefaultBodyLimit, FromRequest, FromRequestParts, MatchedPath, Path, Query, Request, State,
+};
 use axum::http::request::Parts;
 use axum::http::{self as http, Method, StatusCode, Uri};
-use axum::routing::{MethodRouter, get, post};
+use axum::middleware::{Next, from_fn};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use bytes::Bytes;
 use chrono::{DateTime, SecondsFormat, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tower::ServiceExt;
 use tracing::{error, warn};
 use transcoder_core::{
@@ -126,16 +130,12 @@ pub fn router<S: MessageStore + UploadStore + 'static, L: Links + 'static>(
     api: Api<S, L>,
 ) -> Router {
     Router::new()
-        .route("/messages", only("GET", get(list::<S, L>)))
-        .route(
-            "/messages/{id}/dismiss",
-            only("POST", post(dismiss::<S, L>)),
-        )
-        .route(
-            "/uploads",
-            only("GET, POST", get(list_uploads::<S, L>).post(upload::<S, L>)),
-        )
-        .route("/uploads/{id}", only("GET", get(one_upload::<S, L>)))
+        .route("/messages", get(list::<S, L>))
+        .route("/messages/{id}/dismiss", post(dismiss::<S, L>))
+        .route("/uploads", get(list_uploads::<S, L>).post(upload::<S, L>))
+        .route("/uploads/{id}", get(one_upload::<S, L>))
+        .route_layer(from_fn(no_head))
+        .method_not_allowed_fallback(method_not_allowed)
         .fallback(|method: Method, uri: Uri| async move {
             ApiError::route_not_found(method.as_str(), uri.path())
         })
@@ -143,20 +143,29 @@ pub fn router<S: MessageStore + UploadStore + 'static, L: Links + 'static>(
         .with_state(api)
 }
 
-/// `route`, answering any other method with 405 and the one it takes. HEAD too: API Gateway has
-/// no HEAD route, so the local server has none either.
-fn only<S: Clone + Send + Sync + 'static>(
-    allow: &'static str,
-    route: MethodRouter<S>,
-) -> MethodRouter<S> {
-    let refuse = move |method: Method, uri: Uri| async move {
-        if names_a_route(&uri) {
-            ApiError::method_not_allowed(method.as_str(), uri.path(), allow)
-        } else {
-            ApiError::route_not_found(method.as_str(), uri.path())
-        }
-    };
-    route.head(refuse).fallback(refuse)
+/// 405 for a method the matched route does not take, with `Allow` naming the ones it does, as
+/// [`ROUTES`] lists them. axum's own `Allow` would name HEAD beside GET, which [`no_head`]
+/// refuses.
+async fn method_not_allowed(method: Method, uri: Uri, route: Option<MatchedPath>) -> ApiError {
+    let allowed: Vec<&str> = ROUTES
+        .iter()
+        .filter(|(_, path)| route.as_ref().is_some_and(|r| r.as_str() == *path))
+        .map(|(method, _)| *method)
+        .collect();
+    if allowed.is_empty() || !names_a_route(&uri) {
+        return ApiError::route_not_found(method.as_str(), uri.path());
+    }
+    ApiError::method_not_allowed(method.as_str(), uri.path(), &allowed)
+}
+
+/// API Gateway routes no HEAD (its `GET` routes take GET only), so the router takes none either,
+/// though axum answers HEAD with a route's GET handler.
+async fn no_head(route: Option<MatchedPath>, request: Request, next: Next) -> Response {
+    if request.method() == Method::HEAD {
+        let (method, uri) = (request.method().clone(), request.uri().clone());
+        return method_not_allowed(method, uri, route).await.into_response();
+    }
+    next.run(request).await
 }
 
 /// Whether every segment of the path is there: a route's `{id}` matches an empty segment, but
@@ -165,16 +174,31 @@ fn names_a_route(uri: &Uri) -> bool {
     !uri.path().split('/').skip(1).any(str::is_empty)
 }
 
-/// The `{id}` of a route's path. An id that is not UTF-8 once decoded, or an empty one, names
-/// nothing, nor a route.
-fn path_id(
-    id: Result<Path<String>, PathRejection>,
-    method: &Method,
-    uri: &Uri,
-) -> Result<String, ApiError> {
-    match id {
-        Ok(Path(id)) if names_a_route(uri) => Ok(id),
-        _ => Err(ApiError::route_not_found(method.as_str(), uri.path())),
+/// The `{id}` of a route's path, percent-decoded. Every route with an id takes it through this
+/// extractor, so a malformed one gets the same answer everywhere: 400 `bad_id` when it does
+/// not decode to UTF-8, and 404 `not_found` when it is empty (no route has an empty segment).
+struct PathId(String);
+
+impl<S: Send + Sync> FromRequestParts<S> for PathId {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        if !names_a_route(&parts.uri) {
+            return Err(ApiError::route_not_found(
+                parts.method.as_str(),
+                parts.uri.path(),
+            ));
+        }
+        // Each of these routes has one parameter, so the id can fail only by its encoding.
+        let Path(id) = Path::<String>::from_request_parts(parts, state)
+            .await
+            .map_err(|_| {
+                ApiError::bad_request(
+                    "bad_id",
+                    "the id in the path is not UTF-8 once percent-decoded",
+                )
+            })?;
+        Ok(Self(id))
     }
 }
 
@@ -273,34 +297,39 @@ pub struct PageQuery {
     pub cursor: Option<String>,
 }
 
+/// The page parameters as the query string has them, before `limit` is checked (so that its
+/// refusal says what a limit must be).
+#[derive(Deserialize)]
+struct PageParams {
+    limit: Option<String>,
+    cursor: Option<String>,
+}
+
 impl<S: Send + Sync> FromRequestParts<S> for PageQuery {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
-        let mut page = Self {
-            limit: DEFAULT_LIMIT,
-            cursor: None,
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        // Only a parameter given twice fails here: every value is text, the rest are ignored.
+        let Query(params) = Query::<PageParams>::from_request_parts(parts, state)
+            .await
+            .map_err(|rejection| ApiError::bad_request("bad_query", rejection.body_text()))?;
+        let limit = match params.limit {
+            None => DEFAULT_LIMIT,
+            Some(limit) => limit
+                .parse()
+                .ok()
+                .filter(|l| (1..=MAX_LIMIT).contains(l))
+                .ok_or_else(|| {
+                    ApiError::bad_request(
+                        "bad_limit",
+                        format!("limit must be a whole number from 1 to {MAX_LIMIT}"),
+                    )
+                })?,
         };
-        let query = parts.uri.query().unwrap_or_default();
-        for (name, value) in form_urlencoded::parse(query.as_bytes()) {
-            match name.as_ref() {
-                "limit" => {
-                    page.limit = value
-                        .parse()
-                        .ok()
-                        .filter(|l| (1..=MAX_LIMIT).contains(l))
-                        .ok_or_else(|| {
-                            ApiError::bad_request(
-                                "bad_limit",
-                                format!("limit must be a whole number from 1 to {MAX_LIMIT}"),
-                            )
-                        })?;
-                }
-                "cursor" => page.cursor = Some(value.into_owned()),
-                _ => {}
-            }
-        }
-        Ok(page)
+        Ok(Self {
+            limit,
+            cursor: params.cursor,
+        })
     }
 }
 
@@ -455,11 +484,8 @@ async fn list_uploads<S: UploadStore, L: Links>(
 async fn one_upload<S: UploadStore, L: Links>(
     State(Api(api)): State<Api<S, L>>,
     Caller(caller): Caller,
-    id: Result<Path<String>, PathRejection>,
-    method: Method,
-    uri: Uri,
+    PathId(id): PathId,
 ) -> Result<Json<UploadView>, ApiError> {
-    let id = path_id(id, &method, &uri)?;
     let found = api
         .store
         .upload(&caller, &UploadId(id.clone()))
@@ -472,11 +498,8 @@ async fn one_upload<S: UploadStore, L: Links>(
 async fn dismiss<S: MessageStore, L: Links>(
     State(Api(api)): State<Api<S, L>>,
     Caller(caller): Caller,
-    id: Result<Path<String>, PathRejection>,
-    method: Method,
-    uri: Uri,
+    PathId(id): PathId,
 ) -> Result<StatusCode, ApiError> {
-    let id = path_id(id, &method, &uri)?;
     let found = api
         .store
         .dismiss(&caller, &MessageId(id.clone()))

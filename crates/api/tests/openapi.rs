@@ -253,7 +253,7 @@ fn the_page_parameters_state_the_limits_and_an_opaque_cursor() {
         let codes = response_codes(&doc, &list["responses"]["400"]);
         assert_eq!(
             codes,
-            BTreeSet::from(["bad_limit", "bad_cursor"]),
+            BTreeSet::from(["bad_limit", "bad_cursor", "bad_query"]),
             "{listing}"
         );
     }
@@ -261,9 +261,14 @@ fn the_page_parameters_state_the_limits_and_an_opaque_cursor() {
         ("/messages/{id}/dismiss", "post", "message_not_found"),
         ("/uploads/{id}", "get", "upload_not_found"),
     ] {
-        let id = &doc["paths"][path][method]["parameters"][0];
+        let operation = &doc["paths"][path][method];
+        let id = &operation["parameters"][0];
         assert_eq!(id["schema"]["minLength"].as_u64(), Some(1));
-        assert!(id["description"].as_str().unwrap().contains(code), "{path}");
+        let description = id["description"].as_str().unwrap();
+        assert!(description.contains(code), "{path}");
+        assert!(description.contains("400 `bad_id`"), "{path}");
+        let codes = response_codes(&doc, &operation["responses"]["400"]);
+        assert_eq!(codes, BTreeSet::from(["bad_id"]), "{path}");
     }
 }
 

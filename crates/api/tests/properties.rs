@@ -403,6 +403,8 @@ fn the_request_generator_reaches_every_answer() {
         (204, ""),
         (400, "bad_limit"),
         (400, "bad_cursor"),
+        (400, "bad_query"),
+        (400, "bad_id"),
         (400, "bad_json"),
         (400, "bad_filename"),
         (401, "unauthorized"),

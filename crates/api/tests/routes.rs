@@ -567,6 +567,104 @@ async fn percent_encoded_ids_are_decoded() {
     )
     .await;
     assert_eq!(status, StatusCode::NO_CONTENT);
-    let (status, _, _) = call(&api, Some("alice"), "POST", "/messages/%FF/dismiss", "").await;
-    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn an_id_that_is_not_utf8_is_the_same_400_on_every_route_with_an_id() {
+    let api = api().await;
+    let mut bodies = Vec::new();
+    for (method, uri) in [
+        ("POST", "/messages/%FF/dismiss"),
+        ("POST", "/messages/a%FFb/dismiss"),
+        ("GET", "/uploads/%FF"),
+        ("GET", "/uploads/%C3%28"),
+    ] {
+        let (status, body, response) = call(&api, Some("alice"), method, uri, "").await;
+        assert_eq!(
+            (status, error_code(&body)),
+            (StatusCode::BAD_REQUEST, "bad_id"),
+            "{method} {uri}"
+        );
+        assert_eq!(response.headers()["content-type"], "application/json");
+        bodies.push(body);
+    }
+    assert!(bodies.windows(2).all(|w| w[0] == w[1]), "{bodies:?}");
+    // The id is still checked after the caller: nobody gets a 400 before a 401.
+    let (status, _, _) = call(&api, None, "GET", "/uploads/%FF", "").await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    // Nothing was dismissed on the way.
+    let (_, body, _) = call(&api, Some("alice"), "GET", "/messages", "").await;
+    assert_eq!(ids(&body).len(), 3);
+}
+
+#[tokio::test]
+async fn a_page_parameter_given_twice_is_a_400() {
+    let api = api().await;
+    for listing in ["/messages", "/uploads"] {
+        for query in [
+            "limit=1&limit=2",
+            "cursor=a&cursor=b",
+            "limit=1&cursor=a&limit=1",
+        ] {
+            let uri = format!("{listing}?{query}");
+            let (status, body, _) = call(&api, Some("alice"), "GET", &uri, "").await;
+            assert_eq!(
+                (status, error_code(&body)),
+                (StatusCode::BAD_REQUEST, "bad_query"),
+                "{uri}"
+            );
+        }
+        let (status, body, _) = call(
+            &api,
+            Some("alice"),
+            "GET",
+            &format!("{listing}?limit=1"),
+            "",
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{listing}: {body}");
+    }
+}
+
+/// Each route's `Allow` names exactly the methods it answers: every other method is 405 with that
+/// `Allow`, and none of those it names is.
+#[tokio::test]
+async fn every_route_allows_exactly_the_methods_of_routes_and_its_405_says_so() {
+    let api = api().await;
+    let methods = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"];
+    let mut paths: Vec<&str> = transcoder_api::ROUTES.iter().map(|(_, p)| *p).collect();
+    paths.dedup();
+    assert_eq!(paths.len(), 4, "{paths:?}");
+    for path in paths {
+        let allowed: Vec<&str> = transcoder_api::ROUTES
+            .iter()
+            .filter(|(_, p)| *p == path)
+            .map(|(m, _)| *m)
+            .collect();
+        let uri = path.replace("{id}", "a1");
+        for method in methods {
+            let (status, body, response) = call(&api, Some("alice"), method, &uri, "{}").await;
+            if allowed.contains(&method) {
+                assert_ne!(status, StatusCode::METHOD_NOT_ALLOWED, "{method} {uri}");
+                continue;
+            }
+            assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED, "{method} {uri}");
+            assert_eq!(
+                response.headers()["allow"],
+                allowed.join(", "),
+                "{method} {uri}"
+            );
+            if method != "HEAD" {
+                assert_eq!(error_code(&body), "method_not_allowed");
+                let message = body["error"]["message"].as_str().unwrap();
+                assert_eq!(
+                    message,
+                    format!(
+                        "{uri} does not accept {method}; it accepts {}",
+                        allowed.join(", ")
+                    )
+                );
+            }
+        }
+    }
 }

@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime};
 
 use tracing::{info, warn};
 use transcoder_api::config::max_upload_bytes;
-use transcoder_api::{Api, ApiConfig, PageConfig};
+use transcoder_api::{Api, ApiConfig, PageConfig, page};
 use transcoder_core::{
     Backend, ConfigError, Env, RawS3Event, RecordConfig, StartConfig, start_transcode,
 };
@@ -196,7 +196,7 @@ pub async fn run(config: LocalConfig) -> Result<(), Error> {
 
     let base_url = format!("http://{}", listener.local_addr()?);
     let links = LocalLinks::new(&base_url)?;
-    let page = PageConfig::local(&base_url);
+    let page = page::router(&PageConfig::local(&base_url))?;
     let api_config = ApiConfig {
         bucket: LOCAL_BUCKET.into(),
         input_prefix: config.start.prefixes.input().into(),

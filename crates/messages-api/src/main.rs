@@ -2,6 +2,7 @@
 //! and the web page, which signs in with Cognito. The caller is the `sub` claim of the JWT that API
 //! Gateway's authorizer verified; no header can claim an identity.
 
+use axum::Router;
 use axum::extract::Request;
 use axum::middleware::map_request;
 use lambda_http::request::RequestContext;
@@ -15,22 +16,22 @@ use transcoder_core::ProcessEnv;
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
     tracing::init_default_subscriber();
-    let (api, page_config) = setup()
+    let (api, page) = setup()
         .await
         .inspect_err(|e| tracing::error!("start-up refused: {e}"))?;
     let app = router(api)
-        .merge(page::router(&page_config))
+        .merge(page)
         .layer(map_request(verified_identity));
     run(app).await
 }
 
-async fn setup() -> Result<(Api<DynamoStore, S3Links>, PageConfig), Error> {
+async fn setup() -> Result<(Api<DynamoStore, S3Links>, Router), Error> {
     let config = ApiConfig::from_env(&ProcessEnv)?;
-    let page_config = PageConfig::cognito_from_env(&ProcessEnv)?;
+    let page = page::router(&PageConfig::cognito_from_env(&ProcessEnv)?)?;
     let sdk = aws_config::load_from_env().await;
     let store = DynamoStore::from_env(&sdk, &ProcessEnv)?;
     let links = S3Links::from_sdk(&sdk, &config.bucket);
-    Ok((Api::new(config, store, links), page_config))
+    Ok((Api::new(config, store, links), page))
 }
 
 /// Names the caller by the `sub` claim the HTTP API's JWT authorizer verified, if there is one.
