@@ -64,7 +64,7 @@ test: check-rust test-tools check-template layer arm64-artifacts
 	# The web page in Debian's chromium, against the built local runner; screenshots in target/screenshots/.
 	SYSTEM_TESTS_RUN_ID=$(TEST_RUN_ID) node --test tests/browser/page.test.mjs
 	# REQUIRE_ARM64: a missing arm64 artifact fails tests/lambda/arm64_artifacts.rs instead of skipping it.
-	SYSTEM_TESTS_RUN_ID=$(TEST_RUN_ID) REQUIRE_ARM64=1 $(CARGO) test --workspace --locked 2>&1 | tee target/test.log
+	SYSTEM_TESTS_RUN_ID=$(TEST_RUN_ID) REQUIRE_ARM64=1 $(CARGO) test --workspace --locked --no-fail-fast 2>&1 | tee target/test.log
 	@awk '/^test result:/ { passed += $$4; failed += $$6 } END { printf "cargo test: %d passed, %d failed\n", passed, failed }' target/test.log
 	bash tests/leftover-processes.sh $(TEST_RUN_ID)
 	@echo "no process the tests started is still running"
