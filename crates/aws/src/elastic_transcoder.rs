@@ -125,7 +125,7 @@ mod tests {
         CreateJobInput, CreateJobOutput as CreateJobResponse,
     };
     use aws_sdk_elastictranscoder::operation::list_pipelines::ListPipelinesOutput;
-    use aws_sdk_elastictranscoder::types::{Job, Pipeline};
+    use aws_sdk_elastictranscoder::types::Pipeline;
     use aws_smithy_mocks::{RuleMode, mock, mock_client};
     use transcoder_core::{Env, RawS3Event, StartConfig, start_transcode};
     use transcoder_testkit::{MemorySource, MemoryStore};
@@ -136,19 +136,7 @@ mod tests {
 
     /// A client whose CreateJob records each request and answers with job ids `job-1`, `job-2`, ...
     fn recording_client() -> (Client, Requests) {
-        let requests = Requests::default();
-        let seen = requests.clone();
-        let rule = mock!(Client::create_job).then_compute_output(move |input| {
-            let mut seen = seen.lock().unwrap();
-            seen.push(input.clone());
-            CreateJobResponse::builder()
-                .job(Job::builder().id(format!("job-{}", seen.len())).build())
-                .build()
-        });
-        (
-            mock_client!(aws_sdk_elastictranscoder, RuleMode::MatchAny, [&rule]),
-            requests,
-        )
+        recording_client!(aws_sdk_elastictranscoder, CreateJobResponse)
     }
 
     /// The request for upload `version` of `source` (in the sample events' bucket).

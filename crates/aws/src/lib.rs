@@ -2,6 +2,9 @@
 //! them. Each module is one outside service; none of them decides anything about the domain.
 
 mod backend;
+#[cfg(test)]
+#[macro_use]
+mod recording;
 mod dynamodb;
 mod elastic_transcoder;
 mod errors;

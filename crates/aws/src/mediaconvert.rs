@@ -279,7 +279,7 @@ mod tests {
     use std::sync::{Arc, Mutex};
 
     use aws_sdk_mediaconvert::operation::create_job::{CreateJobInput, CreateJobOutput};
-    use aws_sdk_mediaconvert::types::Job;
+
     use aws_smithy_mocks::{RuleMode, mock, mock_client};
     use transcoder_core::{Claim, Env, ObjectKey, RawS3Event, StartConfig, start_transcode};
     use transcoder_testkit::{MemorySource, MemoryStore};
@@ -313,19 +313,7 @@ mod tests {
 
     /// A client whose CreateJob records each request and answers with job ids `job-1`, `job-2`, ...
     fn recording_client() -> (Client, Requests) {
-        let requests = Requests::default();
-        let seen = requests.clone();
-        let rule = mock!(Client::create_job).then_compute_output(move |input| {
-            let mut seen = seen.lock().unwrap();
-            seen.push(input.clone());
-            CreateJobOutput::builder()
-                .job(Job::builder().id(format!("job-{}", seen.len())).build())
-                .build()
-        });
-        (
-            mock_client!(aws_sdk_mediaconvert, RuleMode::MatchAny, [&rule]),
-            requests,
-        )
+        recording_client!(aws_sdk_mediaconvert, CreateJobOutput)
     }
 
     /// Runs the starter on `event` with a recording MediaConvert, and returns its requests in the
