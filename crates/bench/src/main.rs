@@ -220,6 +220,13 @@ async fn cold_starts() {
                 ("AWS_ENDPOINT_URL_DYNAMODB", &db),
                 ("TABLE_NAME", "messages"),
                 ("BUCKET_NAME", "audio-transcoder-media"),
+                // The page's settings, without which the function refuses to start.
+                ("COGNITO_URL", "https://cognito-idp.eu-west-1.amazonaws.com"),
+                ("USER_POOL_CLIENT_ID", "4example0client0id"),
+                (
+                    "BUCKET_URL",
+                    "https://audio-transcoder-media.s3.eu-west-1.amazonaws.com",
+                ),
                 ("AWS_LAMBDA_LOG_LEVEL", "warn"),
             ],
             &list
