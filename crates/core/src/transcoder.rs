@@ -59,11 +59,6 @@ pub struct Paced<T> {
 }
 
 impl<T> Paced<T> {
-    /// The transcoder the jobs go to.
-    pub fn inner(&self) -> &T {
-        &self.inner
-    }
-
     /// `inner`, with at least `interval` between two jobs, if given.
     pub fn new(inner: T, interval: Option<Duration>, longest_wait: Duration) -> Self {
         Self {
@@ -72,6 +67,11 @@ impl<T> Paced<T> {
             longest_wait,
             next: Mutex::new(Instant::now()),
         }
+    }
+
+    /// The transcoder the jobs go to.
+    pub fn inner(&self) -> &T {
+        &self.inner
     }
 
     /// The time at which a job may be sent, taken for it; `None` if that is too far off.

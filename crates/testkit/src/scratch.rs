@@ -3,7 +3,7 @@
 
 use std::ffi::OsStr;
 use std::ops::Deref;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use tempfile::TempDir;
 
@@ -25,11 +25,6 @@ pub fn scratch() -> Scratch {
 impl Scratch {
     pub fn path(&self) -> &Path {
         self.0.path()
-    }
-
-    /// The folder's path, owned, for APIs that take a `PathBuf`.
-    pub fn to_path_buf(&self) -> PathBuf {
-        self.0.path().to_path_buf()
     }
 }
 
