@@ -22,8 +22,8 @@ use serde::{Deserialize, Serialize};
 use tower::ServiceExt;
 use tracing::{error, warn};
 use transcoder_core::{
-    Analysis, Links, Message, MessageId, MessageOutput, MessageStore, ObjectKey, Owner, StoreError,
-    UploadId, UploadRecord, UploadState, UploadStore,
+    Analysis, Chain, Links, Message, MessageId, MessageOutput, MessageStore, ObjectKey, Owner,
+    StoreError, UploadId, UploadRecord, UploadState, UploadStore,
 };
 
 use crate::config::ApiConfig;
@@ -539,16 +539,16 @@ async fn upload<S: MessageStore, L: Links>(
 }
 
 fn store_error(err: StoreError) -> ApiError {
-    match err {
+    match &err {
         StoreError::BadCursor => {
             ApiError::bad_request("bad_cursor", "the cursor is not one this API gave you")
         }
-        StoreError::Unavailable(reason) => {
-            warn!(reason, "message store unavailable");
+        StoreError::Unavailable { .. } => {
+            warn!(error = %Chain(&err), "message store unavailable");
             ApiError::unavailable()
         }
-        StoreError::Corrupt(reason) => {
-            error!(reason, "message store returned an unreadable item");
+        StoreError::Corrupt { .. } => {
+            error!(error = %Chain(&err), "message store returned an unreadable item");
             ApiError::internal()
         }
     }

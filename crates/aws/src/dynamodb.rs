@@ -25,7 +25,7 @@ use std::collections::HashMap;
 
 use aws_config::SdkConfig;
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
 use base64::Engine;
@@ -168,8 +168,8 @@ fn claim_key(claim: &Claim) -> Item {
 /// not an error.
 fn conditional<T, E, R>(written: Result<T, SdkError<E, R>>) -> Result<bool, StoreError>
 where
-    E: ProvideErrorMetadata + std::error::Error + 'static,
-    R: std::fmt::Debug,
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug + Send + Sync + 'static,
 {
     match written {
         Ok(_) => Ok(true),
@@ -184,10 +184,12 @@ where
 }
 
 /// Any failure but the ones a caller can act on: worth a retry.
-fn unavailable<E: std::error::Error + 'static, R: std::fmt::Debug>(
-    e: SdkError<E, R>,
-) -> StoreError {
-    StoreError::Unavailable(DisplayErrorContext(&e).to_string())
+fn unavailable<E, R>(e: SdkError<E, R>) -> StoreError
+where
+    E: std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug + Send + Sync + 'static,
+{
+    StoreError::unavailable("DynamoDB").caused_by(e)
 }
 
 /// Where the next page starts: the keys of the last item listed, in the table (`pk`, `sk`) and
@@ -204,7 +206,7 @@ impl Cursor {
     fn of(item: &Item, listing: &Listing) -> Result<Self, StoreError> {
         let key = |name: &str| match item.get(name) {
             Some(AttributeValue::S(value)) => Ok(value.clone()),
-            _ => Err(StoreError::Corrupt(format!(
+            _ => Err(StoreError::corrupt(format!(
                 "a listed item has no string attribute {name}"
             ))),
         };
@@ -302,7 +304,8 @@ impl DynamoStore {
             .into_iter()
             .map(|item| {
                 from_item(item).map_err(|e| {
-                    StoreError::Corrupt(format!("an item of {owner} in {}: {e}", listing.index))
+                    StoreError::corrupt(format!("an item of {owner} in {}", listing.index))
+                        .caused_by(e)
                 })
             })
             .collect::<Result<_, _>>()?;
@@ -313,7 +316,7 @@ impl DynamoStore {
 impl MessageStore for DynamoStore {
     async fn insert(&self, message: &Message) -> Result<bool, StoreError> {
         let mut item: Item = to_item(message).map_err(|e| {
-            StoreError::Corrupt(format!("message {} cannot be written: {e}", message.id))
+            StoreError::corrupt(format!("message {} cannot be written", message.id)).caused_by(e)
         })?;
         let pk = user_pk(&message.owner);
         item.extend(message_key(&message.owner, &message.id));
@@ -369,7 +372,7 @@ impl MessageStore for DynamoStore {
 impl UploadStore for DynamoStore {
     async fn advance(&self, record: &UploadRecord) -> Result<bool, StoreError> {
         let attributes: Item = to_item(record).map_err(|e| {
-            StoreError::Corrupt(format!("upload {} cannot be written: {e}", record.id))
+            StoreError::corrupt(format!("upload {} cannot be written", record.id)).caused_by(e)
         })?;
         let pk = user_pk(&record.owner);
         let expires_at = record.updated_at + self.message_ttl;
@@ -452,8 +455,9 @@ impl UploadStore for DynamoStore {
         found
             .item
             .map(|item| {
-                from_item(item)
-                    .map_err(|e| StoreError::Corrupt(format!("upload {id} of {owner}: {e}")))
+                from_item(item).map_err(|e| {
+                    StoreError::corrupt(format!("upload {id} of {owner}")).caused_by(e)
+                })
             })
             .transpose()
     }
@@ -489,7 +493,7 @@ impl ClaimStore for DynamoStore {
             Some(AttributeValue::S(job_id)) => Ok(ClaimOutcome::AlreadyStarted {
                 job_id: job_id.clone(),
             }),
-            Some(other) => Err(StoreError::Corrupt(format!(
+            Some(other) => Err(StoreError::corrupt(format!(
                 "the claim on {}/{} has a job_id that is not a string: {other:?}",
                 claim.bucket, claim.key
             ))),

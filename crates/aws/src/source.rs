@@ -5,7 +5,6 @@
 use aws_sdk_s3::Client;
 use aws_sdk_s3::error::SdkError;
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
-use aws_smithy_types::error::display::DisplayErrorContext;
 use transcoder_core::{Head, SourceError, SourceObject, SourceReader};
 
 #[derive(Debug, Clone)]
@@ -42,20 +41,20 @@ where
     match err {
         SdkError::ServiceError(err) => {
             let status = err.raw().status().as_u16();
-            let detail = format!("'{key}': {}", DisplayErrorContext(err.err()));
             match status {
                 // 412: If-Match failed, a newer upload replaced this one.
-                404 | 412 => SourceError::Gone(detail),
+                404 | 412 => SourceError::gone(format!("'{key}'")),
                 // 403 too: without s3:ListBucket a deleted key reads as denied, and a denial
                 // of ours is for an operator to see in the failure queue after the retries.
-                _ => SourceError::Unavailable(format!("{detail} (HTTP {status})")),
+                _ => SourceError::unavailable(format!("'{key}' (HTTP {status})")),
             }
+            .caused_by(err.into_err())
         }
         // HeadObject's errors have no body: a 412 or 404 comes as a bare response.
         SdkError::ResponseError(ref e) if matches!(e.raw().status().as_u16(), 404 | 412) => {
-            SourceError::Gone(format!("'{key}': HTTP {}", e.raw().status().as_u16()))
+            SourceError::gone(format!("'{key}': HTTP {}", e.raw().status().as_u16()))
         }
-        err => SourceError::Unavailable(format!("'{key}': {}", DisplayErrorContext(err))),
+        err => SourceError::unavailable(format!("'{key}'")).caused_by(err),
     }
 }
 
@@ -79,7 +78,7 @@ impl S3Source {
         }
         let output = request.send().await.map_err(|e| refused(upload, e))?;
         let key = upload.key.escaped();
-        let write = |e: std::io::Error| SourceError::Unavailable(format!("'{key}': {e}"));
+        let write = |e: std::io::Error| SourceError::unavailable(format!("'{key}'")).caused_by(e);
         let mut file = tokio::fs::File::create(path).await.map_err(write)?;
         let mut body = output.body;
         let mut size = 0;
@@ -91,10 +90,10 @@ impl S3Source {
                 }
                 Ok(None) => break,
                 Err(err) => {
-                    return Err(SourceError::Unavailable(format!(
-                        "'{key}': the response broke off: {}",
-                        DisplayErrorContext(err)
-                    )));
+                    return Err(SourceError::unavailable(format!(
+                        "'{key}': the response broke off"
+                    ))
+                    .caused_by(err));
                 }
             }
         }
@@ -177,10 +176,10 @@ impl S3Source {
                 }
                 Ok(None) => break,
                 Err(err) => {
-                    return Err(SourceError::Unavailable(format!(
-                        "'{key}': the response broke off: {}",
-                        DisplayErrorContext(err)
-                    )));
+                    return Err(SourceError::unavailable(format!(
+                        "'{key}': the response broke off"
+                    ))
+                    .caused_by(err));
                 }
             }
         }
@@ -276,9 +275,9 @@ mod tests {
             (500, "retry"),
         ] {
             let got = match answering(status).read_range(&upload(None), 0, 8).await {
-                Err(SourceError::Gone(_)) => "gone",
+                Err(SourceError::Gone { .. }) => "gone",
                 Ok(bytes) if bytes.is_empty() => "empty",
-                Err(SourceError::Unavailable(_)) => "retry",
+                Err(SourceError::Unavailable { .. }) => "retry",
                 Ok(_) => "bytes",
             };
             assert_eq!(got, expected, "HTTP {status}");

@@ -10,8 +10,8 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::TimeDelta;
 use transcoder_aws::DynamoStore;
 use transcoder_core::{
-    CLAIM_LEASE, Claim, ClaimOutcome, ClaimStore, MessageId, MessageStore, StoreError, UploadId,
-    UploadState, UploadStore,
+    CLAIM_LEASE, Chain, Claim, ClaimOutcome, ClaimStore, MessageId, MessageStore, StoreError,
+    UploadId, UploadState, UploadStore,
 };
 use transcoder_testkit::dynamodb_local::{DynamoDbLocal, table_definition};
 use transcoder_testkit::{
@@ -264,7 +264,10 @@ async fn cursors_and_items_that_do_not_belong_are_refused() {
         .await
         .unwrap();
     let listed = store.list_unread(&owner("erin"), 10, None).await;
-    assert!(matches!(listed, Err(StoreError::Corrupt(_))), "{listed:?}");
+    assert!(
+        matches!(listed, Err(StoreError::Corrupt { .. })),
+        "{listed:?}"
+    );
 }
 
 #[tokio::test]
@@ -290,12 +293,23 @@ async fn a_stopped_database_is_unavailable_and_worth_a_retry() {
     local.stop().await;
     let inserted = store.insert(&message("frank", "f2", 1)).await;
     assert!(
-        matches!(inserted, Err(StoreError::Unavailable(_))),
+        matches!(inserted, Err(StoreError::Unavailable { .. })),
         "{inserted:?}"
     );
+    // The SDK's error is the source, with the connection's failure beneath it.
+    let err = inserted.unwrap_err();
+    let cause = std::error::Error::source(&err).expect("the SDK's error as the source");
+    assert!(
+        cause.is::<aws_sdk_dynamodb::error::SdkError<
+            aws_sdk_dynamodb::operation::put_item::PutItemError,
+            aws_sdk_dynamodb::config::http::HttpResponse,
+        >>(),
+        "{cause:?}"
+    );
+    assert!(cause.source().is_some(), "{}", Chain(&err));
     let listed = store.list_unread(&owner("frank"), 10, None).await;
     assert!(
-        matches!(listed, Err(StoreError::Unavailable(_))),
+        matches!(listed, Err(StoreError::Unavailable { .. })),
         "{listed:?}"
     );
     let claim = Claim {
@@ -305,7 +319,7 @@ async fn a_stopped_database_is_unavailable_and_worth_a_retry() {
     };
     let claimed = store.claim(&claim, contract::base_time()).await;
     assert!(
-        matches!(claimed, Err(StoreError::Unavailable(_))),
+        matches!(claimed, Err(StoreError::Unavailable { .. })),
         "{claimed:?}"
     );
 }

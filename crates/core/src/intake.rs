@@ -13,6 +13,7 @@ use serde_json::Value;
 use tracing::{info, warn};
 
 use crate::config::StartConfig;
+use crate::error::Chain;
 use crate::key::Escaped;
 use crate::source::SourceReader;
 use crate::start::{RawS3Event, StartError, StartReport, abandon, plan, start_transcode};
@@ -172,7 +173,8 @@ async fn start_batch(
             .is_some_and(|last| *receives >= last)
         {
             let reason = format!(
-                "it could not be started in {receives} tries over about an hour; the last error: {err}; upload it again"
+                "it could not be started in {receives} tries over about an hour; the last error: {}; upload it again",
+                Chain(err)
             );
             tell_abandoned(id, raw, &reason, config, store).await;
         }
@@ -229,7 +231,7 @@ async fn tell_abandoned(
                 true
             }
             Err(err) => {
-                warn!(sqs_message_id = %Escaped(id), key = %job.source.escaped(), error = %err, "upload that could not be started not told yet: its message comes back");
+                warn!(sqs_message_id = %Escaped(id), key = %job.source.escaped(), error = %Chain(&err), "upload that could not be started not told yet: its message comes back");
                 false
             }
         },

@@ -9,6 +9,7 @@ mod choice;
 mod completion;
 mod config;
 mod env;
+mod error;
 mod format;
 mod ids;
 mod intake;
@@ -35,6 +36,7 @@ pub use choice::{
 pub use completion::{CompletedOutput, Completion, Notification, NotificationError, Progress};
 pub use config::{Location, Prefixes, StartConfig, prefix};
 pub use env::{ConfigError, Env, ProcessEnv};
+pub use error::{Cause, Chain};
 pub use format::{Loudness, OutputFormat, UnknownFormat};
 pub use ids::{Claim, JobId, MessageId, Owner, OwnerError, UploadId, UploadRef};
 pub use intake::{ABANDONED_REASON, BatchResponse, Handled, StartEvent, start_from_event};

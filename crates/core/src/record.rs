@@ -13,6 +13,7 @@ use crate::completion::{Completion, Notification};
 
 use crate::config::{self, StartConfig};
 use crate::env::{ConfigError, Env};
+use crate::error::Chain;
 use crate::ids::Owner;
 use crate::key::{Escaped, ObjectKey};
 use crate::message::Message;
@@ -133,7 +134,7 @@ pub struct RecordError {
 fn describe(failed: &[(usize, String, StoreError)]) -> String {
     failed
         .iter()
-        .map(|(record, job, err)| format!("record {record} (job {job}): {err}"))
+        .map(|(record, job, err)| format!("record {record} (job {job}): {}", Chain(err)))
         .collect::<Vec<_>>()
         .join("; ")
 }
@@ -225,7 +226,7 @@ pub async fn record_completion(
                 {
                     // The next progress event, or the end, moves the record; a retry of this
                     // one would be late by then.
-                    warn!(record = index, upload = %Escaped(&upload.id.0), error = %Escaped(&err.to_string()), "progress not written");
+                    warn!(record = index, upload = %Escaped(&upload.id.0), error = %Chain(&err), "progress not written");
                 }
                 continue;
             }
@@ -254,7 +255,7 @@ pub async fn record_completion(
                 report.duplicates.push(message.id.0.clone());
             }
             Err(err) => {
-                error!(record = index, id = %Escaped(&message.id.0), error = %Escaped(&err.to_string()), "message not written");
+                error!(record = index, id = %Escaped(&message.id.0), error = %Chain(&err), "message not written");
                 failed.push((index, message.id.0, err));
                 // The retry writes the message and the record; the record alone would say
                 // "completed" with no message to go with it.
@@ -265,7 +266,7 @@ pub async fn record_completion(
             && let Err(err) = advance(store, &upload, &mut report).await
         {
             // The message is kept; the retry finds it written and moves the record.
-            error!(record = index, upload = %Escaped(&upload.id.0), error = %Escaped(&err.to_string()), "upload record not written");
+            error!(record = index, upload = %Escaped(&upload.id.0), error = %Chain(&err), "upload record not written");
             failed.push((index, message.id.0, err));
         }
     }

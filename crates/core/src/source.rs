@@ -8,6 +8,7 @@
 use std::collections::HashMap;
 use std::future::Future;
 
+use crate::error::Cause;
 use crate::key::ObjectKey;
 use crate::sniff::{AudioFormat, NotAudio, SNIFF_BYTES, Sniffed, sniff};
 
@@ -23,15 +24,49 @@ pub struct SourceObject {
     pub size: Option<u64>,
 }
 
-/// Why an upload's bytes could not be read.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+/// Why an upload's bytes could not be read. The reader's own error (S3's, the file system's) is
+/// the source, not part of the text: write one out with [`Chain`](crate::Chain).
+#[derive(Debug, thiserror::Error)]
 pub enum SourceError {
     /// Deleted, or replaced by a newer upload: a retry would find the same, so none is made.
-    #[error("the upload is gone or was replaced by a newer one: {0}")]
-    Gone(String),
+    #[error("the upload is gone or was replaced by a newer one: {context}")]
+    Gone {
+        context: String,
+        #[source]
+        cause: Option<Cause>,
+    },
     /// The store did not answer (or refused us): worth a retry of the event.
-    #[error("the upload cannot be read right now: {0}")]
-    Unavailable(String),
+    #[error("the upload cannot be read right now: {context}")]
+    Unavailable {
+        context: String,
+        #[source]
+        cause: Option<Cause>,
+    },
+}
+
+impl SourceError {
+    /// The upload at `context` is no longer the one its event named.
+    pub fn gone(context: impl Into<String>) -> Self {
+        Self::Gone {
+            context: context.into(),
+            cause: None,
+        }
+    }
+
+    /// The upload at `context` cannot be read now; a retry may.
+    pub fn unavailable(context: impl Into<String>) -> Self {
+        Self::Unavailable {
+            context: context.into(),
+            cause: None,
+        }
+    }
+
+    /// The same error, with the error beneath it as its source.
+    pub fn caused_by(mut self, err: impl Into<Cause>) -> Self {
+        let (Self::Gone { cause, .. } | Self::Unavailable { cause, .. }) = &mut self;
+        *cause = Some(err.into());
+        self
+    }
 }
 
 /// An object's user metadata: keys lowercase and without `x-amz-meta-`, as S3 answers them.

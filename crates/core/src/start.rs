@@ -14,6 +14,7 @@ use tracing::{error, info, warn};
 use crate::choice::{Choice, LOUDNESS_KEY, OUTPUTS_KEY, Outputs};
 use crate::completion::Completion;
 use crate::config::{Location, StartConfig};
+use crate::error::Chain;
 use crate::ids::{Claim, JobId, MessageId, Owner, OwnerError};
 use crate::job::{AUDIO_EXTENSIONS, TranscodeJob, is_audio};
 use crate::key::{Escaped, KeyError, ObjectKey};
@@ -200,16 +201,16 @@ pub struct Rejected {
 pub enum NotStarted {
     #[error(transparent)]
     Refused(#[from] TranscoderError),
-    #[error("duplicate protection failed: {0}")]
+    #[error("duplicate protection failed")]
     Claims(#[from] StoreError),
     #[error("another invocation is starting the job for this upload right now")]
     Held,
     #[error(transparent)]
     Unreadable(SourceError),
-    #[error("the file is not audio, but its owner could not be told: {0}")]
-    Untold(StoreError),
-    #[error("the upload's record could not be written: {0}")]
-    Unrecorded(StoreError),
+    #[error("the file is not audio, but its owner could not be told")]
+    Untold(#[source] StoreError),
+    #[error("the upload's record could not be written")]
+    Unrecorded(#[source] StoreError),
 }
 
 /// Some jobs were not started. Every other record was handled first; the invocation fails so
@@ -224,7 +225,7 @@ pub struct StartError {
 fn describe(failed: &[(usize, ObjectKey, NotStarted)]) -> String {
     failed
         .iter()
-        .map(|(record, key, err)| format!("record {record} '{key}': {err}"))
+        .map(|(record, key, err)| format!("record {record} '{key}': {}", Chain(err)))
         .collect::<Vec<_>>()
         .join("; ")
 }
@@ -282,7 +283,7 @@ async fn start_once(
             format: Err(reason),
             ..
         }) => return reject(job, &claim, reason, store).await,
-        Err(gone @ SourceError::Gone(_)) => {
+        Err(gone @ SourceError::Gone { .. }) => {
             release(store, &claim, job).await;
             // Its owner sees it end; if this write fails, the retry reads, and ends it, again.
             let superseded = UploadRecord::superseded(&upload, GONE, Utc::now());
@@ -302,12 +303,12 @@ async fn start_once(
         Ok(job_id) => {
             if let Err(err) = store.record_job(&claim, &job_id.0).await {
                 // The job runs; only a redelivery after the claim's lease could start it again.
-                error!(key = %job.source.escaped(), %job_id, error = %err, "job started but not recorded in its claim");
+                error!(key = %job.source.escaped(), %job_id, error = %Chain(&err), "job started but not recorded in its claim");
             }
             let started = UploadRecord::progress(&upload, None, Utc::now());
             if let Err(err) = store.advance(&started).await {
                 // The job runs, and its progress and end move the record on from `received`.
-                warn!(key = %job.source.escaped(), %job_id, error = %err, "job started but its upload record not moved");
+                warn!(key = %job.source.escaped(), %job_id, error = %Chain(&err), "job started but its upload record not moved");
             }
             let outputs = job
                 .outputs
@@ -361,7 +362,7 @@ async fn reject(
     }
     if let Err(err) = store.record_job(claim, &message.id.0).await {
         // The owner was told; a redelivery after the lease writes the same message id, once.
-        warn!(key = %job.source.escaped(), error = %err, "refusal not recorded in its claim");
+        warn!(key = %job.source.escaped(), error = %Chain(&err), "refusal not recorded in its claim");
     }
     Ok(Attempt::Rejected(message, reason))
 }
@@ -409,7 +410,7 @@ pub(crate) async fn abandon(
         return Err(NotStarted::Untold(err));
     }
     if let Err(err) = store.record_job(&claim, &message.id.0).await {
-        warn!(key = %job.source.escaped(), error = %err, "abandonment not recorded in its claim");
+        warn!(key = %job.source.escaped(), error = %Chain(&err), "abandonment not recorded in its claim");
     }
     Ok(())
 }
@@ -417,7 +418,7 @@ pub(crate) async fn abandon(
 /// Gives back a claim whose upload started nothing, so that a retry can take it.
 async fn release(store: &impl ClaimStore, claim: &Claim, job: &TranscodeJob) {
     if let Err(err) = store.release(claim).await {
-        warn!(key = %job.source.escaped(), error = %err, "claim not released; the retry waits for its lease");
+        warn!(key = %job.source.escaped(), error = %Chain(&err), "claim not released; the retry waits for its lease");
     }
 }
 
@@ -506,15 +507,15 @@ pub async fn start_transcode(
                 });
             }
             Ok(Attempt::Gone(gone)) => {
-                info!(record = index, key = %job.source.escaped(), reason = %gone, "record skipped");
+                info!(record = index, key = %job.source.escaped(), reason = %Chain(&gone), "record skipped");
                 report.skipped.push(Skipped {
                     record: index,
                     key: Some(job.source.to_string()),
-                    reason: gone.to_string(),
+                    reason: Chain(&gone).to_string(),
                 });
             }
             Err(err) => {
-                error!(record = index, key = %job.source.escaped(), error = %err, "job not started");
+                error!(record = index, key = %job.source.escaped(), error = %Chain(&err), "job not started");
                 failed.push((index, job.source, err));
             }
         }

@@ -6,19 +6,55 @@ use std::future::Future;
 
 use chrono::{DateTime, Utc};
 
+use crate::error::Cause;
 use crate::ids::{Claim, MessageId, Owner, UploadId};
 use crate::message::Message;
 use crate::upload::{UploadPage, UploadRecord};
 
-/// The database failed us. `Unavailable` is worth a retry; the others are not.
+/// The database failed us. `Unavailable` is worth a retry; the others are not. The database's
+/// own error is the source, not part of the text: write one out with [`Chain`](crate::Chain).
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("the store is unavailable: {0}")]
-    Unavailable(String),
+    #[error("the store is unavailable: {context}")]
+    Unavailable {
+        context: String,
+        #[source]
+        cause: Option<Cause>,
+    },
     #[error("the page cursor is not valid for this caller")]
     BadCursor,
-    #[error("the store returned an item it cannot read: {0}")]
-    Corrupt(String),
+    #[error("the store returned an item it cannot read: {context}")]
+    Corrupt {
+        context: String,
+        #[source]
+        cause: Option<Cause>,
+    },
+}
+
+impl StoreError {
+    /// The store did not answer, or refused us, where `context` says.
+    pub fn unavailable(context: impl Into<String>) -> Self {
+        Self::Unavailable {
+            context: context.into(),
+            cause: None,
+        }
+    }
+
+    /// The store holds, or was handed, something it cannot read, which `context` names.
+    pub fn corrupt(context: impl Into<String>) -> Self {
+        Self::Corrupt {
+            context: context.into(),
+            cause: None,
+        }
+    }
+
+    /// The same error, with the error beneath it as its source.
+    pub fn caused_by(mut self, err: impl Into<Cause>) -> Self {
+        if let Self::Unavailable { cause, .. } | Self::Corrupt { cause, .. } = &mut self {
+            *cause = Some(err.into());
+        }
+        self
+    }
 }
 
 /// One page of a listing.

@@ -32,14 +32,15 @@ impl SourceReader for FileSource<'_> {
         len: usize,
     ) -> Result<Vec<u8>, SourceError> {
         let key = upload.key.escaped();
-        let gone = |why: &str| SourceError::Gone(format!("'{key}': {why}"));
+        let gone = |why: &str| SourceError::gone(format!("'{key}': {why}"));
         match tokio::fs::symlink_metadata(self.0).await {
             Ok(meta) if meta.is_file() => {}
             Ok(_) => return Err(gone("not a regular file")),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(gone("no such file")),
-            Err(e) => return Err(SourceError::Unavailable(format!("'{key}': {e}"))),
+            Err(e) => return Err(SourceError::unavailable(format!("'{key}'")).caused_by(e)),
         }
-        let unavailable = |e: std::io::Error| SourceError::Unavailable(format!("'{key}': {e}"));
+        let unavailable =
+            |e: std::io::Error| SourceError::unavailable(format!("'{key}'")).caused_by(e);
         let mut file = tokio::fs::File::open(self.0).await.map_err(unavailable)?;
         file.seek(std::io::SeekFrom::Start(offset))
             .await

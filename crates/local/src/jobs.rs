@@ -29,8 +29,8 @@ use tokio::sync::Notify;
 use tokio::task::{AbortHandle, JoinSet};
 use tracing::{error, info, warn};
 use transcoder_core::{
-    Escaped, JobId, JobQueue, MessageStore, QueuedJob, RawSnsEvent, RecordConfig, StoreError,
-    TranscodeJob, Transcoder, TranscoderError, UploadStore, record_completion,
+    Chain, Escaped, JobId, JobQueue, MessageStore, QueuedJob, RawSnsEvent, RecordConfig,
+    StoreError, TranscodeJob, Transcoder, TranscoderError, UploadStore, record_completion,
 };
 
 use transcoder_ffmpeg::{ProgressSender, progress_notification};
@@ -148,7 +148,7 @@ impl<S: JobQueue + MessageStore + UploadStore + 'static> LocalJobs<S> {
             let next = match self.shared.store.take().await {
                 Ok(next) => next,
                 Err(err) => {
-                    warn!(error = %err, "the queue cannot be read; trying again in a second");
+                    warn!(error = %Chain(&err), "the queue cannot be read; trying again in a second");
                     tokio::time::sleep(Duration::from_secs(1)).await;
                     continue;
                 }
@@ -219,7 +219,9 @@ impl<S: JobQueue + MessageStore + UploadStore + 'static> LocalJobs<S> {
                         persist("the delivery", &id, space, || store.delivered(&id)).await;
                     }
                 }
-                Err(err) => warn!(error = %err, "finished jobs cannot be read; trying again"),
+                Err(err) => {
+                    warn!(error = %Chain(&err), "finished jobs cannot be read; trying again")
+                }
             }
             // Woken by the next ending; the timeout retries a store that failed to list.
             let _ =
@@ -255,7 +257,10 @@ impl<S: JobQueue + MessageStore + UploadStore + 'static> LocalJobs<S> {
             };
             match record_completion(event, &self.shared.record, &self.shared.store).await {
                 Ok(_) => return retry.done(),
-                Err(err) => retry.failed(&err.to_string()).await,
+                Err(err) => {
+                    let error = Chain(&err).to_string();
+                    retry.failed(&error).await;
+                }
             }
         }
     }
@@ -341,7 +346,10 @@ where
                 retry.done();
                 return done;
             }
-            Err(err) => retry.failed(&err.to_string()).await,
+            Err(err) => {
+                let error = Chain(&err).to_string();
+                retry.failed(&error).await;
+            }
         }
     }
 }
@@ -432,7 +440,7 @@ mod tests {
         let id = JobId("local-1".into());
         let written = persist("the job's ending", &id, &space, || async {
             if attempts.fetch_add(1, std::sync::atomic::Ordering::SeqCst) < 4 {
-                Err(StoreError::Unavailable("database is locked".into()))
+                Err(StoreError::unavailable("database is locked"))
             } else {
                 Ok(7)
             }

@@ -54,7 +54,7 @@ impl SqliteStore {
             .pragma_update_and_check(None, "journal_mode", "wal", |row| row.get(0))
             .map_err(&at)?;
         if !mode.eq_ignore_ascii_case("wal") {
-            return Err(StoreError::Unavailable(format!(
+            return Err(StoreError::unavailable(format!(
                 "{name}: SQLite will not use write-ahead logging here (journal mode {mode})"
             )));
         }
@@ -83,12 +83,12 @@ impl SqliteStore {
         F: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
     {
         let runtime = tokio::runtime::Handle::try_current()
-            .map_err(|e| StoreError::Unavailable(format!("SQLite: {e}")))?;
+            .map_err(|e| StoreError::unavailable("SQLite needs a Tokio runtime").caused_by(e))?;
         let connection = Arc::clone(&self.connection);
         runtime
             .spawn_blocking(move || call(&mut lock(&connection)))
             .await
-            .map_err(|e| StoreError::Unavailable(format!("SQLite call failed: {e}")))?
+            .map_err(|e| StoreError::unavailable("SQLite call failed").caused_by(e))?
     }
 }
 
@@ -101,7 +101,7 @@ fn lock(connection: &Mutex<Connection>) -> MutexGuard<'_, Connection> {
 
 /// Opening or migrating the file `name` failed.
 fn unavailable_at(name: &str) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
-    move |e| StoreError::Unavailable(format!("{name}: {e}"))
+    move |e| StoreError::unavailable(name).caused_by(e)
 }
 
 /// A value of the wrong type in a column means the file was not written by this store; anything
@@ -110,15 +110,17 @@ fn failed(e: rusqlite::Error) -> StoreError {
     match e {
         rusqlite::Error::InvalidColumnType(..)
         | rusqlite::Error::FromSqlConversionFailure(..)
-        | rusqlite::Error::IntegralValueOutOfRange(..) => StoreError::Corrupt(e.to_string()),
-        e => StoreError::Unavailable(format!("SQLite: {e}")),
+        | rusqlite::Error::IntegralValueOutOfRange(..) => {
+            StoreError::corrupt("a value SQLite holds").caused_by(e)
+        }
+        e => StoreError::unavailable("SQLite").caused_by(e),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use rusqlite::params;
-    use transcoder_core::MessageStore;
+    use transcoder_core::{Chain, MessageStore};
     use transcoder_testkit::contract;
 
     use super::*;
@@ -184,7 +186,7 @@ mod tests {
             .run(|_| -> Result<(), StoreError> { panic!("a bug in a call") })
             .await;
         assert!(
-            matches!(&failed, Err(StoreError::Unavailable(reason)) if reason.contains("a bug in a call")),
+            matches!(&failed, Err(e @ StoreError::Unavailable { .. }) if Chain(e).to_string().contains("a bug in a call")),
             "{failed:?}"
         );
         // The panic poisoned the lock; the next call still gets the connection.

@@ -25,7 +25,7 @@ pub(crate) const UNREAD: Listing = Listing {
 impl MessageStore for SqliteStore {
     async fn insert(&self, message: &Message) -> Result<bool, StoreError> {
         let body = serde_json::to_string(message).map_err(|e| {
-            StoreError::Corrupt(format!("message {} cannot be written: {e}", message.id))
+            StoreError::corrupt(format!("message {} cannot be written", message.id)).caused_by(e)
         })?;
         let (owner, id) = (message.owner.clone(), message.id.clone());
         let created_at = sort_time(message.created_at);
@@ -89,6 +89,9 @@ mod tests {
             .execute("UPDATE messages SET body = '{\"id\": 1}'", [])
             .unwrap();
         let listed = store.list_unread(&message.owner, 10, None).await;
-        assert!(matches!(listed, Err(StoreError::Corrupt(_))), "{listed:?}");
+        assert!(
+            matches!(listed, Err(StoreError::Corrupt { .. })),
+            "{listed:?}"
+        );
     }
 }

@@ -72,7 +72,7 @@ pub(crate) fn read_page<T: DeserializeOwned>(
         .into_iter()
         .map(|(row, body)| {
             serde_json::from_str(&body).map_err(|e| {
-                StoreError::Corrupt(format!("{} {} of {owner}: {e}", listing.what, row.id))
+                StoreError::corrupt(format!("{} {} of {owner}", listing.what, row.id)).caused_by(e)
             })
         })
         .collect::<Result<_, _>>()?;

@@ -30,14 +30,14 @@ fn parse_job((id, job, runs): (String, String, u32)) -> Result<QueuedJob, StoreE
 /// The job `id` from its row's JSON.
 fn read_job(id: &str, job: &str) -> Result<TranscodeJob, StoreError> {
     serde_json::from_str(job)
-        .map_err(|e| StoreError::Corrupt(format!("job {id} cannot be read: {e}")))
+        .map_err(|e| StoreError::corrupt(format!("job {id} cannot be read")).caused_by(e))
 }
 
 impl JobQueue for SqliteStore {
     async fn enqueue(&self, job: &TranscodeJob) -> Result<Enqueued, StoreError> {
         let id = local_job_id(job);
         let body = serde_json::to_string(job)
-            .map_err(|e| StoreError::Corrupt(format!("job {id} cannot be written: {e}")))?;
+            .map_err(|e| StoreError::corrupt(format!("job {id} cannot be written")).caused_by(e))?;
         let job = job.clone();
         self.run(move |connection| {
             let key = job.source.as_str();
@@ -207,7 +207,7 @@ impl JobQueue for SqliteStore {
                 .prepare_cached("SELECT count(*) FROM jobs WHERE state IN ('queued', 'running')")
                 .and_then(|mut count| count.query_row([], |row| row.get(0)))
                 .map_err(failed)?;
-            usize::try_from(count).map_err(|e| StoreError::Corrupt(e.to_string()))
+            usize::try_from(count).map_err(|e| StoreError::corrupt("a count of jobs").caused_by(e))
         })
         .await
     }

@@ -87,7 +87,7 @@ pub(crate) fn migrate(connection: &mut Connection, name: &str) -> Result<(), Sto
         }
         SCHEMA_VERSION => {}
         newer => {
-            return Err(StoreError::Corrupt(format!(
+            return Err(StoreError::corrupt(format!(
                 "{name} has schema version {newer}, written by a newer build; this one reads \
                  version {SCHEMA_VERSION}: run a newer build or start from another file"
             )));

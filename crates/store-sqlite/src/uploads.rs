@@ -27,7 +27,7 @@ pub(crate) const BY_TIME: Listing = Listing {
 impl UploadStore for SqliteStore {
     async fn advance(&self, record: &UploadRecord) -> Result<bool, StoreError> {
         let body = serde_json::to_string(record).map_err(|e| {
-            StoreError::Corrupt(format!("upload {} cannot be written: {e}", record.id))
+            StoreError::corrupt(format!("upload {} cannot be written", record.id)).caused_by(e)
         })?;
         let (owner, id, rank) = (record.owner.clone(), record.id.clone(), record.rank());
         let created_at = sort_time(record.created_at);
@@ -84,8 +84,9 @@ impl UploadStore for SqliteStore {
                 })
                 .map_err(failed)?;
             body.map(|body| {
-                serde_json::from_str(&body)
-                    .map_err(|e| StoreError::Corrupt(format!("upload {id} of {owner}: {e}")))
+                serde_json::from_str(&body).map_err(|e| {
+                    StoreError::corrupt(format!("upload {id} of {owner}")).caused_by(e)
+                })
             })
             .transpose()
         })
@@ -103,8 +104,9 @@ pub(crate) fn end_superseded(
     at: DateTime<Utc>,
 ) -> Result<(), StoreError> {
     let record = UploadRecord::superseded(&job.upload_ref(), REPLACED, at);
-    let body = serde_json::to_string(&record)
-        .map_err(|e| StoreError::Corrupt(format!("upload {} cannot be written: {e}", record.id)))?;
+    let body = serde_json::to_string(&record).map_err(|e| {
+        StoreError::corrupt(format!("upload {} cannot be written", record.id)).caused_by(e)
+    })?;
     connection
         .prepare_cached(
             "UPDATE uploads SET rank = ?3,

@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use transcoder_core::{
-    Claim, ClaimOutcome, ClaimStore, JobQueue, MessageId, MessageStore, StoreError, UploadRecord,
-    UploadState, UploadStore,
+    Chain, Claim, ClaimOutcome, ClaimStore, JobQueue, MessageId, MessageStore, StoreError,
+    UploadRecord, UploadState, UploadStore,
 };
 use transcoder_sqlite::SqliteStore;
 use transcoder_testkit::{
@@ -177,7 +177,8 @@ fn a_file_written_by_a_newer_build_is_refused() {
     set_user_version(&scratch.file(), 4);
     let opened = SqliteStore::open(&scratch.file());
     match opened {
-        Err(StoreError::Corrupt(reason)) => {
+        Err(err @ StoreError::Corrupt { .. }) => {
+            let reason = Chain(&err).to_string();
             assert!(reason.contains("schema version 4"), "{reason}")
         }
         other => panic!("a file of schema version 4 opened as {other:?}"),
@@ -307,12 +308,17 @@ fn a_call_waiting_for_the_write_lock_leaves_the_runtime_to_other_tasks() {
 }
 
 #[test]
-fn a_missing_directory_is_reported_with_the_path() {
+fn a_missing_directory_is_reported_with_the_path_and_sqlites_own_error() {
     let scratch = Scratch::new("missing");
     let path = scratch.0.join("no such directory").join("store.sqlite3");
     match SqliteStore::open(&path) {
-        Err(StoreError::Unavailable(reason)) => {
-            assert!(reason.contains("no such directory"), "{reason}")
+        Err(err @ StoreError::Unavailable { .. }) => {
+            let reason = Chain(&err).to_string();
+            assert!(reason.contains("no such directory"), "{reason}");
+            // SQLite's error is kept whole as the source, not flattened into the text.
+            let cause = std::error::Error::source(&err).expect("SQLite's error as the source");
+            assert!(cause.is::<rusqlite::Error>(), "{cause:?}");
+            assert!(!err.to_string().contains(&cause.to_string()), "{err}");
         }
         other => panic!("opening {} gave {other:?}", path.display()),
     }

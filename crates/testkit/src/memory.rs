@@ -71,7 +71,7 @@ fn order(m: &Message) -> (DateTime<Utc>, String) {
 impl MessageStore for MemoryStore {
     async fn insert(&self, message: &Message) -> Result<bool, StoreError> {
         if self.failing_messages.load(Ordering::SeqCst) {
-            return Err(StoreError::Unavailable("connection refused".into()));
+            return Err(StoreError::unavailable("connection refused"));
         }
         let mut messages = self.messages.lock().unwrap();
         let key = (message.owner.clone(), message.id.clone());
@@ -159,9 +159,7 @@ impl MemoryStore {
 impl UploadStore for MemoryStore {
     async fn advance(&self, record: &UploadRecord) -> Result<bool, StoreError> {
         if self.failing_uploads.lock().unwrap().contains(&record.state) {
-            return Err(StoreError::Unavailable(
-                "upload records are throttled".into(),
-            ));
+            return Err(StoreError::unavailable("upload records are throttled"));
         }
         let mut uploads = self.uploads.lock().unwrap();
         let key = (record.owner.clone(), record.id.clone());

@@ -50,7 +50,7 @@ impl SourceReader for MemorySource {
             .objects
             .get(upload.key.as_str())
             .or(self.others.as_ref())
-            .ok_or_else(|| SourceError::Gone(format!("no object '{}'", upload.key.escaped())))?;
+            .ok_or_else(|| SourceError::gone(format!("no object '{}'", upload.key.escaped())))?;
         let start = usize::try_from(offset)
             .unwrap_or(usize::MAX)
             .min(bytes.len());

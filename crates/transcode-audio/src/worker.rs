@@ -22,7 +22,7 @@ use serde::Deserialize;
 use serde_json::Value;
 use tracing::{error, info, warn};
 use transcoder_aws::S3Source;
-use transcoder_core::{Escaped, JobId, JobMessage, SourceError, SourceObject, TranscodeJob};
+use transcoder_core::{Chain, Escaped, JobId, JobMessage, SourceError, SourceObject, TranscodeJob};
 use transcoder_ffmpeg::{Done, Failure, Limits, Output};
 
 use crate::config::WorkerConfig;
@@ -220,9 +220,12 @@ impl Worker {
         let input = dir.0.join("source");
         let size = match self.source.download(&upload, &input).await {
             Ok(size) => size,
-            Err(SourceError::Gone(_)) => return Ok(Ended::Superseded),
-            Err(SourceError::Unavailable(reason)) => {
-                return Err(Retry(format!("the file could not be read: {reason}")));
+            Err(SourceError::Gone { .. }) => return Ok(Ended::Superseded),
+            Err(err @ SourceError::Unavailable { .. }) => {
+                return Err(Retry(format!(
+                    "the file could not be read: {}",
+                    Chain(&err)
+                )));
             }
         };
         let upload = SourceObject {
@@ -293,9 +296,12 @@ impl Worker {
         // older audio if that job finished first.
         match self.source.still_current(&upload).await {
             Ok(()) => {}
-            Err(SourceError::Gone(_)) => return Ok(Ended::Superseded),
-            Err(SourceError::Unavailable(reason)) => {
-                return Err(Retry(format!("the file could not be checked: {reason}")));
+            Err(SourceError::Gone { .. }) => return Ok(Ended::Superseded),
+            Err(err @ SourceError::Unavailable { .. }) => {
+                return Err(Retry(format!(
+                    "the file could not be checked: {}",
+                    Chain(&err)
+                )));
             }
         }
         for (output, file) in job.outputs.iter().zip(&outputs) {

@@ -549,7 +549,7 @@ struct Unavailable;
 
 impl SourceReader for Unavailable {
     async fn read_range(&self, _: &SourceObject, _: u64, _: usize) -> Result<Vec<u8>, SourceError> {
-        Err(SourceError::Unavailable("503 Slow Down".into()))
+        Err(SourceError::unavailable("503 Slow Down"))
     }
 }
 
@@ -740,7 +740,7 @@ struct Replaced;
 
 impl SourceReader for Replaced {
     async fn read_range(&self, _: &SourceObject, _: u64, _: usize) -> Result<Vec<u8>, SourceError> {
-        Err(SourceError::Gone("HTTP 412: PreconditionFailed".into()))
+        Err(SourceError::gone("HTTP 412: PreconditionFailed"))
     }
 }
 
