@@ -10,7 +10,7 @@
 use aws_lambda_events::s3::S3EventRecord;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use tracing::{info, warn};
+use tracing::{Instrument, info, info_span, warn};
 
 use crate::config::StartConfig;
 use crate::error::Chain;
@@ -225,16 +225,22 @@ async fn tell_abandoned(
         Err(e) => Err(format!("not an S3 event record: {e}")),
     };
     match job {
-        Ok(job) => match abandon(&job, reason, store).await {
-            Ok(()) => {
-                warn!(sqs_message_id = %Escaped(id), key = %job.source.escaped(), owner = %job.owner, reason = %Escaped(reason), "upload never started: its owner is told it failed");
-                true
+        Ok(job) => {
+            let span =
+                info_span!("abandoned", sqs_message_id = %Escaped(id), key = %job.source.escaped());
+            let told = abandon(&job, reason, store).instrument(span.clone()).await;
+            let _in = span.enter();
+            match told {
+                Ok(()) => {
+                    warn!(owner = %job.owner, reason = %Escaped(reason), "upload never started: its owner is told it failed");
+                    true
+                }
+                Err(err) => {
+                    warn!(error = %Chain(&err), "upload that could not be started not told yet: its message comes back");
+                    false
+                }
             }
-            Err(err) => {
-                warn!(sqs_message_id = %Escaped(id), key = %job.source.escaped(), error = %Chain(&err), "upload that could not be started not told yet: its message comes back");
-                false
-            }
-        },
+        }
         Err(reason) => {
             warn!(sqs_message_id = %Escaped(id), reason = %Escaped(&reason), "abandoned record skipped");
             true

@@ -7,7 +7,7 @@
 
 use aws_lambda_events::sns::SnsRecord;
 use serde::{Deserialize, Serialize};
-use tracing::{error, info, warn};
+use tracing::{Instrument, error, info, info_span, warn};
 
 use crate::completion::{Completion, Notification};
 
@@ -215,59 +215,18 @@ pub async fn record_completion(
         let message_id = raw
             .pointer("/Sns/MessageId")
             .and_then(|v| v.as_str())
-            .unwrap_or("<none>")
-            .to_owned();
-        let (message, upload) = match announced(raw, config) {
-            Ok(Announced::Final(message, upload)) => (message, upload),
-            Ok(Announced::Progress(upload)) => {
-                report.progress += 1;
-                if let Some(upload) = upload
-                    && let Err(err) = advance(store, &upload, &mut report).await
-                {
-                    // The next progress event, or the end, moves the record; a retry of this
-                    // one would be late by then.
-                    warn!(record = index, upload = %Escaped(&upload.id.0), error = %Chain(&err), "progress not written");
-                }
-                continue;
+            .unwrap_or("<none>");
+        // Every line about this record carries these two.
+        let span = info_span!("record", record = index, sns_message_id = %Escaped(message_id));
+        let recorded = record_one(index, raw, config, store, &mut report)
+            .instrument(span)
+            .await;
+        match recorded {
+            Recorded::Ended(unwritten) => {
+                attempted += 1;
+                failed.extend(unwritten.map(|(id, err)| (index, id, err)));
             }
-            Err(reason) => {
-                warn!(
-                    record = index,
-                    sns_message_id = %Escaped(&message_id),
-                    reason = %Escaped(&reason),
-                    "poison notification rejected"
-                );
-                report.rejected.push(Rejected {
-                    record: index,
-                    reason,
-                });
-                continue;
-            }
-        };
-        attempted += 1;
-        match store.insert(&message).await {
-            Ok(true) => {
-                info!(record = index, owner = %Escaped(message.owner.as_str()), id = %Escaped(&message.id.0), state = ?message.state, "message written");
-                report.recorded.push(message.id.0.clone());
-            }
-            Ok(false) => {
-                info!(record = index, owner = %Escaped(message.owner.as_str()), id = %Escaped(&message.id.0), "message already written: duplicate delivery");
-                report.duplicates.push(message.id.0.clone());
-            }
-            Err(err) => {
-                error!(record = index, id = %Escaped(&message.id.0), error = %Chain(&err), "message not written");
-                failed.push((index, message.id.0, err));
-                // The retry writes the message and the record; the record alone would say
-                // "completed" with no message to go with it.
-                continue;
-            }
-        }
-        if let Some(upload) = upload
-            && let Err(err) = advance(store, &upload, &mut report).await
-        {
-            // The message is kept; the retry finds it written and moves the record.
-            error!(record = index, upload = %Escaped(&upload.id.0), error = %Chain(&err), "upload record not written");
-            failed.push((index, message.id.0, err));
+            Recorded::Passed => {}
         }
     }
     if failed.is_empty() {
@@ -275,6 +234,72 @@ pub async fn record_completion(
     } else {
         Err(RecordError { attempted, failed })
     }
+}
+
+/// What became of one SNS record.
+enum Recorded {
+    /// It announced a job's end: its message and record were written, or the message's id and
+    /// why one of them was not.
+    Ended(Option<(String, StoreError)>),
+    /// Progress, or a notification refused: nothing to retry.
+    Passed,
+}
+
+/// Writes what SNS record `index` announces, noting it in `report`.
+async fn record_one(
+    index: usize,
+    raw: serde_json::Value,
+    config: &RecordConfig,
+    store: &(impl MessageStore + UploadStore),
+    report: &mut RecordReport,
+) -> Recorded {
+    let (message, upload) = match announced(raw, config) {
+        Ok(Announced::Final(message, upload)) => (message, upload),
+        Ok(Announced::Progress(upload)) => {
+            report.progress += 1;
+            if let Some(upload) = upload
+                && let Err(err) = advance(store, &upload, report).await
+            {
+                // The next progress event, or the end, moves the record; a retry of this one
+                // would be late by then.
+                warn!(upload = %Escaped(&upload.id.0), error = %Chain(&err), "progress not written");
+            }
+            return Recorded::Passed;
+        }
+        Err(reason) => {
+            warn!(reason = %Escaped(&reason), "poison notification rejected");
+            report.rejected.push(Rejected {
+                record: index,
+                reason,
+            });
+            return Recorded::Passed;
+        }
+    };
+    let (owner, id) = (Escaped(message.owner.as_str()), Escaped(&message.id.0));
+    match store.insert(&message).await {
+        Ok(true) => {
+            info!(%owner, %id, state = ?message.state, "message written");
+            report.recorded.push(message.id.0.clone());
+        }
+        Ok(false) => {
+            info!(%owner, %id, "message already written: duplicate delivery");
+            report.duplicates.push(message.id.0.clone());
+        }
+        Err(err) => {
+            error!(%id, error = %Chain(&err), "message not written");
+            // The retry writes the message and the record; the record alone would say
+            // "completed" with no message to go with it.
+            return Recorded::Ended(Some((message.id.0.clone(), err)));
+        }
+    }
+    if let Some(upload) = upload
+        && let Err(err) = advance(store, &upload, report).await
+    {
+        // The message is kept; the retry finds it written and moves the record.
+        error!(upload = %Escaped(&upload.id.0), error = %Chain(&err), "upload record not written");
+        return Recorded::Ended(Some((message.id.0.clone(), err)));
+    }
+    Recorded::Ended(None)
 }
 
 #[cfg(test)]

@@ -9,7 +9,8 @@ use aws_lambda_events::s3::S3EventRecord;
 use chrono::Utc;
 use futures::{StreamExt, stream};
 use serde::{Deserialize, Serialize};
-use tracing::{error, info, warn};
+use tracing::field::{Empty, display};
+use tracing::{Instrument, error, info, info_span, warn};
 
 use crate::choice::{Choice, LOUDNESS_KEY, OUTPUTS_KEY, Outputs};
 use crate::completion::Completion;
@@ -284,7 +285,7 @@ async fn start_once(
             ..
         }) => return reject(job, &claim, reason, store).await,
         Err(gone @ SourceError::Gone { .. }) => {
-            release(store, &claim, job).await;
+            release(store, &claim).await;
             // Its owner sees it end; if this write fails, the retry reads, and ends it, again.
             let superseded = UploadRecord::superseded(&upload, GONE, Utc::now());
             store
@@ -294,7 +295,7 @@ async fn start_once(
             return Ok(Attempt::Gone(gone));
         }
         Err(unavailable) => {
-            release(store, &claim, job).await;
+            release(store, &claim).await;
             return Err(NotStarted::Unreadable(unavailable));
         }
     };
@@ -303,12 +304,12 @@ async fn start_once(
         Ok(job_id) => {
             if let Err(err) = store.record_job(&claim, &job_id.0).await {
                 // The job runs; only a redelivery after the claim's lease could start it again.
-                error!(key = %job.source.escaped(), %job_id, error = %Chain(&err), "job started but not recorded in its claim");
+                error!(%job_id, error = %Chain(&err), "job started but not recorded in its claim");
             }
             let started = UploadRecord::progress(&upload, None, Utc::now());
             if let Err(err) = store.advance(&started).await {
                 // The job runs, and its progress and end move the record on from `received`.
-                warn!(key = %job.source.escaped(), %job_id, error = %Chain(&err), "job started but its upload record not moved");
+                warn!(%job_id, error = %Chain(&err), "job started but its upload record not moved");
             }
             let outputs = job
                 .outputs
@@ -322,7 +323,7 @@ async fn start_once(
             Ok(Attempt::New(job_id, format, outputs))
         }
         Err(refused) => {
-            release(store, &claim, job).await;
+            release(store, &claim).await;
             Err(refused.into())
         }
     }
@@ -352,17 +353,17 @@ async fn reject(
     let message = completion.message(Utc::now());
     let rejected = UploadRecord::rejected(&upload, reason.to_string(), message.created_at);
     if let Err(err) = store.insert(&message).await {
-        release(store, claim, job).await;
+        release(store, claim).await;
         return Err(NotStarted::Untold(err));
     }
     if let Err(err) = store.advance(&rejected).await {
         // The retry reads the bytes again, finds the message written and writes the record.
-        release(store, claim, job).await;
+        release(store, claim).await;
         return Err(NotStarted::Untold(err));
     }
     if let Err(err) = store.record_job(claim, &message.id.0).await {
         // The owner was told; a redelivery after the lease writes the same message id, once.
-        warn!(key = %job.source.escaped(), error = %Chain(&err), "refusal not recorded in its claim");
+        warn!(error = %Chain(&err), "refusal not recorded in its claim");
     }
     Ok(Attempt::Rejected(message, reason))
 }
@@ -382,7 +383,7 @@ pub(crate) async fn abandon(
     match store.claim(&claim, Utc::now()).await? {
         ClaimOutcome::Claimed => {}
         ClaimOutcome::AlreadyStarted { job_id } => {
-            info!(key = %job.source.escaped(), %job_id, "dead-lettered upload already started: nothing to tell");
+            info!(%job_id, "dead-lettered upload already started: nothing to tell");
             return Ok(());
         }
         ClaimOutcome::Held => return Err(NotStarted::Held),
@@ -402,23 +403,23 @@ pub(crate) async fn abandon(
     let message = completion.message(Utc::now());
     let ended = completion.upload_record(&upload, message.created_at);
     if let Err(err) = store.insert(&message).await {
-        release(store, &claim, job).await;
+        release(store, &claim).await;
         return Err(NotStarted::Untold(err));
     }
     if let Err(err) = store.advance(&ended).await {
-        release(store, &claim, job).await;
+        release(store, &claim).await;
         return Err(NotStarted::Untold(err));
     }
     if let Err(err) = store.record_job(&claim, &message.id.0).await {
-        warn!(key = %job.source.escaped(), error = %Chain(&err), "abandonment not recorded in its claim");
+        warn!(error = %Chain(&err), "abandonment not recorded in its claim");
     }
     Ok(())
 }
 
 /// Gives back a claim whose upload started nothing, so that a retry can take it.
-async fn release(store: &impl ClaimStore, claim: &Claim, job: &TranscodeJob) {
+async fn release(store: &impl ClaimStore, claim: &Claim) {
     if let Err(err) = store.release(claim).await {
-        warn!(key = %job.source.escaped(), error = %Chain(&err), "claim not released; the retry waits for its lease");
+        warn!(error = %Chain(&err), "claim not released; the retry waits for its lease");
     }
 }
 
@@ -438,6 +439,9 @@ pub async fn start_transcode(
             .pointer("/s3/object/key")
             .and_then(|k| k.as_str())
             .map(str::to_owned);
+        // Every line about this record, here and in the job's start, carries these two: the
+        // key as the job names it, or as the event spelled it if it names no job.
+        let span = info_span!("record", record = index, key = Empty);
         let planned = serde_json::from_value::<S3EventRecord>(raw)
             .map_err(|e| Skip::Malformed(e.to_string()))
             .and_then(|record| {
@@ -446,13 +450,20 @@ pub async fn start_transcode(
                 Ok((plan(&record, config)?, (object.e_tag.clone(), size)))
             });
         match planned {
-            Ok((job, version)) => jobs.push((index, job, version)),
+            Ok((job, version)) => {
+                span.record("key", display(job.source.escaped()));
+                jobs.push((index, job, version, span));
+            }
             Err(skip) => {
-                let key = Escaped(raw_key.as_deref().unwrap_or("<none>"));
+                span.record(
+                    "key",
+                    display(Escaped(raw_key.as_deref().unwrap_or("<none>"))),
+                );
+                let _in = span.enter();
                 if skip.is_malformed() {
-                    warn!(record = index, key = %key, reason = %skip, "record skipped");
+                    warn!(reason = %skip, "record skipped");
                 } else {
-                    info!(record = index, key = %key, reason = %skip, "record skipped");
+                    info!(reason = %skip, "record skipped");
                 }
                 report.skipped.push(Skipped {
                     record: index,
@@ -465,19 +476,22 @@ pub async fn start_transcode(
 
     let attempted = jobs.len();
     let results: Vec<_> = stream::iter(jobs)
-        .map(|(index, job, version)| async move {
-            let result = start_once(&job, version, config, source, transcoder, store).await;
-            (index, job, result)
+        .map(|(index, job, version, span)| async move {
+            let result = start_once(&job, version, config, source, transcoder, store)
+                .instrument(span.clone())
+                .await;
+            (index, job, result, span)
         })
         .buffered(config.max_concurrent_jobs)
         .collect()
         .await;
 
     let mut failed = Vec::new();
-    for (index, job, result) in results {
+    for (index, job, result, span) in results {
+        let _in = span.enter();
         match result {
             Ok(Attempt::New(job_id, format, outputs)) => {
-                info!(record = index, key = %job.source.escaped(), owner = %Escaped(job.owner.as_str()), %format, %outputs, %job_id, "job started");
+                info!(owner = %Escaped(job.owner.as_str()), %format, %outputs, %job_id, "job started");
                 report.started.push(Started {
                     record: index,
                     key: job.source.to_string(),
@@ -490,7 +504,7 @@ pub async fn start_transcode(
                 } else {
                     "job already started"
                 };
-                info!(record = index, key = %job.source.escaped(), %job_id, "duplicate delivery: {done}");
+                info!(%job_id, "duplicate delivery: {done}");
                 report.duplicates.push(Started {
                     record: index,
                     key: job.source.to_string(),
@@ -498,7 +512,7 @@ pub async fn start_transcode(
                 });
             }
             Ok(Attempt::Rejected(message, reason)) => {
-                info!(record = index, key = %job.source.escaped(), owner = %job.owner, message_id = %message.id, %reason, "upload refused: owner told");
+                info!(owner = %job.owner, message_id = %message.id, %reason, "upload refused: owner told");
                 report.rejected.push(Rejected {
                     record: index,
                     key: job.source.to_string(),
@@ -507,7 +521,7 @@ pub async fn start_transcode(
                 });
             }
             Ok(Attempt::Gone(gone)) => {
-                info!(record = index, key = %job.source.escaped(), reason = %Chain(&gone), "record skipped");
+                info!(reason = %Chain(&gone), "record skipped");
                 report.skipped.push(Skipped {
                     record: index,
                     key: Some(job.source.to_string()),
@@ -515,7 +529,7 @@ pub async fn start_transcode(
                 });
             }
             Err(err) => {
-                error!(record = index, key = %job.source.escaped(), error = %Chain(&err), "job not started");
+                error!(error = %Chain(&err), "job not started");
                 failed.push((index, job.source, err));
             }
         }

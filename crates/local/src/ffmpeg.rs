@@ -112,6 +112,8 @@ impl Ffmpeg {
         Self { budget, ..self }
     }
     /// Transcodes one job and says how it ended; its progress goes to `progress`, if given.
+    /// Every line it logs carries the job's id and key.
+    #[tracing::instrument(name = "job", skip_all, fields(job_id = %job_id, key = %job.source.escaped()))]
     pub async fn run(
         &self,
         job_id: &JobId,
@@ -123,11 +125,11 @@ impl Ffmpeg {
         let input = self.bucket.join(job.source.as_str());
         let result = match self.transcode(job_id, job, &input, progress).await {
             Err(Stop::Replaced) => {
-                info!(job_id, key = %job.source.escaped(), "a newer upload replaced the file: outputs dropped");
+                info!("a newer upload replaced the file: outputs dropped");
                 return Ended::Replaced;
             }
             Err(Stop::Failed(Failure::NoSpace(complaint))) => {
-                warn!(job_id, key = %job.source.escaped(), complaint = %Escaped(&complaint), "the disk is full: outputs dropped; the job runs again once more space is free");
+                warn!(complaint = %Escaped(&complaint), "the disk is full: outputs dropped; the job runs again once more space is free");
                 return Ended::NoSpace;
             }
             Err(Stop::Failed(Failure::Reason(reason))) => Err(reason),
@@ -137,8 +139,7 @@ impl Ffmpeg {
             Ok(done) => {
                 for (output, (size, duration)) in job.outputs.iter().zip(&done.outputs) {
                     info!(
-                        job_id,
-                        key = %output.key.escaped(),
+                        output = %output.key.escaped(),
                         format = %output.format,
                         bytes = size,
                         seconds = duration.map(|d| format!("{d:.2}")),
@@ -152,11 +153,15 @@ impl Ffmpeg {
                 }
             }
             Err(reason) => {
-                warn!(job_id, key = %job.source.escaped(), reason = %Escaped(reason), "job failed");
+                warn!(reason = %Escaped(reason), "job failed");
                 "ERROR"
             }
         };
-        info!(job_id, key = %job.source.escaped(), state, seconds = format!("{:.2}", started.elapsed().as_secs_f64()), "job finished");
+        info!(
+            state,
+            seconds = format!("{:.2}", started.elapsed().as_secs_f64()),
+            "job finished"
+        );
         Ended::Notification(final_notification(PIPELINE, job_id, job, &result))
     }
 

@@ -20,7 +20,8 @@ use aws_sdk_s3::primitives::ByteStream;
 use aws_smithy_types::error::display::DisplayErrorContext;
 use serde::Deserialize;
 use serde_json::Value;
-use tracing::{error, info, warn};
+use tracing::field::{Empty, display};
+use tracing::{Instrument, Span, error, info, info_span, warn};
 use transcoder_aws::S3Source;
 use transcoder_core::{Chain, Escaped, JobId, JobMessage, SourceError, SourceObject, TranscodeJob};
 use transcoder_ffmpeg::{Done, Failure, Limits, Output};
@@ -97,8 +98,12 @@ impl Worker {
                 }
             };
             let message_id = message.message_id.clone().unwrap_or_default();
-            if let Err(Retry(reason)) = self.run(index, &message, deadline).await {
-                warn!(record = index, sqs_message_id = %Escaped(&message_id), reason = %Escaped(&reason), "job not ended: its message comes back");
+            // Every line about this message carries these, the job's once it is read.
+            let span = info_span!("record", record = index, sqs_message_id = %Escaped(&message_id), job_id = Empty, key = Empty);
+            let ran = self.run(&message, deadline).instrument(span.clone()).await;
+            if let Err(Retry(reason)) = ran {
+                let _in = span.enter();
+                warn!(reason = %Escaped(&reason), "job not ended: its message comes back");
                 let mut failure = BatchItemFailure::default();
                 failure.item_identifier = message_id;
                 response.batch_item_failures.push(failure);
@@ -107,23 +112,20 @@ impl Worker {
         response
     }
 
-    async fn run(
-        &self,
-        index: usize,
-        message: &SqsMessage,
-        deadline: Option<Instant>,
-    ) -> Result<(), Retry> {
+    async fn run(&self, message: &SqsMessage, deadline: Option<Instant>) -> Result<(), Retry> {
         let body = message.body.as_deref().unwrap_or_default();
         let JobMessage { job_id, job } = match self.parse(body) {
             Ok(job) => job,
             Err(reason) => {
                 // Only the starter may send to the queue: this is a bug or a forgery, for an
                 // operator to read; a retry would refuse it the same way.
-                error!(record = index, reason = %Escaped(&reason), "poison job message: acknowledged");
+                error!(reason = %Escaped(&reason), "poison job message: acknowledged");
                 return Ok(());
             }
         };
-        let key = job.source.escaped();
+        Span::current()
+            .record("job_id", display(Escaped(&job_id)))
+            .record("key", display(job.source.escaped()));
         let receives: u32 = message
             .attributes
             .get("ApproximateReceiveCount")
@@ -132,7 +134,10 @@ impl Worker {
         let dead = self.config.dead_letter_queue_arn.is_some()
             && message.event_source_arn == self.config.dead_letter_queue_arn;
         let ended = if dead {
-            error!(job_id, %key, receives, "job reached the dead-letter queue: its owner is told it failed");
+            error!(
+                receives,
+                "job reached the dead-letter queue: its owner is told it failed"
+            );
             Ended::Failed(format!(
                 "transcoding stopped before it finished, {} times (the function ran out of time or memory): try a shorter file, or a deployment with the MediaConvert backend",
                 self.config.max_receives
@@ -157,7 +162,7 @@ impl Worker {
             Ended::Superseded => own_end("SUPERSEDED", &job_id, &job, SUPERSEDED.into()),
         };
         self.publish(&notification).await?;
-        info!(job_id, %key, state = %notification["state"], "job ended and announced");
+        info!(state = %notification["state"], "job ended and announced");
         Ok(())
     }
 
@@ -275,7 +280,6 @@ impl Worker {
         let (encoded, ()) = tokio::join!(tokio::time::timeout(allowed, encode), announcer);
         // What an operator sizes the function by (and `make bench SECTION=lambda` reads).
         info!(
-            job_id,
             audio_seconds = inspected.duration,
             encode_ms = started.elapsed().as_millis() as u64,
             "ffmpeg finished"
@@ -339,7 +343,7 @@ impl Worker {
             let notification =
                 transcoder_ffmpeg::progress_notification(PROGRESS_SOURCE, &id, job, percent);
             if let Err(Retry(reason)) = self.publish(&notification).await {
-                warn!(job_id, percent, reason = %Escaped(&reason), "progress not announced");
+                warn!(percent, reason = %Escaped(&reason), "progress not announced");
             }
         }
     }

@@ -834,3 +834,48 @@ async fn the_event_etag_is_handed_to_the_reader() {
     assert_eq!(asked[0].key.as_str(), "media/alice/song.mp3");
     assert!(asked[0].etag.as_deref().is_some_and(|e| !e.is_empty()));
 }
+
+#[tokio::test]
+async fn each_line_about_a_record_carries_its_index_and_escaped_key_once_in_its_span() {
+    let mut raw: serde_json::Value =
+        serde_json::from_str(include_str!("../../../../events/s3-put.json")).unwrap();
+    let mut hostile = raw["Records"][0].clone();
+    hostile["s3"]["object"]["key"] = "media/alice/evil%0Aforged=1.mp3".into();
+    raw["Records"].as_array_mut().unwrap().push(hostile);
+    let event: RawS3Event = serde_json::from_value(raw).unwrap();
+    let t = FakeTranscoder::default();
+    let (started, logs) = logged(start_transcode(
+        event,
+        &config(&[]),
+        &MemorySource::audio(),
+        &t,
+        &MemoryStore::default(),
+    ))
+    .await;
+    // A newline is a legal character of a key: both start.
+    assert_eq!(started.unwrap().started.len(), 2);
+
+    let line = |what: &str| {
+        logs.lines()
+            .filter(|l| l.contains(what))
+            .collect::<Vec<_>>()
+    };
+    let started = line("job started");
+    assert_eq!(started.len(), 2, "{logs}");
+    assert!(
+        started[0].contains("record{record=0 key=media/alice/song.mp3}"),
+        "{logs}"
+    );
+    // The span names the key once: the line itself does not repeat it.
+    assert_eq!(started[0].matches("song.mp3").count(), 1, "{logs}");
+    // The second record's newline is escaped in its span, so it cannot forge a line.
+    let second: Vec<_> = logs.lines().filter(|l| l.contains("record=1")).collect();
+    assert!(!second.is_empty(), "{logs}");
+    assert!(
+        second
+            .iter()
+            .all(|l| l.contains(r"key=media/alice/evil\nforged=1.mp3")),
+        "{logs}"
+    );
+    assert!(!logs.lines().any(|l| l.starts_with("forged=1")), "{logs}");
+}
