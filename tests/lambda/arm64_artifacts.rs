@@ -96,7 +96,6 @@ async fn the_ffmpeg_wrapper_runs_the_layers_arm64_ffmpeg_with_its_arguments() {
         .expect("the wrapper runs");
     let text = String::from_utf8_lossy(&version.stdout);
     assert!(text.starts_with("ffmpeg version 7.0.2"), "{text}");
-    std::fs::remove_dir_all(&dir).ok();
 }
 
 /// The arm64 transcode-audio with the layer's ffmpeg, both under qemu, runs a real upload's job
@@ -136,5 +135,4 @@ async fn the_arm64_transcode_audio_bootstrap_and_the_layers_ffmpeg_transcode_an_
         assert_eq!((rate, channels), (44100, 2), "{key}");
         assert!((duration - 2.0).abs() < 0.1, "{key}: {duration} s");
     }
-    std::fs::remove_dir_all(&dir).ok();
 }

@@ -152,7 +152,6 @@ async fn a_second_runner_on_the_same_folders_exits_at_once_and_touches_nothing()
     assert_eq!(first.count(&["job started", "long.wav"]), 1);
     assert_eq!(first.count(&["cannot move"]), 0);
     first.stop().await;
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[tokio::test]
@@ -181,7 +180,6 @@ async fn a_runner_whose_port_is_taken_exits_before_it_touches_its_folders() {
     assert!(upload.exists() && part.exists(), "{}", logs.join("\n"));
     assert!(!dir.join("store/messages.sqlite3").exists());
     drop(taken);
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[tokio::test]
@@ -256,5 +254,4 @@ async fn a_killed_runner_leaves_no_ffmpeg_behind_and_the_restart_runs_the_job_on
         Vec::<PathBuf>::new()
     );
     runner.stop().await;
-    std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -89,7 +89,6 @@ async fn a_silence_bomb_is_refused_before_it_is_encoded() {
     );
     let logs = runner.stop().await;
     assert!(!logs.iter().any(|l| l.contains("transcoding")), "{logs:?}");
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[tokio::test]
@@ -132,7 +131,6 @@ async fn a_user_past_their_quota_is_refused_and_another_user_is_not() {
     assert_eq!(body["error"]["code"], "quota_exceeded", "{body}");
     assert!(!bucket.join("media/alice/more.wav").exists());
     runner.stop().await;
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[tokio::test]
@@ -170,7 +168,6 @@ async fn below_the_free_space_floor_uploads_are_refused_and_a_dropped_file_waits
         .await;
     assert_eq!(only_message(&runner, "alice").await["state"], "completed");
     runner.stop().await;
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[tokio::test]
@@ -250,7 +247,6 @@ async fn a_disk_that_fills_up_fails_no_job_and_the_job_completes_once_space_is_b
     let all = logs.join("\n");
     assert_eq!(lines("waiting for free space"), 2, "{all}");
     assert_eq!(lines("space is back"), 2, "{all}");
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[tokio::test]
@@ -279,5 +275,4 @@ async fn an_upload_onto_a_full_disk_is_507_and_leaves_nothing() {
     let left: Vec<_> = files_under(&root.join("bucket/media"));
     assert_eq!(left, Vec::<std::path::PathBuf>::new());
     runner.stop().await;
-    std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -62,7 +62,6 @@ async fn playlists_uploaded_as_mp3_fail_and_read_nobody_elses_audio() {
         Vec::<PathBuf>::new()
     );
     runner.stop().await;
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[tokio::test]
@@ -175,7 +174,6 @@ async fn an_mp3_and_a_wav_of_one_name_get_outputs_of_their_own() {
     }
     assert_eq!(keys.len(), 6, "{keys:?}");
     runner.stop().await;
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[tokio::test]
@@ -268,7 +266,6 @@ async fn a_new_upload_of_a_key_stops_its_running_job_and_no_temporary_file_is_sh
         .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with('.'))
         .collect();
     assert_eq!(left, Vec::<PathBuf>::new());
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[tokio::test]
@@ -293,7 +290,6 @@ async fn audio_longer_than_max_duration_seconds_fails_saying_so() {
     );
     assert!(!bucket.join("transcoded/alice/long.wav.wav").exists());
     runner.stop().await;
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[tokio::test]
@@ -312,5 +308,4 @@ async fn temporary_outputs_of_a_killed_run_are_removed_at_start_up() {
         1
     );
     runner.stop().await;
-    std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -3,7 +3,6 @@
 //! data. In each case the invocation either succeeds having done its work exactly once, or fails
 //! so that Lambda retries it, and the retry does exactly what is missing.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
@@ -13,6 +12,7 @@ use system_tests::functions::Backend::ElasticTranscoder;
 use system_tests::functions::{self, PIPELINE, ids};
 use system_tests::{Function, Recorded, Stub, sample_event};
 use transcoder_aws::DynamoStore;
+use transcoder_testkit::scratch;
 
 /// How Elastic Transcoder (REST JSON) says no.
 #[derive(Clone, Copy, Debug)]
@@ -127,17 +127,6 @@ fn names(response: &Value, field: &str) -> Vec<String> {
     keys
 }
 
-/// A folder of its own for a persistent DynamoDB Local.
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!(
-        "{name}-{}-{}",
-        std::process::id(),
-        chrono::Utc::now().timestamp_micros()
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
 #[tokio::test]
 async fn a_transcoder_that_throttles_or_fails_twice_still_starts_the_job_exactly_once() {
     let db = DynamoDbLocal::start().await;
@@ -243,7 +232,7 @@ async fn a_transcoder_down_for_good_fails_the_invocation_and_the_retry_after_it_
 
 #[tokio::test]
 async fn a_claim_store_that_is_down_starts_nothing_and_the_retry_starts_the_job_once() {
-    let dir = scratch("reliability-claims");
+    let dir = scratch();
     let mut db = DynamoDbLocal::start_persistent(&dir).await;
     db.create_table("claims").await;
     let transcoder = FlakyTranscoder::start(Fault::Unavailable, 0).await;
@@ -275,12 +264,11 @@ async fn a_claim_store_that_is_down_starts_nothing_and_the_retry_starts_the_job_
     assert_eq!(transcoder.accepted(), 1);
 
     db.stop().await;
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[tokio::test]
 async fn dynamodb_stopped_mid_run_fails_record_completion_and_the_retry_loses_no_message() {
-    let dir = scratch("reliability-messages");
+    let dir = scratch();
     let mut db = DynamoDbLocal::start_persistent(&dir).await;
     db.create_table("messages").await;
     let mut function = functions::record_completion(&db, "messages").await;
@@ -324,5 +312,4 @@ async fn dynamodb_stopped_mid_run_fails_record_completion_and_the_retry_loses_no
     assert_eq!(listed, ["1700000000000-abc001", "1700000000000-abc002"]);
 
     db.stop().await;
-    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -77,7 +77,6 @@ async fn tech_3341_sines_measure_their_level_by_both_tools() {
         // A steady tone has no loudness range.
         assert!(analysis.loudness_range_lu.unwrap() < 0.5, "{analysis:?}");
     }
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// Checks `peaks` against audiowaveform's JSON format, version 2, as its stored file.
@@ -165,7 +164,6 @@ async fn peaks_show_full_scale_silence_and_where_the_silence_starts() {
     );
     assert!(second[1..].iter().all(|&p| p == (0, 0)), "the silence");
     assert!((analysis.duration_s - 10.0).abs() < 0.01);
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// Each output of `job`, written to `dir/out.{ext}`.
@@ -220,7 +218,6 @@ async fn a_podcast_output_of_quiet_speech_is_at_minus_16_lufs_under_minus_1_dbtp
         );
         assert!(peak <= -1.0, "{:?}: peaks at {peak} dBTP", output.format);
     }
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[tokio::test]
@@ -270,5 +267,4 @@ async fn each_output_gets_its_bitrate_and_without_loudness_a_lossless_one_keeps_
             );
         }
     }
-    let _ = std::fs::remove_dir_all(&dir);
 }

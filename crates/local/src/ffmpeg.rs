@@ -460,7 +460,6 @@ mod tests {
             files_under(&bucket.join("transcoded")),
             Vec::<PathBuf>::new()
         );
-        let _ = std::fs::remove_dir_all(&bucket);
     }
 
     #[tokio::test]
@@ -483,7 +482,6 @@ mod tests {
             let seconds = output["duration"].as_f64().unwrap();
             assert!((seconds - 1.5).abs() < 0.1, "{output}");
         }
-        let _ = std::fs::remove_dir_all(&bucket);
     }
 
     #[tokio::test]
@@ -509,7 +507,6 @@ mod tests {
             assert_eq!(channels, 2, "{}", output.key);
             assert!((seconds - 5.0).abs() < 0.1, "{}: {seconds}", output.key);
         }
-        let _ = std::fs::remove_dir_all(&bucket);
     }
 
     #[tokio::test]
@@ -527,7 +524,6 @@ mod tests {
             files_under(&bucket.join("transcoded")),
             Vec::<PathBuf>::new()
         );
-        let _ = std::fs::remove_dir_all(&bucket);
     }
 
     #[tokio::test]
@@ -577,7 +573,6 @@ mod tests {
             files_under(&bucket.join("transcoded")),
             Vec::<PathBuf>::new()
         );
-        let _ = std::fs::remove_dir_all(&bucket);
     }
 
     #[tokio::test]
@@ -614,7 +609,6 @@ mod tests {
             files_under(&bucket.join("transcoded")),
             Vec::<PathBuf>::new()
         );
-        let _ = std::fs::remove_dir_all(&bucket);
     }
 
     #[test]
