@@ -13,7 +13,8 @@ use tokio::process::Command;
 use transcoder_process::Group;
 
 pub use transcoder_testkit::audio::{
-    ffmpeg, ffmpeg_ebur128, files_under, hls_playlist, probe, quiet_speech, silence_bomb, tone,
+    ffmpeg, ffmpeg_ebur128, files_under, hls_playlist, lavfi, probe, quiet_speech, silence_bomb,
+    tone,
 };
 pub use transcoder_testkit::scratch;
 

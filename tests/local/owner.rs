@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use system_tests::local::{Runner, ffmpeg, files_under, scratch, tone};
+use system_tests::local::{Runner, files_under, lavfi, scratch, tone};
 use system_tests::processes;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -31,16 +31,8 @@ fn hidden(dir: &Path, prefix: &str, suffix: &str) -> Vec<PathBuf> {
 /// runner logs the transcode's progress.
 async fn long_wav(path: &Path, seconds: u32) {
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    ffmpeg(&[
-        "-f",
-        "lavfi",
-        "-i",
-        &format!("sine=frequency=440:sample_rate=8000:duration={seconds}"),
-        "-ac",
-        "1",
-        path.to_str().unwrap(),
-    ])
-    .await;
+    let sine = format!("sine=frequency=440:sample_rate=8000:duration={seconds}");
+    lavfi(path, &sine, &["-ac", "1"]).await;
 }
 
 /// Sends `signal` (`STOP`, `CONT`) to `pid`.
