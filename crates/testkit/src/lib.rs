@@ -3,6 +3,7 @@
 //! - [`contract`]: the checks every store must pass, and the fixtures they are written with;
 //! - [`MemoryStore`], [`MemorySource`], [`UnsignedLinks`] and [`FakeTranscoder`]: in-memory
 //!   stand-ins for the store, the bucket, the link signer and the transcoder;
+//! - [`RecordingSource`]: a reader that records the reads asked of it;
 //! - [`scratch`]: a folder that is removed when the test ends, even when it panics;
 //! - [`audio`]: real audio made, and outputs measured, by ffmpeg;
 //! - [`dynamodb_local`] (feature `aws`): a real DynamoDB, in memory, on loopback, with the table
@@ -27,7 +28,7 @@ pub use loopback::local_sdk_config;
 pub use loopback::{collect_lines, free_port};
 pub use memory::MemoryStore;
 pub use scratch::{Scratch, scratch};
-pub use source::{MemorySource, mp3_frames};
+pub use source::{MemorySource, RecordingSource, mp3_frames};
 pub use transcoder::FakeTranscoder;
 
 /// The repository's root: `template.yaml` and `node_modules/` are there.

@@ -802,21 +802,7 @@ async fn a_gone_upload_whose_end_cannot_be_written_is_retried_until_it_is() {
 
 #[tokio::test]
 async fn the_event_etag_is_handed_to_the_reader() {
-    /// Keeps the uploads it was asked to read.
-    #[derive(Default)]
-    struct Asked(Mutex<Vec<SourceObject>>);
-    impl SourceReader for Asked {
-        async fn read_range(
-            &self,
-            upload: &SourceObject,
-            offset: u64,
-            len: usize,
-        ) -> Result<Vec<u8>, SourceError> {
-            self.0.lock().unwrap().push(upload.clone());
-            MemorySource::audio().read_range(upload, offset, len).await
-        }
-    }
-    let asked = Asked::default();
+    let asked = RecordingSource::new(MemorySource::audio());
     let json = include_str!("../../../../events/s3-put.json");
     let t = FakeTranscoder::default();
     start_transcode(
@@ -828,7 +814,7 @@ async fn the_event_etag_is_handed_to_the_reader() {
     )
     .await
     .unwrap();
-    let asked = asked.0.lock().unwrap();
+    let asked = asked.uploads();
     assert_eq!(asked.len(), 1);
     assert_eq!(asked[0].bucket, "audio-transcoder-media");
     assert_eq!(asked[0].key.as_str(), "media/alice/song.mp3");
