@@ -22,6 +22,8 @@ mod transcoder;
 
 use std::path::{Path, PathBuf};
 
+use serde_json::Value;
+
 pub use links::UnsignedLinks;
 #[cfg(feature = "aws")]
 pub use loopback::local_sdk_config;
@@ -30,6 +32,16 @@ pub use memory::MemoryStore;
 pub use scratch::{Scratch, scratch};
 pub use source::{MemorySource, RecordingSource, mp3_frames};
 pub use transcoder::FakeTranscoder;
+
+/// The ids of a page of messages as the API answers it (`{"messages": [{"id": ...}]}`), in order.
+pub fn message_ids(page: &Value) -> Vec<&str> {
+    page["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap())
+        .collect()
+}
 
 /// The repository's root: `template.yaml` and `node_modules/` are there.
 pub fn workspace_root() -> PathBuf {
