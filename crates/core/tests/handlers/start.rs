@@ -64,6 +64,20 @@ async fn logged<T>(f: impl Future<Output = T>) -> (T, String) {
     (out, text)
 }
 
+/// Starts the upload of events/s3-put.json, read from `source`, under the variables `env`: the
+/// report, the jobs handed to the transcoder, and the lines logged meanwhile.
+async fn start_the_put(
+    env: &impl Env,
+    source: &MemorySource,
+) -> (StartReport, Vec<TranscodeJob>, String) {
+    let t = FakeTranscoder::default();
+    let event = event(include_str!("../../../../events/s3-put.json"));
+    let store = MemoryStore::default();
+    let (report, logs) = logged(start_transcode(event, &config(env), source, &t, &store)).await;
+    let jobs = t.jobs.lock().unwrap().clone();
+    (report.unwrap(), jobs, logs)
+}
+
 fn chosen(job: &TranscodeJob) -> Vec<(OutputFormat, &str, Option<u32>)> {
     job.outputs
         .iter()
@@ -73,7 +87,6 @@ fn chosen(job: &TranscodeJob) -> Vec<(OutputFormat, &str, Option<u32>)> {
 
 #[tokio::test]
 async fn the_choice_in_the_uploads_metadata_makes_its_job() {
-    let t = FakeTranscoder::default();
     let source = MemorySource::audio().with_metadata(
         "media/alice/song.mp3",
         &[
@@ -81,11 +94,7 @@ async fn the_choice_in_the_uploads_metadata_makes_its_job() {
             ("loudness", "broadcast"),
         ],
     );
-    let event = event(include_str!("../../../../events/s3-put.json"));
-    start_transcode(event, &config(&[]), &source, &t, &MemoryStore::default())
-        .await
-        .unwrap();
-    let jobs = t.jobs.lock().unwrap();
+    let (_, jobs, _) = start_the_put(&[], &source).await;
     assert_eq!(
         chosen(&jobs[0]),
         [
@@ -112,15 +121,10 @@ async fn the_choice_in_the_uploads_metadata_makes_its_job() {
 
 #[tokio::test]
 async fn loudness_alone_keeps_the_deployments_outputs() {
-    let t = FakeTranscoder::default();
     let source =
         MemorySource::audio().with_metadata("media/alice/song.mp3", &[("loudness", "podcast")]);
     let env = [("OUTPUTS", "aac:128")];
-    let event = event(include_str!("../../../../events/s3-put.json"));
-    start_transcode(event, &config(&env), &source, &t, &MemoryStore::default())
-        .await
-        .unwrap();
-    let jobs = t.jobs.lock().unwrap();
+    let (_, jobs, _) = start_the_put(&env, &source).await;
     assert_eq!(
         chosen(&jobs[0]),
         [(
@@ -155,21 +159,9 @@ async fn a_tampered_or_unhonourable_choice_gets_the_defaults_and_a_warning() {
         ),
     ];
     for (metadata, env, named) in cases {
-        let t = FakeTranscoder::default();
         let source = MemorySource::audio().with_metadata("media/alice/song.mp3", metadata);
-        let env: Vec<(&str, &str)> = env.to_vec();
-        let config = StartConfig::from_env(&EnvList(env)).unwrap();
-        let event = event(include_str!("../../../../events/s3-put.json"));
-        let (started, logs) = logged(start_transcode(
-            event,
-            &config,
-            &source,
-            &t,
-            &MemoryStore::default(),
-        ))
-        .await;
-        assert_eq!(started.unwrap().started.len(), 1, "{metadata:?}");
-        let jobs = t.jobs.lock().unwrap();
+        let (report, jobs, logs) = start_the_put(&EnvList(env.to_vec()), &source).await;
+        assert_eq!(report.started.len(), 1, "{metadata:?}");
         let formats: Vec<_> = jobs[0].outputs.iter().map(|o| o.format).collect();
         assert_eq!(formats, OutputFormat::DEFAULT, "{metadata:?}");
         assert_eq!(jobs[0].loudness, None, "{metadata:?}");
@@ -183,19 +175,10 @@ async fn a_tampered_or_unhonourable_choice_gets_the_defaults_and_a_warning() {
 
 #[tokio::test]
 async fn a_file_without_metadata_gets_the_deployments_outputs_and_bitrates() {
-    let t = FakeTranscoder::default();
     let env = [("OUTPUTS", "opus:64,wav")];
-    let event = event(include_str!("../../../../events/s3-put.json"));
-    let (_, logs) = logged(start_transcode(
-        event,
-        &config(&env),
-        &MemorySource::audio(),
-        &t,
-        &MemoryStore::default(),
-    ))
-    .await;
+    let (_, jobs, logs) = start_the_put(&env, &MemorySource::audio()).await;
     assert_eq!(
-        chosen(&t.jobs.lock().unwrap()[0]),
+        chosen(&jobs[0]),
         [
             (
                 OutputFormat::Opus,
