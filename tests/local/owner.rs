@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use system_tests::local::{Runner, files_under, lavfi, scratch, tone};
+use system_tests::local::{Runner, drop_in, files_under, lavfi, scratch, tone};
 use system_tests::processes;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -65,8 +65,7 @@ async fn a_second_runner_on_the_same_folders_exits_at_once_and_touches_nothing()
     let bytes = std::fs::read(&song).unwrap();
 
     let first = Runner::start(&dir).await;
-    std::fs::create_dir_all(bucket.join("media/alice")).unwrap();
-    std::fs::copy(&long, bucket.join("media/alice/long.wav")).unwrap();
+    drop_in(&bucket, "media/alice/long.wav", &long);
     wait_until("ffmpeg to write", || !hidden(&out, ".", ".part").is_empty()).await;
     // Paused, so that the job is surely running while the second runner starts.
     let ffmpeg = processes::transcodes_in(&dir);
@@ -129,12 +128,7 @@ async fn a_second_runner_on_the_same_folders_exits_at_once_and_touches_nothing()
         bytes
     );
     // ...and the running job ends once, completed.
-    first
-        .wait_for(
-            |r| r.count(&["message written"]) == 2,
-            "both files' messages",
-        )
-        .await;
+    first.wait_for_messages(2).await;
     let messages = first.messages("alice").await;
     assert_eq!(messages.len(), 2, "{messages:#?}");
     assert!(
@@ -181,8 +175,7 @@ async fn a_killed_runner_leaves_no_ffmpeg_behind_and_the_restart_runs_the_job_on
     let long = dir.join("long.wav");
     long_wav(&long, 60).await;
     let mut runner = Runner::start(&dir).await;
-    std::fs::create_dir_all(bucket.join("media/alice")).unwrap();
-    std::fs::copy(&long, bucket.join("media/alice/long.wav")).unwrap();
+    drop_in(&bucket, "media/alice/long.wav", &long);
     runner
         .wait_for(
             // Progress comes every half second in steps of 10 %: a fast ffmpeg skips 20.

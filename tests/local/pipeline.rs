@@ -134,9 +134,7 @@ async fn files_dropped_in_the_folder_are_transcoded_listed_and_dismissed() {
     std::fs::create_dir_all(bucket.join("media/bob")).unwrap();
     std::fs::write(bucket.join("media/bob/late.mp3"), &bytes).unwrap();
     let runner = Runner::start(&dir).await;
-    runner
-        .wait_for(|r| r.count(&["message written"]) == 1, "bob's message")
-        .await;
+    runner.wait_for_messages(1).await;
     runner
         .wait_for(
             |r| r.count(&["duplicate delivery"]) == 2,
