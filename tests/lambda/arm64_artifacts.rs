@@ -7,7 +7,7 @@ use serde_json::Value;
 use system_tests::cloud::{LambdaStack, Worker, download};
 use system_tests::dynamodb_local::DynamoDbLocal;
 use system_tests::functions::{self, TOPIC, ids};
-use system_tests::{Function, arm64, local, sample_event};
+use system_tests::{Function, arm64, local};
 use tokio::process::Command;
 use transcoder_aws::DynamoStore;
 
@@ -40,7 +40,7 @@ async fn the_arm64_record_completion_bootstrap_records_a_completed_job_under_qem
     .await;
 
     let response = function
-        .invoke(&sample_event("sns-et-completed.json"))
+        .invoke_sample("sns-et-completed.json")
         .await
         .response();
     assert_eq!(ids(&response, "recorded"), ["1700000000000-abc001"]);
@@ -55,7 +55,7 @@ async fn the_arm64_record_completion_bootstrap_records_a_completed_job_under_qem
     );
     // And a poison event is answered, not crashed on, by the same emulated process.
     let response = function
-        .invoke(&sample_event("sns-foreign-topic.json"))
+        .invoke_sample("sns-foreign-topic.json")
         .await
         .response();
     assert_eq!(ids(&response, "recorded"), Vec::<String>::new());

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 use system_tests::workspace_root;
-use system_tests::{Function, env_file, sample_event};
+use system_tests::{Function, env_file};
 
 const ENV_FILE: &str = "events/local-aws.env";
 const ENDPOINTS: [&str; 3] = [
@@ -187,7 +187,7 @@ async fn the_documented_recipe_answers_as_documented() {
         }
         let function = functions.get_mut(&step.function).unwrap();
         let file = step.data_file.strip_prefix("events/").unwrap();
-        let answer = function.invoke(&sample_event(file)).await.response();
+        let answer = function.invoke_sample(file).await.response();
         let mut text = answer.to_string();
         for (free, documented) in &swapped {
             text = text.replace(free, documented);

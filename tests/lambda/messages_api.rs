@@ -2,7 +2,7 @@
 //! sample events through the Runtime API, with its messages in DynamoDB Local.
 
 use system_tests::dynamodb_local::DynamoDbLocal;
-use system_tests::{Function, functions, sample_event};
+use system_tests::{Function, functions};
 use transcoder_aws::DynamoStore;
 use transcoder_core::{Message, MessageStore};
 use transcoder_testkit::contract::MessageBuilder;
@@ -29,7 +29,7 @@ async fn two_users_through_the_sample_events() {
     }
     let mut function = functions::messages_api(&db, "messages").await;
     let mut call =
-        async |file: &str| functions::http(function.invoke(&sample_event(file)).await.response());
+        async |file: &str| functions::http(function.invoke_sample(file).await.response());
 
     // Alice, first page of two, newest first, with presigned download links.
     let (status, page) = call("http-list-messages-alice.json").await;
@@ -111,7 +111,7 @@ async fn two_users_through_the_sample_events() {
     // The web page's configuration, on a route without the authorizer: sign in with Cognito's
     // endpoint and the stack's app client; connect to Cognito and the bucket, nowhere else.
     let response = function
-        .invoke(&sample_event("http-web-page-config.json"))
+        .invoke_sample("http-web-page-config.json")
         .await
         .response();
     let csp = response["headers"]["content-security-policy"].clone();
