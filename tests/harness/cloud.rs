@@ -279,7 +279,7 @@ impl LambdaStack {
     pub async fn upload_of(&mut self, filename: &str) -> Value {
         let (status, page) = http(
             self.api
-                .invoke(&sample_event("http-list-uploads-alice.json"))
+                .invoke_sample("http-list-uploads-alice.json")
                 .await
                 .response(),
         );

@@ -234,6 +234,11 @@ impl Function {
         self.child.id()
     }
 
+    /// Hands the function the sample event `events/FILE` and waits for its response or error.
+    pub async fn invoke_sample(&mut self, file: &str) -> Outcome {
+        self.invoke(&sample_event(file)).await
+    }
+
     /// Hands the function one event and waits for its response or error.
     pub async fn invoke(&mut self, event: &Value) -> Outcome {
         self.next_id += 1;

@@ -13,11 +13,19 @@ use tokio::process::Command;
 use transcoder_process::Group;
 
 pub use transcoder_testkit::audio::{
-    ffmpeg, ffmpeg_ebur128, files_under, hls_playlist, probe, quiet_speech, silence_bomb, tone,
+    ffmpeg, ffmpeg_ebur128, files_under, hls_playlist, lavfi, probe, quiet_speech, silence_bomb,
+    tone,
 };
 pub use transcoder_testkit::scratch;
 
 use crate::binary;
+
+/// Copies `file` into the bucket folder `bucket` at `key`, as a user dropping it there would.
+pub fn drop_in(bucket: &Path, key: &str, file: &Path) {
+    let target = bucket.join(key);
+    std::fs::create_dir_all(target.parent().unwrap()).unwrap();
+    std::fs::copy(file, &target).unwrap();
+}
 
 /// The runner as a child process, with its log lines collected.
 pub struct Runner {
@@ -168,6 +176,13 @@ impl Runner {
             );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+    }
+
+    /// Waits until the runner has written `count` messages in all (its `message written` lines).
+    pub async fn wait_for_messages(&self, count: usize) {
+        let what = format!("{count} messages written");
+        self.wait_for(|r| r.count(&["message written"]) == count, &what)
+            .await;
     }
 
     /// One HTTP/1.1 request; returns the status and the body parsed as JSON (Null if empty).

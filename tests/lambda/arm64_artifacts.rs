@@ -7,7 +7,7 @@ use serde_json::Value;
 use system_tests::cloud::{LambdaStack, Worker, download};
 use system_tests::dynamodb_local::DynamoDbLocal;
 use system_tests::functions::{self, TOPIC, ids};
-use system_tests::{Function, arm64, local, sample_event};
+use system_tests::{Function, arm64, local};
 use tokio::process::Command;
 use transcoder_aws::DynamoStore;
 
@@ -40,7 +40,7 @@ async fn the_arm64_record_completion_bootstrap_records_a_completed_job_under_qem
     .await;
 
     let response = function
-        .invoke(&sample_event("sns-et-completed.json"))
+        .invoke_sample("sns-et-completed.json")
         .await
         .response();
     assert_eq!(ids(&response, "recorded"), ["1700000000000-abc001"]);
@@ -55,7 +55,7 @@ async fn the_arm64_record_completion_bootstrap_records_a_completed_job_under_qem
     );
     // And a poison event is answered, not crashed on, by the same emulated process.
     let response = function
-        .invoke(&sample_event("sns-foreign-topic.json"))
+        .invoke_sample("sns-foreign-topic.json")
         .await
         .response();
     assert_eq!(ids(&response, "recorded"), Vec::<String>::new());
@@ -96,7 +96,6 @@ async fn the_ffmpeg_wrapper_runs_the_layers_arm64_ffmpeg_with_its_arguments() {
         .expect("the wrapper runs");
     let text = String::from_utf8_lossy(&version.stdout);
     assert!(text.starts_with("ffmpeg version 7.0.2"), "{text}");
-    std::fs::remove_dir_all(&dir).ok();
 }
 
 /// The arm64 transcode-audio with the layer's ffmpeg, both under qemu, runs a real upload's job
@@ -136,5 +135,4 @@ async fn the_arm64_transcode_audio_bootstrap_and_the_layers_ffmpeg_transcode_an_
         assert_eq!((rate, channels), (44100, 2), "{key}");
         assert!((duration - 2.0).abs() < 0.1, "{key}: {duration} s");
     }
-    std::fs::remove_dir_all(&dir).ok();
 }

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 use system_tests::workspace_root;
-use system_tests::{Function, env_file, sample_event};
+use system_tests::{Function, env_file};
 
 const ENV_FILE: &str = "events/local-aws.env";
 const ENDPOINTS: [&str; 3] = [
@@ -167,8 +167,7 @@ async fn the_documented_recipe_answers_as_documented() {
     let vars = env_file::read(&workspace_root().join(ENV_FILE)).unwrap();
     assert_eq!(env_file::get(&vars, "TRANSCODER"), Some("mediaconvert"));
     let (vars, swapped) = with_free_ports(&vars);
-    let dir = std::env::temp_dir().join(format!("cargo-lambda-recipe-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = system_tests::local::scratch();
     let env_path = dir.join("local-aws.env");
     let text: String = vars.iter().map(|(k, v)| format!("{k}={v}\n")).collect();
     std::fs::write(&env_path, text).unwrap();
@@ -188,7 +187,7 @@ async fn the_documented_recipe_answers_as_documented() {
         }
         let function = functions.get_mut(&step.function).unwrap();
         let file = step.data_file.strip_prefix("events/").unwrap();
-        let answer = function.invoke(&sample_event(file)).await.response();
+        let answer = function.invoke_sample(file).await.response();
         let mut text = answer.to_string();
         for (free, documented) in &swapped {
             text = text.replace(free, documented);
@@ -201,7 +200,6 @@ async fn the_documented_recipe_answers_as_documented() {
             ));
         }
     }
-    std::fs::remove_dir_all(&dir).unwrap();
     assert!(failures.is_empty(), "\n{}", failures.join("\n"));
 
     // What the page says local-aws prints for the one CreateJob (it prints every 200 ms).

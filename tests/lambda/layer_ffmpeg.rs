@@ -78,8 +78,7 @@ fn input_args(format: AudioFormat, path: &Path) -> Vec<String> {
 
 #[tokio::test]
 async fn the_layers_ffmpeg_reads_every_accepted_container_and_writes_every_output_format() {
-    let dir = std::env::temp_dir().join(format!("layer-ffmpeg-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = local::scratch();
     // Each accepted container once, into the output formats in turn: every demuxer and every
     // encoder the runner uses runs at least once in the arm64 build.
     let outputs = OutputFormat::ALL.iter().cycle();
@@ -106,7 +105,6 @@ async fn the_layers_ffmpeg_reads_every_accepted_container_and_writes_every_outpu
             "{input} into {output} lasts {seconds} s, not 2 s"
         );
     }
-    std::fs::remove_dir_all(&dir).ok();
 }
 
 #[tokio::test]

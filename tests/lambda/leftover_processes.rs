@@ -47,7 +47,6 @@ async fn dynamodb_local_dies_with_a_killed_local_aws() {
             .await;
     }
     assert!(gone, "DynamoDB Local {java:?} outlived local-aws");
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[tokio::test]

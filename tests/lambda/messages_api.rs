@@ -1,26 +1,17 @@
 //! `messages-api` as Lambda runs it: the built binary, fed API Gateway HTTP API (payload 2.0)
 //! sample events through the Runtime API, with its messages in DynamoDB Local.
 
-use serde_json::Value;
 use system_tests::dynamodb_local::DynamoDbLocal;
-use system_tests::{Function, functions, sample_event};
+use system_tests::{Function, functions};
 use transcoder_aws::DynamoStore;
 use transcoder_core::{Message, MessageStore};
 use transcoder_testkit::contract::MessageBuilder;
+use transcoder_testkit::message_ids;
 
 fn message(owner: &str, id: &str, minute: i64) -> Message {
     MessageBuilder::new(owner, id, minute)
         .output("flac", "flac", None)
         .build()
-}
-
-fn ids(body: &Value) -> Vec<&str> {
-    body["messages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["id"].as_str().unwrap())
-        .collect()
 }
 
 #[tokio::test]
@@ -38,12 +29,15 @@ async fn two_users_through_the_sample_events() {
     }
     let mut function = functions::messages_api(&db, "messages").await;
     let mut call =
-        async |file: &str| functions::http(function.invoke(&sample_event(file)).await.response());
+        async |file: &str| functions::http(function.invoke_sample(file).await.response());
 
     // Alice, first page of two, newest first, with presigned download links.
     let (status, page) = call("http-list-messages-alice.json").await;
     assert_eq!(status, 200);
-    assert_eq!(ids(&page), ["1700000000000-abc003", "1700000000000-abc002"]);
+    assert_eq!(
+        message_ids(&page),
+        ["1700000000000-abc003", "1700000000000-abc002"]
+    );
     assert!(page["next_cursor"].is_string());
     let url = page["messages"][0]["outputs"][0]["url"].as_str().unwrap();
     assert!(
@@ -57,7 +51,10 @@ async fn two_users_through_the_sample_events() {
 
     // Bob sees his own message only, and cannot dismiss Alice's.
     let (status, page) = call("http-list-messages-bob.json").await;
-    assert_eq!((status, ids(&page)), (200, vec!["1763885000000-mc0001"]));
+    assert_eq!(
+        (status, message_ids(&page)),
+        (200, vec!["1763885000000-mc0001"])
+    );
     let (status, body) = call("http-dismiss-foreign-bob.json").await;
     assert_eq!(
         (status, body["error"]["code"].as_str()),
@@ -114,7 +111,7 @@ async fn two_users_through_the_sample_events() {
     // The web page's configuration, on a route without the authorizer: sign in with Cognito's
     // endpoint and the stack's app client; connect to Cognito and the bucket, nowhere else.
     let response = function
-        .invoke(&sample_event("http-web-page-config.json"))
+        .invoke_sample("http-web-page-config.json")
         .await
         .response();
     let csp = response["headers"]["content-security-policy"].clone();

@@ -56,7 +56,6 @@ async fn assert_outputs_are_the_source(stack: &LambdaStack, upload: &Value, sour
             "{key}: {got} s, the source {duration} s"
         );
     }
-    std::fs::remove_dir_all(&dir).ok();
 }
 
 #[tokio::test]
@@ -110,7 +109,6 @@ async fn a_real_mp3_goes_from_its_upload_link_through_the_worker_to_its_owners_d
         "{:?}",
         messages[0]
     );
-    std::fs::remove_dir_all(&dir).ok();
 }
 
 #[tokio::test]
@@ -206,7 +204,6 @@ async fn a_podcaster_gets_mp3_and_opus_at_minus_16_lufs_and_the_sources_analysis
         );
         assert!(peak <= -1.0, "{output}: {peak} dBTP");
     }
-    std::fs::remove_dir_all(&dir).ok();
 }
 
 /// The body of the next message on `queue`, left on it (hidden for its visibility timeout).
@@ -292,7 +289,6 @@ async fn a_job_delivered_twice_to_two_workers_at_once_writes_one_set_of_outputs_
     assert_outputs_are_the_source(&stack, &upload, &song).await;
     let message: JobMessage = serde_json::from_str(&job).unwrap();
     assert_eq!(message.job_id, message.job.deterministic_id(JOB_ID_PREFIX));
-    std::fs::remove_dir_all(&dir).ok();
 }
 
 #[tokio::test]
@@ -464,7 +460,6 @@ async fn hostile_files_end_with_their_reason_and_the_refused_ones_write_nothing(
         stack.keys("transcoded/alice/bomb").await,
         Vec::<String>::new()
     );
-    std::fs::remove_dir_all(&dir).ok();
 }
 
 #[tokio::test]
@@ -498,7 +493,6 @@ async fn an_upload_replaced_before_its_job_runs_is_superseded_and_the_new_one_tr
     assert_eq!(upload["state"], "completed", "{upload}");
     assert_outputs_are_the_source(&stack, &upload, &second).await;
     assert_eq!(messages(&stack).await.len(), 1);
-    std::fs::remove_dir_all(&dir).ok();
 }
 
 #[tokio::test]
@@ -537,7 +531,6 @@ async fn a_job_that_never_finishes_reaches_the_dead_letter_queue_and_its_owner_i
         messages[0]
     );
     assert!(stack.keys("transcoded/").await.is_empty());
-    std::fs::remove_dir_all(&dir).ok();
 }
 
 #[tokio::test]
@@ -570,5 +563,4 @@ async fn a_source_the_worker_cannot_read_is_retried_and_fails_for_its_owner_on_t
         "{reason}"
     );
     assert_eq!(messages(&stack).await.len(), 1);
-    std::fs::remove_dir_all(&dir).ok();
 }

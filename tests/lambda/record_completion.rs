@@ -43,7 +43,7 @@ async fn every_sample_notification_is_recorded_or_rejected_as_it_should() {
         ("sns-foreign-topic.json", &[]),
         ("sns-not-json.json", &[]),
     ] {
-        let response = function.invoke(&sample_event(file)).await.response();
+        let response = function.invoke_sample(file).await.response();
         assert_eq!(ids(&response, "recorded"), recorded, "{file}");
     }
 
@@ -91,11 +91,11 @@ async fn the_same_notification_delivered_twice_is_one_message() {
     let mut function = record_completion(&db, "messages").await;
 
     let first = function
-        .invoke(&sample_event("sns-duplicate.json"))
+        .invoke_sample("sns-duplicate.json")
         .await
         .response();
     let second = function
-        .invoke(&sample_event("sns-duplicate.json"))
+        .invoke_sample("sns-duplicate.json")
         .await
         .response();
     assert_eq!(ids(&first, "recorded"), ["1700000000000-abc005"]);
@@ -110,7 +110,7 @@ async fn an_unreachable_table_fails_the_invocation_so_lambda_retries() {
     // No table: every write fails the way an unavailable DynamoDB does, as a retryable error.
     let mut function = record_completion(&db, "no-such-table").await;
     let (error_type, message) = function
-        .invoke(&sample_event("sns-et-completed.json"))
+        .invoke_sample("sns-et-completed.json")
         .await
         .error();
     assert_eq!(error_type, "MessagesNotStored");
@@ -145,7 +145,7 @@ async fn mediaconvert_job_states_as_they_arrive_through_sns() {
     db.create_table("messages").await;
     let store = DynamoStore::new(db.client(), "messages", 30);
     let mut function = record_completion(&db, "messages").await;
-    let mut invoke = async |file: &str| function.invoke(&sample_event(file)).await.response();
+    let mut invoke = async |file: &str| function.invoke_sample(file).await.response();
 
     // COMPLETE, then a STATUS_UPDATE of the same job that arrives late: the final message stays.
     let complete = invoke("sns-mediaconvert-complete.json").await;

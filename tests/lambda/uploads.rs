@@ -37,7 +37,7 @@ fn notification(file: &str, change: impl FnOnce(&mut Value)) -> Value {
 
 /// What `messages-api` answers to the sample event `file`: status and body.
 async fn api(function: &mut Function, file: &str) -> (u64, Value) {
-    http(function.invoke(&sample_event(file)).await.response())
+    http(function.invoke_sample(file).await.response())
 }
 
 /// The (file, state, percent) of each upload in a `GET /uploads` body.
@@ -75,10 +75,7 @@ async fn an_upload_is_visible_from_received_to_completed_and_only_to_its_owner()
     );
 
     // Another is started: `transcoding`, newest first, and its job carries the record's id.
-    starter
-        .invoke(&sample_event("s3-put.json"))
-        .await
-        .response();
+    starter.invoke_sample("s3-put.json").await.response();
     let (_, page) = api(&mut reader, "http-list-uploads-alice.json").await;
     assert_eq!(
         listed(&page),
@@ -157,10 +154,7 @@ async fn a_refused_upload_is_rejected_with_its_reason() {
     let mut starter = transcoder.start_on(&bucket, &db, &table, &pipeline).await;
     let mut reader = messages_api(&db, &table).await;
 
-    let report = starter
-        .invoke(&sample_event("s3-put.json"))
-        .await
-        .response();
+    let report = starter.invoke_sample("s3-put.json").await.response();
     assert_eq!(report["rejected"].as_array().unwrap().len(), 1);
     assert!(create_jobs(&transcoder).is_empty());
     let (status, song) = api(&mut reader, "http-get-upload-alice.json").await;
@@ -172,10 +166,7 @@ async fn a_refused_upload_is_rejected_with_its_reason() {
     );
     assert_eq!(song["outputs"], json!([]));
     // A redelivery changes nothing.
-    starter
-        .invoke(&sample_event("s3-put.json"))
-        .await
-        .response();
+    starter.invoke_sample("s3-put.json").await.response();
     let (_, again) = api(&mut reader, "http-get-upload-alice.json").await;
     assert_eq!(again, song);
 }

@@ -248,12 +248,7 @@ async fn an_upload_through_its_link_is_transcoded_and_its_outputs_downloaded_who
         bytes
     );
 
-    runner
-        .wait_for(
-            |r| r.count(&["message written"]) == 1,
-            "the upload's message",
-        )
-        .await;
+    runner.wait_for_messages(1).await;
     let messages = runner.messages("alice").await;
     assert_eq!(messages[0]["state"], "completed", "{messages:?}");
     let outputs = messages[0]["outputs"].as_array().unwrap();
@@ -315,12 +310,7 @@ async fn an_upload_link_with_a_choice_admits_only_its_headers_and_the_job_makes_
     )
     .await;
     assert_eq!(answer.status, 200);
-    runner
-        .wait_for(
-            |r| r.count(&["message written"]) == 1,
-            "the upload's message",
-        )
-        .await;
+    runner.wait_for_messages(1).await;
     let messages = runner.messages("alice").await;
     assert_eq!(messages[0]["state"], "completed", "{messages:?}");
     let keys: Vec<_> = messages[0]["outputs"]
@@ -341,9 +331,7 @@ async fn an_upload_link_with_a_choice_admits_only_its_headers_and_the_job_makes_
 /// A transcoded output of a short tone, its download link's path and its bytes on disk.
 async fn an_output(runner: &Runner, dir: &Path) -> (String, Vec<u8>) {
     tone(&dir.join("bucket/media/alice/song.mp3"), 1.5).await;
-    runner
-        .wait_for(|r| r.count(&["message written"]) == 1, "the song's message")
-        .await;
+    runner.wait_for_messages(1).await;
     let messages = runner.messages("alice").await;
     let output = &messages[0]["outputs"][0];
     let bytes = std::fs::read(dir.join("bucket").join(output["key"].as_str().unwrap())).unwrap();

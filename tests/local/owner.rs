@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use system_tests::local::{Runner, ffmpeg, files_under, scratch, tone};
+use system_tests::local::{Runner, drop_in, files_under, lavfi, scratch, tone};
 use system_tests::processes;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -31,16 +31,8 @@ fn hidden(dir: &Path, prefix: &str, suffix: &str) -> Vec<PathBuf> {
 /// runner logs the transcode's progress.
 async fn long_wav(path: &Path, seconds: u32) {
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    ffmpeg(&[
-        "-f",
-        "lavfi",
-        "-i",
-        &format!("sine=frequency=440:sample_rate=8000:duration={seconds}"),
-        "-ac",
-        "1",
-        path.to_str().unwrap(),
-    ])
-    .await;
+    let sine = format!("sine=frequency=440:sample_rate=8000:duration={seconds}");
+    lavfi(path, &sine, &["-ac", "1"]).await;
 }
 
 /// Sends `signal` (`STOP`, `CONT`) to `pid`.
@@ -73,8 +65,7 @@ async fn a_second_runner_on_the_same_folders_exits_at_once_and_touches_nothing()
     let bytes = std::fs::read(&song).unwrap();
 
     let first = Runner::start(&dir).await;
-    std::fs::create_dir_all(bucket.join("media/alice")).unwrap();
-    std::fs::copy(&long, bucket.join("media/alice/long.wav")).unwrap();
+    drop_in(&bucket, "media/alice/long.wav", &long);
     wait_until("ffmpeg to write", || !hidden(&out, ".", ".part").is_empty()).await;
     // Paused, so that the job is surely running while the second runner starts.
     let ffmpeg = processes::transcodes_in(&dir);
@@ -137,12 +128,7 @@ async fn a_second_runner_on_the_same_folders_exits_at_once_and_touches_nothing()
         bytes
     );
     // ...and the running job ends once, completed.
-    first
-        .wait_for(
-            |r| r.count(&["message written"]) == 2,
-            "both files' messages",
-        )
-        .await;
+    first.wait_for_messages(2).await;
     let messages = first.messages("alice").await;
     assert_eq!(messages.len(), 2, "{messages:#?}");
     assert!(
@@ -152,7 +138,6 @@ async fn a_second_runner_on_the_same_folders_exits_at_once_and_touches_nothing()
     assert_eq!(first.count(&["job started", "long.wav"]), 1);
     assert_eq!(first.count(&["cannot move"]), 0);
     first.stop().await;
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[tokio::test]
@@ -181,7 +166,6 @@ async fn a_runner_whose_port_is_taken_exits_before_it_touches_its_folders() {
     assert!(upload.exists() && part.exists(), "{}", logs.join("\n"));
     assert!(!dir.join("store/messages.sqlite3").exists());
     drop(taken);
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[tokio::test]
@@ -191,8 +175,7 @@ async fn a_killed_runner_leaves_no_ffmpeg_behind_and_the_restart_runs_the_job_on
     let long = dir.join("long.wav");
     long_wav(&long, 60).await;
     let mut runner = Runner::start(&dir).await;
-    std::fs::create_dir_all(bucket.join("media/alice")).unwrap();
-    std::fs::copy(&long, bucket.join("media/alice/long.wav")).unwrap();
+    drop_in(&bucket, "media/alice/long.wav", &long);
     runner
         .wait_for(
             // Progress comes every half second in steps of 10 %: a fast ffmpeg skips 20.
@@ -256,5 +239,4 @@ async fn a_killed_runner_leaves_no_ffmpeg_behind_and_the_restart_runs_the_job_on
         Vec::<PathBuf>::new()
     );
     runner.stop().await;
-    std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -134,9 +134,7 @@ async fn files_dropped_in_the_folder_are_transcoded_listed_and_dismissed() {
     std::fs::create_dir_all(bucket.join("media/bob")).unwrap();
     std::fs::write(bucket.join("media/bob/late.mp3"), &bytes).unwrap();
     let runner = Runner::start(&dir).await;
-    runner
-        .wait_for(|r| r.count(&["message written"]) == 1, "bob's message")
-        .await;
+    runner.wait_for_messages(1).await;
     runner
         .wait_for(
             |r| r.count(&["duplicate delivery"]) == 2,
@@ -151,7 +149,6 @@ async fn files_dropped_in_the_folder_are_transcoded_listed_and_dismissed() {
     );
     assert_eq!(runner.files("alice").await, ["broken.mp3"]);
     runner.stop().await;
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[tokio::test]
@@ -224,5 +221,4 @@ async fn an_upload_is_visible_while_ffmpeg_transcodes_it_with_its_progress_and_c
     let (_, bobs) = runner.http("GET", "/uploads", "bob", "").await;
     assert_eq!(bobs["uploads"], json!([]));
     runner.stop().await;
-    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -102,7 +102,6 @@ async fn stopped_mid_transcode_then_restarted(signal: &str) {
         "the start-up log says what it recovered"
     );
     runner.stop().await;
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[tokio::test]
@@ -145,7 +144,6 @@ async fn a_kill_after_a_file_is_announced_and_before_it_transcodes_loses_nothing
     }
     assert!(partial_files(&out).is_empty());
     runner.stop().await;
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[tokio::test]
@@ -170,7 +168,6 @@ async fn a_file_rewritten_while_it_transcodes_is_transcoded_as_it_is_now() {
     assert_outputs(&bucket, &messages[0], seconds).await;
     assert!(partial_files(&out).is_empty());
     runner.stop().await;
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[tokio::test]
@@ -211,5 +208,4 @@ async fn a_message_that_cannot_be_written_for_a_while_is_written_when_the_store_
     let (_, _, _, seconds) = probe(&song).await;
     assert_outputs(&bucket, &messages[0], seconds).await;
     runner.stop().await;
-    std::fs::remove_dir_all(&dir).unwrap();
 }

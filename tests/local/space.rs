@@ -9,7 +9,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use system_tests::local::{Runner, files_under, scratch, silence_bomb, tone};
+use system_tests::local::{Runner, drop_in, files_under, scratch, silence_bomb, tone};
 
 /// Asks the API for an upload link for `user`; returns the status and the body.
 async fn upload_link(runner: &Runner, user: &str, filename: &str, size: u64) -> (u16, Value) {
@@ -67,11 +67,8 @@ async fn a_silence_bomb_is_refused_before_it_is_encoded() {
     assert!(std::fs::metadata(&bomb).unwrap().len() < 2 << 20);
     let runner = Runner::start(&dir).await;
     let bucket = dir.join("bucket");
-    std::fs::create_dir_all(bucket.join("media/alice")).unwrap();
-    std::fs::copy(&bomb, bucket.join("media/alice/bomb.flac")).unwrap();
-    runner
-        .wait_for(|r| r.count(&["message written"]) == 1, "the bomb's message")
-        .await;
+    drop_in(&bucket, "media/alice/bomb.flac", &bomb);
+    runner.wait_for_messages(1).await;
     let message = only_message(&runner, "alice").await;
     assert_eq!(message["state"], "failed", "{message}");
     let text = message["text"].as_str().unwrap();
@@ -89,7 +86,6 @@ async fn a_silence_bomb_is_refused_before_it_is_encoded() {
     );
     let logs = runner.stop().await;
     assert!(!logs.iter().any(|l| l.contains("transcoding")), "{logs:?}");
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[tokio::test]
@@ -101,14 +97,9 @@ async fn a_user_past_their_quota_is_refused_and_another_user_is_not() {
     // 2 MiB each: 8 s of audio makes 3 MiB of outputs, 1 s under half a MiB.
     let runner = Runner::start_with(&dir, &[("USER_QUOTA_BYTES", "2097152")]).await;
     let bucket = dir.join("bucket");
-    for user in ["alice", "bob"] {
-        std::fs::create_dir_all(bucket.join("media").join(user)).unwrap();
-    }
-    std::fs::copy(&alice_song, bucket.join("media/alice/long.wav")).unwrap();
-    std::fs::copy(&bob_song, bucket.join("media/bob/short.wav")).unwrap();
-    runner
-        .wait_for(|r| r.count(&["message written"]) == 2, "both messages")
-        .await;
+    drop_in(&bucket, "media/alice/long.wav", &alice_song);
+    drop_in(&bucket, "media/bob/short.wav", &bob_song);
+    runner.wait_for_messages(2).await;
     let alices = only_message(&runner, "alice").await;
     assert_eq!(alices["state"], "failed", "{alices}");
     let text = alices["text"].as_str().unwrap();
@@ -132,7 +123,6 @@ async fn a_user_past_their_quota_is_refused_and_another_user_is_not() {
     assert_eq!(body["error"]["code"], "quota_exceeded", "{body}");
     assert!(!bucket.join("media/alice/more.wav").exists());
     runner.stop().await;
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[tokio::test]
@@ -147,8 +137,7 @@ async fn below_the_free_space_floor_uploads_are_refused_and_a_dropped_file_waits
     assert_eq!(status, 507, "{body}");
     assert_eq!(body["error"]["code"], "insufficient_storage", "{body}");
     let bucket = dir.join("bucket");
-    std::fs::create_dir_all(bucket.join("media/alice")).unwrap();
-    std::fs::copy(&song, bucket.join("media/alice/song.wav")).unwrap();
+    drop_in(&bucket, "media/alice/song.wav", &song);
     runner
         .wait_for(
             |r| r.count(&["waiting for free space"]) == 1,
@@ -165,12 +154,9 @@ async fn below_the_free_space_floor_uploads_are_refused_and_a_dropped_file_waits
 
     // With the default floor, the waiting job runs.
     let runner = Runner::start(&dir).await;
-    runner
-        .wait_for(|r| r.count(&["message written"]) == 1, "the job's message")
-        .await;
+    runner.wait_for_messages(1).await;
     assert_eq!(only_message(&runner, "alice").await["state"], "completed");
     runner.stop().await;
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[tokio::test]
@@ -204,8 +190,7 @@ async fn a_disk_that_fills_up_fails_no_job_and_the_job_completes_once_space_is_b
         (status, &body["error"]["code"]),
         (507, &json!("insufficient_storage"))
     );
-    std::fs::create_dir_all(root.join("bucket/media/alice")).unwrap();
-    std::fs::copy(&song, root.join("bucket/media/alice/long.mp3")).unwrap();
+    drop_in(&root.join("bucket"), "media/alice/long.mp3", &song);
     runner
         .wait_for(
             |r| r.count(&["waiting for free space"]) == 1,
@@ -235,9 +220,7 @@ async fn a_disk_that_fills_up_fails_no_job_and_the_job_completes_once_space_is_b
     assert_eq!(runner.count(&["job finished"]), 0);
 
     std::fs::remove_file(&filler).unwrap();
-    runner
-        .wait_for(|r| r.count(&["message written"]) == 1, "the job's message")
-        .await;
+    runner.wait_for_messages(1).await;
     let message = only_message(&runner, "alice").await;
     assert_eq!(message["state"], "completed", "{message}");
     for output in message["outputs"].as_array().unwrap() {
@@ -250,7 +233,6 @@ async fn a_disk_that_fills_up_fails_no_job_and_the_job_completes_once_space_is_b
     let all = logs.join("\n");
     assert_eq!(lines("waiting for free space"), 2, "{all}");
     assert_eq!(lines("space is back"), 2, "{all}");
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[tokio::test]
@@ -279,5 +261,4 @@ async fn an_upload_onto_a_full_disk_is_507_and_leaves_nothing() {
     let left: Vec<_> = files_under(&root.join("bucket/media"));
     assert_eq!(left, Vec::<std::path::PathBuf>::new());
     runner.stop().await;
-    std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -59,5 +59,4 @@ async fn playlists_dropped_in_the_folder_reach_no_transcoder_and_a_restart_reads
     assert_eq!(runner.count(&["job started"]), 0);
     assert_eq!(runner.messages("alice").await.len(), 3);
     runner.stop().await;
-    std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -109,7 +109,6 @@ async fn a_file_copied_over_itself_while_it_transcodes_ends_every_upload() {
     assert_eq!(runner.count(&["job started"]), 0);
     assert_eq!(runner.files("dup").await, ["re.flac"]);
     runner.stop().await;
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[tokio::test]
@@ -141,5 +140,4 @@ async fn superseded_uploads_end_across_a_kill_and_a_restart() {
     // Only the newest, interrupted job ran again.
     assert!(runner.count(&["unfinished job", "resumed"]) == 1);
     runner.stop().await;
-    std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -62,7 +62,6 @@ async fn playlists_uploaded_as_mp3_fail_and_read_nobody_elses_audio() {
         Vec::<PathBuf>::new()
     );
     runner.stop().await;
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[tokio::test]
@@ -153,9 +152,7 @@ async fn an_mp3_and_a_wav_of_one_name_get_outputs_of_their_own() {
     tone(&mp3, 2.0).await;
     tone(&wav, 3.5).await;
     let runner = Runner::start(&dir).await;
-    runner
-        .wait_for(|r| r.count(&["message written"]) == 2, "two messages")
-        .await;
+    runner.wait_for_messages(2).await;
 
     let messages = runner.messages("alice").await;
     let mut keys = BTreeSet::new();
@@ -175,7 +172,6 @@ async fn an_mp3_and_a_wav_of_one_name_get_outputs_of_their_own() {
     }
     assert_eq!(keys.len(), 6, "{keys:?}");
     runner.stop().await;
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[tokio::test]
@@ -222,12 +218,7 @@ async fn a_new_upload_of_a_key_stops_its_running_job_and_no_temporary_file_is_sh
         .await;
     std::fs::copy(&second, alice.join(".talk.mp3.upload")).unwrap();
     std::fs::rename(alice.join(".talk.mp3.upload"), alice.join("talk.mp3")).unwrap();
-    runner
-        .wait_for(
-            |r| r.count(&["message written"]) == 1,
-            "the newer upload's message",
-        )
-        .await;
+    runner.wait_for_messages(1).await;
     // A second message would come from the older job, had it been let finish.
     tokio::time::sleep(Duration::from_secs(2)).await;
     watching.abort();
@@ -268,7 +259,6 @@ async fn a_new_upload_of_a_key_stops_its_running_job_and_no_temporary_file_is_sh
         .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with('.'))
         .collect();
     assert_eq!(left, Vec::<PathBuf>::new());
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[tokio::test]
@@ -278,9 +268,7 @@ async fn audio_longer_than_max_duration_seconds_fails_saying_so() {
     tone(&bucket.join("media/alice/long.wav"), 3.0).await;
     tone(&bucket.join("media/alice/short.wav"), 1.5).await;
     let runner = Runner::start_with(&dir, &[("MAX_DURATION_SECONDS", "2")]).await;
-    runner
-        .wait_for(|r| r.count(&["message written"]) == 2, "two messages")
-        .await;
+    runner.wait_for_messages(2).await;
 
     let messages = runner.messages("alice").await;
     assert_eq!(by_file(&messages, "short.wav")["state"], "completed");
@@ -293,7 +281,6 @@ async fn audio_longer_than_max_duration_seconds_fails_saying_so() {
     );
     assert!(!bucket.join("transcoded/alice/long.wav.wav").exists());
     runner.stop().await;
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[tokio::test]
@@ -312,5 +299,4 @@ async fn temporary_outputs_of_a_killed_run_are_removed_at_start_up() {
         1
     );
     runner.stop().await;
-    std::fs::remove_dir_all(&dir).unwrap();
 }

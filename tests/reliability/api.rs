@@ -3,10 +3,7 @@
 //! ids and cursors with keys over DynamoDB's size limits are the client's mistake, never a 5xx
 //! that invites a retry.
 
-use std::path::PathBuf;
-
 use bytes::Bytes;
-use chrono::Utc;
 use http::{Request, StatusCode};
 use serde_json::Value;
 use system_tests::dynamodb_local::DynamoDbLocal;
@@ -14,21 +11,11 @@ use system_tests::{functions, sample_event};
 use transcoder_api::{Api, ApiConfig};
 use transcoder_aws::DynamoStore;
 use transcoder_core::MessageStore;
-use transcoder_testkit::{UnsignedLinks, contract::MessageBuilder};
-
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!(
-        "{name}-{}-{}",
-        std::process::id(),
-        Utc::now().timestamp_micros()
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
+use transcoder_testkit::{UnsignedLinks, contract::MessageBuilder, scratch};
 
 #[tokio::test]
 async fn while_dynamodb_is_down_the_api_answers_503_and_serves_again_when_it_is_back() {
-    let dir = scratch("reliability-api");
+    let dir = scratch();
     let mut db = DynamoDbLocal::start_persistent(&dir).await;
     db.create_table("messages").await;
     let store = DynamoStore::new(db.client(), "messages", 30);
@@ -56,7 +43,6 @@ async fn while_dynamodb_is_down_the_api_answers_503_and_serves_again_when_it_is_
     assert_eq!(body["messages"][0]["id"], "1700000000000-abc001");
 
     db.stop().await;
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[tokio::test]

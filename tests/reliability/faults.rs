@@ -3,7 +3,6 @@
 //! data. In each case the invocation either succeeds having done its work exactly once, or fails
 //! so that Lambda retries it, and the retry does exactly what is missing.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
@@ -13,6 +12,7 @@ use system_tests::functions::Backend::ElasticTranscoder;
 use system_tests::functions::{self, PIPELINE, ids};
 use system_tests::{Function, Recorded, Stub, sample_event};
 use transcoder_aws::DynamoStore;
+use transcoder_testkit::scratch;
 
 /// How Elastic Transcoder (REST JSON) says no.
 #[derive(Clone, Copy, Debug)]
@@ -127,17 +127,6 @@ fn names(response: &Value, field: &str) -> Vec<String> {
     keys
 }
 
-/// A folder of its own for a persistent DynamoDB Local.
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!(
-        "{name}-{}-{}",
-        std::process::id(),
-        chrono::Utc::now().timestamp_micros()
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
 #[tokio::test]
 async fn a_transcoder_that_throttles_or_fails_twice_still_starts_the_job_exactly_once() {
     let db = DynamoDbLocal::start().await;
@@ -151,10 +140,7 @@ async fn a_transcoder_that_throttles_or_fails_twice_still_starts_the_job_exactly
         let transcoder = FlakyTranscoder::start(fault, 2).await;
         let mut function = start_transcode(&transcoder, &db, &table).await;
 
-        let first = function
-            .invoke(&sample_event("s3-put.json"))
-            .await
-            .response();
+        let first = function.invoke_sample("s3-put.json").await.response();
         assert_eq!(
             names(&first, "started"),
             ["media/alice/song.mp3"],
@@ -167,10 +153,7 @@ async fn a_transcoder_that_throttles_or_fails_twice_still_starts_the_job_exactly
         );
         assert_eq!(transcoder.accepted(), 1, "{fault:?}");
 
-        let again = function
-            .invoke(&sample_event("s3-put.json"))
-            .await
-            .response();
+        let again = function.invoke_sample("s3-put.json").await.response();
         assert_eq!(
             names(&again, "duplicates"),
             ["media/alice/song.mp3"],
@@ -194,7 +177,7 @@ async fn a_request_the_transcoder_rejects_as_invalid_is_not_retried_by_the_sdk()
     db.create_table("claims").await;
     let transcoder = FlakyTranscoder::start(Fault::Invalid, usize::MAX).await;
     let mut function = start_transcode(&transcoder, &db, "claims").await;
-    let (error_type, message) = function.invoke(&sample_event("s3-put.json")).await.error();
+    let (error_type, message) = function.invoke_sample("s3-put.json").await.error();
     assert_eq!(error_type, "JobsNotStarted");
     assert!(message.contains("ValidationException"), "{message}");
     assert_eq!(transcoder.attempts(), ["media/alice/song.mp3"]);
@@ -243,14 +226,14 @@ async fn a_transcoder_down_for_good_fails_the_invocation_and_the_retry_after_it_
 
 #[tokio::test]
 async fn a_claim_store_that_is_down_starts_nothing_and_the_retry_starts_the_job_once() {
-    let dir = scratch("reliability-claims");
+    let dir = scratch();
     let mut db = DynamoDbLocal::start_persistent(&dir).await;
     db.create_table("claims").await;
     let transcoder = FlakyTranscoder::start(Fault::Unavailable, 0).await;
     let mut function = start_transcode(&transcoder, &db, "claims").await;
 
     db.stop().await;
-    let (error_type, message) = function.invoke(&sample_event("s3-put.json")).await.error();
+    let (error_type, message) = function.invoke_sample("s3-put.json").await.error();
     assert_eq!(error_type, "JobsNotStarted");
     // The first write to the table, the upload's `received` record, is the one that fails: before
     // any claim is taken, so the retry has nothing to wait out.
@@ -262,40 +245,30 @@ async fn a_claim_store_that_is_down_starts_nothing_and_the_retry_starts_the_job_
     assert!(transcoder.attempts().is_empty());
 
     db.restart().await;
-    let retry = function
-        .invoke(&sample_event("s3-put.json"))
-        .await
-        .response();
+    let retry = function.invoke_sample("s3-put.json").await.response();
     assert_eq!(names(&retry, "started"), ["media/alice/song.mp3"]);
-    let again = function
-        .invoke(&sample_event("s3-put.json"))
-        .await
-        .response();
+    let again = function.invoke_sample("s3-put.json").await.response();
     assert_eq!(names(&again, "duplicates"), ["media/alice/song.mp3"]);
     assert_eq!(transcoder.accepted(), 1);
 
     db.stop().await;
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[tokio::test]
 async fn dynamodb_stopped_mid_run_fails_record_completion_and_the_retry_loses_no_message() {
-    let dir = scratch("reliability-messages");
+    let dir = scratch();
     let mut db = DynamoDbLocal::start_persistent(&dir).await;
     db.create_table("messages").await;
     let mut function = functions::record_completion(&db, "messages").await;
 
     let before = function
-        .invoke(&sample_event("sns-et-completed.json"))
+        .invoke_sample("sns-et-completed.json")
         .await
         .response();
     assert_eq!(ids(&before, "recorded"), ["1700000000000-abc001"]);
 
     db.stop().await;
-    let (error_type, message) = function
-        .invoke(&sample_event("sns-et-warning.json"))
-        .await
-        .error();
+    let (error_type, message) = function.invoke_sample("sns-et-warning.json").await.error();
     assert_eq!(error_type, "MessagesNotStored");
     assert!(
         message.starts_with(
@@ -307,12 +280,12 @@ async fn dynamodb_stopped_mid_run_fails_record_completion_and_the_retry_loses_no
     // DynamoDB comes back with its data; Lambda retries the same event.
     db.restart().await;
     let retry = function
-        .invoke(&sample_event("sns-et-warning.json"))
+        .invoke_sample("sns-et-warning.json")
         .await
         .response();
     assert_eq!(ids(&retry, "recorded"), ["1700000000000-abc002"]);
     let again = function
-        .invoke(&sample_event("sns-et-warning.json"))
+        .invoke_sample("sns-et-warning.json")
         .await
         .response();
     assert_eq!(ids(&again, "duplicates"), ["1700000000000-abc002"]);
@@ -324,5 +297,4 @@ async fn dynamodb_stopped_mid_run_fails_record_completion_and_the_retry_loses_no
     assert_eq!(listed, ["1700000000000-abc001", "1700000000000-abc002"]);
 
     db.stop().await;
-    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -91,12 +91,12 @@ async fn a_pipeline_name_is_looked_up_once_per_cold_start() {
         Starter::start(ElasticTranscoder, &[("PIPELINE_NAME", "audio-transcoder")]).await;
     starter
         .function
-        .invoke(&sample_event("s3-put.json"))
+        .invoke_sample("s3-put.json")
         .await
         .response();
     starter
         .function
-        .invoke(&sample_event("s3-multipart-upload.json"))
+        .invoke_sample("s3-multipart-upload.json")
         .await
         .response();
 
@@ -154,22 +154,22 @@ async fn duplicate_deliveries_start_exactly_one_job() {
 
     let first = starter
         .function
-        .invoke(&sample_event("s3-several-records.json"))
+        .invoke_sample("s3-several-records.json")
         .await
         .response();
     let again = starter
         .function
-        .invoke(&sample_event("s3-several-records.json"))
+        .invoke_sample("s3-several-records.json")
         .await
         .response();
     let put_twice = starter
         .function
-        .invoke(&sample_event("s3-put.json"))
+        .invoke_sample("s3-put.json")
         .await
         .response();
     let put_again = starter
         .function
-        .invoke(&sample_event("s3-put.json"))
+        .invoke_sample("s3-put.json")
         .await
         .response();
 
@@ -309,10 +309,7 @@ async fn an_upload_replaced_before_it_is_read_starts_nothing_and_is_not_retried(
     let table = table(&db).await;
     let mut function = stub.start_on(&bucket, &db, &table, &PIPELINE_ID).await;
 
-    let response = function
-        .invoke(&sample_event("s3-put.json"))
-        .await
-        .response();
+    let response = function.invoke_sample("s3-put.json").await.response();
     assert!(create_jobs(&stub).is_empty());
     let reason = response["skipped"][0]["reason"].as_str().unwrap();
     assert!(reason.contains("replaced by a newer one"), "{reason}");
@@ -336,7 +333,7 @@ async fn an_unreadable_upload_fails_the_invocation_so_that_it_is_retried() {
     let table = table(&db).await;
     let mut function = stub.start_on(&bucket, &db, &table, &PIPELINE_ID).await;
 
-    let (error_type, message) = function.invoke(&sample_event("s3-put.json")).await.error();
+    let (error_type, message) = function.invoke_sample("s3-put.json").await.error();
     assert_eq!(error_type, "JobsNotStarted");
     assert!(
         message.contains("the upload cannot be read right now"),
@@ -347,10 +344,7 @@ async fn an_unreadable_upload_fails_the_invocation_so_that_it_is_retried() {
     // The claim was given back: once the bucket answers, the retry starts the job.
     let recovered = s3::bucket(Vec::new()).await;
     let mut function = stub.start_on(&recovered, &db, &table, &PIPELINE_ID).await;
-    let retry = function
-        .invoke(&sample_event("s3-put.json"))
-        .await
-        .response();
+    let retry = function.invoke_sample("s3-put.json").await.response();
     assert_eq!(retry["started"].as_array().unwrap().len(), 1);
     assert_eq!(sources(&create_jobs(&stub)), ["media/alice/song.mp3"]);
 }

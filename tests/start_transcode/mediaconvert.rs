@@ -6,7 +6,6 @@ use serde_json::{Value, json};
 use system_tests::dynamodb_local::DynamoDbLocal;
 use system_tests::functions::Backend::MediaConvert;
 use system_tests::functions::create_jobs;
-use system_tests::sample_event;
 
 use crate::starter::{
     MEDIACONVERT, ROLE, Starter, assert_a_refused_job_fails_after_the_others_started,
@@ -104,7 +103,7 @@ async fn every_sample_event_starts_exactly_the_jobs_it_should_and_a_redelivery_n
     // Redelivered: the claims in DynamoDB start nothing, and name the jobs already started.
     let again = starter
         .function
-        .invoke(&sample_event("s3-several-records.json"))
+        .invoke_sample("s3-several-records.json")
         .await
         .response();
     assert!(again["started"].as_array().unwrap().is_empty());

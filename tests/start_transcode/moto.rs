@@ -84,7 +84,6 @@ async fn an_upload_through_its_link_into_s3_starts_one_job_from_s3s_own_notifica
     starter.invoke(&event).await.response();
     let jobs = create_jobs(&transcoder);
     assert_eq!(sources(&jobs), ["media/alice/Café Song.mp3"]);
-    std::fs::remove_dir_all(&dir).ok();
 }
 
 #[tokio::test]
@@ -145,7 +144,6 @@ async fn the_choice_signed_into_the_link_travels_with_the_object_to_the_job() {
             "{normalization}"
         );
     }
-    std::fs::remove_dir_all(&dir).ok();
 }
 
 #[tokio::test]
@@ -172,5 +170,4 @@ async fn a_playlist_named_mp3_in_s3_is_rejected_from_its_bytes_and_its_owner_tol
 
     assert!(create_jobs(&transcoder).is_empty());
     assert_told_not_audio(&db, &table, "alice").await;
-    std::fs::remove_dir_all(&dir).ok();
 }

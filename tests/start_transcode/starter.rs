@@ -67,7 +67,7 @@ pub fn sample_upload_token() -> String {
 pub async fn assert_the_sample_put_starts_one_job(starter: &mut Starter, job_id: &str) -> Recorded {
     let response = starter
         .function
-        .invoke(&sample_event("s3-put.json"))
+        .invoke_sample("s3-put.json")
         .await
         .response();
     assert_eq!(response["started"][0]["job_id"], job_id, "{response}");
@@ -94,11 +94,7 @@ pub fn assert_signed_for(request: &Recorded, service: &str) {
 pub async fn assert_each_sample_starts_its_jobs(starter: &mut Starter) {
     for (file, expected) in SAMPLE_UPLOADS {
         let before = create_jobs(&starter.stub).len();
-        let response = starter
-            .function
-            .invoke(&sample_event(file))
-            .await
-            .response();
+        let response = starter.function.invoke_sample(file).await.response();
         assert_eq!(
             sources(&create_jobs(&starter.stub)[before..]),
             expected,

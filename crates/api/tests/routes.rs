@@ -10,6 +10,7 @@ use transcoder_core::{Message, MessageStore, UploadState, UploadStore};
 use transcoder_testkit::{
     MemoryStore, UnsignedLinks,
     contract::{MessageBuilder, upload},
+    message_ids,
 };
 
 fn message(owner: &str, id: &str, minute: i64) -> Message {
@@ -52,15 +53,6 @@ async fn call(
     (response.status(), value, response)
 }
 
-fn ids(body: &Value) -> Vec<&str> {
-    body["messages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["id"].as_str().unwrap())
-        .collect()
-}
-
 fn error_code(body: &Value) -> &str {
     assert!(
         body["error"]["message"]
@@ -77,7 +69,7 @@ async fn each_user_lists_only_their_unread_messages_newest_first() {
     let (status, body, response) = call(&api, Some("alice"), "GET", "/messages", "").await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(response.headers()["content-type"], "application/json");
-    assert_eq!(ids(&body), ["a3", "a2", "a1"]);
+    assert_eq!(message_ids(&body), ["a3", "a2", "a1"]);
     assert_eq!(
         body["messages"][0],
         json!({
@@ -92,16 +84,16 @@ async fn each_user_lists_only_their_unread_messages_newest_first() {
     assert_eq!(body["next_cursor"], Value::Null);
 
     let (_, body, _) = call(&api, Some("bob"), "GET", "/messages", "").await;
-    assert_eq!(ids(&body), ["b1"]);
+    assert_eq!(message_ids(&body), ["b1"]);
     let (_, body, _) = call(&api, Some("mallory"), "GET", "/messages", "").await;
-    assert!(ids(&body).is_empty());
+    assert!(message_ids(&body).is_empty());
 }
 
 #[tokio::test]
 async fn pages_follow_the_cursor_and_bad_paging_is_a_400() {
     let api = api().await;
     let (_, first, _) = call(&api, Some("alice"), "GET", "/messages?limit=2", "").await;
-    assert_eq!(ids(&first), ["a3", "a2"]);
+    assert_eq!(message_ids(&first), ["a3", "a2"]);
     let cursor = first["next_cursor"].as_str().unwrap();
     let query: String = form_urlencoded::Serializer::new(String::new())
         .append_pair("cursor", cursor)
@@ -114,7 +106,7 @@ async fn pages_follow_the_cursor_and_bad_paging_is_a_400() {
         "",
     )
     .await;
-    assert_eq!(ids(&second), ["a1"]);
+    assert_eq!(message_ids(&second), ["a1"]);
     assert_eq!(second["next_cursor"], Value::Null);
 
     // Alice's cursor means nothing to Bob.
@@ -153,7 +145,7 @@ async fn pages_follow_the_cursor_and_bad_paging_is_a_400() {
         "",
     )
     .await;
-    assert_eq!((status, ids(&body).len()), (StatusCode::OK, 3));
+    assert_eq!((status, message_ids(&body).len()), (StatusCode::OK, 3));
 }
 
 #[tokio::test]
@@ -166,7 +158,7 @@ async fn dismissing_is_for_the_owner_only_and_idempotent() {
         (StatusCode::NOT_FOUND, "message_not_found")
     );
     let (_, body, _) = call(&api, Some("alice"), "GET", "/messages", "").await;
-    assert_eq!(ids(&body), ["a3", "a2", "a1"]);
+    assert_eq!(message_ids(&body), ["a3", "a2", "a1"]);
 
     let (status, _, response) = call(&api, Some("alice"), "POST", "/messages/a2/dismiss", "").await;
     assert_eq!(status, StatusCode::NO_CONTENT);
@@ -174,7 +166,7 @@ async fn dismissing_is_for_the_owner_only_and_idempotent() {
     let (status, _, _) = call(&api, Some("alice"), "POST", "/messages/a2/dismiss", "").await;
     assert_eq!(status, StatusCode::NO_CONTENT);
     let (_, body, _) = call(&api, Some("alice"), "GET", "/messages", "").await;
-    assert_eq!(ids(&body), ["a3", "a1"]);
+    assert_eq!(message_ids(&body), ["a3", "a1"]);
 
     let (status, body, _) = call(&api, Some("alice"), "POST", "/messages/nope/dismiss", "").await;
     assert_eq!(
@@ -182,7 +174,7 @@ async fn dismissing_is_for_the_owner_only_and_idempotent() {
         (StatusCode::NOT_FOUND, "message_not_found")
     );
     let (_, body, _) = call(&api, Some("bob"), "GET", "/messages", "").await;
-    assert_eq!(ids(&body), ["b1"]);
+    assert_eq!(message_ids(&body), ["b1"]);
 }
 
 #[tokio::test]
@@ -417,7 +409,7 @@ async fn without_an_identity_every_route_is_401() {
     }
     // Nothing was dismissed on the way.
     let (_, body, _) = call(&api, Some("alice"), "GET", "/messages", "").await;
-    assert_eq!(ids(&body).len(), 3);
+    assert_eq!(message_ids(&body).len(), 3);
 }
 
 #[tokio::test]
@@ -594,7 +586,7 @@ async fn an_id_that_is_not_utf8_is_the_same_400_on_every_route_with_an_id() {
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     // Nothing was dismissed on the way.
     let (_, body, _) = call(&api, Some("alice"), "GET", "/messages", "").await;
-    assert_eq!(ids(&body).len(), 3);
+    assert_eq!(message_ids(&body).len(), 3);
 }
 
 #[tokio::test]

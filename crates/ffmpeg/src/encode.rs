@@ -374,7 +374,6 @@ mod tests {
                 "{output:?}: {ours} vs {theirs}"
             );
         }
-        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[tokio::test]
@@ -408,7 +407,6 @@ mod tests {
                 .all(|p| p % 10 == 0 && (10..=90).contains(p)),
             "{reported:?}"
         );
-        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[tokio::test]
@@ -440,7 +438,6 @@ mod tests {
                     .into()
             ))
         );
-        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[tokio::test]
@@ -469,6 +466,5 @@ mod tests {
                 "transcoding took longer than 0.0 s, the most allowed for 1.5 s of audio".into()
             ))
         );
-        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -304,7 +304,6 @@ mod tests {
         }
         let repeated = plain_probe(&bob.join("repeated.mp3")).await;
         assert_eq!(repeated.map(|(_, s)| s.round()), Some(1000.0));
-        let _ = std::fs::remove_dir_all(&dir);
     }
 
     /// The program the crate runs, as a plain command.
@@ -314,7 +313,7 @@ mod tests {
 
     #[tokio::test]
     async fn every_accepted_container_is_identified_and_read_with_the_flags() {
-        let (dir, made) = tones(1.5).await;
+        let (_dir, made) = tones(1.5).await;
         for (path, format) in made {
             let name = path.display();
             assert_eq!(
@@ -330,12 +329,11 @@ mod tests {
                 "{name}: {inspected:?}"
             );
         }
-        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[tokio::test]
     async fn probe_duration_agrees_with_ffprobe_for_every_accepted_container() {
-        let (dir, made) = tones(2.7).await;
+        let (_dir, made) = tones(2.7).await;
         for (path, format) in made {
             let ours = probe_duration(&path, format, Duration::from_secs(60))
                 .await
@@ -347,7 +345,6 @@ mod tests {
                 path.display()
             );
         }
-        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[tokio::test]
@@ -376,7 +373,6 @@ mod tests {
             refused,
             Err("it is not audio that could be read (it has no audio stream)".to_owned())
         );
-        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[tokio::test]
@@ -400,7 +396,6 @@ mod tests {
                 && reason.contains("No such file"),
             "{reason}"
         );
-        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

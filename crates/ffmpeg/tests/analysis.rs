@@ -10,7 +10,7 @@ use transcoder_core::{
     Analysis, Loudness, ObjectKey, OutputFormat, Outputs, Owner, SourceObject, TranscodeJob,
 };
 use transcoder_ffmpeg::{Inspected, Limits, Output, Peaks, analyze, inspect, measure_and_encode};
-use transcoder_testkit::audio::{ffmpeg, ffmpeg_ebur128, probe, quiet_speech};
+use transcoder_testkit::audio::{ffmpeg_ebur128, lavfi, probe, quiet_speech};
 use transcoder_testkit::scratch;
 
 fn limits() -> Limits {
@@ -38,18 +38,10 @@ async fn measured(path: &Path) -> (Analysis, Peaks) {
 async fn sine(dir: &Path, dbfs: f64, seconds: u32) -> PathBuf {
     let path = dir.join(format!("sine{dbfs}.wav"));
     let amplitude = 10f64.powf(dbfs / 20.0);
-    ffmpeg(&[
-        "-f",
-        "lavfi",
-        "-i",
-        &format!(
-            "aevalsrc={amplitude}*sin(2*PI*1000*t)|{amplitude}*sin(2*PI*1000*t):s=48000:d={seconds}"
-        ),
-        "-c:a",
-        "pcm_f32le",
-        path.to_str().unwrap(),
-    ])
-    .await;
+    let sine = format!(
+        "aevalsrc={amplitude}*sin(2*PI*1000*t)|{amplitude}*sin(2*PI*1000*t):s=48000:d={seconds}"
+    );
+    lavfi(&path, &sine, &["-c:a", "pcm_f32le"]).await;
     path
 }
 
@@ -77,7 +69,6 @@ async fn tech_3341_sines_measure_their_level_by_both_tools() {
         // A steady tone has no loudness range.
         assert!(analysis.loudness_range_lu.unwrap() < 0.5, "{analysis:?}");
     }
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// Checks `peaks` against audiowaveform's JSON format, version 2, as its stored file.
@@ -102,15 +93,11 @@ fn valid(peaks: &Peaks) -> serde_json::Value {
 async fn peaks_show_full_scale_silence_and_where_the_silence_starts() {
     let dir = scratch();
     let square = dir.join("square.wav");
-    ffmpeg(&[
-        "-f",
-        "lavfi",
-        "-i",
+    lavfi(
+        &square,
         "aevalsrc=if(lt(mod(t*441\\,1)\\,0.5)\\,1\\,-1)|if(lt(mod(t*441\\,1)\\,0.5)\\,1\\,-1):s=44100:d=4",
-        "-c:a",
-        "pcm_s16le",
-        square.to_str().unwrap(),
-    ])
+        &["-c:a", "pcm_s16le"],
+    )
     .await;
     let (_, peaks) = measured(&square).await;
     let json = valid(&peaks);
@@ -120,16 +107,7 @@ async fn peaks_show_full_scale_silence_and_where_the_silence_starts() {
     assert_eq!(peaks.data.iter().min(), Some(&-128));
 
     let silence = dir.join("silence.wav");
-    ffmpeg(&[
-        "-f",
-        "lavfi",
-        "-i",
-        "anullsrc=r=22050:cl=mono",
-        "-t",
-        "3",
-        silence.to_str().unwrap(),
-    ])
-    .await;
+    lavfi(&silence, "anullsrc=r=22050:cl=mono", &["-t", "3"]).await;
     let (analysis, peaks) = measured(&silence).await;
     valid(&peaks);
     assert!(
@@ -144,15 +122,11 @@ async fn peaks_show_full_scale_silence_and_where_the_silence_starts() {
 
     // 5 s of tone, then 5 s of silence.
     let half = dir.join("half.wav");
-    ffmpeg(&[
-        "-f",
-        "lavfi",
-        "-i",
+    lavfi(
+        &half,
         "aevalsrc=if(lt(t\\,5)\\,0.8*sin(2*PI*440*t)\\,0):s=44100:d=10",
-        "-c:a",
-        "pcm_s16le",
-        half.to_str().unwrap(),
-    ])
+        &["-c:a", "pcm_s16le"],
+    )
     .await;
     let (analysis, peaks) = measured(&half).await;
     valid(&peaks);
@@ -165,7 +139,6 @@ async fn peaks_show_full_scale_silence_and_where_the_silence_starts() {
     );
     assert!(second[1..].iter().all(|&p| p == (0, 0)), "the silence");
     assert!((analysis.duration_s - 10.0).abs() < 0.01);
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// Each output of `job`, written to `dir/out.{ext}`.
@@ -220,7 +193,6 @@ async fn a_podcast_output_of_quiet_speech_is_at_minus_16_lufs_under_minus_1_dbtp
         );
         assert!(peak <= -1.0, "{:?}: peaks at {peak} dBTP", output.format);
     }
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[tokio::test]
@@ -228,16 +200,7 @@ async fn each_output_gets_its_bitrate_and_without_loudness_a_lossless_one_keeps_
     let dir = scratch();
     // Music-like noise, so that no encoder spends less than its bitrate on it.
     let input = dir.join("noise.wav");
-    ffmpeg(&[
-        "-f",
-        "lavfi",
-        "-i",
-        "anoisesrc=c=pink:a=0.1:r=44100:d=20",
-        "-ac",
-        "2",
-        input.to_str().unwrap(),
-    ])
-    .await;
+    lavfi(&input, "anoisesrc=c=pink:a=0.1:r=44100:d=20", &["-ac", "2"]).await;
     let (level, _) = ffmpeg_ebur128(&input).await;
     let job = job("mp3:96,opus:48,aac:64,flac", None);
     let outputs = outputs_in(&dir, &job);
@@ -270,5 +233,4 @@ async fn each_output_gets_its_bitrate_and_without_loudness_a_lossless_one_keeps_
             );
         }
     }
-    let _ = std::fs::remove_dir_all(&dir);
 }

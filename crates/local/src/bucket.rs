@@ -398,11 +398,11 @@ mod tests {
 
     #[tokio::test]
     async fn the_folder_reads_a_range_and_nothing_outside_the_bucket() {
-        let dir = std::env::temp_dir().join(format!("bucket-folder-{}", std::process::id()));
+        let dir = transcoder_testkit::scratch();
         std::fs::create_dir_all(dir.join("media/alice")).unwrap();
         std::fs::write(dir.join("media/alice/song.mp3"), b"0123456789").unwrap();
         std::fs::write(dir.join("secret"), b"not yours").unwrap();
-        let folder = BucketFolder::new(&dir);
+        let folder = BucketFolder::new(dir.path());
         let upload = |key: &str| SourceObject {
             bucket: "local".into(),
             key: ObjectKey::new(key).unwrap(),
@@ -437,17 +437,16 @@ mod tests {
                 "{key}"
             );
         }
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
     fn a_file_is_announced_once_after_it_stops_changing() {
-        let dir = std::env::temp_dir().join(format!("watcher-test-{}", std::process::id()));
+        let dir = transcoder_testkit::scratch();
         let media = dir.join("media/alice");
         std::fs::create_dir_all(&media).unwrap();
         std::fs::create_dir_all(dir.join("transcoded/alice")).unwrap();
         std::fs::write(dir.join("transcoded/alice/old.wav"), b"x").unwrap();
-        let mut watcher = Watcher::new(&dir, "local", "media/", Duration::from_secs(1));
+        let mut watcher = Watcher::new(dir.path(), "local", "media/", Duration::from_secs(1));
         let t0 = SystemTime::now();
         let at = |s: u64| t0 + Duration::from_secs(s);
 
@@ -473,6 +472,5 @@ mod tests {
             again[0]["s3"]["object"]["sequencer"],
             records[0]["s3"]["object"]["sequencer"]
         );
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

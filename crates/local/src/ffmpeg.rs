@@ -465,7 +465,6 @@ mod tests {
             files_under(&bucket.join("transcoded")),
             Vec::<PathBuf>::new()
         );
-        let _ = std::fs::remove_dir_all(&bucket);
     }
 
     #[tokio::test]
@@ -488,7 +487,6 @@ mod tests {
             let seconds = output["duration"].as_f64().unwrap();
             assert!((seconds - 1.5).abs() < 0.1, "{output}");
         }
-        let _ = std::fs::remove_dir_all(&bucket);
     }
 
     #[tokio::test]
@@ -514,7 +512,6 @@ mod tests {
             assert_eq!(channels, 2, "{}", output.key);
             assert!((seconds - 5.0).abs() < 0.1, "{}: {seconds}", output.key);
         }
-        let _ = std::fs::remove_dir_all(&bucket);
     }
 
     #[tokio::test]
@@ -532,7 +529,6 @@ mod tests {
             files_under(&bucket.join("transcoded")),
             Vec::<PathBuf>::new()
         );
-        let _ = std::fs::remove_dir_all(&bucket);
     }
 
     #[tokio::test]
@@ -582,7 +578,6 @@ mod tests {
             files_under(&bucket.join("transcoded")),
             Vec::<PathBuf>::new()
         );
-        let _ = std::fs::remove_dir_all(&bucket);
     }
 
     #[tokio::test]
@@ -619,7 +614,6 @@ mod tests {
             files_under(&bucket.join("transcoded")),
             Vec::<PathBuf>::new()
         );
-        let _ = std::fs::remove_dir_all(&bucket);
     }
 
     #[test]

@@ -130,6 +130,5 @@ mod tests {
         assert!(err.contains(&store.display().to_string()), "{err}");
         drop(first);
         Owner::take(&bucket, &store).unwrap();
-        let _ = std::fs::remove_dir_all(&dir);
     }
 }

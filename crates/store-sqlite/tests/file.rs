@@ -13,29 +13,12 @@ use transcoder_sqlite::SqliteStore;
 use transcoder_testkit::{
     contract,
     contract::{base_time, job, message, owner},
+    scratch,
 };
 
-/// A directory of its own under the system's temporary one, removed when the test ends.
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new(test: &str) -> Self {
-        let dir =
-            std::env::temp_dir().join(format!("transcoder-sqlite-{}-{test}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        Self(dir)
-    }
-
-    fn file(&self) -> PathBuf {
-        self.0.join("store.sqlite3")
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
+/// The store's file in the test's folder.
+fn store_file(dir: &Path) -> PathBuf {
+    dir.join("store.sqlite3")
 }
 
 fn claim(key: &str) -> Claim {
@@ -50,7 +33,7 @@ async fn unread_ids(store: &SqliteStore, name: &str) -> Vec<String> {
 
 #[tokio::test]
 async fn messages_and_claims_survive_a_restart() {
-    let scratch = Scratch::new("restart");
+    let dir = scratch();
     let (started, held) = (
         claim("media/alice/started.mp3"),
         claim("media/alice/held.mp3"),
@@ -61,7 +44,7 @@ async fn messages_and_claims_survive_a_restart() {
         message("alice", "a3", 2),
     ];
     {
-        let store = SqliteStore::open(&scratch.file()).unwrap();
+        let store = SqliteStore::open(&store_file(&dir)).unwrap();
         for m in &messages {
             assert!(store.insert(m).await.unwrap());
         }
@@ -83,7 +66,7 @@ async fn messages_and_claims_survive_a_restart() {
         );
     }
 
-    let store = SqliteStore::open(&scratch.file()).unwrap();
+    let store = SqliteStore::open(&store_file(&dir)).unwrap();
     assert_eq!(unread_ids(&store, "alice").await, ["a3", "a1"]);
     let page = store.list_unread(&owner("alice"), 1, None).await.unwrap();
     assert_eq!(page.messages, [messages[2].clone()]);
@@ -108,10 +91,10 @@ async fn messages_and_claims_survive_a_restart() {
 
 #[tokio::test]
 async fn two_connections_on_one_file_see_each_others_writes() {
-    let scratch = Scratch::new("two-connections");
+    let dir = scratch();
     let (first, second) = (
-        SqliteStore::open(&scratch.file()).unwrap(),
-        SqliteStore::open(&scratch.file()).unwrap(),
+        SqliteStore::open(&store_file(&dir)).unwrap(),
+        SqliteStore::open(&store_file(&dir)).unwrap(),
     );
     assert!(first.insert(&message("bob", "b1", 0)).await.unwrap());
     assert!(!second.insert(&message("bob", "b1", 0)).await.unwrap());
@@ -140,13 +123,13 @@ async fn two_connections_on_one_file_see_each_others_writes() {
 
 #[tokio::test]
 async fn claims_a_stopped_runner_never_started_are_given_back_at_start_up() {
-    let scratch = Scratch::new("unstarted");
+    let dir = scratch();
     let (started, unstarted) = (
         claim("media/alice/started.mp3"),
         claim("media/alice/cut.mp3"),
     );
     {
-        let store = SqliteStore::open(&scratch.file()).unwrap();
+        let store = SqliteStore::open(&store_file(&dir)).unwrap();
         for c in [&started, &unstarted] {
             assert_eq!(
                 store.claim(c, base_time()).await.unwrap(),
@@ -155,7 +138,7 @@ async fn claims_a_stopped_runner_never_started_are_given_back_at_start_up() {
         }
         store.record_job(&started, "local-started").await.unwrap();
     }
-    let store = SqliteStore::open(&scratch.file()).unwrap();
+    let store = SqliteStore::open(&store_file(&dir)).unwrap();
     assert_eq!(store.release_unstarted_claims().unwrap(), 1);
     // Within the lease, and still the next start takes it at once; the started one stays.
     assert_eq!(
@@ -172,10 +155,10 @@ async fn claims_a_stopped_runner_never_started_are_given_back_at_start_up() {
 
 #[test]
 fn a_file_written_by_a_newer_build_is_refused() {
-    let scratch = Scratch::new("newer");
-    drop(SqliteStore::open(&scratch.file()).unwrap());
-    set_user_version(&scratch.file(), 4);
-    let opened = SqliteStore::open(&scratch.file());
+    let dir = scratch();
+    drop(SqliteStore::open(&store_file(&dir)).unwrap());
+    set_user_version(&store_file(&dir), 4);
+    let opened = SqliteStore::open(&store_file(&dir));
     match opened {
         Err(err @ StoreError::Corrupt { .. }) => {
             let reason = Chain(&err).to_string();
@@ -187,44 +170,44 @@ fn a_file_written_by_a_newer_build_is_refused() {
 
 #[tokio::test]
 async fn a_file_of_the_first_schema_keeps_its_messages_and_gains_the_queue() {
-    let scratch = Scratch::new("migrate");
+    let dir = scratch();
     {
         // What the first build wrote: messages and claims, schema version 1, no jobs table.
-        let store = SqliteStore::open(&scratch.file()).unwrap();
+        let store = SqliteStore::open(&store_file(&dir)).unwrap();
         store.insert(&message("alice", "kept", 1)).await.unwrap();
     }
-    let connection = rusqlite::Connection::open(scratch.file()).unwrap();
+    let connection = rusqlite::Connection::open(store_file(&dir)).unwrap();
     connection
         .execute_batch("DROP TABLE jobs; DROP TABLE uploads")
         .unwrap();
     drop(connection);
-    set_user_version(&scratch.file(), 1);
+    set_user_version(&store_file(&dir), 1);
 
-    let store = SqliteStore::open(&scratch.file()).unwrap();
+    let store = SqliteStore::open(&store_file(&dir)).unwrap();
     assert_eq!(unread_ids(&store, "alice").await, ["kept"]);
     let queued = store.enqueue(&job("alice", "song.mp3", "1")).await.unwrap();
     assert!(queued.new);
     assert!(store.advance(&received("alice", "song.mp3")).await.unwrap());
-    assert_eq!(user_version(&scratch.file()), 3);
+    assert_eq!(user_version(&store_file(&dir)), 3);
 }
 
 #[tokio::test]
 async fn a_file_of_the_second_schema_keeps_its_queue_and_gains_upload_records() {
-    let scratch = Scratch::new("migrate-2");
+    let dir = scratch();
     let job = job("alice", "song.mp3", "1");
     {
         // What the second build wrote: messages, claims and the queue, schema version 2.
-        let store = SqliteStore::open(&scratch.file()).unwrap();
+        let store = SqliteStore::open(&store_file(&dir)).unwrap();
         store.insert(&message("alice", "kept", 1)).await.unwrap();
         store.enqueue(&job).await.unwrap();
     }
-    let connection = rusqlite::Connection::open(scratch.file()).unwrap();
+    let connection = rusqlite::Connection::open(store_file(&dir)).unwrap();
     connection.execute_batch("DROP TABLE uploads").unwrap();
     drop(connection);
-    set_user_version(&scratch.file(), 2);
+    set_user_version(&store_file(&dir), 2);
 
-    let store = SqliteStore::open(&scratch.file()).unwrap();
-    assert_eq!(user_version(&scratch.file()), 3);
+    let store = SqliteStore::open(&store_file(&dir)).unwrap();
+    assert_eq!(user_version(&store_file(&dir)), 3);
     assert_eq!(unread_ids(&store, "alice").await, ["kept"]);
     assert_eq!(store.take().await.unwrap().unwrap().job, job);
     let record = received("alice", "song.mp3");
@@ -242,14 +225,14 @@ fn received(owner: &str, name: &str) -> UploadRecord {
 
 #[tokio::test]
 async fn the_queue_survives_a_stop_at_any_state() {
-    let scratch = Scratch::new("queue");
+    let dir = scratch();
     let (waiting, running, finished) = (
         job("alice", "waiting.mp3", "1"),
         job("alice", "running.mp3", "1"),
         job("alice", "finished.mp3", "1"),
     );
     {
-        let store = SqliteStore::open(&scratch.file()).unwrap();
+        let store = SqliteStore::open(&store_file(&dir)).unwrap();
         for job in [&finished, &running, &waiting] {
             store.enqueue(job).await.unwrap();
         }
@@ -258,7 +241,7 @@ async fn the_queue_survives_a_stop_at_any_state() {
         store.take().await.unwrap().unwrap();
         // Dropped without a word, as a killed process leaves its file.
     }
-    let store = SqliteStore::open(&scratch.file()).unwrap();
+    let store = SqliteStore::open(&store_file(&dir)).unwrap();
     let recovered = store.recover().await.unwrap();
     assert_eq!(recovered.len(), 1);
     assert_eq!(recovered[0].job, running);
@@ -280,9 +263,9 @@ async fn the_queue_survives_a_stop_at_any_state() {
 /// only if it did. A call that blocked the thread would wait out its busy timeout and fail.
 #[test]
 fn a_call_waiting_for_the_write_lock_leaves_the_runtime_to_other_tasks() {
-    let scratch = Scratch::new("busy");
-    let store = SqliteStore::open(&scratch.file()).unwrap();
-    let holder = rusqlite::Connection::open(scratch.file()).unwrap();
+    let dir = scratch();
+    let store = SqliteStore::open(&store_file(&dir)).unwrap();
+    let holder = rusqlite::Connection::open(store_file(&dir)).unwrap();
     holder.execute_batch("BEGIN IMMEDIATE").unwrap();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_time()
@@ -309,8 +292,8 @@ fn a_call_waiting_for_the_write_lock_leaves_the_runtime_to_other_tasks() {
 
 #[test]
 fn a_missing_directory_is_reported_with_the_path_and_sqlites_own_error() {
-    let scratch = Scratch::new("missing");
-    let path = scratch.0.join("no such directory").join("store.sqlite3");
+    let dir = scratch();
+    let path = dir.join("no such directory").join("store.sqlite3");
     match SqliteStore::open(&path) {
         Err(err @ StoreError::Unavailable { .. }) => {
             let reason = Chain(&err).to_string();

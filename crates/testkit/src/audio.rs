@@ -17,6 +17,13 @@ pub async fn ffmpeg(args: &[&str]) {
     assert!(status.success());
 }
 
+/// Writes `source`, one of ffmpeg's lavfi sources (`sine=frequency=440:duration=2`), to `path`
+/// with the output options `args`, in the container `path`'s extension names.
+pub async fn lavfi(path: &Path, source: &str, args: &[&str]) {
+    let path = path.to_str().unwrap();
+    ffmpeg(&[&["-f", "lavfi", "-i", source], args, &[path]].concat()).await;
+}
+
 /// codec, sample rate, channels and duration of a file's first audio stream.
 pub async fn probe(path: &Path) -> (String, u64, u64, f64) {
     let output = Command::new("ffprobe")
@@ -50,34 +57,19 @@ pub async fn tone(path: &Path, seconds: f64) {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).unwrap();
     }
-    ffmpeg(&[
-        "-f",
-        "lavfi",
-        "-i",
-        &format!("sine=frequency=440:duration={seconds}"),
-        "-ac",
-        "2",
-        "-ar",
-        "44100",
-        path.to_str().unwrap(),
-    ])
-    .await;
+    let sine = format!("sine=frequency=440:duration={seconds}");
+    lavfi(path, &sine, &["-ac", "2", "-ar", "44100"]).await;
 }
 
 /// A silence bomb: `seconds` of 8 kHz mono silence as FLAC at `path`, a few hundred bytes a
 /// minute that decode to 10 MB a minute of the outputs' 44.1 kHz stereo WAV.
 pub async fn silence_bomb(path: &Path, seconds: u32) {
-    ffmpeg(&[
-        "-f",
-        "lavfi",
-        "-i",
+    let seconds = seconds.to_string();
+    lavfi(
+        path,
         "anullsrc=r=8000:cl=mono",
-        "-t",
-        &seconds.to_string(),
-        "-c:a",
-        "flac",
-        path.to_str().unwrap(),
-    ])
+        &["-t", &seconds, "-c:a", "flac"],
+    )
     .await;
 }
 

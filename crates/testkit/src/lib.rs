@@ -3,6 +3,7 @@
 //! - [`contract`]: the checks every store must pass, and the fixtures they are written with;
 //! - [`MemoryStore`], [`MemorySource`], [`UnsignedLinks`] and [`FakeTranscoder`]: in-memory
 //!   stand-ins for the store, the bucket, the link signer and the transcoder;
+//! - [`RecordingSource`]: a reader that records the reads asked of it;
 //! - [`scratch`]: a folder that is removed when the test ends, even when it panics;
 //! - [`audio`]: real audio made, and outputs measured, by ffmpeg;
 //! - [`dynamodb_local`] (feature `aws`): a real DynamoDB, in memory, on loopback, with the table
@@ -21,14 +22,26 @@ mod transcoder;
 
 use std::path::{Path, PathBuf};
 
+use serde_json::Value;
+
 pub use links::UnsignedLinks;
 #[cfg(feature = "aws")]
 pub use loopback::local_sdk_config;
 pub use loopback::{collect_lines, free_port};
 pub use memory::MemoryStore;
 pub use scratch::{Scratch, scratch};
-pub use source::{MemorySource, mp3_frames};
+pub use source::{MemorySource, RecordingSource, mp3_frames};
 pub use transcoder::FakeTranscoder;
+
+/// The ids of a page of messages as the API answers it (`{"messages": [{"id": ...}]}`), in order.
+pub fn message_ids(page: &Value) -> Vec<&str> {
+    page["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap())
+        .collect()
+}
 
 /// The repository's root: `template.yaml` and `node_modules/` are there.
 pub fn workspace_root() -> PathBuf {

@@ -1,6 +1,8 @@
-//! Uploads held in memory, and the smallest bytes that pass for an MP3.
+//! Uploads held in memory, a reader that records what it is asked, and the smallest bytes that
+//! pass for an MP3.
 
 use std::collections::HashMap;
+use std::sync::Mutex;
 
 use transcoder_core::{Head, SourceError, SourceObject, SourceReader, UserMetadata};
 
@@ -67,6 +69,60 @@ impl SourceReader for MemorySource {
                 .cloned()
                 .unwrap_or_default(),
         })
+    }
+}
+
+/// A reader that records each read asked of it, then reads from the one it wraps: for tests of
+/// how few reads, of which uploads, the handlers make.
+#[derive(Debug, Default)]
+pub struct RecordingSource<R> {
+    inner: R,
+    reads: Mutex<Vec<(SourceObject, u64, usize)>>,
+}
+
+impl<R> RecordingSource<R> {
+    pub fn new(inner: R) -> Self {
+        Self {
+            inner,
+            reads: Mutex::default(),
+        }
+    }
+
+    /// The ranges read so far, in order, as (offset, length); a head is a range from 0.
+    pub fn ranges(&self) -> Vec<(u64, usize)> {
+        let reads = self.reads.lock().unwrap();
+        reads
+            .iter()
+            .map(|(_, offset, len)| (*offset, *len))
+            .collect()
+    }
+
+    /// The upload of each read so far, in order.
+    pub fn uploads(&self) -> Vec<SourceObject> {
+        let reads = self.reads.lock().unwrap();
+        reads.iter().map(|(upload, _, _)| upload.clone()).collect()
+    }
+
+    fn record(&self, upload: &SourceObject, offset: u64, len: usize) {
+        let mut reads = self.reads.lock().unwrap();
+        reads.push((upload.clone(), offset, len));
+    }
+}
+
+impl<R: SourceReader> SourceReader for RecordingSource<R> {
+    async fn read_range(
+        &self,
+        upload: &SourceObject,
+        offset: u64,
+        len: usize,
+    ) -> Result<Vec<u8>, SourceError> {
+        self.record(upload, offset, len);
+        self.inner.read_range(upload, offset, len).await
+    }
+
+    async fn read_head(&self, upload: &SourceObject, len: usize) -> Result<Head, SourceError> {
+        self.record(upload, 0, len);
+        self.inner.read_head(upload, len).await
     }
 }
 

@@ -1,38 +1,10 @@
 //! `identify` and `examine`: what an upload is, from as few ranged reads as its bytes allow.
 
-use std::sync::Mutex;
-
 use transcoder_core::*;
 use transcoder_testkit::*;
 
-/// Records the ranges asked for.
-struct Counting<R> {
-    inner: R,
-    reads: Mutex<Vec<(u64, usize)>>,
-}
-
-impl<R: SourceReader> SourceReader for Counting<R> {
-    async fn read_range(
-        &self,
-        upload: &SourceObject,
-        offset: u64,
-        len: usize,
-    ) -> Result<Vec<u8>, SourceError> {
-        self.reads.lock().unwrap().push((offset, len));
-        self.inner.read_range(upload, offset, len).await
-    }
-
-    async fn read_head(&self, upload: &SourceObject, len: usize) -> Result<Head, SourceError> {
-        self.reads.lock().unwrap().push((0, len));
-        self.inner.read_head(upload, len).await
-    }
-}
-
-fn counting(key: &str, bytes: Vec<u8>) -> Counting<MemorySource> {
-    Counting {
-        inner: MemorySource::default().with(key, bytes),
-        reads: Mutex::default(),
-    }
+fn counting(key: &str, bytes: Vec<u8>) -> RecordingSource<MemorySource> {
+    RecordingSource::new(MemorySource::default().with(key, bytes))
 }
 
 fn upload(key: &str) -> SourceObject {
@@ -58,7 +30,7 @@ async fn one_read_identifies_a_file_and_a_playlist_is_not_audio() {
         identify(&mp3, &upload("a.mp3")).await.unwrap(),
         Ok(AudioFormat::Mp3)
     );
-    assert_eq!(*mp3.reads.lock().unwrap(), [(0, SNIFF_BYTES)]);
+    assert_eq!(mp3.ranges(), [(0, SNIFF_BYTES)]);
 
     let playlist = counting(
         "b.mp3",
@@ -72,21 +44,20 @@ async fn one_read_identifies_a_file_and_a_playlist_is_not_audio() {
 
 #[tokio::test]
 async fn the_first_read_brings_the_metadata_and_no_read_is_added() {
-    let source = Counting {
-        inner: MemorySource::default()
+    let source = RecordingSource::new(
+        MemorySource::default()
             .with("a.mp3", mp3_frames(40))
             .with_metadata("a.mp3", &[("outputs", "mp3:128")]),
-        reads: Mutex::default(),
-    };
+    );
     let examined = examine(&source, &upload("a.mp3")).await.unwrap();
     assert_eq!(examined.format, Ok(AudioFormat::Mp3));
     assert_eq!(examined.metadata["outputs"], "mp3:128");
-    assert_eq!(*source.reads.lock().unwrap(), [(0, SNIFF_BYTES)]);
+    assert_eq!(source.ranges(), [(0, SNIFF_BYTES)]);
     let tagged = counting("t.mp3", [id3(SNIFF_BYTES * 3), mp3_frames(2)].concat());
     let examined = examine(&tagged, &upload("t.mp3")).await.unwrap();
     assert_eq!(examined.format, Ok(AudioFormat::Mp3));
     assert!(examined.metadata.is_empty());
-    assert_eq!(tagged.reads.lock().unwrap().len(), 2);
+    assert_eq!(tagged.ranges().len(), 2);
 }
 
 #[tokio::test]
@@ -98,7 +69,7 @@ async fn a_large_tag_is_skipped_with_a_second_read_where_it_ends() {
         Ok(AudioFormat::Mp3)
     );
     assert_eq!(
-        *source.reads.lock().unwrap(),
+        source.ranges(),
         [(0, SNIFF_BYTES), (tag.len() as u64, SNIFF_BYTES)]
     );
 }
@@ -113,7 +84,7 @@ async fn tags_behind_tags_are_followed_a_bounded_number_of_times() {
         identify(&source, &upload("d.mp3")).await.unwrap(),
         Err(NotAudio::BadId3)
     );
-    assert_eq!(source.reads.lock().unwrap().len(), MAX_READS);
+    assert_eq!(source.ranges().len(), MAX_READS);
 }
 
 #[tokio::test]

@@ -26,7 +26,29 @@ async fn start_audio(
     t: &FakeTranscoder,
     store: &MemoryStore,
 ) -> Result<StartReport, StartError> {
-    start_transcode(event, &config(&[]), &MemorySource::audio(), t, store).await
+    start_reading(event, &MemorySource::audio(), t, store).await
+}
+
+/// The starter with the default configuration, reading the uploads from `source`.
+async fn start_reading(
+    event: RawS3Event,
+    source: &impl SourceReader,
+    t: &FakeTranscoder,
+    store: &MemoryStore,
+) -> Result<StartReport, StartError> {
+    start_transcode(event, &config(&[]), source, t, store).await
+}
+
+/// Alice's upload records in `store` (ten at most: one page).
+async fn alices_uploads(store: &MemoryStore) -> Vec<UploadRecord> {
+    let owner = Owner::new("alice").unwrap();
+    store.list_uploads(&owner, 10, None).await.unwrap().uploads
+}
+
+/// Alice's unread messages in `store` (ten at most: one page).
+async fn alices_unread(store: &MemoryStore) -> Vec<Message> {
+    let owner = Owner::new("alice").unwrap();
+    store.list_unread(&owner, 10, None).await.unwrap().messages
 }
 
 fn event(json: &str) -> RawS3Event {
@@ -64,6 +86,20 @@ async fn logged<T>(f: impl Future<Output = T>) -> (T, String) {
     (out, text)
 }
 
+/// Starts the upload of events/s3-put.json, read from `source`, under the variables `env`: the
+/// report, the jobs handed to the transcoder, and the lines logged meanwhile.
+async fn start_the_put(
+    env: &impl Env,
+    source: &MemorySource,
+) -> (StartReport, Vec<TranscodeJob>, String) {
+    let t = FakeTranscoder::default();
+    let event = event(include_str!("../../../../events/s3-put.json"));
+    let store = MemoryStore::default();
+    let (report, logs) = logged(start_transcode(event, &config(env), source, &t, &store)).await;
+    let jobs = t.jobs.lock().unwrap().clone();
+    (report.unwrap(), jobs, logs)
+}
+
 fn chosen(job: &TranscodeJob) -> Vec<(OutputFormat, &str, Option<u32>)> {
     job.outputs
         .iter()
@@ -73,7 +109,6 @@ fn chosen(job: &TranscodeJob) -> Vec<(OutputFormat, &str, Option<u32>)> {
 
 #[tokio::test]
 async fn the_choice_in_the_uploads_metadata_makes_its_job() {
-    let t = FakeTranscoder::default();
     let source = MemorySource::audio().with_metadata(
         "media/alice/song.mp3",
         &[
@@ -81,11 +116,7 @@ async fn the_choice_in_the_uploads_metadata_makes_its_job() {
             ("loudness", "broadcast"),
         ],
     );
-    let event = event(include_str!("../../../../events/s3-put.json"));
-    start_transcode(event, &config(&[]), &source, &t, &MemoryStore::default())
-        .await
-        .unwrap();
-    let jobs = t.jobs.lock().unwrap();
+    let (_, jobs, _) = start_the_put(&[], &source).await;
     assert_eq!(
         chosen(&jobs[0]),
         [
@@ -112,15 +143,10 @@ async fn the_choice_in_the_uploads_metadata_makes_its_job() {
 
 #[tokio::test]
 async fn loudness_alone_keeps_the_deployments_outputs() {
-    let t = FakeTranscoder::default();
     let source =
         MemorySource::audio().with_metadata("media/alice/song.mp3", &[("loudness", "podcast")]);
     let env = [("OUTPUTS", "aac:128")];
-    let event = event(include_str!("../../../../events/s3-put.json"));
-    start_transcode(event, &config(&env), &source, &t, &MemoryStore::default())
-        .await
-        .unwrap();
-    let jobs = t.jobs.lock().unwrap();
+    let (_, jobs, _) = start_the_put(&env, &source).await;
     assert_eq!(
         chosen(&jobs[0]),
         [(
@@ -155,21 +181,9 @@ async fn a_tampered_or_unhonourable_choice_gets_the_defaults_and_a_warning() {
         ),
     ];
     for (metadata, env, named) in cases {
-        let t = FakeTranscoder::default();
         let source = MemorySource::audio().with_metadata("media/alice/song.mp3", metadata);
-        let env: Vec<(&str, &str)> = env.to_vec();
-        let config = StartConfig::from_env(&EnvList(env)).unwrap();
-        let event = event(include_str!("../../../../events/s3-put.json"));
-        let (started, logs) = logged(start_transcode(
-            event,
-            &config,
-            &source,
-            &t,
-            &MemoryStore::default(),
-        ))
-        .await;
-        assert_eq!(started.unwrap().started.len(), 1, "{metadata:?}");
-        let jobs = t.jobs.lock().unwrap();
+        let (report, jobs, logs) = start_the_put(&EnvList(env.to_vec()), &source).await;
+        assert_eq!(report.started.len(), 1, "{metadata:?}");
         let formats: Vec<_> = jobs[0].outputs.iter().map(|o| o.format).collect();
         assert_eq!(formats, OutputFormat::DEFAULT, "{metadata:?}");
         assert_eq!(jobs[0].loudness, None, "{metadata:?}");
@@ -183,19 +197,10 @@ async fn a_tampered_or_unhonourable_choice_gets_the_defaults_and_a_warning() {
 
 #[tokio::test]
 async fn a_file_without_metadata_gets_the_deployments_outputs_and_bitrates() {
-    let t = FakeTranscoder::default();
     let env = [("OUTPUTS", "opus:64,wav")];
-    let event = event(include_str!("../../../../events/s3-put.json"));
-    let (_, logs) = logged(start_transcode(
-        event,
-        &config(&env),
-        &MemorySource::audio(),
-        &t,
-        &MemoryStore::default(),
-    ))
-    .await;
+    let (_, jobs, logs) = start_the_put(&env, &MemorySource::audio()).await;
     assert_eq!(
-        chosen(&t.jobs.lock().unwrap()[0]),
+        chosen(&jobs[0]),
         [
             (
                 OutputFormat::Opus,
@@ -559,7 +564,7 @@ async fn a_playlist_named_mp3_starts_no_job_and_its_owner_is_told_why() {
     let store = MemoryStore::default();
     let source = MemorySource::audio().with("media/alice/song.mp3", PLAYLIST);
     let json = include_str!("../../../../events/s3-put.json");
-    let report = start_transcode(event(json), &config(&[]), &source, &t, &store)
+    let report = start_reading(event(json), &source, &t, &store)
         .await
         .unwrap();
     assert!(t.jobs.lock().unwrap().is_empty());
@@ -567,10 +572,9 @@ async fn a_playlist_named_mp3_starts_no_job_and_its_owner_is_told_why() {
     assert_eq!(report.rejected.len(), 1);
     assert_eq!(report.rejected[0].key, "media/alice/song.mp3");
 
-    let owner = Owner::new("alice").unwrap();
-    let page = store.list_unread(&owner, 10, None).await.unwrap();
-    assert_eq!(page.messages.len(), 1);
-    let message = &page.messages[0];
+    let unread = alices_unread(&store).await;
+    assert_eq!(unread.len(), 1);
+    let message = &unread[0];
     assert_eq!(message.id, report.rejected[0].message_id);
     assert_eq!(message.state, transcoder_core::Outcome::Failed);
     assert_eq!(
@@ -581,7 +585,7 @@ async fn a_playlist_named_mp3_starts_no_job_and_its_owner_is_told_why() {
     assert!(message.outputs.is_empty());
 
     // Its upload record says so too, with the reason, under the upload's own id.
-    let uploads = store.list_uploads(&owner, 10, None).await.unwrap().uploads;
+    let uploads = alices_uploads(&store).await;
     assert_eq!(uploads.len(), 1);
     assert_eq!(uploads[0].state, UploadState::Rejected);
     assert_eq!(
@@ -645,27 +649,17 @@ async fn a_refusal_whose_record_cannot_be_written_is_retried_and_told_once() {
     let json = include_str!("../../../../events/s3-put.json");
     // `received` is written, then the table throttles before `rejected`.
     store.fail_upload_writes(&[UploadState::Rejected]);
-    let err = start_transcode(event(json), &config(&[]), &source, &t, &store)
+    let err = start_reading(event(json), &source, &t, &store)
         .await
         .unwrap_err();
     assert!(matches!(err.failed[0].2, NotStarted::Untold(_)), "{err}");
     store.fail_upload_writes(&[]);
-    let report = start_transcode(event(json), &config(&[]), &source, &t, &store)
+    let report = start_reading(event(json), &source, &t, &store)
         .await
         .unwrap();
     assert_eq!(report.rejected.len(), 1);
-    let owner = Owner::new("alice").unwrap();
-    assert_eq!(
-        store
-            .list_unread(&owner, 10, None)
-            .await
-            .unwrap()
-            .messages
-            .len(),
-        1
-    );
-    let uploads = store.list_uploads(&owner, 10, None).await.unwrap().uploads;
-    assert_eq!(uploads[0].state, UploadState::Rejected);
+    assert_eq!(alices_unread(&store).await.len(), 1);
+    assert_eq!(alices_uploads(&store).await[0].state, UploadState::Rejected);
 }
 
 #[tokio::test]
@@ -674,26 +668,17 @@ async fn a_redelivered_refusal_reads_nothing_and_tells_the_owner_once() {
     let store = MemoryStore::default();
     let source = MemorySource::audio().with("media/alice/song.mp3", PLAYLIST);
     let json = include_str!("../../../../events/s3-put.json");
-    let first = start_transcode(event(json), &config(&[]), &source, &t, &store)
+    let first = start_reading(event(json), &source, &t, &store)
         .await
         .unwrap();
     // The bucket now fails every read: a redelivery that read again would fail.
-    let again = start_transcode(event(json), &config(&[]), &Unavailable, &t, &store)
+    let again = start_reading(event(json), &Unavailable, &t, &store)
         .await
         .unwrap();
     assert!(again.rejected.is_empty());
     assert_eq!(again.duplicates[0].job_id.0, first.rejected[0].message_id.0);
     assert!(t.jobs.lock().unwrap().is_empty());
-    let owner = Owner::new("alice").unwrap();
-    assert_eq!(
-        store
-            .list_unread(&owner, 10, None)
-            .await
-            .unwrap()
-            .messages
-            .len(),
-        1
-    );
+    assert_eq!(alices_unread(&store).await.len(), 1);
 }
 
 #[tokio::test]
@@ -701,7 +686,7 @@ async fn an_unreadable_upload_is_retried_and_the_retry_starts_it() {
     let t = FakeTranscoder::default();
     let store = MemoryStore::default();
     let json = include_str!("../../../../events/s3-put.json");
-    let err = start_transcode(event(json), &config(&[]), &Unavailable, &t, &store)
+    let err = start_reading(event(json), &Unavailable, &t, &store)
         .await
         .unwrap_err();
     assert!(
@@ -749,13 +734,12 @@ impl SourceReader for Replaced {
 async fn ends_superseded(source: &impl SourceReader) {
     let json = include_str!("../../../../events/s3-put.json");
     let (t, store) = (FakeTranscoder::default(), MemoryStore::default());
-    let report = start_transcode(event(json), &config(&[]), source, &t, &store)
+    let report = start_reading(event(json), source, &t, &store)
         .await
         .unwrap();
     assert_eq!(report.skipped.len(), 1);
     assert!(t.jobs.lock().unwrap().is_empty());
-    let owner = Owner::new("alice").unwrap();
-    let uploads = store.list_uploads(&owner, 10, None).await.unwrap().uploads;
+    let uploads = alices_uploads(&store).await;
     assert_eq!(uploads.len(), 1);
     assert_eq!(
         (
@@ -766,8 +750,7 @@ async fn ends_superseded(source: &impl SourceReader) {
         (UploadState::Superseded, Some(transcoder_core::GONE), None)
     );
     // No message: the newer upload, if any, has its own, and there is nothing to act on.
-    let page = store.list_unread(&owner, 10, None).await.unwrap();
-    assert!(page.messages.is_empty());
+    assert!(alices_unread(&store).await.is_empty());
 }
 
 #[tokio::test]
@@ -782,7 +765,7 @@ async fn a_gone_upload_whose_end_cannot_be_written_is_retried_until_it_is() {
     store.fail_upload_writes(&[UploadState::Superseded]);
     let t = FakeTranscoder::default();
     let json = include_str!("../../../../events/s3-put.json");
-    let err = start_transcode(event(json), &config(&[]), &Replaced, &t, &store)
+    let err = start_reading(event(json), &Replaced, &t, &store)
         .await
         .unwrap_err();
     assert!(
@@ -791,32 +774,17 @@ async fn a_gone_upload_whose_end_cannot_be_written_is_retried_until_it_is() {
     );
     store.fail_upload_writes(&[]);
     // The claim was given back, so the retry reads again and ends the record.
-    start_transcode(event(json), &config(&[]), &Replaced, &t, &store)
+    start_reading(event(json), &Replaced, &t, &store)
         .await
         .unwrap();
-    let owner = Owner::new("alice").unwrap();
-    let uploads = store.list_uploads(&owner, 10, None).await.unwrap().uploads;
+    let uploads = alices_uploads(&store).await;
     assert_eq!(uploads[0].state, UploadState::Superseded);
     assert!(t.jobs.lock().unwrap().is_empty());
 }
 
 #[tokio::test]
 async fn the_event_etag_is_handed_to_the_reader() {
-    /// Keeps the uploads it was asked to read.
-    #[derive(Default)]
-    struct Asked(Mutex<Vec<SourceObject>>);
-    impl SourceReader for Asked {
-        async fn read_range(
-            &self,
-            upload: &SourceObject,
-            offset: u64,
-            len: usize,
-        ) -> Result<Vec<u8>, SourceError> {
-            self.0.lock().unwrap().push(upload.clone());
-            MemorySource::audio().read_range(upload, offset, len).await
-        }
-    }
-    let asked = Asked::default();
+    let asked = RecordingSource::new(MemorySource::audio());
     let json = include_str!("../../../../events/s3-put.json");
     let t = FakeTranscoder::default();
     start_transcode(
@@ -828,7 +796,7 @@ async fn the_event_etag_is_handed_to_the_reader() {
     )
     .await
     .unwrap();
-    let asked = asked.0.lock().unwrap();
+    let asked = asked.uploads();
     assert_eq!(asked.len(), 1);
     assert_eq!(asked[0].bucket, "audio-transcoder-media");
     assert_eq!(asked[0].key.as_str(), "media/alice/song.mp3");

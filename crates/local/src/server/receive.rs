@@ -142,13 +142,13 @@ mod tests {
     #[tokio::test]
     async fn the_choice_is_kept_with_the_file_and_read_back_only_for_that_file() {
         use transcoder_core::{SourceObject, SourceReader};
-        let dir = std::env::temp_dir().join(format!("choice-meta-{}", std::process::id()));
+        let dir = transcoder_testkit::scratch();
         let file = dir.join("media/alice/song.mp3");
         std::fs::create_dir_all(file.parent().unwrap()).unwrap();
         let metadata = [("outputs".to_owned(), "opus:64".to_owned())];
         let body = Body::from(transcoder_testkit::mp3_frames(1));
         receive(&file, body, 417, &metadata).await.unwrap();
-        let folder = crate::bucket::BucketFolder::new(&dir);
+        let folder = crate::bucket::BucketFolder::new(dir.path());
         let upload = SourceObject {
             bucket: "local".into(),
             key: ObjectKey::new("media/alice/song.mp3").unwrap(),
@@ -182,6 +182,5 @@ mod tests {
                 .metadata
                 .is_empty()
         );
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
