@@ -228,7 +228,9 @@ async fn tell_abandoned(
         Ok(job) => {
             let span =
                 info_span!("abandoned", sqs_message_id = %Escaped(id), key = %job.source.escaped());
-            let told = abandon(&job, reason, store).instrument(span.clone()).await;
+            // Boxed: inline, this future's nesting (down through the SDK's) is deeper than the
+            // compiler lays out by default in the binary that calls it.
+            let told = Box::pin(abandon(&job, reason, store).instrument(span.clone())).await;
             let _in = span.enter();
             match told {
                 Ok(()) => {
