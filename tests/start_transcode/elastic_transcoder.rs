@@ -48,7 +48,8 @@ async fn every_sample_event_starts_exactly_the_jobs_it_should() {
     let mut starter = Starter::start(ElasticTranscoder, &env).await;
     assert_each_sample_starts_its_jobs(&mut starter).await;
 
-    // Skips are log lines that name the record and its key, in Lambda's JSON log format.
+    // Skips are log lines in the span that names the record and its key, in Lambda's JSON log
+    // format: the line's own fields say why.
     let skipped: Vec<Value> = starter
         .function
         .output()
@@ -56,10 +57,11 @@ async fn every_sample_event_starts_exactly_the_jobs_it_should() {
         .filter_map(|line| serde_json::from_str::<Value>(line).ok())
         .filter(|line| line["fields"]["message"] == "record skipped")
         .collect();
-    let named = |key: &str| skipped.iter().find(|l| l["fields"]["key"] == key).cloned();
+    let named = |key: &str| skipped.iter().find(|l| l["span"]["key"] == key).cloned();
     let output =
         named("transcoded/alice/song.wav").expect("the output-prefix key is logged as skipped");
-    assert_eq!(output["fields"]["record"], 0);
+    assert_eq!(output["span"]["name"], "record");
+    assert_eq!(output["span"]["record"], 0);
     assert!(
         output["fields"]["reason"]
             .as_str()
