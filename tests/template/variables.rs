@@ -27,6 +27,7 @@ const VALUES: &[(&str, &str)] = &[
     ),
     ("INTAKE_MAX_RECEIVES", "5"),
     ("JOBS_PER_SECOND", "1"),
+    ("AWS_RETRY_MODE", "standard"),
     ("START_MAX_CONCURRENCY", "2"),
     (
         "TOPIC_ARN",

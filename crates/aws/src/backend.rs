@@ -1,6 +1,7 @@
 //! The transcoding service chosen by `TRANSCODER`, built once per cold start.
 
 use aws_config::SdkConfig;
+use aws_config::retry::{RetryConfig, RetryMode};
 use transcoder_core::{ConfigError, Env, JobId, TranscodeJob, Transcoder, TranscoderError};
 
 use crate::elastic_transcoder::ElasticTranscoder;
@@ -27,11 +28,13 @@ impl CloudTranscoder {
         "MEDIACONVERT_QUEUE_ARN",
         "JOB_TAG",
         "JOBS_QUEUE_URL",
+        "AWS_RETRY_MODE",
     ];
 
     /// Builds the backend named by `TRANSCODER` (default `lambda`, as in template.yaml: our own
     /// worker, fed by a queue; Elastic Transcoder was discontinued on 13 Nov 2025).
     pub async fn from_env(sdk: &SdkConfig, env: &impl Env) -> Result<Self, SetupError> {
+        let sdk = &with_adaptive_retry(sdk, env);
         let backend = env.get_or("TRANSCODER", "lambda");
         match backend.trim().to_ascii_lowercase().as_str() {
             "lambda" => {
@@ -100,6 +103,19 @@ impl CloudTranscoder {
     }
 }
 
+#[cfg(test)]
+impl CloudTranscoder {
+    /// The retry mode of this backend's client.
+    fn retry_mode(&self) -> Option<RetryMode> {
+        let retry = match self {
+            Self::Lambda(queue) => queue.client().config().retry_config().cloned(),
+            Self::ElasticTranscoder(et) => et.client().config().retry_config().cloned(),
+            Self::MediaConvert(mc) => mc.client().config().retry_config().cloned(),
+        };
+        retry.map(|r| r.mode())
+    }
+}
+
 impl Transcoder for CloudTranscoder {
     async fn start_job(&self, job: &TranscodeJob) -> Result<JobId, TranscoderError> {
         match self {
@@ -108,6 +124,27 @@ impl Transcoder for CloudTranscoder {
             Self::MediaConvert(mc) => mc.start_job(job).await,
         }
     }
+}
+
+/// `sdk` for the transcoder's requests: the SDK's adaptive retry mode, unless `AWS_RETRY_MODE`
+/// names one. Once throttled, adaptive mode also paces the client's own requests at the rate the
+/// service answers, so a burst waits in the client instead of going back to the intake queue.
+/// `make bench SECTION=burst` (docs/benchmarks.md): 2,000 uploads at once against 10 CreateJobs a
+/// second drained in 1.07 × uploads ÷ rate with 356 CreateJobs throttled and 763 messages
+/// received again; the standard mode took 1.02 ×, but with 33,808 and 31,451, and at the stack's
+/// visibility timeout (185 s) it drained at 11 % of the rate: each throttled message came back
+/// 185 s later with all the others.
+fn with_adaptive_retry(sdk: &SdkConfig, env: &impl Env) -> SdkConfig {
+    if env.get("AWS_RETRY_MODE").is_some() {
+        return sdk.clone();
+    }
+    // Keeps what else was configured, such as AWS_MAX_ATTEMPTS.
+    let retry = sdk
+        .retry_config()
+        .cloned()
+        .unwrap_or_else(RetryConfig::standard)
+        .with_retry_mode(RetryMode::Adaptive);
+    sdk.to_builder().retry_config(retry).build()
 }
 
 /// Checks that `value` of variable `name` is an ARN of the kind that contains `service` and
@@ -144,6 +181,66 @@ mod tests {
     }
 
     const ROLE: &str = "arn:aws:iam::123456789012:role/MediaConvertRole";
+
+    /// `env` and one more variable.
+    struct Also<'a, E>((&'a str, &'a str), &'a E);
+
+    impl<E: Env> Env for Also<'_, E> {
+        fn get(&self, name: &str) -> Option<String> {
+            let ((extra, value), env) = (self.0, self.1);
+            if name == extra {
+                Some(value.to_owned())
+            } else {
+                env.get(name)
+            }
+        }
+    }
+
+    /// The retry mode of the backend `env` names: by itself, and with `AWS_RETRY_MODE=standard`
+    /// (then the SDK has read the variable already, and its configuration stays as it is).
+    async fn retry_modes(env: &impl Env) -> (Option<RetryMode>, Option<RetryMode>) {
+        let by_itself = backend(env).await.unwrap().retry_mode();
+        let standard = SdkConfig::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .retry_config(RetryConfig::standard())
+            .build();
+        let told = Also(("AWS_RETRY_MODE", "standard"), env);
+        let told = CloudTranscoder::from_env(&standard, &told).await.unwrap();
+        (by_itself, told.retry_mode())
+    }
+
+    #[tokio::test]
+    async fn every_backend_retries_adaptively_unless_aws_retry_mode_says_otherwise() {
+        let expected = (Some(RetryMode::Adaptive), Some(RetryMode::Standard));
+        let queue = "https://sqs.eu-west-1.amazonaws.com/123456789012/jobs";
+        let lambda = [("TRANSCODER", "lambda"), ("JOBS_QUEUE_URL", queue)];
+        assert_eq!(retry_modes(&lambda).await, expected);
+        let et = [
+            ("TRANSCODER", "elastictranscoder"),
+            ("PIPELINE_ID", "1111111111111-abcde1"),
+        ];
+        assert_eq!(retry_modes(&et).await, expected);
+        let mc = [
+            ("TRANSCODER", "mediaconvert"),
+            ("MEDIACONVERT_ROLE_ARN", ROLE),
+        ];
+        assert_eq!(retry_modes(&mc).await, expected);
+    }
+
+    #[test]
+    fn adaptive_retry_keeps_the_other_retry_settings() {
+        let sdk = SdkConfig::builder()
+            .retry_config(RetryConfig::standard().with_max_attempts(5))
+            .build();
+        let retry = with_adaptive_retry(&sdk, &[("TRANSCODER", "lambda")])
+            .retry_config()
+            .cloned()
+            .unwrap();
+        assert_eq!(
+            (retry.mode(), retry.max_attempts()),
+            (RetryMode::Adaptive, 5)
+        );
+    }
 
     #[tokio::test]
     async fn mediaconvert_takes_its_role_queue_and_tag_from_the_environment() {

@@ -51,6 +51,11 @@ impl ElasticTranscoder {
         &self.pipeline_id
     }
 
+    #[cfg(test)]
+    pub(crate) fn client(&self) -> &Client {
+        &self.client
+    }
+
     /// Finds the id of the one pipeline called `name`.
     pub async fn find_pipeline(client: &Client, name: &str) -> Result<String, SetupError> {
         let pipelines: Vec<_> = client

@@ -28,6 +28,11 @@ impl JobsQueue {
     pub fn queue_url(&self) -> &str {
         &self.queue_url
     }
+
+    #[cfg(test)]
+    pub(crate) fn client(&self) -> &Client {
+        &self.client
+    }
 }
 
 impl Transcoder for JobsQueue {

@@ -72,6 +72,11 @@ impl MediaConvert {
         &self.role_arn
     }
 
+    #[cfg(test)]
+    pub(crate) fn client(&self) -> &Client {
+        &self.client
+    }
+
     pub fn queue_arn(&self) -> Option<&str> {
         self.queue_arn.as_deref()
     }
