@@ -84,8 +84,8 @@ pub async fn burst() {
     let instances = setting("BENCH_BURST_INSTANCES", 10.0) as usize;
     let visibility = Duration::from_secs(setting("BENCH_BURST_VISIBILITY_SECONDS", 5.0) as u64);
     let max_receives = setting("BENCH_BURST_MAX_RECEIVES", 100.0) as u32;
-    // The SDK's retry mode in the instances: `standard` (as deployed) or `adaptive`.
-    let retry_mode = std::env::var("BENCH_BURST_RETRY_MODE").unwrap_or_else(|_| "standard".into());
+    // The SDK's retry mode in the instances (AWS_RETRY_MODE): unset, the code's own, adaptive.
+    let retry_mode = std::env::var("BENCH_BURST_RETRY_MODE").ok();
     // Whether the instances pace themselves at their share of the stub's rate (JOBS_PER_SECOND).
     let paced = std::env::var("BENCH_BURST_PACED").is_ok_and(|v| v == "1");
     let (jobs_per_second, concurrency) = (rate.to_string(), instances.to_string());
@@ -102,11 +102,10 @@ pub async fn burst() {
     let mut starters = Vec::new();
     for _ in 0..instances {
         let role = ("MEDIACONVERT_ROLE_ARN", "arn:aws:iam::123456789012:role/mc");
-        let mut env = vec![
-            role,
-            ("AWS_LAMBDA_LOG_LEVEL", "error"),
-            ("AWS_RETRY_MODE", &retry_mode),
-        ];
+        let mut env = vec![role, ("AWS_LAMBDA_LOG_LEVEL", "error")];
+        if let Some(mode) = &retry_mode {
+            env.push(("AWS_RETRY_MODE", mode));
+        }
         if paced {
             env.push(("JOBS_PER_SECOND", &jobs_per_second));
             env.push(("START_MAX_CONCURRENCY", &concurrency));
@@ -177,8 +176,22 @@ pub async fn burst() {
     }
     let drained = started.elapsed();
     let in_dead_letters = waiting(&moto, &dead_letters.url).await;
+    let queued = waiting(&moto, &intake.url).await;
     let counts = accepted.lock().unwrap().clone();
     let jobs = counts.len();
+    let lost = uploads.saturating_sub(jobs + (queued + in_dead_letters) as usize);
+    // When 99 % of the uploads had their job: the drain without its last few stragglers.
+    let mut accepted_at: Vec<Instant> = seen
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(_, accepted)| *accepted)
+        .map(|(at, _)| *at)
+        .collect();
+    accepted_at.sort();
+    let most = accepted_at
+        .get((uploads * 99).div_ceil(100).saturating_sub(1))
+        .map(|at| at.saturating_duration_since(started));
     let duplicates: usize = counts.values().map(|n| n.saturating_sub(1)).sum();
     let ideal = uploads as f64 / rate;
     let retried = *failures.lock().unwrap();
@@ -194,14 +207,20 @@ pub async fn burst() {
         "MediaConvert stub whose CreateJob is a token bucket of {rate} a second (at most {burst}), `429 TooManyRequestsException`"
     );
     println!(
-        "beyond it; DynamoDB Local holds the claims. The queue's visibility timeout is {} s here (the stack's is 185 s,",
-        visibility.as_secs()
+        "beyond it; DynamoDB Local holds the claims. The queue's visibility timeout is {} s here ({}), and its dead-letter queue",
+        visibility.as_secs(),
+        if visibility.as_secs() == 185 {
+            "as the stack's, six times the function's timeout"
+        } else {
+            "the stack's is 185 s, six times the function's timeout"
+        }
     );
     println!(
-        "six times the function's timeout: scaled down so that the bench takes minutes), and its dead-letter queue"
-    );
-    println!(
-        "takes a message after {max_receives} receives. The SDK's retry mode is `{retry_mode}`; {}.\n",
+        "takes a message after {max_receives} receives. The SDK's retry mode is {}; {}.\n",
+        match &retry_mode {
+            Some(mode) => format!("`{mode}` (`AWS_RETRY_MODE`)"),
+            None => "the code's own, `adaptive`".to_owned(),
+        },
         if paced {
             format!(
                 "each instance paces its CreateJobs at {rate} ÷ {instances} a second (`JOBS_PER_SECOND`, `START_MAX_CONCURRENCY`)"
@@ -211,19 +230,30 @@ pub async fn burst() {
         }
     );
     println!(
-        "| path | uploads | jobs started | lost | duplicates | in the dead-letter queue | drain | ÷ uploads ÷ rate |"
+        "| path | uploads | jobs started | still queued | lost | duplicates | in the dead-letter queue | drain | ÷ uploads ÷ rate | 99 % started | ÷ uploads ÷ rate |"
     );
-    println!("| --- | --- | --- | --- | --- | --- | --- | --- |");
+    println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
+    let (most, most_ratio) = match most {
+        Some(at) => (
+            format!("{:.1} s", at.as_secs_f64()),
+            format!("{:.2} ×", at.as_secs_f64() / ideal),
+        ),
+        None => ("—".to_owned(), "—".to_owned()),
+    };
     println!(
-        "| intake queue | {uploads} | {jobs} | {} | {duplicates} | {in_dead_letters} | {:.1} s | {:.2} × |",
-        uploads - jobs.min(uploads),
+        "| intake queue | {uploads} | {jobs} | {queued} | {lost} | {duplicates} | {in_dead_letters} | {:.1} s | {:.2} × | {most} | {most_ratio} |",
         drained.as_secs_f64(),
         drained.as_secs_f64() / ideal
     );
     let (old_jobs, old_lost) = old_async_path(uploads, rate, burst);
     println!(
-        "| direct asynchronous invocation (simulated) | {uploads} | {old_jobs} | {old_lost} | 0 | {old_lost} in the failure queue | — | — |\n"
+        "| direct asynchronous invocation (simulated) | {uploads} | {old_jobs} | 0 | {old_lost} | 0 | {old_lost} in the failure queue | — | — | — | — |\n"
     );
+    if queued > 0 {
+        println!(
+            "The bench stopped at its deadline (a minute plus three times uploads ÷ rate) with {queued} uploads still on the queue.\n"
+        );
+    }
     println!(
         "Messages received again along the way (batch-item failures when throttled, and deletes too late): {retried}."
     );
@@ -282,21 +312,24 @@ fn timeline(calls: &Calls, started: Instant, rate: f64, burst: f64) {
     );
 }
 
-/// The messages waiting on the queue at `url`.
+/// The messages on the queue at `url`, those received and not yet back included.
 async fn waiting(moto: &Moto, url: &str) -> u64 {
+    let counts = [
+        QueueAttributeName::ApproximateNumberOfMessages,
+        QueueAttributeName::ApproximateNumberOfMessagesNotVisible,
+    ];
     let attributes = moto
         .sqs()
         .get_queue_attributes()
         .queue_url(url)
-        .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
+        .set_attribute_names(Some(counts.to_vec()))
         .send()
         .await
         .expect("moto answers");
-    attributes
-        .attributes()
-        .and_then(|a| a.get(&QueueAttributeName::ApproximateNumberOfMessages))
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(0)
+    counts
+        .iter()
+        .filter_map(|name| attributes.attributes()?.get(name)?.parse::<u64>().ok())
+        .sum()
 }
 
 /// Jobs started and uploads lost by the direct asynchronous path under the same burst: an
