@@ -1,6 +1,7 @@
 //! `start-transcode` on its intake queue, through the built binary: a batch of S3 notifications
 //! whose throttled jobs are exactly its batch-item failures, a redelivery that starts only those,
-//! and poison messages that never block a batch.
+//! poison messages that never block a batch, and a message from the dead-letter queue that still
+//! tells its owner.
 
 use serde_json::{Value, json};
 use system_tests::dynamodb_local::DynamoDbLocal;
@@ -10,6 +11,7 @@ use system_tests::functions::{
 use system_tests::s3::{self, Object};
 use system_tests::{Function, sample_event};
 use transcoder_aws::DynamoStore;
+use transcoder_core::{ABANDONED_REASON, Owner, UploadState, UploadStore};
 
 use crate::starter::{assert_told_not_audio, mediaconvert_on};
 
@@ -186,4 +188,41 @@ async fn an_instance_paced_below_its_batch_starts_its_share_and_gives_back_the_r
     assert_eq!(failures(&response).len(), 2, "{response}");
     assert_eq!(sources(&create_jobs(&transcoder)).len(), 1);
     assert!(starter.logged(&["jobs a second are being started already"]));
+}
+
+#[tokio::test]
+async fn a_message_from_the_dead_letter_queue_ends_its_upload_failed_and_tells_its_owner_once() {
+    let db = DynamoDbLocal::start().await;
+    let bucket = s3::bucket(Vec::new()).await;
+    let sample = sample_event("sqs-intake-dead-letter.json");
+    let dead_letters = sample["Records"][0]["eventSourceARN"].as_str().unwrap();
+    let env = [("INTAKE_DEAD_LETTER_QUEUE_ARN", dead_letters)];
+    let (transcoder, mut starter, table) = starter(&db, &bucket, &env).await;
+    let store = DynamoStore::new(db.client(), &table, 30);
+
+    // SQS delivers at least once: the second delivery changes nothing.
+    for _ in 0..2 {
+        let response = starter
+            .invoke_sample("sqs-intake-dead-letter.json")
+            .await
+            .response();
+        assert_eq!(failures(&response), Vec::<String>::new(), "{response}");
+    }
+    // Nothing is started from the dead-letter queue: the upload's hour is over.
+    assert_eq!(sources(&create_jobs(&transcoder)), Vec::<String>::new());
+    let told = unread(&store, "alice").await;
+    assert_eq!(told.len(), 1, "{told:?}");
+    assert_eq!(told[0].file, "song.mp3");
+    assert!(
+        told[0].text.contains("could not be started"),
+        "{}",
+        told[0].text
+    );
+    let alice = Owner::new("alice").unwrap();
+    let uploads = store.list_uploads(&alice, 10, None).await.unwrap().uploads;
+    assert_eq!(uploads.len(), 1, "{uploads:?}");
+    assert_eq!(
+        (uploads[0].state, uploads[0].reason.as_deref()),
+        (UploadState::Failed, Some(ABANDONED_REASON))
+    );
 }
