@@ -129,11 +129,8 @@ impl Transcoder for CloudTranscoder {
 /// `sdk` for the transcoder's requests: the SDK's adaptive retry mode, unless `AWS_RETRY_MODE`
 /// names one. Once throttled, adaptive mode also paces the client's own requests at the rate the
 /// service answers, so a burst waits in the client instead of going back to the intake queue.
-/// `make bench SECTION=burst` (docs/benchmarks.md): 2,000 uploads at once against 10 CreateJobs a
-/// second drained in 1.07 × uploads ÷ rate with 356 CreateJobs throttled and 763 messages
-/// received again; the standard mode took 1.02 ×, but with 33,808 and 31,451, and at the stack's
-/// visibility timeout (185 s) it drained at 11 % of the rate: each throttled message came back
-/// 185 s later with all the others.
+/// With the standard mode, at the stack's visibility timeout, each throttled message came back
+/// 185 s later with all the others (`make bench SECTION=burst`, docs/benchmarks.md).
 fn with_adaptive_retry(sdk: &SdkConfig, env: &impl Env) -> SdkConfig {
     if env.get("AWS_RETRY_MODE").is_some() {
         return sdk.clone();

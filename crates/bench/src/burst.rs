@@ -230,7 +230,7 @@ pub async fn burst() {
         }
     );
     println!(
-        "| path | uploads | jobs started | still queued | lost | duplicates | in the dead-letter queue | drain | ÷ uploads ÷ rate | 99 % started | ÷ uploads ÷ rate |"
+        "| path | uploads | jobs started | still queued | lost | duplicates | in the dead-letter queue | drain | ÷ uploads ÷ rate | 99 % started | 99 % ÷ uploads ÷ rate |"
     );
     println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
     let (most, most_ratio) = match most {
